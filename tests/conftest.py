@@ -1,0 +1,18 @@
+"""Test-wide setup: 8 fake CPU devices (set before JAX starts) and a float64 fixture."""
+
+import os
+
+# Sharding tests need several devices; on the CPU XLA can fake them. This must happen before
+# the first `import jax` anywhere in the test session.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def x64():
+  """Runs the test with float64 enabled (references are computed in float64)."""
+  with jax.enable_x64(True):
+    yield
