@@ -20,9 +20,19 @@ Token ids: 0 padding, 1-10 the digits 0-9, 11-14 `[MIN`, `[MAX`, `[MED`, `[SM`, 
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
+import multiprocessing
 import statistics
+import time
 
+from absl import logging
+import ml_collections
+from ml_collections import config_dict
 import numpy as np
+import tensorflow_datasets as tfds
+
+from ms_ssm_jax.data.task import TaskDef, TaskSpec
 
 PAD_ID = 0
 LISTOPS_TOKENS = (
@@ -99,3 +109,415 @@ def evaluate_listops(text: str) -> int:
   if frames or result is None:
     raise ValueError(f"incomplete ListOps expression {text[:80]!r}")
   return result
+
+
+# The distribution of LRA's generator (`lra_benchmarks/data/listops.py`).
+MAX_DEPTH = 10
+MIN_ARGS = 2
+MAX_ARGS = 10
+OPERATOR_PROB = 0.25
+# The shortest operator expression, `[OP a b ]`.
+_MIN_WINDOW_LENGTH = 4
+
+# Trees are drawn in batches of attempts, level by level, with numpy ops over all nodes of a
+# level at once; a shard is a fixed number of accepted trees from its own seed.
+_ATTEMPTS_PER_BATCH = 8192
+_SHARD_SIZE = 2048
+# With an acceptance rate this low the window cannot be reached in reasonable time.
+_MAX_ATTEMPTS_WITHOUT_ACCEPT = 10_000_000
+
+
+def _sample_structure(rng, num_attempts, max_length):
+  """Draws tree shapes breadth first, dropping trees that already exceed `max_length`.
+
+  Returns per-level lists (level 0 holds the roots) of `tree` (attempt index), `is_op` and
+  `num_children` for every node, and per attempt the token count and whether it stayed alive.
+  The children of a level's nodes are the next level's nodes, grouped by parent, in order.
+  """
+  tree = np.arange(num_attempts)
+  length = np.zeros(num_attempts, np.int64)
+  alive = np.ones(num_attempts, bool)
+  levels = []
+  for depth in range(1, MAX_DEPTH + 1):
+    if depth < MAX_DEPTH:
+      is_op = rng.random(tree.size) < OPERATOR_PROB
+    else:
+      is_op = np.zeros(tree.size, bool)
+    num_children = np.zeros(tree.size, np.int64)
+    num_children[is_op] = rng.integers(MIN_ARGS, MAX_ARGS + 1, size=int(is_op.sum()))
+    length += np.bincount(tree, weights=1 + is_op, minlength=num_attempts).astype(np.int64)
+    levels.append((tree, is_op, num_children))
+    children = np.repeat(tree, num_children)
+    # Each pending child adds at least one token, so these trees can only grow too long.
+    alive &= length + np.bincount(children, minlength=num_attempts) <= max_length
+    tree = children[alive[children]]
+  return levels, length, alive
+
+
+def _evaluate_level(child_value, child_size, op_type, num_children):
+  """Values and token counts `(n_ops,)` of one level's operators from their children's."""
+  starts = np.cumsum(num_children) - num_children
+  group = np.repeat(np.arange(num_children.size), num_children)
+  # Per operator, how many children are <= v for each digit v; the k-th smallest child
+  # (from 0) is then the number of digits with at most k children below or at them.
+  histogram = np.bincount(group * 10 + child_value, minlength=num_children.size * 10)
+  at_most = np.cumsum(histogram.reshape(-1, 10), axis=1)
+
+  def kth_smallest(k):
+    return (at_most <= k[:, None]).sum(axis=1)
+
+  minimum = kth_smallest(np.zeros_like(num_children))
+  maximum = kth_smallest(num_children - 1)
+  # For an even count the mean of the middle two, truncated as LRA's `int(np.median(...))`
+  # does (values are non-negative, so truncation is floor).
+  median = (kth_smallest((num_children - 1) // 2) + kth_smallest(num_children // 2)) // 2
+  sum_mod = np.add.reduceat(child_value, starts) % 10
+  value = np.choose(op_type, [minimum, maximum, median, sum_mod])
+  size = 2 + np.add.reduceat(child_size, starts)
+  return value, size
+
+
+def _sample_trees(rng, num_attempts, min_length, max_length):
+  """Accepted trees of `num_attempts` draws: flat tokens (uint8), lengths and labels."""
+  levels, length, alive = _sample_structure(rng, num_attempts, max_length)
+  accepted = alive & (length >= min_length) & (length <= max_length)
+  if not accepted.any():
+    return np.zeros(0, np.uint8), np.zeros(0, np.int64), np.zeros(0, np.int64)
+  # The nodes of accepted trees; children stay grouped by parent in their parents' order.
+  kept = []
+  for tree, is_op, num_children in levels:
+    keep = accepted[tree]
+    if keep.any():
+      kept.append((is_op[keep], num_children[keep]))
+
+  op_types = [rng.integers(0, len(_OPERATORS), size=int(is_op.sum())) for is_op, _ in kept]
+  values = [rng.integers(0, 10, size=is_op.size) for is_op, _ in kept]
+  sizes = [np.ones(is_op.size, np.int64) for is_op, _ in kept]
+  for d in reversed(range(len(kept) - 1)):
+    is_op, num_children = kept[d]
+    values[d][is_op], sizes[d][is_op] = _evaluate_level(
+        values[d + 1], sizes[d + 1], op_types[d], num_children[is_op]
+    )
+
+  # Token positions top down: a child starts after its parent's `[OP` and its older siblings.
+  tokens = np.empty(int(sizes[0].sum()), np.uint8)
+  position = np.cumsum(sizes[0]) - sizes[0]
+  for d, (is_op, num_children) in enumerate(kept):
+    tokens[position[~is_op]] = _DIGIT_OFFSET + values[d][~is_op]
+    op_position, op_size = position[is_op], sizes[d][is_op]
+    tokens[op_position] = _OPERATOR_OFFSET + op_types[d]
+    tokens[op_position + op_size - 1] = _END_ID
+    if d + 1 < len(kept):
+      counts = num_children[is_op]
+      start = np.cumsum(sizes[d + 1]) - sizes[d + 1]
+      group_start = start[np.cumsum(counts) - counts]
+      position = np.repeat(op_position + 1 - group_start, counts) + start
+  return tokens, sizes[0], values[0]
+
+
+def _check_window(min_length: int, max_length: int) -> None:
+  if not _MIN_WINDOW_LENGTH <= min_length <= max_length:
+    raise ValueError(
+        f"ListOps length window [{min_length}, {max_length}] must satisfy "
+        f"{_MIN_WINDOW_LENGTH} <= min_length <= max_length (the shortest expression, "
+        f"`[OP a b ]`, has {_MIN_WINDOW_LENGTH} tokens)"
+    )
+
+
+def generate_listops_shard(
+    seed: int, shard_index: int, num_examples: int, min_length: int, max_length: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """`num_examples` trees with token counts in [min_length, max_length], from `(seed, shard)`.
+
+  Returns flat uint8 tokens of all trees one after the other, their lengths `(n,)` and their
+  labels `(n,)`. Repeats within and across shards are possible (and dropped by the caller).
+  """
+  _check_window(min_length, max_length)
+  rng = np.random.default_rng([seed, shard_index])
+  tokens, lengths, labels = [], [], []
+  count = attempts = 0
+  while count < num_examples:
+    if count == 0 and attempts >= _MAX_ATTEMPTS_WITHOUT_ACCEPT:
+      raise ValueError(
+          f"no ListOps tree with a length in [{min_length}, {max_length}] in {attempts} "
+          "draws: under LRA's distribution this window is too rare; widen it"
+      )
+    batch_tokens, batch_lengths, batch_labels = _sample_trees(
+        rng, _ATTEMPTS_PER_BATCH, min_length, max_length
+    )
+    attempts += _ATTEMPTS_PER_BATCH
+    tokens.append(batch_tokens)
+    lengths.append(batch_lengths)
+    labels.append(batch_labels)
+    count += batch_lengths.size
+  lengths = np.concatenate(lengths)[:num_examples]
+  tokens = np.concatenate(tokens)[: int(lengths.sum())]
+  labels = np.concatenate(labels)[:num_examples]
+  return tokens, lengths.astype(np.int32), labels.astype(np.int32)
+
+
+def generate_listops(
+    num_examples: int, *, min_length: int, max_length: int, seed: int, num_workers: int = 1
+) -> tuple[list[np.ndarray], np.ndarray]:
+  """`num_examples` distinct trees: token arrays `(l,)` uint8 and labels `(num_examples,)` int32.
+
+  Shards of `_SHARD_SIZE` trees come from their own seeds `(seed, shard)` and are merged in
+  shard order, keeping the first copy of a repeated tree, so the result depends only on the
+  arguments, not on `num_workers` (processes that generate shards in parallel).
+  """
+  _check_window(min_length, max_length)
+  if num_examples < 0 or seed < 0 or num_workers < 1:
+    raise ValueError(
+        f"need num_examples >= 0, seed >= 0 and num_workers >= 1, got {num_examples}, {seed}, "
+        f"{num_workers}"
+    )
+  shard_size = min(_SHARD_SIZE, max(num_examples, 1))
+  examples: dict[bytes, tuple[np.ndarray, int]] = {}
+  next_shard = draws_without_new = 0
+  with _shard_executor(num_workers) as executor:
+    while len(examples) < num_examples:
+      num_shards = -(-(num_examples - len(examples)) // shard_size)
+      shard_args = [
+          (seed, shard, shard_size, min_length, max_length)
+          for shard in range(next_shard, next_shard + num_shards)
+      ]
+      next_shard += num_shards
+      found = len(examples)
+      for tokens, lengths, labels in executor.map(_generate_shard_from_args, shard_args):
+        for tree, label in zip(np.split(tokens, np.cumsum(lengths)[:-1]), labels.tolist()):
+          examples.setdefault(tree.tobytes(), (tree, label))
+      draws = num_shards * shard_size
+      draws_without_new = 0 if len(examples) > found else draws_without_new + draws
+      # Small windows hold few distinct trees; stop once new ones have become this rare.
+      if draws_without_new >= 10 * num_examples:
+        raise ValueError(
+            f"only {found} distinct ListOps trees found with lengths in [{min_length}, "
+            f"{max_length}] (the last {draws_without_new} draws brought no new one), fewer than "
+            f"the {num_examples} requested: widen the length window or ask for fewer examples"
+        )
+  selected = list(examples.values())[:num_examples]
+  return [tree for tree, _ in selected], np.array([label for _, label in selected], np.int32)
+
+
+def _generate_shard_from_args(args):
+  return generate_listops_shard(*args)
+
+
+class _InProcessExecutor:
+  """The `map` of an executor, run in this process (no worker start-up for small jobs)."""
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc_info):
+    return False
+
+  def map(self, fn, iterable):
+    return map(fn, iterable)
+
+
+def _shard_executor(num_workers: int):
+  if num_workers == 1:
+    return _InProcessExecutor()
+  # Spawned, not forked: the parent may hold JAX or other threads that fork would copy broken.
+  return concurrent.futures.ProcessPoolExecutor(
+      num_workers, mp_context=multiprocessing.get_context("spawn")
+  )
+
+
+@dataclasses.dataclass(eq=False)
+class ListOpsConfig(tfds.core.BuilderConfig):
+  """Split sizes, the inclusive token-length window and the seed of a generated ListOps set."""
+
+  num_train: int = 96_000
+  num_validation: int = 2_000
+  num_test: int = 2_000
+  min_tree_length: int = 501
+  max_tree_length: int = 1999
+  seed: int = 0
+
+  @property
+  def split_sizes(self) -> dict[str, int]:
+    return {"train": self.num_train, "validation": self.num_validation, "test": self.num_test}
+
+
+_VERSION = "1.0.0"
+# `lra`: LRA's sizes; LRA keeps trees with 500 < length < 2000, our window is inclusive.
+BUILDER_CONFIGS = (
+    ListOpsConfig(name="lra", version=_VERSION, description="LRA ListOps sizes and lengths."),
+    ListOpsConfig(
+        name="small",
+        version=_VERSION,
+        description="LRA lengths, a tenth of the examples, for quick runs.",
+        num_train=9_600,
+        num_validation=200,
+        num_test=200,
+    ),
+    ListOpsConfig(
+        name="tiny",
+        version=_VERSION,
+        description="Short trees and few examples, for tests.",
+        num_train=48,
+        num_validation=8,
+        num_test=8,
+        min_tree_length=10,
+        max_tree_length=60,
+    ),
+)
+
+
+class ListOps(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Generated LRA ListOps; `inputs` are uint8 token ids, `label` the value of the expression."""
+
+  name = "listops"
+  VERSION = tfds.core.Version(_VERSION)
+  RELEASE_NOTES = {_VERSION: "Our generator of LRA's ListOps distribution."}
+  BUILDER_CONFIGS = list(BUILDER_CONFIGS)
+
+  def __init__(self, *, num_workers: int = 1, **kwargs):
+    self._num_workers = num_workers
+    super().__init__(**kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    # Built here, not from metadata files, which tfds looks for next to the builder's package.
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description=__doc__,
+        features=tfds.features.FeaturesDict({
+            "inputs": tfds.features.Tensor(shape=(None,), dtype=np.uint8),
+            "label": tfds.features.ClassLabel(num_classes=NUM_CLASSES),
+        }),
+        supervised_keys=("inputs", "label"),
+        homepage="https://github.com/google-research/long-range-arena",
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Nothing to download.
+    config = self.builder_config
+    sizes = config.split_sizes
+    start = time.perf_counter()
+    trees, labels = generate_listops(
+        sum(sizes.values()),
+        min_length=config.min_tree_length,
+        max_length=config.max_tree_length,
+        seed=config.seed,
+        num_workers=self._num_workers,
+    )
+    logging.info(
+        "Generated %d ListOps trees in %.1f s with %d worker(s).",
+        len(trees), time.perf_counter() - start, self._num_workers,
+    )  # fmt: skip
+    generators, offset = {}, 0
+    for split, size in sizes.items():
+      generators[split] = self._generate_examples(
+          trees[offset : offset + size], labels[offset : offset + size]
+      )
+      offset += size
+    return generators
+
+  def _generate_examples(self, trees, labels):
+    for index, (tree, label) in enumerate(zip(trees, labels)):
+      yield index, {"inputs": tree, "label": label}
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """The `listops` data config: LRA's sizes and lengths, padded to 2048 tokens."""
+  config = ml_collections.ConfigDict()
+  config.name = "listops"
+  # Where tfds keeps the generated files; None: $TFDS_DATA_DIR or ~/tensorflow_datasets.
+  config.data_dir = config_dict.placeholder(str)
+  config.max_length = 2048
+  config.num_train = 96_000
+  config.num_validation = 2_000
+  config.num_test = 2_000
+  # Inclusive token-length window of the trees; 501-1999 is LRA's 500 < length < 2000.
+  config.min_tree_length = 501
+  config.max_tree_length = 1999
+  config.seed = 0
+  # Processes that generate the data on first use; the data do not depend on it.
+  config.generation_workers = 1
+  return config
+
+
+def get_spec(config: ml_collections.ConfigDict) -> TaskSpec:
+  """The model's view of ListOps: 16 token ids, 10 classes, `config.max_length` steps."""
+  if config.max_tree_length > config.max_length:
+    raise ValueError(
+        f"listops: max_tree_length {config.max_tree_length} exceeds max_length "
+        f"{config.max_length}; raise max_length (the padded length) or lower max_tree_length"
+    )
+  return TaskSpec(
+      name="listops",
+      input_type="tokens",
+      vocab_size=LISTOPS_VOCAB_SIZE,
+      num_classes=NUM_CLASSES,
+      max_length=config.max_length,
+  )
+
+
+def _builder_config(config: ml_collections.ConfigDict) -> ListOpsConfig:
+  fields = {
+      "num_train": config.num_train,
+      "num_validation": config.num_validation,
+      "num_test": config.num_test,
+      "min_tree_length": config.min_tree_length,
+      "max_tree_length": config.max_tree_length,
+      "seed": config.seed,
+  }
+  if min(fields["num_train"], fields["num_validation"], fields["num_test"]) < 1:
+    raise ValueError(f"listops: every split needs at least one example, got {fields}")
+  _check_window(config.min_tree_length, config.max_tree_length)
+  for predefined in BUILDER_CONFIGS:
+    if all(getattr(predefined, key) == value for key, value in fields.items()):
+      return predefined
+  name = "custom-{num_train}-{num_validation}-{num_test}-len{min_tree_length}-{max_tree_length}"
+  return ListOpsConfig(
+      name=(name + "-seed{seed}").format(**fields), version=_VERSION, **fields
+  )
+
+
+def make_builder(config: ml_collections.ConfigDict) -> ListOps:
+  """The tfds builder of the data that `config` describes (a predefined or a custom config)."""
+  return ListOps(
+      config=_builder_config(config),
+      data_dir=config.data_dir,
+      file_format="array_record",
+      num_workers=config.generation_workers,
+  )
+
+
+class ListOpsSource:
+  """Random access to one split in the task contract's form (int32 `inputs`, `label`)."""
+
+  def __init__(self, data_source):
+    self._data_source = data_source
+
+  def __len__(self) -> int:
+    return len(self._data_source)
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    example = self._data_source[index]
+    return {
+        "inputs": example["inputs"].astype(np.int32),
+        "label": np.asarray(example["label"], np.int32),
+    }
+
+
+def get_source(config: ml_collections.ConfigDict, split: str) -> ListOpsSource:
+  """The examples of `split`; the data are generated and written on first use.
+
+  On multi-host runs, prepare the data once beforehand (`make_builder(config)
+  .download_and_prepare()`) so that hosts do not generate it concurrently.
+  """
+  builder = make_builder(config)
+  if split not in builder.builder_config.split_sizes:
+    raise ValueError(f"listops: unknown split {split!r}; known: train, validation, test")
+  if not builder.is_prepared():
+    logging.info("Generating ListOps %s into %s.", builder.builder_config.name, builder.data_dir)
+    builder.download_and_prepare()
+  return ListOpsSource(builder.as_data_source(split=split))
+
+
+TASKS = {
+    "listops": TaskDef(default_config=default_config, spec=get_spec, source=get_source),
+}
