@@ -89,7 +89,7 @@ def _check_split(split: str, known: dict[str, Any]) -> None:
     raise ValueError(f"unknown split {split!r}; known splits: {', '.join(known)}")
 
 
-def _byte_tokens(text: bytes, max_length: int) -> np.ndarray:
+def byte_tokens(text: bytes, max_length: int) -> np.ndarray:
   """Byte-level token ids `(min(len(text), max_length),)` int32: byte value + 1."""
   return np.frombuffer(text[:max_length], np.uint8).astype(np.int32) + 1
 
@@ -194,8 +194,8 @@ class RetrievalTsvSource:
     if value not in (0.0, 1.0):
       raise ValueError(f"{self._rows.where(index)}: label {label!r} is not 0 or 1")
     return {
-        "inputs": _byte_tokens(text1, self._max_length),
-        "inputs2": _byte_tokens(text2, self._max_length),
+        "inputs": byte_tokens(text1, self._max_length),
+        "inputs2": byte_tokens(text2, self._max_length),
         "label": np.int32(value),
     }
 
