@@ -479,18 +479,18 @@ def lra_params(image_size: int, contour_length: int = 14) -> PathfinderParams:
 CHUNK_SIZE = 256
 
 
-def generate_chunk(params: PathfinderParams, seed: int, chunk: int,
+def generate_chunk(params: PathfinderParams, seed: int | tuple[int, ...], chunk: int,
                    count: int = CHUNK_SIZE) -> tuple[np.ndarray, np.ndarray]:
   """Images (count, H, W) uint8 and labels (count,) int32 of chunk `chunk` of stream `seed`.
 
   Each chunk holds count // 2 negatives and the rest positives, in random order.
   """
-  rng = np.random.default_rng([seed, chunk])
+  rng = np.random.default_rng([*np.atleast_1d(seed).tolist(), chunk])
   labels = rng.permutation(np.arange(count) % 2).astype(np.int32)
   return render(params, sample_scenes(params, labels, rng)), labels
 
 
-def generate(params: PathfinderParams, num_images: int, seed: int, *,
+def generate(params: PathfinderParams, num_images: int, seed: int | tuple[int, ...], *,
              num_workers: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """Yields (images, labels) chunks, in order, for `num_images` images of stream `seed`.
 
@@ -502,12 +502,13 @@ def generate(params: PathfinderParams, num_images: int, seed: int, *,
     for chunk, count in enumerate(counts):
       yield generate_chunk(params, seed, chunk, count)
     return
+  # Spawned, not forked: the parent may hold JAX threads that a fork would copy broken.
   context = multiprocessing.get_context("spawn")
   with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context) as pool:
     pending = collections.deque()
     for chunk, count in enumerate(counts):
       pending.append(pool.submit(generate_chunk, params, seed, chunk, count))
-      # A bounded window keeps memory flat when the consumer (e.g. a file writer) is slower.
+      # A bounded window keeps memory flat when the consumer (a file writer) is slower.
       if len(pending) >= 2 * num_workers:
         yield pending.popleft().result()
     while pending:
