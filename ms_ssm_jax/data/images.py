@@ -1,6 +1,6 @@
 """Image classification as sequence tasks, read from prepared tfds datasets.
 
-`data_dir` is a tfds data directory that holds the dataset prepared in the array_record
+`data_dir` is the tfds data directory (default `~/tensorflow_datasets`) that holds the dataset prepared in the array_record
 format (`tfds.data_source` reads it without TensorFlow; decoding the images needs Pillow).
 Preparing CIFAR-10, MNIST and ImageNet needs TensorFlow, so it is a separate step, on any
 machine (`tfds build`, see `tfds_split_source`'s error message); without internet, tfds
@@ -29,6 +29,7 @@ papers report).
 from __future__ import annotations
 
 import functools
+import pathlib
 
 import ml_collections
 import numpy as np
@@ -76,15 +77,14 @@ IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
 IMAGENET_STD = np.array([0.229, 0.224, 0.225])
 
 
-def _builder(name: str, data_dir: str | None):
-  if not data_dir:
-    raise ValueError(f"set data_dir to the tfds data directory that holds {name} (prepared)")
-  return tfds.builder(name, data_dir=data_dir)
-
-
 def tfds_split_source(name: str, split: str, data_dir: str | None) -> ExampleSource:
-  """Random access to a split of a prepared tfds dataset, or `MissingDataError` saying how."""
-  builder = _builder(name, data_dir)
+  """Random access to a split of a prepared tfds dataset, or `MissingDataError` saying how.
+
+  `data_dir` None means tfds' default, `$TFDS_DATA_DIR` or `~/tensorflow_datasets`.
+  """
+  builder = tfds.builder(name, data_dir=data_dir)
+  # builder.data_dir is <root>/<name>[/<config>]/<version>.
+  data_dir = pathlib.Path(builder.data_dir).parents[len(builder.info.full_name.split("/")) - 1]
   if not builder.is_prepared():
     manual = MANUAL_FILES[name]
     command = f"tfds build {name} --data_dir={data_dir} --file_format=array_record"
@@ -190,7 +190,8 @@ def psmnist_permutation(seed: int) -> np.ndarray:
 def _base_config(name: str, num_validation: int) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.name = name
-  config.data_dir = config_dict.placeholder(str)  # the tfds data directory
+  # The tfds data directory; None: $TFDS_DATA_DIR or ~/tensorflow_datasets.
+  config.data_dir = config_dict.placeholder(str)
   config.num_validation = num_validation  # held out of tfds train
   config.validation_seed = 42
   return config

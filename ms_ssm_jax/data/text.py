@@ -36,7 +36,8 @@ def review_tokens(example: dict, max_length: int) -> dict[str, np.ndarray]:
 def _default_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.name = "lra_text"
-  config.data_dir = config_dict.placeholder(str)  # the tfds data directory
+  # The tfds data directory; None: $TFDS_DATA_DIR or ~/tensorflow_datasets.
+  config.data_dir = config_dict.placeholder(str)
   config.max_length = 4096
   config.protocol = "lra"  # or "heldout"
   config.num_validation = 2500  # heldout only: reviews held out of tfds train

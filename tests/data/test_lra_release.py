@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ms_ssm_jax.data import lra_release
+from ms_ssm_jax.data import lra_release, pipeline
 from ms_ssm_jax.data.task import MissingDataError
 
 # Token ids written out by hand from the ListOps vocabulary: digit d is d + 1, [MIN 11,
@@ -194,3 +194,25 @@ def test_pathfinder_rejects_images_of_the_wrong_size(tmp_path):
   source = lra_release.TASKS["lra_pathfinder64"].source(config, "test")
   with pytest.raises(ValueError, match="64x64"):
     source[0]
+
+
+def test_retrieval_batches_through_the_pipeline(tmp_path):
+  folder = tmp_path / "lra_release" / "tsv_data"
+  folder.mkdir(parents=True)
+  rows = "".join(f"{i % 2}\ta{i}\tb{i}\t{'x' * (i + 1)}\t{'yz' * (i + 1)}\n" for i in range(3))
+  for split in ("train", "eval", "test"):
+    (folder / f"new_aan_pairs.{split}.tsv").write_text(rows)
+  task = lra_release.TASKS["lra_retrieval"]
+  config = _config("lra_retrieval", tmp_path, max_length=4)
+  batches = list(
+      pipeline.make_batch_iterator(
+          task.source(config, "test"), task.spec(config), global_batch_size=2, seed=0,
+          shuffle=False, drop_remainder=False,
+      )
+  )  # fmt: skip
+  assert len(batches) == 2
+  np.testing.assert_array_equal(batches[0]["lengths"], [1, 2])
+  np.testing.assert_array_equal(batches[0]["lengths2"], [2, 4])
+  np.testing.assert_array_equal(batches[1]["inputs2"][0], [ord("y") + 1, ord("z") + 1] * 2)
+  np.testing.assert_array_equal(batches[1]["weights"], [1.0, 0.0])
+  np.testing.assert_array_equal(batches[0]["labels"], [0, 1])
