@@ -1,7 +1,8 @@
 """Image classification as sequence tasks, read from prepared tfds datasets.
 
-`data_dir` is the tfds data directory (default `~/tensorflow_datasets`) that holds the dataset prepared in the array_record
-format (`tfds.data_source` reads it without TensorFlow; decoding the images needs Pillow).
+`data_dir` is the tfds data directory (default `$TFDS_DATA_DIR` or `~/tensorflow_datasets`)
+that holds the dataset prepared in the array_record format (`tfds.data_source` reads it
+without TensorFlow; decoding the images needs Pillow).
 Preparing CIFAR-10, MNIST and ImageNet needs TensorFlow, so it is a separate step, on any
 machine (`tfds build`, see `tfds_split_source`'s error message); without internet, tfds
 reads the original archives from a `--manual_dir`.

@@ -9,7 +9,8 @@ Protocol of the benchmark (Strodthoff et al., 2020), as MultiresConv and MS-SSM 
   into one of six label sets: `all` (every statement), `diagnostic` (statements with
   diagnostic = 1), `subdiagnostic` and `superdiagnostic` (their `diagnostic_subclass` and
   `diagnostic_class`), `form` (form = 1) and `rhythm` (rhythm = 1). The classes are the labels
-  that occur in the database, in sorted order (71, 44, 23, 5, 19 and 12 on the full release).
+  that occur in the database, in sorted order: 71, 44, 23, 5, 19 and 12 of them on the full
+  release (`NUM_CLASSES`; the spec uses these counts, the source checks them against the data).
   Records with no label in the set are dropped.
 - splits on `strat_fold`: 1-8 train, 9 validation, 10 test.
 - one standard scaler (a single mean and standard deviation over all leads and steps) fitted on
@@ -35,6 +36,15 @@ from ms_ssm_jax.data.task import MissingDataError, TaskDef, TaskSpec
 
 PTBXL_URL = "https://physionet.org/content/ptb-xl/1.0.3/"
 LABEL_SETS = ("all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm")
+# Classes per label set in PTB-XL (Strodthoff et al., 2020, Table 1).
+NUM_CLASSES = {
+    "all": 71,
+    "diagnostic": 44,
+    "subdiagnostic": 23,
+    "superdiagnostic": 5,
+    "form": 19,
+    "rhythm": 12,
+}
 NUM_LEADS = 12
 RECORD_SECONDS = 10
 _FILENAME_COLUMN = {100: "filename_lr", 500: "filename_hr"}
@@ -320,11 +330,12 @@ def _default_config() -> ml_collections.ConfigDict:
 
 
 def _spec(config: ml_collections.ConfigDict) -> TaskSpec:
+  _check_config(config)
   return TaskSpec(
       name=config.name,
       input_type="continuous",
       num_channels=NUM_LEADS,
-      num_classes=len(label_classes(config)),
+      num_classes=NUM_CLASSES[config.label_set],
       max_length=RECORD_SECONDS * config.sampling_rate,
       target="multilabel",
       metric="auroc",
@@ -335,6 +346,11 @@ def _source(config: ml_collections.ConfigDict, split: str) -> PtbxlSource:
   if split not in _SPLIT_FOLDS:
     raise ValueError(f"unknown split {split!r}; known splits: {', '.join(_SPLIT_FOLDS)}")
   classes = label_classes(config)
+  if len(classes) != NUM_CLASSES[config.label_set]:
+    raise ValueError(
+        f"PTB-XL label set {config.label_set!r}: the data has {len(classes)} classes, PTB-XL "
+        f"has {NUM_CLASSES[config.label_set]}; is {config.data_dir} the full 1.0.3 release?"
+    )
   data_dir = _data_dir(config)
   records = _split_records(config, split)
   # The scaler reads the training records whatever the split.

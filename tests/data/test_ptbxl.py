@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from ms_ssm_jax.data import ptbxl
+from ms_ssm_jax.data import pipeline, ptbxl
 from ms_ssm_jax.data.task import MissingDataError
 
 _LEADS = ("I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6")
@@ -83,6 +83,18 @@ def _write_release(root: pathlib.Path) -> dict[str, np.ndarray]:
   return signals
 
 
+# The class counts of the tiny release written above, in place of the full release's.
+_TINY_NUM_CLASSES = {
+    "all": 7, "diagnostic": 4, "subdiagnostic": 4, "superdiagnostic": 3, "form": 2, "rhythm": 2
+}  # fmt: skip
+
+
+@pytest.fixture
+def tiny_release_counts(monkeypatch):
+  for label_set, count in _TINY_NUM_CLASSES.items():
+    monkeypatch.setitem(ptbxl.NUM_CLASSES, label_set, count)
+
+
 def _config(root, **overrides):
   config = ptbxl.TASKS["ptbxl"].default_config()
   config.data_dir = str(root)
@@ -103,15 +115,29 @@ def _config(root, **overrides):
 )
 def test_label_sets_aggregate_through_the_statements(tmp_path, label_set, classes):
   _write_release(tmp_path)
-  config = _config(tmp_path, label_set=label_set)
-  assert ptbxl.label_classes(config) == classes
+  assert ptbxl.label_classes(_config(tmp_path, label_set=label_set)) == classes
+
+
+@pytest.mark.parametrize(
+    "label_set, sampling_rate, num_classes, length",
+    [("all", 100, 71, 1000), ("diagnostic", 100, 44, 1000), ("subdiagnostic", 500, 23, 5000),
+     ("superdiagnostic", 100, 5, 1000), ("form", 100, 19, 1000), ("rhythm", 100, 12, 1000)],
+)  # fmt: skip
+def test_spec_needs_no_data(label_set, sampling_rate, num_classes, length):
+  config = ptbxl.TASKS["ptbxl"].default_config()
+  config.update(label_set=label_set, sampling_rate=sampling_rate)
   spec = ptbxl.TASKS["ptbxl"].spec(config)
-  assert spec.num_classes == len(classes)
-  assert (spec.target, spec.metric, spec.max_length, spec.num_channels) == (
-      "multilabel", "auroc", 1000, 12
-  )
+  assert (spec.num_classes, spec.max_length, spec.num_channels) == (num_classes, length, 12)
+  assert (spec.target, spec.metric, spec.input_type) == ("multilabel", "auroc", "continuous")
 
 
+def test_class_count_differing_from_the_release_is_an_error(tmp_path):
+  _write_release(tmp_path)
+  with pytest.raises(ValueError, match="the data has 3 classes, PTB-XL has 5"):
+    ptbxl.TASKS["ptbxl"].source(_config(tmp_path, label_set="superdiagnostic"), "train")
+
+
+@pytest.mark.usefixtures("tiny_release_counts")
 def test_splits_labels_and_scaled_signals(tmp_path):
   signals = _write_release(tmp_path)
   config = _config(tmp_path, label_set="superdiagnostic")
@@ -170,9 +196,10 @@ def test_wfdb_reader_rejects_bad_files(tmp_path):
     ptbxl.read_wfdb_record(tmp_path / "rec")
 
 
+@pytest.mark.usefixtures("tiny_release_counts")
 def test_missing_files_are_named(tmp_path):
   with pytest.raises(MissingDataError) as error:
-    ptbxl.TASKS["ptbxl"].spec(_config(tmp_path))
+    ptbxl.TASKS["ptbxl"].source(_config(tmp_path), "train")
   assert "ptbxl_database.csv" in str(error.value) and "scp_statements.csv" in str(error.value)
   assert ptbxl.PTBXL_URL in str(error.value)
 
@@ -185,8 +212,25 @@ def test_missing_files_are_named(tmp_path):
 def test_config_errors(tmp_path):
   task = ptbxl.TASKS["ptbxl"]
   with pytest.raises(ValueError, match="data_dir"):
-    task.spec(task.default_config())
+    task.source(task.default_config(), "train")
   with pytest.raises(ValueError, match="known: all, diagnostic"):
     task.spec(_config(tmp_path, label_set="diag"))
   with pytest.raises(ValueError, match="100 or 500"):
     task.spec(_config(tmp_path, sampling_rate=250))
+
+
+@pytest.mark.usefixtures("tiny_release_counts")
+def test_multilabel_batches_through_the_pipeline(tmp_path):
+  _write_release(tmp_path)
+  task = ptbxl.TASKS["ptbxl"]
+  config = _config(tmp_path, label_set="rhythm")  # classes AFIB, SR
+  batch = next(
+      pipeline.make_batch_iterator(
+          task.source(config, "train"), task.spec(config), global_batch_size=4, seed=0,
+          shuffle=False, drop_remainder=True,
+      )
+  )  # fmt: skip
+  # Train records with a rhythm label: ids 1, 2, 3 (SR) and 4 (AFIB).
+  np.testing.assert_array_equal(batch["labels"], [[0, 1], [0, 1], [0, 1], [1, 0]])
+  assert batch["inputs"].shape == (4, 1000, 12) and batch["labels"].dtype == np.float32
+  np.testing.assert_array_equal(batch["lengths"], [1000] * 4)
