@@ -13,7 +13,7 @@ two long contours and differ only in where the markers sit.
 
 Occupancy: every paddle and marker owns the region within `margin` of it (its centre line or
 disc), and regions of different contours, or of non-consecutive paddles of one contour, never
-overlap; `extra_clearance` widens every gap further. With `extra_clearance = 0` different
+overlap; `extra_clearance` widens the gaps between different contours further. With `extra_clearance = 0` different
 contours come as close as consecutive dashes of one contour (as in the original generator), so
 only good continuation tells them apart; a positive `extra_clearance` makes connectivity
 decidable by proximity alone, which the tests use to check labels against the pixels.
@@ -141,23 +141,23 @@ def _segment_distance(a0, a1, b0, b1):
   return np.where(crossing, 0.0, d)
 
 
-def _too_close(starts, ends, segments, active, need, paddle_length):
-  """Whether candidate paddles come closer than `need` to any active paddle.
+def _too_close(starts, ends, segments, need, paddle_length):
+  """Whether candidate paddles come closer to any paddle than that paddle's `need`.
 
-  starts, ends: (M, K, 2); segments: (M, S, 2, 2); active: (M, S); need: (M,). Returns (M, K).
-  Paddles lie within paddle_length / 2 of their midpoints, so only pairs with midpoints closer
-  than need + paddle_length get the exact (costlier) segment distance.
+  starts, ends: (M, K, 2); segments: (M, S, 2, 2); need: (M, S), 0 for paddles to ignore.
+  Returns (M, K). Paddles lie within paddle_length / 2 of their midpoints, so only pairs with
+  midpoints closer than need + paddle_length get the exact (costlier) segment distance.
   """
   mid = (starts + ends) / 2
   seg_mid = segments.mean(2)
   gap_y = mid[:, :, None, 0] - seg_mid[:, None, :, 0]
   gap_x = mid[:, :, None, 1] - seg_mid[:, None, :, 1]
-  reach = (need + paddle_length)[:, None, None]
-  near = (gap_y * gap_y + gap_x * gap_x < reach * reach) & active[:, None, :]
+  reach = np.where(need > 0, need + paddle_length, 0.0)[:, None, :]
+  near = gap_y * gap_y + gap_x * gap_x < reach * reach
   m, k, s = np.nonzero(near)
   dist = _segment_distance(starts[m, k], ends[m, k], segments[m, s, 0], segments[m, s, 1])
   blocked = np.zeros(starts.shape[:2], bool)
-  hit = dist < need[m]
+  hit = dist < need[m, s]
   blocked[m[hit], k[hit]] = True
   return blocked
 
@@ -197,8 +197,11 @@ class _SceneBuilder:
     used = int(self.count[rows].max(initial=0))
     slots = np.arange(used)
     active = (slots < self.count[rows, None]) & (slots != skip[:, None])
-    clear_of_paddles = ~_too_close(starts, ends, self.segments[rows, :used], active,
-                                   self.clearance[rows], p.paddle_length)
+    # extra_clearance separates contours; a contour only keeps clear of itself by 2 * margin.
+    own = self.owner[rows, :used] == contour
+    need = np.where(own, 2 * self.margins[rows, None], self.clearance[rows, None]) * active
+    clear_of_paddles = ~_too_close(starts, ends, self.segments[rows, :used], need,
+                                   p.paddle_length)
     tip_owner = np.array([0, 1, 0, 1])
     tip_active = self.tip_set[rows] & (tip_owner != contour)[None, :]
     tip_dist = _point_segment_distance(self.tips[rows][:, None, :, :], starts[:, :, None],
