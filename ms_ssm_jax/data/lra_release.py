@@ -200,12 +200,19 @@ class RetrievalTsvSource:
     }
 
 
+def _batch_number(metadata_file: pathlib.Path) -> int:
+  if not metadata_file.stem.isdigit():
+    raise ValueError(f"{metadata_file}: Pathfinder metadata files are named <batch number>.npy")
+  return int(metadata_file.stem)
+
+
 @functools.lru_cache(maxsize=None)
 def _pathfinder_index(level_dir: str) -> tuple[tuple[str, ...], np.ndarray]:
-  """Image paths relative to `level_dir` and their labels, metadata files in batch order."""
-  metadata_files = sorted(
-      pathlib.Path(level_dir, "metadata").glob("*.npy"), key=lambda p: int(p.stem)
-  )
+  """Image paths relative to `level_dir` and their labels, metadata files in batch order.
+
+  Costs one `stat` per image (to skip empty files), once per process.
+  """
+  metadata_files = sorted(pathlib.Path(level_dir, "metadata").glob("*.npy"), key=_batch_number)
   paths, labels, missing = [], [], []
   for metadata_file in metadata_files:
     for row_number, row in enumerate(metadata_file.read_text().splitlines(), start=1):
