@@ -6,8 +6,9 @@
                             drop_remainder=True)
 """
 
-from ms_ssm_jax.data.registry import (default_data_config, get_source, get_task, list_tasks,
-                                      make_iterator, num_examples)
+from ms_ssm_jax.data.registry import (default_data_config, get_source, get_task,
+                                      get_task_def, list_tasks, make_iterator,
+                                      num_examples)
 from ms_ssm_jax.data.task import MissingDataError, TaskDef, TaskSpec
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "default_data_config",
     "get_source",
     "get_task",
+    "get_task_def",
     "list_tasks",
     "make_iterator",
     "num_examples",

@@ -47,7 +47,8 @@ def list_tasks() -> list[str]:
   return sorted(_all_tasks())
 
 
-def _lookup(name: str) -> TaskDef:
+def get_task_def(name: str) -> TaskDef:
+  """The registered definition of task `name` (its config, spec, sources and splits)."""
   tasks = _all_tasks()
   if name not in tasks:
     raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(sorted(tasks))}")
@@ -56,7 +57,7 @@ def _lookup(name: str) -> TaskDef:
 
 def default_data_config(name: str) -> ml_collections.ConfigDict:
   """The default data config of task `name` (its `name` field is `name`)."""
-  config = _lookup(name).default_config()
+  config = get_task_def(name).default_config()
   if config.name != name:
     raise ValueError(f"the default config of task {name!r} has name {config.name!r}")
   return config
@@ -64,12 +65,12 @@ def default_data_config(name: str) -> ml_collections.ConfigDict:
 
 def get_task(data_config: ml_collections.ConfigDict) -> TaskSpec:
   """The spec of the task `data_config.name` (may build its dataset on first use)."""
-  return _lookup(data_config.name).spec(data_config)
+  return get_task_def(data_config.name).spec(data_config)
 
 
 def get_source(data_config: ml_collections.ConfigDict, split: str):
   """The random-access example source of one split."""
-  task = _lookup(data_config.name)
+  task = get_task_def(data_config.name)
   if split not in task.splits:
     raise ValueError(f"task {data_config.name!r} has no split {split!r}; its splits: "
                      f"{list(task.splits)}")

@@ -147,7 +147,8 @@ def _source_files(name: str, manual_dir: str, data_dir: str) -> dict[str, pathli
       return {"train": location.folder / f"{name}_TRAIN.ts",
               "test": location.folder / f"{name}_TEST.ts"}
     missing = [f"<manual_dir>/{name}/{name}_{part}.ts (or .arff)" for part in ("TRAIN", "TEST")]
-    hint = " and set --config.data.manual_dir to the folder that holds <Name>/"
+    hint = (", then set the data config field manual_dir (--config.data.manual_dir=...) to "
+            "the folder that holds it")
   message = (f"UEA problem {name!r} is not prepared under {data_dir} and these files "
              "are missing:\n  " + "\n  ".join(missing) + "\n"
              f"Download the problem from the UEA/UCR archive ({ARCHIVE_URL}, or its "

@@ -1,5 +1,8 @@
 """Tests of the UEA/UCR tasks: the tfds builder, protocols, standardization, the registry."""
 
+import importlib.util
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -126,7 +129,7 @@ def test_missing_files_are_named_with_origin_and_destination(tmp_path):
                str(tmp_path / "empty" / "EigenWorms"), uea.ARCHIVE_URL):
     assert part in message
   config = toy_config(tmp_path, "", dataset="EigenWorms")
-  with pytest.raises(data.MissingDataError, match="set --config.data.manual_dir"):
+  with pytest.raises(data.MissingDataError, match="--config.data.manual_dir"):
     uea.get_source(config, "train")
 
 
@@ -149,3 +152,19 @@ def test_registry_lists_tasks_and_rejects_unknown_names():
   with pytest.raises(KeyError, match="unknown task 'nope'; known tasks: .*japanese_vowels"):
     data.default_data_config("nope")
   assert data.default_data_config("basic_motions").dataset == "BasicMotions"
+
+
+def test_prepare_data_script_builds_and_counts(tmp_path, toy_archive, capsys):
+  path = pathlib.Path(__file__).parents[2] / "scripts" / "prepare_data.py"
+  spec = importlib.util.spec_from_file_location("prepare_data", path)
+  script = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(script)
+  script.main(["--task", "uea", "--dataset", "Toy", "--manual_dir", str(toy_archive),
+               "--data_dir", str(tmp_path / "tfds"), "--protocol", "uea_70_15_15",
+               "--standardize", "false", "--verify", "--batch_size", "4"])
+  out = capsys.readouterr().out
+  for line in ("train: 13 examples", "validation: 3 examples", "test: 3 examples",
+               "every example read and batched"):
+    assert line in out
+  with pytest.raises(SystemExit):
+    script.parse_args(["--task", "uea", "--standardize", "maybe"])
