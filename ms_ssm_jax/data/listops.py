@@ -475,8 +475,11 @@ def _builder_config(config: ml_collections.ConfigDict) -> ListOpsConfig:
 
 def make_builder(config: ml_collections.ConfigDict) -> ListOps:
   """The tfds builder of the data that `config` describes (a predefined or a custom config)."""
+  builder_config = _builder_config(config)
   return ListOps(
-      config=_builder_config(config),
+      # A predefined config goes by name: tfds rebuilds builders from these arguments when
+      # unpickling them (e.g. in data-loading workers) and rejects a copy of a predefined one.
+      config=builder_config.name if builder_config in BUILDER_CONFIGS else builder_config,
       data_dir=config.data_dir,
       file_format="array_record",
       num_workers=config.generation_workers,

@@ -1,6 +1,7 @@
 """Tests of the ListOps generator, tokenizer, evaluator and tfds builder."""
 
 import csv
+import pickle
 
 import numpy as np
 import pytest
@@ -237,3 +238,14 @@ def test_tfds_builder_on_tiny_config(tmp_path):
   assert set(seen) == {tree.astype(np.int32).tobytes() for tree in trees}
   with pytest.raises(ValueError, match="unknown split"):
     task.source(config, "val")
+
+
+@pytest.mark.parametrize("seed", [0, 5])  # the predefined `tiny` config and a custom one
+def test_sources_survive_pickling(tmp_path, seed):
+  # Data-loading worker processes receive sources by pickle.
+  config = _tiny_config(tmp_path)
+  config.seed = seed
+  source = listops.get_source(config, "validation")
+  copy = pickle.loads(pickle.dumps(source))
+  assert len(copy) == 8
+  np.testing.assert_array_equal(copy[3]["inputs"], source[3]["inputs"])

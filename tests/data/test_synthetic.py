@@ -1,5 +1,7 @@
 """Tests of the synthetic memory tasks: labels recomputed from the inputs, ranges, determinism."""
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -114,6 +116,8 @@ def test_split_sizes_and_bounds(name):
   source = synthetic.TASKS[name].source(config, "validation")
   assert len(source) == 10
   source[np.int64(9)]
+  copy = pickle.loads(pickle.dumps(source))  # data-loading workers receive sources by pickle
+  np.testing.assert_array_equal(copy[9]["inputs"], source[9]["inputs"])
   with pytest.raises(IndexError):
     source[10]
   with pytest.raises(ValueError, match="unknown split"):
