@@ -43,7 +43,7 @@ from ml_collections import config_dict
 import numpy as np
 import tensorflow_datasets as tfds
 
-from ms_ssm_jax.data.task import TaskDef, TaskSpec
+from ms_ssm_jax.data.task import MappedSource, TaskDef, TaskSpec
 
 PAD_ID = 0
 LISTOPS_TOKENS = (
@@ -486,24 +486,15 @@ def make_builder(config: ml_collections.ConfigDict) -> ListOps:
   )
 
 
-class ListOpsSource:
-  """Random access to one split in the task contract's form (int32 `inputs`, `label`)."""
-
-  def __init__(self, data_source):
-    self._data_source = data_source
-
-  def __len__(self) -> int:
-    return len(self._data_source)
-
-  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-    example = self._data_source[index]
-    return {
-        "inputs": example["inputs"].astype(np.int32),
-        "label": np.asarray(example["label"], np.int32),
-    }
+def _to_task_example(example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  # Stored as uint8 (a quarter of the disk); the task contract asks for int32.
+  return {
+      "inputs": example["inputs"].astype(np.int32),
+      "label": np.asarray(example["label"], np.int32),
+  }
 
 
-def get_source(config: ml_collections.ConfigDict, split: str) -> ListOpsSource:
+def get_source(config: ml_collections.ConfigDict, split: str) -> MappedSource:
   """The examples of `split`; the data are generated and written on first use.
 
   On multi-host runs, prepare the data once beforehand (`make_builder(config)
@@ -515,7 +506,7 @@ def get_source(config: ml_collections.ConfigDict, split: str) -> ListOpsSource:
   if not builder.is_prepared():
     logging.info("Generating ListOps %s into %s.", builder.builder_config.name, builder.data_dir)
     builder.download_and_prepare()
-  return ListOpsSource(builder.as_data_source(split=split))
+  return MappedSource(builder.as_data_source(split=split), _to_task_example)
 
 
 TASKS = {
