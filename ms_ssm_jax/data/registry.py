@@ -1,7 +1,8 @@
 """The task registry: task names to `TaskDef`s, collected from the family modules.
 
-Family modules are imported on the first lookup, not when `ms_ssm_jax.data` is imported, so
-that importing the package stays cheap (they pull in tfds, PIL, ...).
+Family modules are imported on the first lookup, and the pipeline (grain, which imports JAX)
+on the first `make_iterator`, not when `ms_ssm_jax.data` is imported: importing the package
+stays cheap.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Iterator
 import ml_collections
 import numpy as np
 
-from ms_ssm_jax.data import pipeline
 from ms_ssm_jax.data.task import TaskDef, TaskSpec
 
 # Each module defines `TASKS: dict[str, TaskDef]`.
@@ -93,11 +93,15 @@ def make_iterator(data_config: ml_collections.ConfigDict, split: str, *,
   format and for how processes share a global batch. `process_index` and `process_count`
   default to JAX's.
   """
-  if process_index is None or process_count is None:
-    import jax  # pylint: disable=g-import-not-at-top  # only when the caller did not say
+  # pylint: disable=g-import-not-at-top  # deferred: see the module docstring
+  import jax
+  from ms_ssm_jax.data import pipeline
+  # pylint: enable=g-import-not-at-top
 
-    process_index = jax.process_index() if process_index is None else process_index
-    process_count = jax.process_count() if process_count is None else process_count
+  if process_index is None:
+    process_index = jax.process_index()
+  if process_count is None:
+    process_count = jax.process_count()
   return pipeline.make_batch_iterator(
       get_source(data_config, split), get_task(data_config),
       global_batch_size=global_batch_size, seed=seed, shuffle=shuffle,

@@ -199,19 +199,24 @@ class _ArchiveSource:
   """TRAIN cases then TEST cases, each in file order, as `{"inputs", "label"}` examples."""
 
   def __init__(self, builder: UeaArchive):
-    self._sources = [builder.as_data_source(split=split) for split in ("train", "test")]
-    self._records = []  # (source, record position) of every case, in archive order
-    self.labels, self.digests = [], []
-    for source in self._sources:
-      records = source.__getitems__(list(range(len(source))))
-      order = np.argsort([r["index"] for r in records], kind="stable")
-      for position in order:
-        record = records[position]
+    self._records: list[tuple[ExampleSource, int]] = []  # (source, position), archive order
+    labels, self.digests = [], []
+    for split in ("train", "test"):
+      source = builder.as_data_source(split=split)
+      rows, split_labels, split_digests = [], [], []
+      for start in range(0, len(source), 256):  # chunks bound the memory of long problems
+        chunk = list(range(start, min(start + 256, len(source))))
+        for record in source.__getitems__(chunk):
+          rows.append(int(record["index"]))
+          split_labels.append(int(record["label"]))
+          split_digests.append(_case_digest(record))
+      for position in np.argsort(rows, kind="stable"):
         self._records.append((source, int(position)))
-        self.labels.append(int(record["label"]))
-        self.digests.append(_case_digest(record))
-    self.labels = np.array(self.labels, dtype=np.int64)
-    self.num_train = len(self._sources[0])
+        labels.append(split_labels[position])
+        self.digests.append(split_digests[position])
+      if split == "train":
+        self.num_train = len(source)
+    self.labels = np.array(labels, dtype=np.int64)
 
   def __len__(self) -> int:
     return len(self._records)

@@ -1,5 +1,6 @@
 """Tests of the UEA/UCR tasks: the tfds builder, protocols, standardization, the registry."""
 
+import importlib
 import importlib.util
 import pathlib
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from ms_ssm_jax import data
+from ms_ssm_jax.data import registry
 from ms_ssm_jax.data import shipped
 from ms_ssm_jax.data import ts_format
 from ms_ssm_jax.data import uea
@@ -168,3 +170,24 @@ def test_prepare_data_script_builds_and_counts(tmp_path, toy_archive, capsys):
     assert line in out
   with pytest.raises(SystemExit):
     script.parse_args(["--task", "uea", "--standardize", "maybe"])
+
+
+def test_registry_skips_only_families_not_written_yet(monkeypatch):
+  real_import = importlib.import_module
+
+  def fake_import(name):
+    if name.endswith(".broken"):
+      raise ModuleNotFoundError("No module named 'wfdb'", name="wfdb")
+    return real_import(name)
+
+  monkeypatch.setattr(registry.importlib, "import_module", fake_import)
+  try:
+    monkeypatch.setattr(registry, "FAMILY_MODULES", ("uea", "not_written_yet"))
+    registry._all_tasks.cache_clear()
+    assert registry.list_tasks() == sorted(["uea", *uea.SHIPPED_TASKS])
+    monkeypatch.setattr(registry, "FAMILY_MODULES", ("uea", "broken"))
+    registry._all_tasks.cache_clear()
+    with pytest.raises(ModuleNotFoundError, match="wfdb"):
+      registry.list_tasks()
+  finally:
+    registry._all_tasks.cache_clear()
