@@ -92,7 +92,7 @@ class SubsetSource:
 
 
 class MappedSource:
-  """`source` with `fn` applied to every example it returns (fn must be pure: reads run in threads)."""
+  """`source` with `fn` applied to each example it returns (fn must be pure: reads use threads)."""
 
   def __init__(self, source: ExampleSource, fn: Callable[[dict[str, Any]], dict[str, Any]]):
     self._source = source

@@ -73,7 +73,8 @@ def read_labeled_series(path: str | pathlib.Path) -> LabeledSeries:
   return readers[path.suffix.lower()](path)
 
 
-def _numbered_lines(path: pathlib.Path, comment: str | tuple[str, ...]) -> Iterator[tuple[int, str]]:
+def _numbered_lines(path: pathlib.Path, comment: str | tuple[str, ...]
+                    ) -> Iterator[tuple[int, str]]:
   """Yields (1-based line number, stripped line), skipping blank and comment lines."""
   with open(path, encoding="utf-8", errors="replace") as f:
     for number, line in enumerate(f, start=1):

@@ -5,7 +5,8 @@ TRAIN and TEST files under `<data_dir>/uea_archive/<Name>/1.0.0` the first time 
 The files come from `manual_dir/<Name>/<Name>_{TRAIN,TEST}.ts` (or `.arff`), the layout of the
 archive at https://www.timeseriesclassification.com, or, when `manual_dir` is empty, from an
 installed package that ships them (see `shipped.py`: `pip install --no-deps aeon==1.6.0`).
-To rebuild from other files, delete that folder.
+To rebuild from other files, delete that folder. For multi-process jobs, build it first with
+`scripts/prepare_data.py`, so that processes do not build it at the same time.
 
 Protocols (`protocol` in the data config), drawn from the cached cases at read time:
 - `official`: TEST is the test split; a seeded hold-out of TRAIN, stratified by class
