@@ -13,10 +13,20 @@ two long contours and differ only in where the markers sit.
 
 Occupancy: every paddle and marker owns the region within `margin` of it (its centre line or
 disc), and regions of different contours, or of non-consecutive paddles of one contour, never
-overlap; `extra_clearance` widens the gaps between different contours further. With `extra_clearance = 0` different
-contours come as close as consecutive dashes of one contour (as in the original generator), so
-only good continuation tells them apart; a positive `extra_clearance` makes connectivity
-decidable by proximity alone, which the tests use to check labels against the pixels.
+overlap; `extra_clearance` widens the gaps between different contours further. With
+`extra_clearance = 0` different contours come as close as consecutive dashes of one contour (as
+in the original generator), so only good continuation tells them apart; a positive
+`extra_clearance` makes connectivity decidable by proximity alone, which the tests use to check
+labels against the pixels. Scenes whose target contours get stuck are redrawn whole; every
+rejection is blind to the label, so both classes share one distribution of contours.
+
+Intensities follow the original: target paddles `snake_contrast * paddle_contrast`, distractor
+paddles `snake_contrast`, markers 1, then each image is divided by its maximum.
+
+Where we differ from the original code (same description, our own choices): turns are drawn
+from continuous angles instead of pixel positions on a circle, occupancy is tested on exact
+segment distances instead of dilated raster masks, and other contours also keep clear of the
+marker discs (the original lets distractors touch a marker, a source of label noise).
 
 Scenes for a batch of images are grown in lockstep: every step evaluates a fixed set of
 candidate paddles for all images at once, so the Python loop runs over paddles, not images.
