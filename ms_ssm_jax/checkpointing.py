@@ -1,0 +1,286 @@
+"""Checkpoints with orbax (the only module importing it), resume, fine-tuning loads, SIGTERM.
+
+A run's workdir holds two orbax `CheckpointManager` directories:
+  checkpoints/<step>/   the latest `keep` periodic checkpoints (async saves), for resume;
+  best/<step>/          the one checkpoint with the best validation score so far.
+Each step directory holds items:
+  variables   {"params", "batch_stats"}: the model (what eval and fine-tuning load);
+  train       {"step", "opt_state", "rng"}: the rest of the train state (checkpoints/ only);
+  config      the run's config as JSON, so that eval can rebuild the model;
+  meta        JSON: step, and the score for best/.
+Array items are restored into an abstract target (`jax.ShapeDtypeStruct`s with shardings),
+after a shape check whose error names the parameter path and both shapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import signal
+import threading
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+from jax.experimental import multihost_utils
+
+CHECKPOINTS_DIR = "checkpoints"
+BEST_DIR = "best"
+VARIABLES, TRAIN, CONFIG, META = "variables", "train", "config", "meta"
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint's arrays do not fit the model or train state they are loaded into."""
+
+
+def _item_handlers() -> dict[str, Any]:
+  # PyTree handlers (not Standard) so that one manager can restore both into sharded abstract
+  # targets and, for fine-tuning, into host numpy arrays.
+  return {VARIABLES: ocp.PyTreeCheckpointHandler(), TRAIN: ocp.PyTreeCheckpointHandler(),
+          CONFIG: ocp.JsonCheckpointHandler(), META: ocp.JsonCheckpointHandler()}
+
+
+def _manager(directory: pathlib.Path, *, max_to_keep: int | None = None,
+             read_only: bool = False, async_save: bool = True) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=max_to_keep, read_only=read_only, create=not read_only,
+      enable_async_checkpointing=async_save, cleanup_tmp_directories=not read_only)
+  return ocp.CheckpointManager(directory, item_handlers=_item_handlers(), options=options)
+
+
+def path_name(path: tuple[Any, ...]) -> str:
+  """The '/'-joined name of a pytree key path (e.g. 'params/encoder/kernel')."""
+  return "/".join(_key_name(key) for key in path)
+
+
+def tree_paths(tree: Any) -> dict[str, Any]:
+  """Leaves of a pytree keyed by `path_name`."""
+  return {path_name(path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def _key_name(key: Any) -> str:
+  for attribute in ("key", "name", "idx"):
+    if hasattr(key, attribute):
+      return str(getattr(key, attribute))
+  return str(key)
+
+
+def check_shapes(expected: Mapping[str, Any], found: Mapping[str, Any], where: str,
+                 hint: str) -> None:
+  """Raises `CheckpointMismatchError` unless `found` has exactly the arrays of `expected`.
+
+  Args:
+    expected: '/'-path -> array or `ShapeDtypeStruct` (what the model needs; `tree_paths`).
+    found: '/'-path -> array or metadata with `.shape` (what the checkpoint holds).
+    where: the checkpoint, for the message.
+    hint: what the user can do about a mismatch, appended to the message.
+  """
+  missing = sorted(set(expected) - set(found))
+  unexpected = sorted(set(found) - set(expected))
+  mismatched = [f"{path}: checkpoint {tuple(found[path].shape)} vs model "
+                f"{tuple(expected[path].shape)}"
+                for path in sorted(set(expected) & set(found))
+                if tuple(found[path].shape) != tuple(expected[path].shape)]
+  problems = ([f"shape mismatch at {m}" for m in mismatched]
+              + [f"missing in checkpoint: {p}" for p in missing]
+              + [f"not in model: {p}" for p in unexpected])
+  if problems:
+    raise CheckpointMismatchError(
+        f"checkpoint {where} does not match the model:\n  " + "\n  ".join(problems[:20])
+        + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        + f"\n{hint}")
+
+
+def _restore_args(abstract: Any) -> Any:
+  return ocp.checkpoint_utils.construct_restore_args(abstract)
+
+
+class RunCheckpoints:
+  """The periodic and best checkpoints of one training run (see the module docstring)."""
+
+  def __init__(self, workdir: str | pathlib.Path, *, keep: int, async_save: bool = True):
+    if keep < 1:
+      raise ValueError(f"config.train.keep_checkpoints must be >= 1, got {keep}")
+    workdir = pathlib.Path(workdir)
+    self._latest = _manager(workdir / CHECKPOINTS_DIR, max_to_keep=keep, async_save=async_save)
+    self._best = _manager(workdir / BEST_DIR, max_to_keep=1, async_save=async_save)
+
+  @property
+  def directory(self) -> pathlib.Path:
+    return pathlib.Path(self._latest.directory)
+
+  def latest_step(self) -> int | None:
+    return self._latest.latest_step()
+
+  def save(self, step: int, items: Mapping[str, Any], config_json: Any) -> None:
+    """Saves `items` ({"variables": ..., "train": ...}) at `step`, asynchronously.
+
+    Returns once the arrays are copied off the devices, so the caller may donate them.
+    """
+    self._latest.save(step, args=ocp.args.Composite(
+        **{VARIABLES: ocp.args.PyTreeSave(items[VARIABLES]),
+           TRAIN: ocp.args.PyTreeSave(items[TRAIN]),
+           CONFIG: ocp.args.JsonSave(config_json),
+           META: ocp.args.JsonSave({"step": int(step)})}), force=True)
+
+  def restore(self, step: int, abstract_items: Mapping[str, Any]) -> dict[str, Any]:
+    """Restores `abstract_items` ({"variables": ..., "train": ...}) of `step`, sharded."""
+    return _restore_arrays(self._latest, step, abstract_items)
+
+  def best_score(self) -> float | None:
+    """The score of the best checkpoint so far (None before the first)."""
+    step = self._best.latest_step()
+    if step is None:
+      return None
+    return float(self._best.restore(step, args=ocp.args.Composite(
+        **{META: ocp.args.JsonRestore()}))[META]["score"])
+
+  def save_best(self, step: int, variables: Any, config_json: Any, score: float,
+                metrics: Mapping[str, float]) -> None:
+    """Replaces the best checkpoint by the model at `step` with validation `score`."""
+    self._best.save(step, args=ocp.args.Composite(
+        **{VARIABLES: ocp.args.PyTreeSave(variables),
+           CONFIG: ocp.args.JsonSave(config_json),
+           META: ocp.args.JsonSave({"step": int(step), "score": float(score),
+                                    "metrics": {k: float(v) for k, v in metrics.items()}})}),
+        force=True)
+
+  def wait_until_finished(self) -> None:
+    """Blocks until every pending async save is on disk."""
+    self._latest.wait_until_finished()
+    self._best.wait_until_finished()
+
+  def close(self) -> None:
+    self.wait_until_finished()
+    self._latest.close()
+    self._best.close()
+
+
+def _restore_arrays(manager: ocp.CheckpointManager, step: int,
+                    abstract_items: Mapping[str, Any]) -> dict[str, Any]:
+  where = f"{manager.directory}/{step}"
+  metadata = manager.item_metadata(step)
+  for name, abstract in abstract_items.items():
+    if metadata[name] is None:
+      raise CheckpointMismatchError(f"checkpoint {where} has no item {name!r}")
+    check_shapes(tree_paths(abstract), tree_paths(metadata[name]), f"{where}/{name}",
+                 "Use the config the checkpoint was saved with (it is stored with it), or a "
+                 "fresh workdir.")
+  restored = manager.restore(step, args=ocp.args.Composite(**{
+      name: ocp.args.PyTreeRestore(abstract, restore_args=_restore_args(abstract))
+      for name, abstract in abstract_items.items()}))
+  return {name: restored[name] for name in abstract_items}
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointRef:
+  """One step of one checkpoint directory (`checkpoints/` or `best/` of a run)."""
+
+  directory: pathlib.Path
+  step: int
+
+  def __str__(self) -> str:
+    return f"{self.directory}/{self.step}"
+
+
+def find_checkpoint(path: str | pathlib.Path, prefer: str = "best") -> CheckpointRef:
+  """Resolves a user-given checkpoint path.
+
+  Args:
+    path: a run workdir (uses `best/` or `checkpoints/` by `prefer`, falling back to the
+      other one when it is empty), a checkpoint directory (its latest step) or a step
+      directory inside one (`.../checkpoints/1000`).
+    prefer: "best" or "latest", for run workdirs.
+  """
+  if prefer not in ("best", "latest"):
+    raise ValueError(f"prefer must be 'best' or 'latest', got {prefer!r}")
+  path = pathlib.Path(path).expanduser()
+  if not path.is_dir():
+    raise FileNotFoundError(f"checkpoint path {path} does not exist (expected a run workdir, a "
+                            f"{CHECKPOINTS_DIR}/ or {BEST_DIR}/ directory, or a step directory)")
+  if path.name.isdigit() and (path / META).is_dir():
+    return CheckpointRef(path.parent, int(path.name))
+  order = (BEST_DIR, CHECKPOINTS_DIR) if prefer == "best" else (CHECKPOINTS_DIR, BEST_DIR)
+  candidates = [path / name for name in order if (path / name).is_dir()] or [path]
+  for directory in candidates:
+    steps = _steps(directory)
+    if steps:
+      return CheckpointRef(directory, max(steps))
+  raise FileNotFoundError(f"no checkpoint found under {path}")
+
+
+def _steps(directory: pathlib.Path) -> list[int]:
+  # Only finished saves: orbax writes to a temporary name and renames when committed.
+  return [int(p.name) for p in directory.iterdir()
+          if p.is_dir() and p.name.isdigit() and (p / META).is_dir()]
+
+
+def load_config_json(ref: CheckpointRef) -> dict[str, Any]:
+  """The config saved with a checkpoint (a JSON dict)."""
+  manager = _manager(ref.directory, read_only=True)
+  try:
+    return manager.restore(ref.step, args=ocp.args.Composite(
+        **{CONFIG: ocp.args.JsonRestore()}))[CONFIG]
+  finally:
+    manager.close()
+
+
+def load_variables(ref: CheckpointRef, abstract_variables: Any | None = None) -> Any:
+  """The model variables ({"params", "batch_stats"}) of a checkpoint.
+
+  Args:
+    ref: the checkpoint.
+    abstract_variables: a target of `ShapeDtypeStruct`s with shardings; the checkpoint must
+      match it exactly. None restores host numpy arrays of the saved shapes (fine-tuning
+      compares and merges them itself).
+  """
+  manager = _manager(ref.directory, read_only=True)
+  try:
+    if abstract_variables is not None:
+      return _restore_arrays(manager, ref.step, {VARIABLES: abstract_variables})[VARIABLES]
+    metadata = manager.item_metadata(ref.step)[VARIABLES]
+    if metadata is None:
+      raise CheckpointMismatchError(f"checkpoint {ref} has no model variables")
+    target = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), metadata)
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
+    return manager.restore(ref.step, args=ocp.args.Composite(**{
+        VARIABLES: ocp.args.PyTreeRestore(target, restore_args=restore_args)}))[VARIABLES]
+  finally:
+    manager.close()
+
+
+class PreemptionWatcher:
+  """Tells the train loop when to save and stop because the job is being preempted.
+
+  Single process: a SIGTERM handler (installed while the context is active) sets a flag that
+  the loop reads at the next step boundary. Several processes: JAX's preemption sync point,
+  which makes all processes agree on the same step (a per-process flag would deadlock the
+  collective save). Use as a context manager in the main thread.
+  """
+
+  def __init__(self):
+    self._event = threading.Event()
+    self._previous_handler = None
+
+  def __enter__(self) -> PreemptionWatcher:
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+      self._previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    if self._previous_handler is not None:
+      signal.signal(signal.SIGTERM, self._previous_handler)
+      self._previous_handler = None
+
+  def _on_sigterm(self, signum, frame) -> None:
+    del signum, frame
+    logging.warning("SIGTERM received: saving a checkpoint at the next step boundary")
+    self._event.set()
+
+  def should_stop(self, step: int) -> bool:
+    """True once the run should checkpoint `step` and exit (call at every step)."""
+    if jax.process_count() > 1:
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self._event.is_set()

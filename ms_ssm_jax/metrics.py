@@ -1,0 +1,193 @@
+"""Metric computation on the host and metric writers (stdout, CSV and JSONL in the workdir).
+
+Files, one row per logged event, appended across resumes:
+  <workdir>/metrics/<stream>.csv     (stream: "train", "eval")
+  <workdir>/metrics/metrics.jsonl    every row of every stream, with a "stream" key.
+Only process 0 writes. On resume, rows logged after the restored step (by a run that crashed
+before its next checkpoint) are dropped, so the files describe one consistent run.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import math
+import os
+import pathlib
+import sys
+from typing import Any, Mapping, TextIO
+
+import numpy as np
+from absl import logging
+
+
+def macro_auroc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
+  """Macro-averaged area under the ROC curve over the classes, on the host.
+
+  Args:
+    scores: (n, C) predicted scores (probabilities or logits).
+    labels: (n, C) 0/1 targets (multi-hot, or one-hot for single-label tasks).
+    weights: (n,) example weights; examples with weight 0 (padding) are left out.
+
+  Returns:
+    The mean over classes that have both positive and negative examples of the
+    Mann-Whitney AUROC (ties count one half). Classes with only one label value are left
+    out with a warning.
+  """
+  keep = weights > 0
+  scores, labels = np.asarray(scores[keep], np.float64), np.asarray(labels[keep]) > 0.5
+  per_class = []
+  for c in range(scores.shape[1]):
+    positives = labels[:, c]
+    num_pos, num_neg = int(positives.sum()), int((~positives).sum())
+    if num_pos == 0 or num_neg == 0:
+      continue
+    ranks = _average_ranks(scores[:, c])
+    per_class.append((ranks[positives].sum() - num_pos * (num_pos + 1) / 2) / (num_pos * num_neg))
+  if not per_class:
+    raise ValueError("AUROC is undefined: no class has both positive and negative examples in "
+                     "this split")
+  if len(per_class) < scores.shape[1]:
+    logging.warning("macro AUROC over %d of %d classes (the others have a single label value "
+                    "in this split)", len(per_class), scores.shape[1])
+  return float(np.mean(per_class))
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+  """1-based ranks of `values`, ties sharing their mean rank."""
+  order = np.argsort(values, kind="stable")
+  sorted_values = values[order]
+  # Start index of each run of equal values, then the mean rank of each run.
+  starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+  ends = np.r_[starts[1:], len(values)]
+  mean_rank = (starts + ends + 1) / 2.0
+  ranks = np.empty(len(values), np.float64)
+  ranks[order] = np.repeat(mean_rank, ends - starts)
+  return ranks
+
+
+def format_duration(seconds: float) -> str:
+  """`H:MM:SS` for a progress line."""
+  if not math.isfinite(seconds):
+    return "?"
+  return str(datetime.timedelta(seconds=int(round(seconds))))
+
+
+def progress_line(step: int, num_steps: int, values: Mapping[str, float],
+                  seconds_per_step: float) -> str:
+  """One human-readable progress line: step, metrics, speed and ETA."""
+  parts = [f"step {step}/{num_steps} ({100.0 * step / num_steps:.1f}%)"]
+  parts += [f"{key} {_format_value(value)}" for key, value in values.items()]
+  parts.append(f"ETA {format_duration(seconds_per_step * (num_steps - step))}")
+  return " | ".join(parts)
+
+
+def _format_value(value: float) -> str:
+  if isinstance(value, (int, np.integer)):
+    return str(value)
+  magnitude = abs(value)
+  if magnitude != 0 and (magnitude < 1e-3 or magnitude >= 1e5):
+    return f"{value:.3e}"
+  return f"{value:.4f}"
+
+
+class MetricWriter:
+  """Writes metric rows to stdout, per-stream CSV files and one JSONL file.
+
+  Use as a context manager, or call `close()`.
+  """
+
+  def __init__(self, workdir: str | os.PathLike | None, *, resume_step: int = 0,
+               is_writer: bool = True, stdout: TextIO | None = None):
+    """Opens (and on resume trims) the files.
+
+    Args:
+      workdir: the run directory; None writes only to stdout.
+      resume_step: rows with a step above this are dropped from existing files.
+      is_writer: False on processes other than 0 (they write nothing).
+      stdout: where progress lines go (default sys.stdout).
+    """
+    self._stdout = stdout or sys.stdout
+    self._is_writer = is_writer
+    self._dir = pathlib.Path(workdir) / "metrics" if workdir is not None and is_writer else None
+    self._csv_files: dict[str, tuple[TextIO, csv.DictWriter]] = {}
+    self._jsonl: TextIO | None = None
+    if self._dir is not None:
+      self._dir.mkdir(parents=True, exist_ok=True)
+      for path in [*self._dir.glob("*.csv"), self._dir / "metrics.jsonl"]:
+        if path.exists():
+          _drop_rows_after(path, resume_step)
+      self._jsonl = open(self._dir / "metrics.jsonl", "a")
+
+  def print(self, line: str) -> None:
+    """Prints one line on process 0."""
+    if self._is_writer:
+      print(line, file=self._stdout, flush=True)
+
+  def write(self, stream: str, step: int, values: Mapping[str, Any]) -> None:
+    """Appends one row `{"step": step, **values}` to `<stream>.csv` and to the JSONL file."""
+    if self._dir is None:
+      return
+    row = {"step": int(step), **{key: _plain(value) for key, value in values.items()}}
+    file, writer = self._csv_writer(stream, list(row))
+    extra = set(row) - set(writer.fieldnames)
+    if extra:
+      raise ValueError(f"metric stream {stream!r} has columns {writer.fieldnames}; cannot add "
+                       f"{sorted(extra)} (use another stream or a fresh workdir)")
+    writer.writerow(row)
+    file.flush()
+    self._jsonl.write(json.dumps({"stream": stream, **row}) + "\n")
+    self._jsonl.flush()
+
+  def _csv_writer(self, stream: str, columns: list[str]) -> tuple[TextIO, csv.DictWriter]:
+    if stream not in self._csv_files:
+      path = self._dir / f"{stream}.csv"
+      if path.exists() and path.stat().st_size:
+        with open(path, newline="") as f:
+          columns = next(csv.reader(f))
+        file = open(path, "a", newline="")
+        writer = csv.DictWriter(file, fieldnames=columns, restval="")
+      else:
+        file = open(path, "w", newline="")
+        writer = csv.DictWriter(file, fieldnames=columns, restval="")
+        writer.writeheader()
+      self._csv_files[stream] = (file, writer)
+    return self._csv_files[stream]
+
+  def close(self) -> None:
+    for file, _ in self._csv_files.values():
+      file.close()
+    self._csv_files.clear()
+    if self._jsonl is not None:
+      self._jsonl.close()
+      self._jsonl = None
+
+  def __enter__(self) -> MetricWriter:
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+
+def _plain(value: Any) -> Any:
+  """numpy scalars to Python numbers, for JSON."""
+  if isinstance(value, np.generic):
+    return value.item()
+  return value
+
+
+def _drop_rows_after(path: pathlib.Path, step: int) -> None:
+  """Rewrites a CSV or JSONL metric file without the rows whose step exceeds `step`."""
+  lines = path.read_text().splitlines(keepends=True)
+  if path.suffix == ".jsonl":
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+  else:
+    rows = list(csv.reader(lines))
+    if not rows:
+      return
+    step_column = rows[0].index("step")
+    kept = lines[:1] + [line for line, row in zip(lines[1:], rows[1:])
+                        if int(row[step_column]) <= step]
+  if len(kept) != len(lines):
+    path.write_text("".join(kept))

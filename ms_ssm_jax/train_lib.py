@@ -1,0 +1,452 @@
+"""The train loop: `TrainState`, `train_step`, `eval_step` and `train_and_evaluate`.
+
+One path for every topology: the state lives on a (`data`, `model`) mesh with the shardings of
+`sharding.py`, each process feeds its rows of the global batch, and the steps are jitted once
+with explicit shardings. Steps return metric sums and counts; the host divides.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+import time
+from typing import Any, Callable, Iterator
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+
+from ms_ssm_jax import checkpointing
+from ms_ssm_jax import data
+from ms_ssm_jax import metrics as metrics_lib
+from ms_ssm_jax import model as model_lib
+from ms_ssm_jax import optim
+from ms_ssm_jax import sharding
+
+INIT_HEAD_MODES = ("keep", "reinit")
+# Parameters under this top-level module form the classifier head (model.py names it).
+HEAD_MODULE = "head"
+# The split whose score picks the best checkpoint.
+SELECTION_SPLIT = "validation"
+
+
+class NonFiniteError(FloatingPointError):
+  """The loss or the gradient norm became NaN or Inf; the bad state was not saved."""
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything training updates. `rng` is the base key; step t uses fold_in(rng, t)."""
+
+  step: jax.Array  # () int32
+  params: Any
+  opt_state: Any
+  batch_stats: Any
+  rng: jax.Array  # (2,) uint32
+
+  def variables(self) -> dict[str, Any]:
+    return {"params": self.params, "batch_stats": self.batch_stats}
+
+
+def loss_and_counts(logits: jax.Array, batch: dict[str, jax.Array], target: str
+                    ) -> dict[str, jax.Array]:
+  """Weighted sums of the loss and of correct predictions over a batch.
+
+  Args:
+    logits: (B, C).
+    batch: `labels` (B,) int32 for target "class" or (B, C) multi-hot for "multilabel", and
+      `weights` (B,) (0 for padding examples).
+    target: "class" (softmax cross-entropy) or "multilabel" (sigmoid binary cross-entropy,
+      mean over classes; accuracy is the mean per-label accuracy at threshold 0.5).
+
+  Returns:
+    {"loss_sum", "correct_sum", "weight_sum"}, float32 scalars.
+  """
+  weights = batch["weights"].astype(jnp.float32)
+  logits = logits.astype(jnp.float32)
+  if logits.ndim != 2:
+    raise ValueError(f"the train loop needs one logit vector per example, (B, num_classes); "
+                     f"got logits of shape {logits.shape} (use model pooling 'mean' or 'last')")
+  labels = batch["labels"]
+  if target == "class":
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+  elif target == "multilabel":
+    losses = optax.sigmoid_binary_cross_entropy(logits, labels).mean(axis=-1)
+    correct = ((logits > 0) == (labels > 0.5)).astype(jnp.float32).mean(axis=-1)
+  else:
+    raise ValueError(f"unknown target {target!r}; expected 'class' or 'multilabel'")
+  return {"loss_sum": jnp.sum(losses * weights), "correct_sum": jnp.sum(correct * weights),
+          "weight_sum": jnp.sum(weights)}
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,
+               tx: optax.GradientTransformation, target: str
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimizer step on a global batch; returns the new state and metric sums."""
+  dropout_key = jax.random.fold_in(state.rng, state.step)
+
+  def loss_fn(params):
+    variables = {"params": params, "batch_stats": state.batch_stats}
+    logits, updates = model.apply(variables, batch, train=True, rngs={"dropout": dropout_key},
+                                  mutable=["batch_stats"])
+    counts = loss_and_counts(logits, batch, target)
+    return counts["loss_sum"] / jnp.maximum(counts["weight_sum"], 1.0), (counts, updates)
+
+  grads, (counts, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
+  param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  new_state = state.replace(
+      step=state.step + 1, params=optax.apply_updates(state.params, param_updates),
+      opt_state=opt_state, batch_stats=updates.get("batch_stats", state.batch_stats))
+  return new_state, {**counts, "grad_norm": optax.global_norm(grads)}
+
+
+def eval_step(variables: dict[str, Any], batch: dict[str, jax.Array], *, model: nn.Module,
+              target: str, with_scores: bool) -> dict[str, jax.Array]:
+  """Metric sums on one (possibly padded) global batch.
+
+  With `with_scores` also the (B, C) class probabilities with the batch's labels and
+  weights, for metrics computed on the host over the whole split.
+  """
+  logits = model.apply(variables, batch, train=False)
+  out = loss_and_counts(logits, batch, target)
+  if with_scores:
+    logits = logits.astype(jnp.float32)
+    out["scores"] = jax.nn.sigmoid(logits) if target == "multilabel" else jax.nn.softmax(logits)
+    out["labels"], out["weights"] = batch["labels"], batch["weights"]
+  return out
+
+
+def init_variables(model: nn.Module, spec: data.TaskSpec, key: jax.Array) -> dict[str, Any]:
+  """Fresh model variables: {"params", "batch_stats"} ({} when the model has no BatchNorm)."""
+  params_key, dropout_key = jax.random.split(key)
+  variables = model.init({"params": params_key, "dropout": dropout_key},
+                         model_lib.dummy_batch(spec, 1), train=False)
+  return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+
+
+def state_items(state: TrainState) -> dict[str, Any]:
+  """The checkpoint items of a state (see checkpointing.py)."""
+  return {checkpointing.VARIABLES: state.variables(),
+          checkpointing.TRAIN: {"step": state.step, "opt_state": state.opt_state,
+                                "rng": state.rng}}
+
+
+def state_from_items(items: dict[str, Any]) -> TrainState:
+  variables, train = items[checkpointing.VARIABLES], items[checkpointing.TRAIN]
+  return TrainState(step=train["step"], params=variables["params"],
+                    opt_state=train["opt_state"], batch_stats=variables["batch_stats"],
+                    rng=train["rng"])
+
+
+def with_shardings(abstract: Any, shardings: Any) -> Any:
+  """`ShapeDtypeStruct`s of `abstract` carrying `shardings` (a restore target)."""
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                      abstract, shardings)
+
+
+def fine_tune_variables(variables: dict[str, Any], init_from: str, init_head: str
+                        ) -> dict[str, Any]:
+  """Model variables loaded from another run's checkpoint, merged into fresh `variables`.
+
+  With `init_head="reinit"` the head (parameters under `HEAD_MODULE`) keeps its fresh
+  initialization, e.g. when the number of classes changes; every other array must match.
+  """
+  if init_head not in INIT_HEAD_MODES:
+    raise ValueError(f"config.init_head={init_head!r}; choose one of {INIT_HEAD_MODES}")
+  ref = checkpointing.find_checkpoint(init_from, prefer="best")
+  source = checkpointing.tree_paths(checkpointing.load_variables(ref))
+  target = checkpointing.tree_paths(variables)
+
+  def is_head(path: str) -> bool:
+    return init_head == "reinit" and path.split("/")[1:2] == [HEAD_MODULE]
+
+  if init_head == "reinit" and not any(is_head(path) for path in target):
+    raise ValueError(f"config.init_head='reinit' but the model has no parameters under "
+                     f"{HEAD_MODULE!r}")
+  checkpointing.check_shapes(
+      {p: v for p, v in target.items() if not is_head(p)},
+      {p: v for p, v in source.items() if not is_head(p)}, str(ref),
+      "Fine-tuning loads every array but the head: use the source run's model config; set "
+      "config.init_head='reinit' if only the head differs.")
+  logging.info("fine-tuning from %s (%s head)", ref, init_head)
+
+  def merge(path, leaf):
+    name = checkpointing.path_name(path)
+    if is_head(name):
+      return leaf
+    return jax.device_put(np.asarray(source[name], dtype=leaf.dtype), leaf.sharding)
+
+  return jax.tree_util.tree_map_with_path(merge, variables)
+
+
+def parameter_count(tree: Any) -> int:
+  return int(sum(np.prod(leaf.shape, dtype=np.int64) for leaf in jax.tree.leaves(tree)))
+
+
+def model_summary(variables: dict[str, Any]) -> str:
+  """A table of every model array (path, shape, size) with the totals per collection."""
+  paths = checkpointing.tree_paths(variables)
+  width = max((len(p) for p in paths), default=10)
+  lines = [f"{'array':<{width}}  {'shape':<20} {'size':>12}"]
+  lines += [f"{path:<{width}}  {str(tuple(leaf.shape)):<20} "
+            f"{int(np.prod(leaf.shape, dtype=np.int64)):>12,}" for path, leaf in paths.items()]
+  lines.append(f"parameters: {parameter_count(variables['params']):,}")
+  lines.append(f"batch_stats (state): {parameter_count(variables['batch_stats']):,}")
+  return "\n".join(lines)
+
+
+class Evaluator:
+  """Evaluates model variables on whole splits; shared by the train loop and eval.py."""
+
+  def __init__(self, *, mesh: jax.sharding.Mesh, model: nn.Module, spec: data.TaskSpec,
+               data_config: ml_collections.ConfigDict, batch_size: int,
+               variable_shardings: Any):
+    sharding.check_batch_size(mesh, batch_size, "config.train.eval_batch_size")
+    self._mesh, self._spec, self._data_config = mesh, spec, data_config
+    self._batch_size = batch_size
+    self._with_scores = spec.metric == "auroc"
+    if spec.metric not in ("accuracy", "auroc"):
+      raise ValueError(f"task {spec.name!r} has metric {spec.metric!r}; the train loop knows "
+                       "'accuracy' and 'auroc'")
+    step = functools.partial(eval_step, model=model, target=spec.target,
+                             with_scores=self._with_scores)
+    self._step = jax.jit(
+        step, in_shardings=(variable_shardings, sharding.batch_sharding(mesh)),
+        out_shardings=sharding.replicated(mesh))
+
+  def evaluate(self, variables: dict[str, Any], split: str) -> dict[str, float]:
+    """{"loss", "accuracy", ("auroc",) "num_examples"} over one pass of `split`."""
+    shard, num_shards = sharding.process_data_shard(self._mesh, self._batch_size)
+    batches = data.make_iterator(
+        self._data_config, split, global_batch_size=self._batch_size, seed=0, shuffle=False,
+        drop_remainder=False, process_index=shard, process_count=num_shards)
+    outputs = []
+    for local_batch in batches:
+      batch = sharding.global_batch(self._mesh, local_batch, self._batch_size)
+      outputs.append(self._step(variables, batch))
+    # Every output is replicated (out_shardings), so each process can read it whole.
+    outputs = jax.device_get(outputs)
+    weight = sum(float(o["weight_sum"]) for o in outputs)
+    result = {"loss": sum(float(o["loss_sum"]) for o in outputs) / weight,
+              "accuracy": sum(float(o["correct_sum"]) for o in outputs) / weight}
+    if self._with_scores:
+      scores = np.concatenate([o["scores"] for o in outputs])
+      labels = np.concatenate([o["labels"] for o in outputs])
+      if self._spec.target == "class":
+        labels = np.eye(self._spec.num_classes, dtype=np.float32)[labels]
+      result["auroc"] = metrics_lib.macro_auroc(
+          scores, labels, np.concatenate([o["weights"] for o in outputs]))
+    result["num_examples"] = int(round(weight))
+    return result
+
+
+def num_train_steps(train_config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+  """`num_epochs * steps_per_epoch` when `num_epochs > 0`, else `num_steps`."""
+  steps = (int(train_config.num_epochs * steps_per_epoch) if train_config.num_epochs > 0
+           else train_config.num_steps)
+  if steps < 1:
+    raise ValueError(f"training needs at least one step; got num_steps={train_config.num_steps}"
+                     f" num_epochs={train_config.num_epochs}")
+  return steps
+
+
+class _TrainMetrics:
+  """Per-step device metrics, fetched and checked for NaN/Inf only when flushed."""
+
+  def __init__(self):
+    self._pending: list[tuple[int, dict[str, jax.Array]]] = []
+
+  def add(self, step: int, step_metrics: dict[str, jax.Array]) -> None:
+    self._pending.append((step, step_metrics))
+
+  def __len__(self) -> int:
+    return len(self._pending)
+
+  def flush(self, last_good: str) -> dict[str, float]:
+    """Means over the pending steps; raises `NonFiniteError` naming the first bad step."""
+    pending, self._pending = jax.device_get(self._pending), []
+    for step, values in pending:
+      for quantity, key in (("loss", "loss_sum"), ("gradient norm", "grad_norm")):
+        if not np.isfinite(values[key]):
+          raise NonFiniteError(
+              f"non-finite {quantity} ({float(values[key])}) at step {step}; the run stopped "
+              f"and this state was not saved ({last_good}). Lower optimizer.lr, set "
+              "optimizer.grad_clip_norm, or use train.precision='float32'.")
+    weight = sum(float(v["weight_sum"]) for _, v in pending)
+    return {"loss": sum(float(v["loss_sum"]) for _, v in pending) / weight,
+            "accuracy": sum(float(v["correct_sum"]) for _, v in pending) / weight,
+            "grad_norm": float(np.mean([v["grad_norm"] for _, v in pending]))}
+
+
+def _config_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  return json.loads(config.to_json_best_effort())
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
+                       ) -> TrainState:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one.
+
+  Writes config.json, model_summary.txt, metrics/ (CSV, JSONL), checkpoints/, best/ and,
+  when training completes, results.json. Returns the final state (the state at the
+  preemption step if the job got SIGTERM; rerunning the same command resumes).
+  """
+  workdir = pathlib.Path(workdir)
+  is_writer = jax.process_index() == 0
+  mesh = sharding.make_mesh(config.mesh)
+  batch_size = config.train.global_batch_size
+  sharding.check_batch_size(mesh, batch_size, "config.train.global_batch_size")
+  if config.train.log_every < 1:
+    raise ValueError(f"config.train.log_every must be >= 1, got {config.train.log_every}")
+  spec = data.get_task(config.data)
+  steps_per_epoch = -(-data.num_examples(config.data, "train") // batch_size)
+  num_steps = num_train_steps(config.train, steps_per_epoch)
+  model = model_lib.build_model(config.model, spec, precision=config.train.precision)
+  tx, schedules = optim.make_optimizer(config.optimizer, num_steps, steps_per_epoch,
+                                       config.freeze)
+  config_json = _config_json(config)
+
+  init_key, train_key = jax.random.split(jax.random.PRNGKey(config.train.seed))
+
+  def init_state() -> TrainState:
+    variables = init_variables(model, spec, init_key)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                      opt_state=tx.init(variables["params"]),
+                      batch_stats=variables["batch_stats"], rng=train_key)
+
+  abstract_state = jax.eval_shape(init_state)
+  shardings = sharding.state_shardings(mesh, abstract_state)
+  ckpt = checkpointing.RunCheckpoints(workdir, keep=config.train.keep_checkpoints)
+  start_step = ckpt.latest_step()
+  if start_step is not None:
+    restored = ckpt.restore(start_step, state_items(with_shardings(abstract_state, shardings)))
+    state = state_from_items(restored)
+    logging.info("resumed from %s/%d", ckpt.directory, start_step)
+  else:
+    start_step = 0
+    state = jax.jit(init_state, out_shardings=shardings)()
+    if config.init_from:
+      variables = fine_tune_variables(state.variables(), config.init_from, config.init_head)
+      state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
+
+  summary = (f"{model_lib.summarize(config.model, spec)}\n"
+             f"{model_summary(state.variables())}")
+  if is_writer:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.json").write_text(json.dumps(config_json, indent=2) + "\n")
+    (workdir / "model_summary.txt").write_text(summary + "\n")
+
+  p_train_step = jax.jit(
+      functools.partial(train_step, model=model, tx=tx, target=spec.target),
+      in_shardings=(shardings, sharding.batch_sharding(mesh)),
+      out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=0)
+  evaluator = Evaluator(mesh=mesh, model=model, spec=spec, data_config=config.data,
+                        batch_size=config.train.eval_batch_size,
+                        variable_shardings=shardings.variables())
+  shard, num_shards = sharding.process_data_shard(mesh, batch_size)
+  batches = data.make_iterator(
+      config.data, "train", global_batch_size=batch_size, seed=config.train.seed,
+      shuffle=True, drop_remainder=True, start_step=start_step, process_index=shard,
+      process_count=num_shards)
+
+  writer = metrics_lib.MetricWriter(workdir, resume_step=start_step, is_writer=is_writer)
+  writer.print(f"mesh {dict(mesh.shape)} on {jax.device_count()} {jax.devices()[0].platform} "
+               f"devices, {jax.process_count()} processes; task {spec.name}; "
+               f"{num_steps} steps of {batch_size} examples ({steps_per_epoch} per epoch)")
+  writer.print("\n".join(summary.splitlines()[:2]))
+  loop = _Loop(config=config, spec=spec, ckpt=ckpt, writer=writer, evaluator=evaluator,
+               schedules=schedules, num_steps=num_steps, config_json=config_json,
+               last_saved=start_step or None)
+  with checkpointing.PreemptionWatcher() as watcher, writer:
+    try:
+      for step in range(start_step, num_steps):
+        state, step_metrics = p_train_step(
+            state, sharding.global_batch(mesh, next(batches), batch_size))
+        if loop.after_step(step + 1, state, step_metrics, watcher.should_stop(step + 1)):
+          break
+      else:
+        loop.write_results(workdir)
+    finally:
+      ckpt.close()
+  return state
+
+
+class _Loop:
+  """What happens between train steps: logging, evaluation, checkpoints, preemption."""
+
+  def __init__(self, *, config, spec, ckpt, writer, evaluator, schedules, num_steps,
+               config_json, last_saved):
+    self._config, self._spec, self._ckpt = config, spec, ckpt
+    self._writer, self._evaluator, self._schedules = writer, evaluator, schedules
+    self._num_steps, self._config_json = num_steps, config_json
+    self._last_saved = last_saved
+    self._best = ckpt.best_score()
+    self._metrics = _TrainMetrics()
+    self._timer = time.perf_counter()
+    self._final_eval: dict[str, dict[str, float]] = {}
+
+  def _due(self, step: int, every: int) -> bool:
+    return step == self._num_steps or (every > 0 and step % every == 0)
+
+  def after_step(self, step: int, state: TrainState, step_metrics: dict[str, jax.Array],
+                 preempted: bool) -> bool:
+    """Handles the boundary after `step` steps; True when the run must stop (preemption)."""
+    train = self._config.train
+    self._metrics.add(step, step_metrics)
+    evaluate = self._due(step, train.eval_every)
+    save = self._due(step, train.checkpoint_every) or preempted
+    if not (self._due(step, train.log_every) or evaluate or save):
+      return False
+    self._log(step)
+    if evaluate:
+      self._evaluate(step, state)
+    if save:
+      self._ckpt.save(step, state_items(state), self._config_json)
+      self._last_saved = step
+    if preempted:
+      self._ckpt.wait_until_finished()
+      self._writer.print(f"preempted: saved step {step} to {self._ckpt.directory}; rerun the "
+                         "same command to resume")
+    self._timer = time.perf_counter()
+    return preempted
+
+  def _log(self, step: int) -> None:
+    num_steps = len(self._metrics)
+    where = (f"last good checkpoint: step {self._last_saved} in {self._ckpt.directory}"
+             if self._last_saved else "no checkpoint was saved yet")
+    values = self._metrics.flush(where)
+    seconds_per_step = (time.perf_counter() - self._timer) / num_steps
+    values.update({f"{name}": float(schedule(step - 1))
+                   for name, schedule in self._schedules.items()})
+    values["step_time"] = seconds_per_step
+    values["examples_per_s"] = self._config.train.global_batch_size / seconds_per_step
+    self._writer.write("train", step, values)
+    shown = {"loss": values["loss"], "acc": values["accuracy"], "lr": values["lr"],
+             "s/step": seconds_per_step, "ex/s": values["examples_per_s"]}
+    self._writer.print(metrics_lib.progress_line(step, self._num_steps, shown,
+                                                 seconds_per_step))
+
+  def _evaluate(self, step: int, state: TrainState) -> None:
+    for split in self._config.train.eval_splits:
+      result = self._evaluator.evaluate(state.variables(), split)
+      self._writer.write("eval", step, {"split": split, **result})
+      self._writer.print(f"eval {split} @ {step}: " + ", ".join(
+          f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+      self._final_eval[split] = result
+      score = result[self._spec.metric]
+      if split == SELECTION_SPLIT and (self._best is None or score > self._best):
+        self._best = score
+        self._ckpt.save_best(step, state.variables(), self._config_json, score, result)
+
+  def write_results(self, workdir: pathlib.Path) -> None:
+    """results.json: the final evaluation and the best validation score."""
+    if jax.process_index() == 0:
+      results = {"num_steps": self._num_steps, "final": self._final_eval,
+                 f"best_{SELECTION_SPLIT}_{self._spec.metric}": self._best}
+      (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
