@@ -1,0 +1,277 @@
+"""Learned stationary wavelet transform: the multi-resolution front end of MS-SSM.
+
+Karami et al., "MS-SSM: A Multi-Scale State Space Model for Efficient Sequence Modeling"
+(COLM 2025, arXiv 2512.23824), sec. 3. With `a^0 = x` and levels `s = 1..S`:
+
+    a^s[t] = sum_{l=0}^{K-1} a^{s-1}[t - 2^(s-1) l] phi_s[l]     (approximation, low-pass)
+    d^s[t] = sum_{l=0}^{K-1} a^{s-1}[t - 2^(s-1) l] psi_s[l]     (detail, high-pass)
+
+Each level is a causal depthwise convolution with kernel K and dilation `2^(s-1)`; there is no
+downsampling, so every band keeps length L, and the level-s band sees
+`R_s = 1 + (K-1)(2^s - 1)` input samples. Filters are learned, per channel and per level.
+
+Shapes: `x` is `(B, L, H)`; `phi`, `psi` are `(S, K, H)` (or `(1, K, H)` with shared
+filters); the bands are `(B, L, H, num_streams)` in the stream order slowest -> fastest:
+
+    details+approx+raw   a^S, d^S, ..., d^1, x      (S+2 streams, the paper's layer)
+    details+approx       a^S, d^S, ..., d^1         (S+1)
+    approx_only          a^S, a^{S-1}, ..., a^1     (S; ours: the approximations of all levels)
+
+Our choices (the paper is silent on them): the `random` init is LeCun-uniform over the K taps
+of each filter; `haar`, `db2` and `identity_lowpass` (phi a unit impulse, psi random) are
+alternatives. `filterbank` composes the cascade into one parallel bank of longer filters
+(`phi_1 * up_2(phi_2) * ...`, of length R_s) with the same outputs. The `centered` variant, for
+bidirectional layers, is the causal transform of the zero-padded signal read
+`C_s = floor((R_s - 1) / 2)` steps later: band s then spans `C_s` future and `R_s - 1 - C_s`
+past samples.
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+STREAM_LAYOUTS: tuple[str, ...] = ("details+approx+raw", "details+approx", "approx_only")
+FILTER_INITS: tuple[str, ...] = ("random", "haar", "db2", "identity_lowpass")
+DECOMPOSITION_IMPLS: tuple[str, ...] = ("cascade", "filterbank")
+
+# Daubechies-2 (4 taps) scaling filter, orthonormal: sum h = sqrt(2), sum h^2 = 1.
+_SQRT3 = math.sqrt(3.0)
+_DB2_LOWPASS = np.array([1 + _SQRT3, 3 + _SQRT3, 3 - _SQRT3, 1 - _SQRT3]) / (4 * math.sqrt(2.0))
+
+
+def num_streams(num_levels: int, streams: str) -> int:
+  """The number of bands (one SSM stream each) for S levels and a stream layout."""
+  check_layout(num_levels, streams)
+  if num_levels == 0:
+    return 1
+  return {"details+approx+raw": num_levels + 2, "details+approx": num_levels + 1,
+          "approx_only": num_levels}[streams]
+
+
+def check_layout(num_levels: int, streams: str) -> None:
+  if streams not in STREAM_LAYOUTS:
+    raise ValueError(f"unknown streams {streams!r}; known: {', '.join(STREAM_LAYOUTS)}")
+  if num_levels < 0:
+    raise ValueError(f"num_levels must be >= 0, got {num_levels}")
+  if num_levels == 0 and streams != "details+approx+raw":
+    raise ValueError(
+        f"num_levels=0 has no wavelet bands, so streams={streams!r} leaves no stream; use "
+        "streams='details+approx+raw' (the raw input is then the single stream)")
+
+
+def receptive_field(level: int, kernel_size: int) -> int:
+  """`R_s = 1 + (K-1)(2^s - 1)`: the input samples seen by the level-s bands."""
+  return 1 + (kernel_size - 1) * (2**level - 1)
+
+
+def centered_lookahead(level: int, kernel_size: int) -> int:
+  """`C_s`: how many future samples a centered level-s band sees (0 for level 0)."""
+  return (receptive_field(level, kernel_size) - 1) // 2
+
+
+def causal_dilated_conv(x: Array, filters: Array, dilation: int) -> Array:
+  """Causal depthwise dilated convolution with M filters per channel.
+
+  `out[b, t, h, m] = sum_l x[b, t - dilation * l, h] * filters[l, h, m]`, zero before t = 0.
+  K shifted copies of x, fused by XLA: exact in any dtype (no conv precision modes), and
+  cheap for the short filters used here.
+
+  Args:
+    x: `(B, L, H)`.
+    filters: `(K, H, M)`.
+    dilation: spacing between taps.
+
+  Returns:
+    `(B, L, H, M)`.
+  """
+  length = x.shape[1]
+  taps = filters.shape[0]
+  span = dilation * (taps - 1)
+  padded = jnp.pad(x, [(0, 0), (span, 0), (0, 0)])
+  out = None
+  for tap in range(taps):
+    start = span - dilation * tap
+    term = padded[:, start:start + length, :, None] * filters[tap]
+    out = term if out is None else out + term
+  return out
+
+
+def _upsample(f: Array, factor: int) -> Array:
+  """`(K, H)` -> `(factor (K-1) + 1, H)`: the taps of a filter dilated by `factor`."""
+  out = jnp.zeros((factor * (f.shape[0] - 1) + 1,) + f.shape[1:], f.dtype)
+  return out.at[::factor].set(f)
+
+
+def _compose(f: Array, g: Array) -> Array:
+  """Per-channel full convolution of `(Kf, H)` and `(Kg, H)` filters: `(Kf + Kg - 1, H)`."""
+  g_as_bank = g[:, :, None]
+  padded = jnp.pad(f, [(0, g.shape[0] - 1), (0, 0)])[None]
+  return causal_dilated_conv(padded, g_as_bank, 1)[0, :, :, 0]
+
+
+def filterbank_filters(phi: Array, psi: Array, streams: str) -> list[Array]:
+  """The impulse responses of the wavelet bands, in stream order (raw stream excluded).
+
+  The approximation filter of level s is `phi_1 * up_2(phi_2) * ... * up_{2^(s-1)}(phi_s)`
+  and the detail filter replaces the last factor by `up_{2^(s-1)}(psi_s)`; both have R_s taps.
+
+  Args:
+    phi, psi: `(S, K, H)` per-level filters (already broadcast to S levels).
+    streams: the stream layout.
+
+  Returns:
+    A list of `(R_s, H)` filters, one per wavelet band, ordered like the streams.
+  """
+  num_levels = phi.shape[0]
+  approx_filters, detail_filters = [], []
+  lowpass = jnp.ones((1, phi.shape[2]), phi.dtype)
+  for level in range(1, num_levels + 1):
+    dilation = 2**(level - 1)
+    detail_filters.append(_compose(lowpass, _upsample(psi[level - 1], dilation)))
+    lowpass = _compose(lowpass, _upsample(phi[level - 1], dilation))
+    approx_filters.append(lowpass)
+  if streams == "approx_only":
+    return approx_filters[::-1]
+  return [approx_filters[-1]] + detail_filters[::-1]
+
+
+def _band_levels(num_levels: int, streams: str) -> list[int]:
+  """The level of each wavelet band in stream order (for the centered shifts)."""
+  if streams == "approx_only":
+    return list(range(num_levels, 0, -1))
+  return [num_levels] + list(range(num_levels, 0, -1))
+
+
+def cascade_bands(x: Array, phi: Array, psi: Array, streams: str) -> list[Array]:
+  """Causal wavelet bands by the level-by-level cascade, in stream order (raw excluded).
+
+  Args:
+    x: `(B, L, H)`.
+    phi, psi: `(S, K, H)`.
+    streams: the stream layout.
+
+  Returns:
+    A list of `(B, L, H)` bands.
+  """
+  approx, details = [], []
+  current = x
+  for level in range(1, phi.shape[0] + 1):
+    pair = jnp.stack([phi[level - 1], psi[level - 1]], axis=-1)  # (K, H, 2)
+    out = causal_dilated_conv(current, pair, 2**(level - 1))
+    current = out[..., 0]
+    approx.append(current)
+    details.append(out[..., 1])
+  if streams == "approx_only":
+    return approx[::-1]
+  return [approx[-1]] + details[::-1]
+
+
+def filterbank_bands(x: Array, phi: Array, psi: Array, streams: str) -> list[Array]:
+  """The same bands as `cascade_bands`, by one parallel bank of composed filters."""
+  filters = filterbank_filters(phi, psi, streams)
+  longest = max(f.shape[0] for f in filters)
+  bank = jnp.stack([jnp.pad(f, [(0, longest - f.shape[0]), (0, 0)]) for f in filters], -1)
+  out = causal_dilated_conv(x, bank, 1)
+  return [out[..., j] for j in range(len(filters))]
+
+
+def wavelet_bands(x: Array, phi: Array, psi: Array, *, streams: str, impl: str,
+                  centered: bool) -> Array:
+  """All streams' inputs: the wavelet bands (and the raw input) of `x`.
+
+  Args:
+    x: `(B, L, H)`.
+    phi, psi: `(S, K, H)` filters, or `(1, K, H)` shared by all `num_levels` levels (pass
+      them broadcast to `(S, K, H)`).
+    streams: one of `STREAM_LAYOUTS`.
+    impl: `cascade` or `filterbank` (same outputs).
+    centered: read each band `C_s` steps later (non-causal, for bidirectional layers).
+
+  Returns:
+    `(B, L, H, num_streams)` bands in stream order, slowest first.
+  """
+  if impl not in DECOMPOSITION_IMPLS:
+    raise ValueError(f"unknown decomposition_impl {impl!r}; known: {', '.join(DECOMPOSITION_IMPLS)}")
+  num_levels, kernel_size = phi.shape[0], phi.shape[1]
+  check_layout(num_levels, streams)
+  if num_levels == 0:
+    return x[..., None]
+  length = x.shape[1]
+  levels = _band_levels(num_levels, streams)
+  lookaheads = [centered_lookahead(s, kernel_size) if centered else 0 for s in levels]
+  # The centered bands read the causal ones C_s steps later, so the causal transform must run
+  # over max(C_s) zeros past the end to see the whole signal.
+  padded = jnp.pad(x, [(0, 0), (0, max(lookaheads)), (0, 0)])
+  compute = cascade_bands if impl == "cascade" else filterbank_bands
+  bands = compute(padded, phi, psi, streams)
+  bands = [band[:, c:c + length] for band, c in zip(bands, lookaheads)]
+  if streams == "details+approx+raw":
+    bands.append(x)
+  return jnp.stack(bands, axis=-1)
+
+
+def init_filter(key: Array, filter_init: str, kind: str, shape: tuple[int, int, int]) -> Array:
+  """The `(levels, K, H)` low-pass (`kind="phi"`) or high-pass (`"psi"`) filters at init."""
+  if filter_init not in FILTER_INITS:
+    raise ValueError(f"unknown filter_init {filter_init!r}; known: {', '.join(FILTER_INITS)}")
+  kernel_size = shape[1]
+  if filter_init == "random" or (filter_init == "identity_lowpass" and kind == "psi"):
+    bound = math.sqrt(3.0 / kernel_size)
+    return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
+  if filter_init == "identity_lowpass":
+    taps = np.eye(kernel_size)[0]
+  else:
+    wanted = {"haar": 2, "db2": 4}[filter_init]
+    if kernel_size != wanted:
+      raise ValueError(f"filter_init={filter_init!r} needs kernel_size={wanted}, got {kernel_size}")
+    lowpass = np.array([1.0, 1.0]) / math.sqrt(2.0) if filter_init == "haar" else _DB2_LOWPASS
+    # Quadrature mirror filter: psi[l] = (-1)^l phi[K-1-l].
+    taps = lowpass if kind == "phi" else lowpass[::-1] * (-1.0)**np.arange(kernel_size)
+  return jnp.broadcast_to(jnp.asarray(taps, jnp.float32)[None, :, None], shape)
+
+
+class WaveletDecomposition(nn.Module):
+  """Learned SWT of `(B, L, H)` inputs into `(B, L, H, num_streams)` bands (see module doc).
+
+  Attributes:
+    num_levels: S (0: no decomposition, the raw input is the single band).
+    kernel_size: K >= 2.
+    share_filters: one (phi, psi) pair per channel used at every level (the paper: one per
+      level).
+    filter_init: one of `FILTER_INITS`.
+    impl: `cascade` or `filterbank`.
+    streams: one of `STREAM_LAYOUTS`.
+    centered: non-causal centered bands (bidirectional layers).
+  """
+
+  num_levels: int = 3
+  kernel_size: int = 4
+  share_filters: bool = False
+  filter_init: str = "random"
+  impl: str = "cascade"
+  streams: str = "details+approx+raw"
+  centered: bool = False
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    check_layout(self.num_levels, self.streams)
+    if self.kernel_size < 2:
+      raise ValueError(f"kernel_size must be >= 2, got {self.kernel_size}")
+    if self.num_levels == 0:
+      return x[..., None]
+    stored_levels = 1 if self.share_filters else self.num_levels
+    shape = (stored_levels, self.kernel_size, x.shape[-1])
+    phi = self.param("phi", init_filter, self.filter_init, "phi", shape)
+    psi = self.param("psi", init_filter, self.filter_init, "psi", shape)
+    full_shape = (self.num_levels,) + shape[1:]
+    phi = jnp.broadcast_to(phi, full_shape).astype(x.dtype)
+    psi = jnp.broadcast_to(psi, full_shape).astype(x.dtype)
+    return wavelet_bands(x, phi, psi, streams=self.streams, impl=self.impl,
+                         centered=self.centered)

@@ -1,0 +1,225 @@
+"""MSSSMLayer: the multi-scale state space layer.
+
+Karami, Behrouz, Zhong, Pascanu, Mirrokni, "MS-SSM: A Multi-Scale State Space Model for
+Efficient Sequence Modeling", COLM 2025, arXiv 2512.23824, sec. 3. Per channel h:
+
+    bands    v^j = WSWT(u)^j, j = 1..S'         learned stationary wavelet transform (S levels,
+                                                kernel K, dilation 2^(s-1)): a^S, d^S..d^1, x
+    streams  y^j_t = SSM^j(v^j)_t               one diagonal SSM per band, S4D-real (the
+                                                paper's MS-SSM (S4)) or S6 (MS-SSM (S6))
+    mixer    z_t[h] = sum_j E_t[h, j] y^j_t[h]   E_t = reshape(W_E u_t + b_E, (H, S')), no softmax
+    output   out_t[h] = z_t[h] + D[h] u_t[h]
+
+Shapes: u `(B, L, H)` -> `(B, L, H)` in the dtype of u; bands and stream outputs
+`(B, L, H, S')`; states `(B, L, H S' N)` (SISO) or `(B, L, S' N)` (s5, lru), float32 or wider.
+With `num_levels = 0` there is no decomposition and the layer is its plain backbone (one stream
+on the raw input).
+
+The paper's choices: S=3, K=4, per-level per-channel learned filters, S+2 streams including the
+raw input, S4D-real A with ZOH (or S6 conditioned on the raw input), scale-dependent A init,
+an input-dependent linear mixer without softmax.
+
+Our choices (fields, defaults in parentheses; docs: /work/shared/MS-SSM.md sec. 2):
+- stream order slowest -> fastest `a^S, d^S, ..., d^1, x`, and the stratified init giving
+  stream j `A = -(jN+1) .. -(jN+N)` (`scale_init="stratified_a"`, `raw_stream="fastest"`);
+- random filters LeCun-uniform (`filter_init="random"`); `approx_only` streams are `a^S..a^1`;
+- Delta log-uniform in [dt_min, dt_max] per channel, the same on every stream;
+- mixer bias `1/S'` and a small `W_E` (the layer starts as the average of its streams);
+- the D skip (per channel, init 1) is added after the mixer, so the input-dependent weights
+  never scale it (`d_skip=True`);
+- `band_activation="silu"` applies SiLU to the bands before the SSMs (Mamba-block variant);
+  S6 projections and the skip still read the raw input u;
+- bidirectional: the centered decomposition, and a second scan in reverse with the same
+  coefficients and its own readout C_reverse; inputs and bands beyond `lengths` are zeroed so
+  that padding never reaches a valid output;
+- per-stream s5 and lru backbones (MIMO streams), stratified on their own decay ranges;
+- `scan_chunk_size > 0`: the chunked, rematerialized scan (memory B T P instead of B L P).
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ms_ssm_jax.ms_ssm import decomposition
+from ms_ssm_jax.ms_ssm import mixer as mixer_lib
+from ms_ssm_jax.ms_ssm import streams as streams_lib
+from ms_ssm_jax.ssm import common
+
+Array = jax.Array
+
+BAND_ACTIVATIONS: tuple[str, ...] = ("none", "silu")
+
+
+class MSSSMLayer(nn.Module):
+  """Multi-scale SSM layer, `(B, L, H) -> (B, L, H)`; see the module docstring.
+
+  Attributes:
+    d_model: H, the number of channels.
+    num_levels: S, wavelet levels (0: the plain backbone).
+    kernel_size: K >= 2, taps per wavelet filter.
+    share_filters: one filter pair per channel for all levels.
+    filter_init: one of `decomposition.FILTER_INITS`.
+    decomposition_impl: `cascade` or `filterbank` (same outputs).
+    streams: one of `decomposition.STREAM_LAYOUTS`.
+    backbone: one of `streams.BACKBONES`.
+    state_per_stream: N per stream; set exactly one of this and `total_state`.
+    total_state: S' N, split evenly over the streams.
+    scale_init: one of `streams.SCALE_INITS`.
+    raw_stream: timescale of the raw stream, `fastest` or `slowest`.
+    dt_min, dt_max: range of the log-uniform step init.
+    s6_condition_on: `raw` or `band` (s6).
+    s6_dt_rank: rank of the step projection (s6); None: ceil(H / 16) as Mamba.
+    s5_blocks: HiPPO-N blocks per stream (s5).
+    lru_r_min, lru_r_max, lru_max_phase: the eigenvalue ring (lru).
+    mixer: one of `mixer.MIXERS`.
+    band_activation: one of `BAND_ACTIVATIONS`, between decomposition and SSMs.
+    d_skip: add `D u` (D per channel, init 1).
+    bidirectional: centered decomposition and a reverse scan over the valid length.
+    scan_chunk_size: 0 = one associative scan; T > 0 = chunks of T steps.
+  """
+
+  d_model: int
+  num_levels: int = 3
+  kernel_size: int = 4
+  share_filters: bool = False
+  filter_init: str = "random"
+  decomposition_impl: str = "cascade"
+  streams: str = "details+approx+raw"
+  backbone: str = "s4d_real"
+  state_per_stream: int | None = None
+  total_state: int | None = None
+  scale_init: str = "stratified_a"
+  raw_stream: str = "fastest"
+  dt_min: float = 1e-3
+  dt_max: float = 1e-1
+  s6_condition_on: str = "raw"
+  s6_dt_rank: int | None = None
+  s5_blocks: int = 1
+  lru_r_min: float = 0.9
+  lru_r_max: float = 0.999
+  lru_max_phase: float = math.pi / 10
+  mixer: str = "linear_input"
+  band_activation: str = "none"
+  d_skip: bool = True
+  bidirectional: bool = False
+  scan_chunk_size: int = 0
+
+  def __post_init__(self):
+    super().__post_init__()
+    self._check_config()
+
+  def _check_config(self) -> None:
+    if self.d_model < 1:
+      raise ValueError(f"d_model must be >= 1, got {self.d_model}")
+    if self.kernel_size < 2:
+      raise ValueError(f"kernel_size must be >= 2 (a 1-tap filter has no scale), "
+                       f"got {self.kernel_size}")
+    decomposition.check_layout(self.num_levels, self.streams)
+    common.check_choice("filter_init", self.filter_init, decomposition.FILTER_INITS)
+    needed_kernel = {"haar": 2, "db2": 4}.get(self.filter_init)
+    if needed_kernel is not None and self.kernel_size != needed_kernel:
+      raise ValueError(f"filter_init={self.filter_init!r} needs kernel_size={needed_kernel}, "
+                       f"got {self.kernel_size}")
+    common.check_choice("decomposition_impl", self.decomposition_impl,
+                        decomposition.DECOMPOSITION_IMPLS)
+    common.check_choice("backbone", self.backbone, streams_lib.BACKBONES)
+    common.check_choice("scale_init", self.scale_init, streams_lib.SCALE_INITS)
+    common.check_choice("s6_condition_on", self.s6_condition_on, streams_lib.S6_CONDITIONS)
+    common.check_choice("band_activation", self.band_activation, BAND_ACTIVATIONS)
+    mixer_lib.check_mixer(self.mixer)
+    self.stream_ranks()  # raises for a raw_stream that the stream layout cannot honour
+    if (self.state_per_stream is None) == (self.total_state is None):
+      raise ValueError(
+          "set exactly one of state_per_stream (N per stream) and total_state (split evenly "
+          f"over the {self.num_streams} streams); got state_per_stream={self.state_per_stream}, "
+          f"total_state={self.total_state}")
+    if self.total_state is not None and (self.total_state < 1
+                                         or self.total_state % self.num_streams):
+      raise ValueError(f"total_state={self.total_state} must be a positive multiple of the "
+                       f"{self.num_streams} streams ({self.streams}, num_levels={self.num_levels})")
+    n = self.stream_state_size
+    if n < 1:
+      raise ValueError(f"state_per_stream must be >= 1, got {n}")
+    if self.backbone in ("s4d_lin", "s5") and n % 2:
+      raise ValueError(f"backbone={self.backbone!r} keeps conjugate pairs: the state per "
+                       f"stream must be even, got {n}")
+    if self.backbone in streams_lib.MIMO_BACKBONES and self.scale_init == "random_uniform_in_block":
+      raise ValueError("s5 and lru draw their timescales at random within each block already; "
+                       "use scale_init='stratified_a' or 'shared'")
+    if self.backbone == "s5" and n % (2 * self.s5_blocks):
+      raise ValueError(f"s5 needs the state per stream ({n}) divisible by 2 * s5_blocks "
+                       f"({2 * self.s5_blocks})")
+    if not 0.0 < self.dt_min <= self.dt_max:
+      raise ValueError(f"need 0 < dt_min <= dt_max, got [{self.dt_min}, {self.dt_max}]")
+    if not 0.0 <= self.lru_r_min < self.lru_r_max <= 1.0:
+      raise ValueError(f"need 0 <= lru_r_min < lru_r_max <= 1, got "
+                       f"[{self.lru_r_min}, {self.lru_r_max}]")
+    if self.s6_dt_rank is not None and self.s6_dt_rank < 1:
+      raise ValueError(f"s6_dt_rank must be >= 1 or None (ceil(H/16)), got {self.s6_dt_rank}")
+    if self.scan_chunk_size < 0:
+      raise ValueError(f"scan_chunk_size must be >= 0 (0 = one full scan), "
+                       f"got {self.scan_chunk_size}")
+
+  @property
+  def num_streams(self) -> int:
+    """S': S+2, S+1 or S streams by `streams`; 1 when num_levels = 0."""
+    return decomposition.num_streams(self.num_levels, self.streams)
+
+  @property
+  def stream_state_size(self) -> int:
+    """N, the state per stream (from `state_per_stream` or `total_state / S'`)."""
+    if self.state_per_stream is not None:
+      return self.state_per_stream
+    return self.total_state // self.num_streams
+
+  def stream_ranks(self) -> tuple[int, ...]:
+    """Timescale rank (0 = slowest) of each stream in band order."""
+    return streams_lib.stream_ranks(self.num_streams, self.streams == "details+approx+raw"
+                                    and self.num_levels > 0, self.raw_stream)
+
+  def state_counts(self) -> common.StateCounts:
+    """States per channel (S' N, the number the paper matches against baselines), in total,
+    and the real numbers carried per sequence and step (both directions)."""
+    per_channel = self.num_streams * self.stream_state_size
+    mimo = self.backbone in streams_lib.MIMO_BACKBONES
+    total = per_channel if mimo else self.d_model * per_channel
+    # lru carries N complex states per stream; s4d_lin and s5 carry N/2 conjugate pairs.
+    floats_per_state = 2 if self.backbone == "lru" else 1
+    directions = 2 if self.bidirectional else 1
+    return common.StateCounts(per_channel=per_channel, total=total,
+                              carried_floats=directions * floats_per_state * total)
+
+  @nn.compact
+  def __call__(self, u: Array, lengths: Array | None = None) -> Array:
+    """u `(B, L, H)`, lengths `(B,)` (bidirectional only; causal layers ignore it)."""
+    common.check_inputs(u, lengths, self.d_model)
+    if self.bidirectional:
+      u = common.zero_beyond_lengths(u, lengths)
+    bands = decomposition.WaveletDecomposition(
+        num_levels=self.num_levels, kernel_size=self.kernel_size,
+        share_filters=self.share_filters, filter_init=self.filter_init,
+        impl=self.decomposition_impl, streams=self.streams, centered=self.bidirectional,
+        name="decomposition")(u)
+    if self.band_activation == "silu":
+      bands = jax.nn.silu(bands)
+    if self.bidirectional:
+      # Centered bands near the end look back into valid steps; zero them past the end so
+      # the reverse scan starts from a zero state at each sequence's last valid step.
+      bands = common.zero_beyond_lengths(bands, lengths)
+    dt_rank = self.s6_dt_rank or math.ceil(self.d_model / 16)
+    y = streams_lib.StreamSSMs(
+        backbone=self.backbone, state_per_stream=self.stream_state_size,
+        ranks=self.stream_ranks(), scale_init=self.scale_init, dt_min=self.dt_min,
+        dt_max=self.dt_max, s6_condition_on=self.s6_condition_on, s6_dt_rank=dt_rank,
+        s5_blocks=self.s5_blocks, lru_r_min=self.lru_r_min, lru_r_max=self.lru_r_max,
+        lru_max_phase=self.lru_max_phase, bidirectional=self.bidirectional,
+        scan_chunk_size=self.scan_chunk_size, name="streams")(bands, u)
+    z = mixer_lib.ScaleMixer(mixer=self.mixer, name="mixer")(y.astype(u.dtype), u)
+    if self.d_skip:
+      d = self.param("D", nn.initializers.ones, (self.d_model,), jnp.float32)
+      z = z + d.astype(u.dtype) * u
+    return z.astype(u.dtype)
