@@ -154,3 +154,39 @@ def global_batch(mesh: Mesh, local_batch: dict[str, np.ndarray],
           sharding, value, (global_batch_size,) + value.shape[1:])
       for key, value in local_batch.items()
   }
+
+
+def declared_process_count(environ: dict[str, str]) -> int:
+  """How many processes the job's environment declares (1 if it declares none).
+
+  Reads what JAX's cluster auto-detection reads: SLURM, Open MPI, and Cloud TPU worker lists.
+  """
+  counts = [1]
+  for variable in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"):
+    if environ.get(variable, "").isdigit():
+      counts.append(int(environ[variable]))
+  for variable in ("TPU_WORKER_HOSTNAMES", "TPU_PROCESS_ADDRESSES"):
+    if environ.get(variable):
+      counts.append(len(environ[variable].split(",")))
+  return max(counts)
+
+
+def initialize_distributed(environ: dict[str, str], *, coordinator_address: str | None,
+                           num_processes: int | None, process_id: int | None,
+                           force: bool) -> bool:
+  """Calls `jax.distributed.initialize` when the job has several processes.
+
+  It must not be called in a single-process job on a non-TPU host (it fails there), so it
+  runs only when the flags (`num_processes > 1` or a coordinator address), the environment
+  (see `declared_process_count`) or `force` (e.g. a TPU pod whose workers the environment
+  does not list) say so. Returns whether it initialized.
+  """
+  flagged = bool(coordinator_address) or (num_processes or 1) > 1
+  if not (force or flagged or declared_process_count(environ) > 1):
+    return False
+  if flagged and (num_processes is None or process_id is None or not coordinator_address):
+    raise ValueError("multi-process flags need all three of --coordinator_address, "
+                     "--num_processes and --process_id (or none, for auto-detection)")
+  jax.distributed.initialize(coordinator_address=coordinator_address,
+                             num_processes=num_processes, process_id=process_id)
+  return True

@@ -104,7 +104,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Modu
   new_state = state.replace(
       step=state.step + 1, params=optax.apply_updates(state.params, param_updates),
       opt_state=opt_state, batch_stats=updates.get("batch_stats", state.batch_stats))
-  return new_state, {**counts, "grad_norm": optax.global_norm(grads)}
+  return new_state, {**counts, "grad_norm": optax.tree.norm(grads)}
 
 
 def eval_step(variables: dict[str, Any], batch: dict[str, jax.Array], *, model: nn.Module,
@@ -186,6 +186,28 @@ def fine_tune_variables(variables: dict[str, Any], init_from: str, init_head: st
   return jax.tree_util.tree_map_with_path(merge, variables)
 
 
+def make_init_fn(model: nn.Module, tx: optax.GradientTransformation, spec: data.TaskSpec,
+                 seed: int) -> Callable[[], TrainState]:
+  """A function creating the initial state (jit it with the state shardings as outputs)."""
+  init_key, train_key = jax.random.split(jax.random.PRNGKey(seed))
+
+  def init_state() -> TrainState:
+    variables = init_variables(model, spec, init_key)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                      opt_state=tx.init(variables["params"]),
+                      batch_stats=variables["batch_stats"], rng=train_key)
+
+  return init_state
+
+
+def jit_train_step(mesh: jax.sharding.Mesh, state_shardings: TrainState, **static: Any
+                   ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
+  """`train_step` with its static arguments bound, jitted once; the state is donated."""
+  return jax.jit(functools.partial(train_step, **static),
+                 in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
+                 out_shardings=(state_shardings, sharding.replicated(mesh)), donate_argnums=0)
+
+
 def parameter_count(tree: Any) -> int:
   return int(sum(np.prod(leaf.shape, dtype=np.int64) for leaf in jax.tree.leaves(tree)))
 
@@ -245,6 +267,44 @@ class Evaluator:
           scores, labels, np.concatenate([o["weights"] for o in outputs]))
     result["num_examples"] = int(round(weight))
     return result
+
+
+def evaluate_checkpoint(path: str | pathlib.Path, split: str, *, prefer: str = "best",
+                        batch_size: int | None = None,
+                        data_overrides: dict[str, Any] | None = None
+                        ) -> tuple[dict[str, float], dict[str, Any]]:
+  """Evaluates a saved model on one split of its task, on all devices (data parallel).
+
+  Args:
+    path: a run workdir or checkpoint directory (see `checkpointing.find_checkpoint`).
+    split: the split to evaluate.
+    prefer: "best" or "latest" checkpoint of a run workdir.
+    batch_size: the global eval batch size (default: the run's `train.eval_batch_size`).
+    data_overrides: data config fields to replace (e.g. `data_dir` on another machine).
+
+  Returns:
+    The metrics, and facts about the run: checkpoint, step, task, layer, params, config.
+  """
+  ref = checkpointing.find_checkpoint(path, prefer=prefer)
+  config = ml_collections.ConfigDict(checkpointing.load_config_json(ref))
+  for key, value in (data_overrides or {}).items():
+    if key not in config.data:
+      raise KeyError(f"data config of {ref} has no field {key!r}; it has {sorted(config.data)}")
+    config.data[key] = value
+  spec = data.get_task(config.data)
+  model = model_lib.build_model(config.model, spec, precision=config.train.precision)
+  mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "model": 1}))
+  abstract = jax.eval_shape(lambda: init_variables(model, spec, jax.random.PRNGKey(0)))
+  shardings = sharding.state_shardings(mesh, abstract)
+  variables = checkpointing.load_variables(ref, with_shardings(abstract, shardings))
+  evaluator = Evaluator(mesh=mesh, model=model, spec=spec, data_config=config.data,
+                        batch_size=batch_size or config.train.eval_batch_size,
+                        variable_shardings=shardings)
+  result = evaluator.evaluate(variables, split)
+  info = {"checkpoint": str(ref), "step": ref.step, "task": spec.name,
+          "metric": spec.metric, "layer": config.model.layer,
+          "params": parameter_count(variables["params"]), "config": config}
+  return result, info
 
 
 def num_train_steps(train_config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
@@ -312,22 +372,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                                        config.freeze)
   config_json = _config_json(config)
 
-  init_key, train_key = jax.random.split(jax.random.PRNGKey(config.train.seed))
-
-  def init_state() -> TrainState:
-    variables = init_variables(model, spec, init_key)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
-                      opt_state=tx.init(variables["params"]),
-                      batch_stats=variables["batch_stats"], rng=train_key)
-
+  init_state = make_init_fn(model, tx, spec, config.train.seed)
   abstract_state = jax.eval_shape(init_state)
   shardings = sharding.state_shardings(mesh, abstract_state)
   ckpt = checkpointing.RunCheckpoints(workdir, keep=config.train.keep_checkpoints)
   start_step = ckpt.latest_step()
   if start_step is not None:
-    restored = ckpt.restore(start_step, state_items(with_shardings(abstract_state, shardings)))
-    state = state_from_items(restored)
+    state = state_from_items(
+        ckpt.restore(start_step, state_items(with_shardings(abstract_state, shardings))))
     logging.info("resumed from %s/%d", ckpt.directory, start_step)
+    if start_step >= num_steps:
+      logging.info("training is complete (%d of %d steps)", start_step, num_steps)
+      ckpt.close()
+      return state
   else:
     start_step = 0
     state = jax.jit(init_state, out_shardings=shardings)()
@@ -342,10 +399,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     (workdir / "config.json").write_text(json.dumps(config_json, indent=2) + "\n")
     (workdir / "model_summary.txt").write_text(summary + "\n")
 
-  p_train_step = jax.jit(
-      functools.partial(train_step, model=model, tx=tx, target=spec.target),
-      in_shardings=(shardings, sharding.batch_sharding(mesh)),
-      out_shardings=(shardings, sharding.replicated(mesh)), donate_argnums=0)
+  p_train_step = jit_train_step(mesh, shardings, model=model, tx=tx, target=spec.target)
   evaluator = Evaluator(mesh=mesh, model=model, spec=spec, data_config=config.data,
                         batch_size=config.train.eval_batch_size,
                         variable_shardings=shardings.variables())

@@ -1,0 +1,130 @@
+r"""Evaluates trained models: one run, or several runs on the same task side by side.
+
+    python eval.py --workdir=/tmp/run --split=test           # writes eval_best_test.{json,csv}
+    python eval.py --compare=/tmp/ms_ssm,/tmp/s5 --split=test --output_dir=/tmp/cmp
+
+Each run's model is rebuilt from the config saved with its checkpoint. `--workdir` and
+`--compare` take run workdirs, checkpoint directories or step directories.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pathlib
+import sys
+from typing import Any
+
+from absl import app
+from absl import flags
+import jax
+
+from ms_ssm_jax import sharding
+from ms_ssm_jax import train_lib
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "The run (or checkpoint) to evaluate.")
+_COMPARE = flags.DEFINE_list("compare", None, "Runs to evaluate on the same task, as a table.")
+_SPLIT = flags.DEFINE_string("split", "test", "The split to evaluate.")
+_CHECKPOINT = flags.DEFINE_enum("checkpoint", "best", ["best", "latest"],
+                                "Which checkpoint of a run workdir.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", None,
+                                   "Global eval batch size (default: the run's).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None,
+                                "Replaces the runs' config.data.data_dir (data elsewhere).")
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", None, "Where results go (default: the run's workdir; with --compare, "
+    "results are only printed unless this is set).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "host:port of process 0, for multi-process jobs.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+
+# Data config fields that depend on the machine, not on the task.
+_PATH_SUFFIXES = ("_dir", "_path", "_file")
+
+
+def _evaluate(path: str) -> dict[str, Any]:
+  overrides = {"data_dir": _DATA_DIR.value} if _DATA_DIR.value else None
+  result, info = train_lib.evaluate_checkpoint(
+      path, _SPLIT.value, prefer=_CHECKPOINT.value, batch_size=_BATCH_SIZE.value,
+      data_overrides=overrides)
+  return {"run": path, "split": _SPLIT.value, **info, **result}
+
+
+def _check_same_task(rows: list[dict[str, Any]]) -> None:
+  """Raises unless every run was trained and evaluated on the same task data."""
+  def task_fields(row):
+    return {k: v for k, v in row["config"].data.items() if not k.endswith(_PATH_SUFFIXES)}
+
+  reference = task_fields(rows[0])
+  for row in rows[1:]:
+    fields = task_fields(row)
+    differing = sorted(k for k in set(reference) | set(fields)
+                       if reference.get(k) != fields.get(k))
+    if differing:
+      raise ValueError(f"--compare needs runs on the same task; {row['run']} differs from "
+                       f"{rows[0]['run']} in data fields {differing}")
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+  metric_columns = ["loss", "accuracy"] + (["auroc"] if "auroc" in rows[0] else [])
+  return ["run", "layer", "params", "step", "split", *metric_columns, "num_examples"]
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+  columns = _columns(rows)
+
+  def cell(value):
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+  lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+  lines += ["| " + " | ".join(cell(row[c]) for c in columns) + " |" for row in rows]
+  return "\n".join(lines)
+
+
+def _write(rows: list[dict[str, Any]], directory: pathlib.Path, stem: str) -> None:
+  directory.mkdir(parents=True, exist_ok=True)
+  plain = [{k: v for k, v in row.items() if k != "config"} for row in rows]
+  (directory / f"{stem}.json").write_text(json.dumps(plain, indent=2) + "\n")
+  with open(directory / f"{stem}.csv", "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=_columns(rows), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(plain)
+  print(f"wrote {directory / stem}.json and .csv")
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if bool(_WORKDIR.value) == bool(_COMPARE.value):
+    raise app.UsageError("pass exactly one of --workdir and --compare")
+  sharding.initialize_distributed(
+      os.environ, coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
+      process_id=_PROCESS_ID.value, force=False)
+  is_writer = jax.process_index() == 0
+  if _WORKDIR.value:
+    row = _evaluate(_WORKDIR.value)
+    if is_writer:
+      print(markdown_table([row]))
+      _write([row], pathlib.Path(_OUTPUT_DIR.value or _WORKDIR.value),
+             f"eval_{_CHECKPOINT.value}_{_SPLIT.value}")
+    return
+  if len(_COMPARE.value) < 2:
+    raise app.UsageError("--compare needs at least two runs")
+  rows = [_evaluate(path) for path in _COMPARE.value]
+  _check_same_task(rows)
+  if is_writer:
+    table = markdown_table(rows)
+    print(f"task {rows[0]['task']}, split {_SPLIT.value} ({_CHECKPOINT.value} checkpoints):")
+    print(table)
+    if _OUTPUT_DIR.value:
+      _write(rows, pathlib.Path(_OUTPUT_DIR.value), f"compare_{_SPLIT.value}")
+      (pathlib.Path(_OUTPUT_DIR.value) / f"compare_{_SPLIT.value}.md").write_text(table + "\n")
+
+
+if __name__ == "__main__":
+  try:
+    app.run(main)
+  except (FileNotFoundError, ValueError, KeyError) as e:
+    sys.exit(f"eval failed: {e}")

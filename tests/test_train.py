@@ -1,0 +1,141 @@
+"""The train loop end to end on tiny models and real tasks (CPU, 8 fake devices)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import chex
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import common
+from ms_ssm_jax import checkpointing
+from ms_ssm_jax import data
+from ms_ssm_jax import train_lib
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def tiny_config(task: str = "japanese_vowels", model: str = "s5", **updates
+                ) -> ml_collections.ConfigDict:
+  """A model of a few hundred parameters that trains in seconds on the CPU."""
+  config = common.base_config(task, model)
+  common.override(config, {
+      "model.d_model": 8, "model.num_layers": 1, "model.dropout": 0.1,
+      "model.layer_config.state_size": 4, "optimizer.lr": 1e-2, "optimizer.warmup_steps": 2,
+      "train.global_batch_size": 16, "train.eval_batch_size": 64, "train.num_steps": 8,
+      "train.log_every": 4, "train.eval_every": 0, "train.checkpoint_every": 4,
+      "train.eval_splits": ("validation",), **updates})
+  return common.lock(config)
+
+
+def read_csv(path: pathlib.Path) -> list[dict[str, str]]:
+  with open(path, newline="") as f:
+    return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+  """30 steps on JapaneseVowels, with the step functions checked for retracing."""
+  workdir = tmp_path_factory.mktemp("run")
+  config = tiny_config(**{"train.num_steps": 30, "train.log_every": 5, "train.eval_every": 15,
+                          "train.checkpoint_every": 15, "train.eval_splits": ("validation",
+                                                                              "test")})
+  with pytest.MonkeyPatch.context() as patch:
+    # Any retrace (new shapes, dtypes or shardings between steps) raises here.
+    patch.setattr(train_lib, "train_step", chex.assert_max_traces(train_lib.train_step, n=1))
+    patch.setattr(train_lib, "eval_step", chex.assert_max_traces(train_lib.eval_step, n=1))
+    state = train_lib.train_and_evaluate(config, workdir)
+  return workdir, state
+
+
+def test_training_reduces_the_loss(trained_run):
+  workdir, state = trained_run
+  rows = read_csv(workdir / "metrics" / "train.csv")
+  assert [int(r["step"]) for r in rows] == [5, 10, 15, 20, 25, 30]
+  losses = [float(r["loss"]) for r in rows]
+  assert losses[-1] < 0.8 * losses[0]
+  assert int(state.step) == 30
+  for column in ("accuracy", "lr", "ssm_lr", "step_time", "examples_per_s", "grad_norm"):
+    assert np.isfinite(float(rows[-1][column]))
+
+
+def test_run_files(trained_run):
+  workdir, _ = trained_run
+  config = json.loads((workdir / "config.json").read_text())
+  assert config["model"]["d_model"] == 8
+  summary = (workdir / "model_summary.txt").read_text()
+  assert "parameters:" in summary and "params/head/kernel" in summary
+  evals = read_csv(workdir / "metrics" / "eval.csv")
+  assert [(r["step"], r["split"]) for r in evals] == [
+      ("15", "validation"), ("15", "test"), ("30", "validation"), ("30", "test")]
+  assert int(evals[0]["num_examples"]) == data.num_examples(tiny_config().data, "validation")
+  results = json.loads((workdir / "results.json").read_text())
+  best_score = max(float(r["accuracy"]) for r in evals if r["split"] == "validation")
+  assert results["best_validation_accuracy"] == pytest.approx(best_score)
+  best = checkpointing.find_checkpoint(workdir, prefer="best")
+  best_step = max((r for r in evals if r["split"] == "validation"),
+                  key=lambda r: float(r["accuracy"]))["step"]
+  assert best.step == int(best_step)
+  assert checkpointing.find_checkpoint(workdir, prefer="latest").step == 30
+
+
+def test_nan_loss_stops_without_saving_the_bad_state(tmp_path, monkeypatch):
+  make_iterator = data.make_iterator
+
+  def poisoned(data_config, split, **kwargs):
+    for step, batch in enumerate(make_iterator(data_config, split, **kwargs),
+                                 start=kwargs["start_step"] + 1):
+      if split == "train" and step == 3:
+        batch = {**batch, "inputs": np.full_like(batch["inputs"], np.nan)}
+      yield batch
+
+  monkeypatch.setattr(data, "make_iterator", poisoned)
+  config = tiny_config(**{"train.log_every": 100, "train.checkpoint_every": 2})
+  with pytest.raises(train_lib.NonFiniteError, match=r"non-finite loss \(nan\) at step 3") as e:
+    train_lib.train_and_evaluate(config, tmp_path)
+  assert "last good checkpoint: step 2" in str(e.value)
+  assert checkpointing.find_checkpoint(tmp_path, prefer="latest").step == 2
+
+
+def test_missing_data_error_surfaces(tmp_path):
+  config = common.base_config("uea", "s5")
+  common.override(config, {"data.dataset": "EigenWorms", "data.manual_dir": str(tmp_path),
+                           "data.data_dir": str(tmp_path / "tfds")})
+  with pytest.raises(data.MissingDataError, match="EigenWorms"):
+    train_lib.train_and_evaluate(config, tmp_path / "run")
+
+
+def _run_train_py(*args: str) -> subprocess.CompletedProcess:
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", "PYTHONPATH": str(REPO)}
+  return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_train_py_default_config(tmp_path):
+  result = _run_train_py(
+      f"--workdir={tmp_path}", "--config.model.d_model=8", "--config.model.num_layers=1",
+      "--config.train.num_steps=2", "--config.train.log_every=1",
+      "--config.train.eval_splits=('validation',)", "--config.train.global_batch_size=8")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "step 2/2" in result.stdout
+  assert "parameters:" in result.stdout
+  assert checkpointing.find_checkpoint(tmp_path, prefer="latest").step == 2
+
+
+def test_train_py_mistyped_key_names_it(tmp_path):
+  config_file = tmp_path / "config.py"
+  config_file.write_text("from configs import common\n\n\ndef get_config():\n"
+                         "  return common.lock(common.base_config('japanese_vowels', 's5'))\n")
+  result = _run_train_py(f"--workdir={tmp_path}", f"--config={config_file}",
+                         "--config.optimizer.lrr=1e-3")
+  assert result.returncode != 0
+  assert "--config.optimizer.lrr" in result.stderr
+  assert 'Did you mean "lr"' in result.stderr
+  assert "Traceback" not in result.stderr
