@@ -10,6 +10,8 @@ import subprocess
 import sys
 
 import chex
+import jax
+from jax.experimental.compilation_cache import compilation_cache
 import ml_collections
 import numpy as np
 import pytest
@@ -20,6 +22,29 @@ from ms_ssm_jax import data
 from ms_ssm_jax import train_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+_CACHE_OPTIONS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+                  "jax_persistent_cache_min_entry_size_bytes")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def persistent_compilation_cache(tmp_path_factory):
+  """Runs of the same tiny model compile once per session (their programs are identical).
+
+  Compilation dominates these tests on a busy CPU; tracing still happens on every run, so
+  retrace checks keep working.
+  """
+  previous = {name: getattr(jax.config, name) for name in _CACHE_OPTIONS}
+  compilation_cache.reset_cache()
+  jax.config.update("jax_compilation_cache_dir",
+                    str(tmp_path_factory.getbasetemp() / "jax_compilation_cache"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  yield
+  compilation_cache.reset_cache()
+  for name, value in previous.items():
+    jax.config.update(name, value)
 
 
 def tiny_config(task: str = "japanese_vowels", model: str = "s5", **updates
