@@ -1,0 +1,93 @@
+"""The layer registry: configs from dataclass defaults, construction, errors, counts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import pytest
+
+from ms_ssm_jax import layers
+from ms_ssm_jax.ssm.s4d import S4D
+from ms_ssm_jax.ssm.s5 import S5
+from ms_ssm_jax.ssm.s6 import S6
+
+BASELINES = ["s4d", "s5", "lru", "s6"]
+
+
+def test_registry_names():
+  assert set(layers.LAYERS) == {"ms_ssm", "s5", "lru", "s4d", "s6"}
+  assert layers.LAYERS["s5"] is S5
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_default_config_mirrors_the_dataclass_fields(name):
+  cls = layers.LAYERS[name]
+  config = layers.default_layer_config(name)
+  assert isinstance(config, ml_collections.ConfigDict)
+  fields = {f.name: f.default for f in dataclasses.fields(cls)
+            if f.name not in ("d_model", "parent", "name")}
+  assert set(config.keys()) == set(fields)
+  for key, default in fields.items():
+    assert config[key] == default, key
+  layer = layers.make_layer(name, 8, config)
+  assert isinstance(layer, cls) and layer.d_model == 8
+  for key, default in fields.items():
+    assert getattr(layer, key) == default, key
+
+
+def test_none_default_becomes_a_typed_placeholder():
+  config = layers.default_layer_config("s6")
+  assert config.dt_rank is None
+  config.dt_rank = 3  # what --config.model.layer_config.dt_rank=3 does
+  assert layers.make_layer("s6", 16, config).rank == 3
+  with pytest.raises(TypeError):
+    config.dt_rank = "three"
+  assert layers.make_layer("s6", 40, layers.default_layer_config("s6")).rank == 3  # ceil(40/16)
+
+
+def test_overrides_reach_the_layer():
+  config = layers.default_layer_config("s4d")
+  config.a_init = "real"
+  config.state_size = 5
+  layer = layers.make_layer("s4d", 4, config, module_name="mixer")
+  assert (layer.a_init, layer.state_size, layer.name) == ("real", 5, "mixer")
+  params = layer.init(jax.random.key(0), jnp.zeros((1, 2, 4)))["params"]
+  assert params["A_re_log"].shape == (4, 5)
+  assert layers.make_layer("s4d", 4, {"bidirectional": True}).bidirectional
+  assert layers.make_layer("s4d", 4).state_size == S4D.state_size
+
+
+def test_unknown_layer_lists_the_known_ones():
+  with pytest.raises(ValueError, match="unknown layer 's4'; known layers: ms_ssm, s5, lru, s4d, s6"):
+    layers.make_layer("s4", 8, None)
+  with pytest.raises(ValueError, match="unknown layer 'mamba'"):
+    layers.default_layer_config("mamba")
+
+
+def test_unknown_config_keys_are_named():
+  config = layers.default_layer_config("s5")
+  with config.unlocked():
+    config.state_szie = 32
+    config.blcoks = 2
+  with pytest.raises(ValueError, match="unknown config keys for layer 's5': blcoks, state_szie"):
+    layers.make_layer("s5", 8, config)
+
+
+def test_count_parameters_and_state_size():
+  layer = layers.make_layer("s5", 6, {"state_size": 8, "bidirectional": True})
+  params = layer.init(jax.random.key(0), jnp.zeros((1, 2, 6)))["params"]
+  # Lambda_re, Lambda_im (4 each), B (4, 6, 2), C and C_reverse (6, 4, 2), D (6), log_step (4, 1)
+  assert layers.count_parameters(params) == 4 + 4 + 48 + 48 + 48 + 6 + 4
+  assert layers.state_size(layer) == layers.StateCounts(
+      per_channel=8, total=8, carried_floats=16)
+  assert layers.state_size(layers.make_layer("s4d", 6, {"state_size": 8})) == (
+      layers.StateCounts(per_channel=8, total=48, carried_floats=48))
+  assert layers.state_size(layers.make_layer("lru", 6, {"state_size": 8})) == (
+      layers.StateCounts(per_channel=8, total=8, carried_floats=16))
+  assert layers.state_size(S6(6, state_size=4)) == layers.StateCounts(4, 24, 24)
+  with pytest.raises(TypeError, match="Dense does not implement state_counts"):
+    layers.state_size(nn.Dense(3))
