@@ -73,6 +73,7 @@ class LRU(nn.Module):
     """u (B, L, H), lengths (B,) or None -> y (B, L, H)."""
     common.check_inputs(u, lengths, self.d_model)
     h, n = self.d_model, self.state_size
+
     def ring_init(key: Array, index: int) -> Array:
       return ssm_init.lru_ring_init(key, n, self.r_min, self.r_max, self.max_phase)[index]
 
