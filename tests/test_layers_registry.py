@@ -92,3 +92,11 @@ def test_count_parameters_and_state_size():
   assert layers.state_size(S6(6, state_size=4)) == layers.StateCounts(4, 24, 24)
   with pytest.raises(TypeError, match="Dense does not implement state_counts"):
     layers.state_size(nn.Dense(3))
+
+
+def test_ms_ssm_resolves_lazily_with_placeholder_fields():
+  assert layers.LAYERS["ms_ssm"].__name__ == "MSSSMLayer"
+  config = layers.default_layer_config("ms_ssm")
+  assert config.state_per_stream is None
+  config.state_per_stream = 4
+  assert layers.make_layer("ms_ssm", 8, config).state_per_stream == 4
