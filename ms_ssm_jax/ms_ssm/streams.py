@@ -129,7 +129,7 @@ def s5_log_steps(key: Array, ranks: tuple[int, ...], n: int, scale_init: str, dt
   keys = jax.random.split(key, len(ranks))
   if scale_init == "shared":
     return jnp.stack([ssm_init.log_uniform(k, (n,), dt_min, dt_max) for k in keys])
-  edges = np.exp(np.linspace(math.log(dt_min), math.log(dt_max), len(ranks) + 1))
+  edges = np.exp(np.linspace(math.log(dt_min), math.log(dt_max), len(ranks) + 1)).tolist()
   return jnp.stack([ssm_init.log_uniform(k, (n,), edges[r], edges[r + 1])
                     for k, r in zip(keys, ranks)])
 
@@ -142,7 +142,7 @@ def lru_rings(key: Array, ranks: tuple[int, ...], n: int, scale_init: str, r_min
   if scale_init == "shared":
     rings = [ssm_init.lru_ring_init(k, n, r_min, r_max, max_phase) for k in keys]
   else:
-    edges = np.linspace(r_max, r_min, len(ranks) + 1)
+    edges = np.linspace(r_max, r_min, len(ranks) + 1).tolist()  # floats: keep float32 math
     rings = [ssm_init.lru_ring_init(k, n, edges[r + 1], edges[r], max_phase)
              for k, r in zip(keys, ranks)]
   return jnp.stack([nu for nu, _ in rings]), jnp.stack([theta for _, theta in rings])
