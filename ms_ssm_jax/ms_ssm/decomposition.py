@@ -56,6 +56,7 @@ def num_streams(num_levels: int, streams: str) -> int:
 
 
 def check_layout(num_levels: int, streams: str) -> None:
+  """Raises a ValueError naming the fix for an unknown layout or one that leaves no stream."""
   if streams not in STREAM_LAYOUTS:
     raise ValueError(f"unknown streams {streams!r}; known: {', '.join(STREAM_LAYOUTS)}")
   if num_levels < 0:
@@ -188,8 +189,7 @@ def wavelet_bands(x: Array, phi: Array, psi: Array, *, streams: str, impl: str,
 
   Args:
     x: `(B, L, H)`.
-    phi, psi: `(S, K, H)` filters, or `(1, K, H)` shared by all `num_levels` levels (pass
-      them broadcast to `(S, K, H)`).
+    phi, psi: `(S, K, H)` per-level filters (shared filters broadcast to S levels).
     streams: one of `STREAM_LAYOUTS`.
     impl: `cascade` or `filterbank` (same outputs).
     centered: read each band `C_s` steps later (non-causal, for bidirectional layers).

@@ -42,7 +42,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -61,7 +61,6 @@ SCALE_INITS: tuple[str, ...] = ("stratified_a", "shared", "random_uniform_in_blo
 RAW_STREAM_POSITIONS: tuple[str, ...] = ("fastest", "slowest")
 S6_CONDITIONS: tuple[str, ...] = ("raw", "band")
 MIMO_BACKBONES: tuple[str, ...] = ("s5", "lru")
-COMPLEX_SISO_BACKBONES: tuple[str, ...] = ("s4d_lin",)
 # Mamba floors the initial selective step here (Gu and Dao 2023, reference init).
 _S6_DT_FLOOR = 1e-4
 
@@ -327,7 +326,9 @@ class StreamSSMs(nn.Module):
     return run_streams(streams, bands, u, bidirectional=self.bidirectional,
                        chunk_size=self.scan_chunk_size)
 
-  def _readouts(self, init_fn, shape) -> tuple[Array, Array | None]:
+  def _readouts(self, init_fn: Callable[..., Array], shape: tuple[int, ...]
+                ) -> tuple[Array, Array | None]:
+    """`C`, and `C_reverse` for bidirectional layers (None otherwise)."""
     c = self.param("C", init_fn, shape, jnp.float32)
     c_reverse = self.param("C_reverse", init_fn, shape, jnp.float32) if self.bidirectional else None
     return c, c_reverse
