@@ -140,6 +140,10 @@ class RunCheckpoints:
   def save_best(self, step: int, variables: Any, config_json: Any, score: float,
                 metrics: Mapping[str, float]) -> None:
     """Replaces the best checkpoint by the model at `step` with validation `score`."""
+    if step in self._best.all_steps():
+      # A resumed run re-evaluates steps after its last checkpoint; on hardware whose sums
+      # are not bitwise reproducible the same step can score higher the second time.
+      self._best.delete(step)
     self._best.save(step, args=ocp.args.Composite(
         **{VARIABLES: ocp.args.PyTreeSave(variables),
            CONFIG: ocp.args.JsonSave(config_json),
@@ -153,9 +157,16 @@ class RunCheckpoints:
     self._best.wait_until_finished()
 
   def close(self) -> None:
+    """Waits for pending saves and releases the managers."""
     self.wait_until_finished()
     self._latest.close()
     self._best.close()
+
+  def __enter__(self) -> RunCheckpoints:
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
 
 
 def _restore_arrays(manager: ocp.CheckpointManager, step: int,

@@ -11,7 +11,7 @@ import functools
 import json
 import pathlib
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import flax
 import flax.linen as nn
@@ -358,7 +358,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   preemption step if the job got SIGTERM; rerunning the same command resumes).
   """
   workdir = pathlib.Path(workdir)
-  is_writer = jax.process_index() == 0
   mesh = sharding.make_mesh(config.mesh)
   batch_size = config.train.global_batch_size
   sharding.check_batch_size(mesh, batch_size, "config.train.global_batch_size")
@@ -370,12 +369,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   model = model_lib.build_model(config.model, spec, precision=config.train.precision)
   tx, schedules = optim.make_optimizer(config.optimizer, num_steps, steps_per_epoch,
                                        config.freeze)
-  config_json = _config_json(config)
-
   init_state = make_init_fn(model, tx, spec, config.train.seed)
+  with checkpointing.RunCheckpoints(workdir, keep=config.train.keep_checkpoints) as ckpt:
+    return _train(config, workdir, ckpt, mesh=mesh, spec=spec, model=model, tx=tx,
+                  schedules=schedules, init_state=init_state, num_steps=num_steps,
+                  steps_per_epoch=steps_per_epoch)
+
+
+def _train(config, workdir, ckpt, *, mesh, spec, model, tx, schedules, init_state, num_steps,
+           steps_per_epoch) -> TrainState:
+  """`train_and_evaluate` once its parts are built: restore or initialize, then the loop."""
+  is_writer = jax.process_index() == 0
+  batch_size = config.train.global_batch_size
+  config_json = _config_json(config)
   abstract_state = jax.eval_shape(init_state)
   shardings = sharding.state_shardings(mesh, abstract_state)
-  ckpt = checkpointing.RunCheckpoints(workdir, keep=config.train.keep_checkpoints)
   start_step = ckpt.latest_step()
   if start_step is not None:
     state = state_from_items(
@@ -383,7 +391,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     logging.info("resumed from %s/%d", ckpt.directory, start_step)
     if start_step >= num_steps:
       logging.info("training is complete (%d of %d steps)", start_step, num_steps)
-      ckpt.close()
       return state
   else:
     start_step = 0
@@ -418,16 +425,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
                schedules=schedules, num_steps=num_steps, config_json=config_json,
                last_saved=start_step or None)
   with checkpointing.PreemptionWatcher() as watcher, writer:
-    try:
-      for step in range(start_step, num_steps):
-        state, step_metrics = p_train_step(
-            state, sharding.global_batch(mesh, next(batches), batch_size))
-        if loop.after_step(step + 1, state, step_metrics, watcher.should_stop(step + 1)):
-          break
-      else:
-        loop.write_results(workdir)
-    finally:
-      ckpt.close()
+    for step in range(start_step, num_steps):
+      state, step_metrics = p_train_step(
+          state, sharding.global_batch(mesh, next(batches), batch_size))
+      if loop.after_step(step + 1, state, step_metrics, watcher.should_stop(step + 1)):
+        break
+    else:
+      loop.write_results(workdir)
   return state
 
 
@@ -476,7 +480,8 @@ class _Loop:
              if self._last_saved else "no checkpoint was saved yet")
     values = self._metrics.flush(where)
     seconds_per_step = (time.perf_counter() - self._timer) / num_steps
-    values.update({f"{name}": float(schedule(step - 1))
+    # The learning rates of the update that produced this step.
+    values.update({name: float(schedule(step - 1))
                    for name, schedule in self._schedules.items()})
     values["step_time"] = seconds_per_step
     values["examples_per_s"] = self._config.train.global_batch_size / seconds_per_step
