@@ -18,6 +18,7 @@ from typing import Any
 
 from absl import app
 from absl import flags
+from absl import logging
 import jax
 
 from ms_ssm_jax import sharding
@@ -97,6 +98,9 @@ def _write(rows: list[dict[str, Any]], directory: pathlib.Path, stem: str) -> No
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    # Progress goes to stdout; orbax's per-save INFO lines would bury it.
+    logging.set_verbosity(logging.WARNING)
   if bool(_WORKDIR.value) == bool(_COMPARE.value):
     raise app.UsageError("pass exactly one of --workdir and --compare")
   sharding.initialize_distributed(

@@ -66,6 +66,9 @@ def parse_flags(argv: list[str]) -> list[str]:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    # Progress goes to stdout; orbax's per-save INFO lines would bury it.
+    logging.set_verbosity(logging.WARNING)
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
   if sharding.initialize_distributed(

@@ -175,7 +175,6 @@ def fine_tune_variables(variables: dict[str, Any], init_from: str, init_head: st
       {p: v for p, v in source.items() if not is_head(p)}, str(ref),
       "Fine-tuning loads every array but the head: use the source run's model config; set "
       "config.init_head='reinit' if only the head differs.")
-  logging.info("fine-tuning from %s (%s head)", ref, init_head)
 
   def merge(path, leaf):
     name = checkpointing.path_name(path)
@@ -388,9 +387,9 @@ def _train(config, workdir, ckpt, *, mesh, spec, model, tx, schedules, init_stat
   if start_step is not None:
     state = state_from_items(
         ckpt.restore(start_step, state_items(with_shardings(abstract_state, shardings))))
-    logging.info("resumed from %s/%d", ckpt.directory, start_step)
     if start_step >= num_steps:
-      logging.info("training is complete (%d of %d steps)", start_step, num_steps)
+      logging.warning("%s holds step %d of %d: training is complete", ckpt.directory,
+                      start_step, num_steps)
       return state
   else:
     start_step = 0
@@ -421,6 +420,11 @@ def _train(config, workdir, ckpt, *, mesh, spec, model, tx, schedules, init_stat
                f"devices, {jax.process_count()} processes; task {spec.name}; "
                f"{num_steps} steps of {batch_size} examples ({steps_per_epoch} per epoch)")
   writer.print("\n".join(summary.splitlines()[:2]))
+  if start_step:
+    writer.print(f"resumed from {ckpt.directory}/{start_step}")
+  elif config.init_from:
+    writer.print(f"fine-tuning from {config.init_from} (head: {config.init_head}, frozen: "
+                 f"{config.freeze or 'nothing'})")
   loop = _Loop(config=config, spec=spec, ckpt=ckpt, writer=writer, evaluator=evaluator,
                schedules=schedules, num_steps=num_steps, config_json=config_json,
                last_saved=start_step or None)
@@ -487,7 +491,7 @@ class _Loop:
     values["examples_per_s"] = self._config.train.global_batch_size / seconds_per_step
     self._writer.write("train", step, values)
     shown = {"loss": values["loss"], "acc": values["accuracy"], "lr": values["lr"],
-             "s/step": seconds_per_step, "ex/s": values["examples_per_s"]}
+             "s/step": seconds_per_step, "ex/s": round(values["examples_per_s"])}
     self._writer.print(metrics_lib.progress_line(step, self._num_steps, shown,
                                                  seconds_per_step))
 
