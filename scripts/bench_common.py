@@ -1,0 +1,92 @@
+"""Timing and memory helpers shared by the benchmark scripts (not imported by the package)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass
+class Timing:
+  median_ms: float
+  min_ms: float
+  repeats: int
+  temp_bytes: int | None  # XLA's compiled temp allocation
+  peak_bytes: int | None  # device allocator peak during the timed calls (GPU/TPU only)
+
+
+def device_description() -> str:
+  device = jax.devices()[0]
+  return f"{device.platform}:{getattr(device, 'device_kind', '?')} x{jax.device_count()}"
+
+
+def _peak_bytes() -> int | None:
+  stats = jax.devices()[0].memory_stats()
+  return None if not stats else stats.get("peak_bytes_in_use")
+
+
+def _reset_peak() -> None:
+  # Not all backends can reset the peak counter; where they cannot, the reported peak is the
+  # process-wide maximum and is labelled as such by the callers.
+  device = jax.devices()[0]
+  reset = getattr(device, "reset_memory_stats", None)
+  if reset is not None:
+    try:
+      reset()
+    except Exception:  # noqa: BLE001 - backend-specific; the peak then covers the process.
+      pass
+
+
+def time_fn(fn: Callable[..., Any], *args: Any, repeats: int = 20, warmup: int = 3) -> Timing:
+  """Median wall time of `fn(*args)` after compilation and warm-up, with memory figures."""
+  jitted = jax.jit(fn)
+  compiled = jitted.lower(*args).compile()
+  analysis = compiled.memory_analysis()
+  temp = getattr(analysis, "temp_size_in_bytes", None) if analysis is not None else None
+  for _ in range(warmup):
+    jax.block_until_ready(compiled(*args))
+  _reset_peak()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(compiled(*args))
+    times.append((time.perf_counter() - start) * 1e3)
+  return Timing(statistics.median(times), min(times), repeats, temp, _peak_bytes())
+
+
+def copy_bandwidth_gbs(num_bytes: int = 1 << 30) -> float:
+  """Device copy bandwidth (bytes read + written per second, in GB/s) of an elementwise op."""
+  x = jnp.ones((num_bytes // 4,), jnp.float32)
+  timing = time_fn(lambda v: v * 1.0001, x, repeats=20)
+  return 2 * num_bytes / (timing.median_ms * 1e-3) / 1e9
+
+
+def write_results(name: str, rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+  """Writes `results/<name>.json` (or under $BENCH_RESULTS_DIR) and returns the path."""
+  folder = os.environ.get("BENCH_RESULTS_DIR", "results")
+  os.makedirs(folder, exist_ok=True)
+  path = os.path.join(folder, f"{name}.json")
+  meta = dict(meta, device=device_description(), jax=jax.__version__,
+              python=platform.python_version(), date=time.strftime("%Y-%m-%d"))
+  with open(path, "w") as f:
+    json.dump({"meta": meta, "rows": rows}, f, indent=1)
+  return path
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+  def fmt(v: Any) -> str:
+    if isinstance(v, float):
+      return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.3e}"
+    return "" if v is None else str(v)
+
+  lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+  lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
+  return "\n".join(lines)
