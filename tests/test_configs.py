@@ -1,0 +1,111 @@
+"""Every config file loads with every model and builds its model (shapes only, no compute)."""
+
+import importlib
+
+import jax
+import ml_collections
+import pytest
+
+from configs import common
+from ms_ssm_jax import data
+from ms_ssm_jax import model as model_lib
+from ms_ssm_jax.data.task import TaskSpec
+
+CONFIG_FILES = ("default", "listops", "lra_text", "lra_retrieval", "lra_image", "pathfinder",
+                "pathx", "scifar", "smnist", "imagenet", "ptbxl", "uea", "synthetic")
+
+# Tasks whose spec needs files only the user has: the spec they would report.
+USER_DATA_SPECS = {
+    "ptbxl": TaskSpec("ptbxl", "continuous", num_classes=71, max_length=1000, num_channels=12,
+                      target="multilabel", metric="auroc"),
+    "uea": TaskSpec("uea", "continuous", num_classes=2, max_length=405, num_channels=61),
+}
+
+
+def _task_spec(config: ml_collections.ConfigDict) -> TaskSpec:
+  if config.data.name in USER_DATA_SPECS:
+    return USER_DATA_SPECS[config.data.name]
+  return data.get_task(config.data)
+
+
+@pytest.mark.parametrize("file", CONFIG_FILES)
+def test_every_model_of_every_config_builds(file):
+  module = importlib.import_module(f"configs.{file}")
+  for model_name in common.MODELS:
+    config = module.get_config(model_name)
+    assert config.is_locked
+    spec = _task_spec(config)
+    model = model_lib.build_model(config.model, spec, precision=config.train.precision)
+    batch = model_lib.dummy_batch(spec, 1)
+    logits, variables = jax.eval_shape(
+        lambda m=model, b=batch: m.init_with_output(jax.random.key(0), b))
+    assert sorted(k for k in variables["params"] if k.startswith("blocks_")) == sorted(
+        f"blocks_{i}" for i in range(config.model.num_layers)), (file, model_name)
+    assert logits.shape == (1, spec.num_classes), (file, model_name)
+
+
+def test_options_pick_the_task():
+  assert importlib.import_module("configs.listops").get_config(
+      "s5,source=release").data.name == "lra_listops"
+  assert importlib.import_module("configs.pathfinder").get_config(
+      "ms_ssm,source=release").data.name == "lra_pathfinder32"
+  assert importlib.import_module("configs.smnist").get_config(
+      "s4d,permuted=true").data.name == "psmnist"
+  assert importlib.import_module("configs.synthetic").get_config(
+      "s6,task=selective_copying").data.name == "selective_copying"
+  uea = importlib.import_module("configs.uea").get_config(
+      "lru,dataset=Heartbeat,protocol=uea_70_15_15,split_seed=3456")
+  assert (uea.data.dataset, uea.data.protocol, uea.data.split_seed) == (
+      "Heartbeat", "uea_70_15_15", 3456)
+
+
+def test_model_presets():
+  listops = importlib.import_module("configs.listops")
+  paper = listops.get_config("ms_ssm")
+  assert (paper.model.num_layers, paper.model.d_model, paper.optimizer.weight_decay) == (
+      20, 128, 0.03)
+  assert paper.model.layer_config.num_levels == 3 and paper.model.block == "multires"
+  s6 = listops.get_config("ms_ssm_s6")
+  assert (s6.model.layer_config.backbone, s6.model.block, s6.model.mamba_conv_kernel) == (
+      "s6", "mamba", 0)
+  s5 = listops.get_config("s5")
+  assert (s5.model.layer, s5.model.layer_config.state_size, s5.model.layer_config.blocks,
+          s5.model.activation, s5.optimizer.lr) == ("s5", 16, 8, "half_glu2", 3e-3)
+
+
+def test_base_config_has_the_schema():
+  config = common.base_config("japanese_vowels")
+  assert set(config) == {"data", "model", "optimizer", "train", "mesh", "init_from",
+                         "init_head", "freeze"}
+  assert set(config.model) == model_lib.MODEL_CONFIG_KEYS
+  assert set(config.optimizer) == {
+      "lr", "ssm_lr", "weight_decay", "b1", "b2", "eps", "schedule", "warmup_steps",
+      "warmup_epochs", "end_lr_factor", "grad_clip_norm", "grad_accum_steps"}
+  assert set(config.train) == {
+      "seed", "global_batch_size", "eval_batch_size", "num_steps", "num_epochs", "log_every",
+      "eval_every", "checkpoint_every", "keep_checkpoints", "eval_splits", "precision"}
+  # Placeholders: None by default, settable to a string (as from the command line).
+  assert config.init_from is None and config.freeze is None
+  config.freeze = "encoder/.*"
+  listops = importlib.import_module("configs.listops").get_config("s5,source=release")
+  listops.data.data_dir = "/data/lra_release"  # was None in the data config
+
+
+def test_unknown_keys_are_errors_naming_the_key():
+  listops = importlib.import_module("configs.listops")
+  with pytest.raises(ValueError, match="'sauce'"):
+    listops.get_config("s5,sauce=release")
+  with pytest.raises(ValueError, match="'s7'"):
+    listops.get_config("s7")
+  with pytest.raises(ValueError, match="'tape'"):
+    listops.get_config("s5,source=tape")
+  with pytest.raises(ValueError, match="permuted"):
+    importlib.import_module("configs.smnist").get_config("s5,permuted=maybe")
+  config = listops.get_config("s5")
+  with pytest.raises(AttributeError, match="d_modle"):
+    config.model.d_modle = 64
+  with pytest.raises(KeyError, match="model.layer_config.state_sise"):
+    common.override(common.base_config("listops", "s5"),
+                    {"model.layer_config.state_sise": 3})
+  with pytest.raises(KeyError, match="'modle'"):
+    common.override(common.base_config("listops"), {"modle.d_model": 3})
