@@ -1,0 +1,118 @@
+"""Step time and examples/s of the full train step (forward, backward, optimizer) per config.
+
+The step is the one `train.py` runs (`train_lib.jit_train_step` over a mesh of all local
+devices), on random inputs of the task's shapes at the config's global batch size, so it
+needs no data files. Overrides shrink a config to what a device can hold (`--set`).
+
+Usage:
+  python scripts/bench_train.py --configs configs/listops.py:ms_ssm,configs/listops.py:s5
+  python scripts/bench_train.py --configs configs/default.py --set train.global_batch_size=16
+Results also go to results/bench_train.json (or $BENCH_RESULTS_DIR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import bench_common  # noqa: E402
+from configs import common  # noqa: E402
+from ms_ssm_jax import data, model as model_lib, optim, sharding, train_lib  # noqa: E402
+
+
+def load_config(spec: str):
+  path, _, arg = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("bench_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)
+
+
+def random_batch(spec: data.TaskSpec, batch_size: int, rng: np.random.Generator) -> dict:
+  batch = model_lib.dummy_batch(spec, batch_size)
+  for key in ("inputs", "inputs2"):
+    if key not in batch:
+      continue
+    if spec.input_type == "tokens":
+      batch[key] = rng.integers(1, spec.vocab_size, batch[key].shape).astype(np.int32)
+    else:
+      batch[key] = rng.normal(size=batch[key].shape).astype(np.float32)
+  if spec.target == "multilabel":
+    batch["labels"] = (rng.random((batch_size, spec.num_classes)) < 0.2).astype(np.float32)
+  else:
+    batch["labels"] = rng.integers(0, spec.num_classes, (batch_size,)).astype(np.int32)
+  batch["weights"] = np.ones((batch_size,), np.float32)
+  return batch
+
+
+def bench_config(name: str, config, steps: int) -> dict:
+  mesh = sharding.make_mesh(config.mesh)
+  batch_size = config.train.global_batch_size
+  spec = data.get_task(config.data)
+  model = model_lib.build_model(config.model, spec, precision=config.train.precision)
+  tx, _ = optim.make_optimizer(config.optimizer, 1000, 100, config.freeze)
+  init_state = train_lib.make_init_fn(model, tx, spec, config.train.seed)
+  shardings = sharding.state_shardings(mesh, jax.eval_shape(init_state))
+  state = jax.jit(init_state, out_shardings=shardings)()
+  step_fn = train_lib.jit_train_step(mesh, shardings, model=model, tx=tx, target=spec.target)
+  batch = sharding.global_batch(mesh, random_batch(spec, batch_size, np.random.default_rng(0)),
+                                batch_size)
+  start = time.perf_counter()
+  state, metrics = step_fn(state, batch)
+  jax.block_until_ready(metrics)
+  compile_s = time.perf_counter() - start
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    state, metrics = step_fn(state, batch)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - start)
+  step_ms = float(np.median(times) * 1e3)
+  return {"config": name, "task": spec.name, "layer": config.model.layer,
+          "params": train_lib.parameter_count(state.params), "batch": batch_size,
+          "L": spec.max_length, "step_ms": step_ms, "examples/s": batch_size / step_ms * 1e3,
+          "first_step_s": compile_s, "loss_finite": bool(np.isfinite(float(metrics["loss_sum"])))}
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--configs", required=True, help="comma-separated path[:arg] list")
+  parser.add_argument("--set", action="append", default=[],
+                      help="override for every config, e.g. train.global_batch_size=16")
+  parser.add_argument("--steps", type=int, default=10)
+  parser.add_argument("--output_name", default="bench_train")
+  args = parser.parse_args()
+  overrides = dict(item.split("=", 1) for item in args.set)
+  print(f"device: {bench_common.device_description()}, jax {jax.__version__}")
+  rows = []
+  for name in args.configs.split(","):
+    config = load_config(name)
+    for key, text in overrides.items():
+      current = config
+      for part in key.split("."):
+        current = current[part]
+      value = text.lower() == "true" if isinstance(current, bool) else type(current)(text)
+      common.override(config, {key: value})
+    try:
+      rows.append(bench_config(name, config, args.steps))
+    except Exception as e:  # noqa: BLE001 - a failing config (OOM, missing spec) is a result.
+      rows.append({"config": name, "step_ms": f"failed: {type(e).__name__}: {str(e)[:120]}"})
+    print(bench_common.markdown_table(rows[-1:], list(rows[-1])), flush=True)
+  columns = ["config", "task", "layer", "params", "batch", "L", "step_ms", "examples/s",
+             "first_step_s"]
+  print(bench_common.markdown_table(rows, columns))
+  print("wrote", bench_common.write_results(args.output_name, rows, vars(args)))
+
+
+if __name__ == "__main__":
+  main()
