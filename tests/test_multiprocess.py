@@ -1,0 +1,198 @@
+"""Two JAX processes on localhost train exactly like one process with all the devices.
+
+The same `train.py` run (a tiny MS-SSM on JapaneseVowels, 4 steps, checkpoints at steps 2
+and 4, a final evaluation) is launched twice through tests/multiprocess_worker.py:
+  reference:      1 process with 8 CPU devices;
+  multi-process:  2 processes with 4 CPU devices each, joined by `jax.distributed` over
+                  127.0.0.1 and gloo CPU collectives, mesh (data=8, model=1) across both.
+Both runs fit in about a minute of the 2 CPU cores. Every subprocess runs under a deadline, and
+when one fails the other is killed at once, so a deadlock fails the test instead of hanging CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from ms_ssm_jax import checkpointing
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+WORKER = REPO / "tests" / "multiprocess_worker.py"
+# Per run; generous because CI runs two test workers on two cores. A hang ends here.
+DEADLINE_S = 300
+NUM_STEPS = 4
+GLOBAL_BATCH = 16
+EVAL_BATCH = 32
+
+CONFIG = f"""\
+from configs import common
+
+
+def get_config():
+  config = common.base_config("japanese_vowels", "ms_ssm")
+  common.override(config, {{
+      "model.d_model": 8, "model.num_layers": 1, "model.dropout": 0.1,
+      "model.layer_config.state_per_stream": 4, "optimizer.lr": 1e-2,
+      "optimizer.warmup_steps": 2, "train.global_batch_size": {GLOBAL_BATCH},
+      "train.eval_batch_size": {EVAL_BATCH}, "train.num_steps": {NUM_STEPS},
+      "train.log_every": 1, "train.eval_every": 0, "train.checkpoint_every": 2,
+      "train.eval_splits": ("validation",), "mesh.data": -1, "mesh.model": 1}})
+  return common.lock(config)
+"""
+
+# Variables from which `jax.distributed` or train.py would detect a cluster job (CI may run
+# inside one); the test's processes must see only the flags it gives them.
+_CLUSTER_PREFIXES = ("SLURM_", "OMPI_", "PMI_", "PMIX_", "TPU_", "MEGASCALE_")
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _env(num_devices: int) -> dict[str, str]:
+  """The parent's environment for a CPU subprocess with `num_devices` fake devices."""
+  env = {k: v for k, v in os.environ.items() if not k.startswith(_CLUSTER_PREFIXES)}
+  # Replace (not inherit) the test session's device count.
+  xla_flags = [flag for flag in env.get("XLA_FLAGS", "").split()
+               if not flag.startswith("--xla_force_host_platform_device_count")]
+  env.update({
+      "XLA_FLAGS": " ".join(xla_flags + [f"--xla_force_host_platform_device_count={num_devices}"]),
+      "JAX_PLATFORMS": "cpu",
+      "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo",
+      "PYTHONPATH": str(REPO),
+  })
+  return env
+
+
+def _run_all(commands: dict[str, tuple[list[str], dict[str, str]]], log_dir: pathlib.Path
+             ) -> None:
+  """Runs the commands concurrently; fails (killing the rest) on any error or the deadline."""
+  log_dir.mkdir(parents=True, exist_ok=True)
+  procs, logs = {}, {}
+  for name, (argv, env) in commands.items():
+    logs[name] = open(log_dir / f"{name}.log", "w")
+    procs[name] = subprocess.Popen(argv, cwd=REPO, env=env, stdout=logs[name],
+                                   stderr=subprocess.STDOUT)
+  deadline = time.monotonic() + DEADLINE_S
+  failure = None
+  try:
+    while True:
+      codes = {name: proc.poll() for name, proc in procs.items()}
+      failed = [name for name, code in codes.items() if code not in (None, 0)]
+      if failed:
+        failure = f"{failed[0]} exited with status {codes[failed[0]]}"
+        break
+      if all(code == 0 for code in codes.values()):
+        break
+      if time.monotonic() > deadline:
+        failure = f"still running after {DEADLINE_S} s (deadlock?)"
+        break
+      time.sleep(0.5)
+  finally:
+    for proc in procs.values():
+      if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for log in logs.values():
+      log.close()
+  if failure:
+    tails = "\n".join(f"--- {name} ---\n{(log_dir / f'{name}.log').read_text()[-3000:]}"
+                      for name in commands)
+    pytest.fail(f"{failure}\n{tails}")
+
+
+def _worker(workdir: pathlib.Path, config: pathlib.Path, *flags: str) -> list[str]:
+  return [sys.executable, str(WORKER), f"--record={workdir / 'record'}",
+          f"--workdir={workdir}", f"--config={config}", *flags]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, pathlib.Path]:
+  """Workdirs of the reference run and of the 2-process run of the same config."""
+  root = tmp_path_factory.mktemp("multiprocess")
+  config = root / "config.py"
+  config.write_text(CONFIG)
+  reference, multi = root / "reference", root / "multi"
+  address = f"127.0.0.1:{_free_port()}"
+  commands = {"reference": (_worker(reference, config), _env(8))}
+  for i in range(2):
+    commands[f"process_{i}"] = (
+        _worker(multi, config, f"--coordinator_address={address}", "--num_processes=2",
+                f"--process_id={i}"), _env(4))
+  _run_all(commands, root / "logs")
+  return {"reference": reference, "multi": multi}
+
+
+def _metrics(workdir: pathlib.Path, stream: str) -> list[dict[str, float]]:
+  lines = (workdir / "metrics" / "metrics.jsonl").read_text().splitlines()
+  return [row for row in map(json.loads, lines) if row["stream"] == stream]
+
+
+def _records(path: pathlib.Path) -> list[dict[str, np.ndarray]]:
+  with np.load(path) as npz:
+    count = len({key.split("/")[0] for key in npz.files})
+    return [{key: npz[f"{i}/{key}"] for key in ("split", "shard", "inputs", "labels",
+                                                 "weights")} for i in range(count)]
+
+
+def test_losses_equal_one_process(runs):
+  # Not bit-exact: the cross-device sums (loss, gradients, BatchNorm statistics) are added in
+  # another order by gloo's cross-process all-reduce than by the in-process one, which moves
+  # float32 results by an ulp or so.
+  reference, multi = (_metrics(runs[k], "train") for k in ("reference", "multi"))
+  assert [r["step"] for r in multi] == list(range(1, NUM_STEPS + 1))
+  np.testing.assert_allclose([r["loss"] for r in multi], [r["loss"] for r in reference],
+                             rtol=1e-5)
+  np.testing.assert_allclose([r["grad_norm"] for r in multi],
+                             [r["grad_norm"] for r in reference], rtol=1e-4)
+  (ref_eval,), (multi_eval,) = (_metrics(runs[k], "eval") for k in ("reference", "multi"))
+  assert multi_eval["num_examples"] == ref_eval["num_examples"]
+  assert multi_eval["accuracy"] == ref_eval["accuracy"]
+  assert multi_eval["loss"] == pytest.approx(ref_eval["loss"], rel=1e-5)
+
+
+def test_each_process_reads_only_its_shard(runs):
+  (reference,) = [_records(runs["reference"] / "record" / "process_0.npz")]
+  shards = [_records(runs["multi"] / "record" / f"process_{i}.npz") for i in range(2)]
+  assert [str(r["split"]) for r in reference] == ["train", "validation"]
+  for i, records in enumerate(shards):
+    assert [str(r["split"]) for r in records] == ["train", "validation"]
+    for record in records:
+      assert record["shard"].tolist() == [i, 2]
+  # Train: 4 batches of 8 rows per process; process 0 holds rows 0-7 of each global batch and
+  # process 1 rows 8-15, together exactly the 1-process batches.
+  for key in ("inputs", "labels", "weights"):
+    for index in range(2):
+      halves = [records[index][key] for records in shards]
+      whole = reference[index][key]
+      assert halves[0].shape[:2] == (whole.shape[0], whole.shape[1] // 2)
+      np.testing.assert_array_equal(np.concatenate(halves, axis=1), whole)
+  assert not np.array_equal(shards[0][0]["inputs"], shards[1][0]["inputs"])
+  # Eval: both processes run the same number of (padded) batches.
+  assert shards[0][1]["weights"].shape == shards[1][1]["weights"].shape
+
+
+def test_multi_process_checkpoints(runs):
+  assert sorted(int(p.name) for p in (runs["multi"] / "checkpoints").iterdir()
+                if p.name.isdigit()) == [2, NUM_STEPS]
+  # The 2-process checkpoint (each process wrote its part) loads in this single process and
+  # holds the reference run's parameters.
+  multi, reference = (checkpointing.load_variables(
+      checkpointing.find_checkpoint(runs[k], prefer="latest")) for k in ("multi", "reference"))
+  assert checkpointing.find_checkpoint(runs["multi"], prefer="best").step == NUM_STEPS
+  multi, reference = (checkpointing.tree_paths(v) for v in (multi, reference))
+  assert multi.keys() == reference.keys()
+  for path, value in reference.items():
+    np.testing.assert_allclose(multi[path], value, rtol=1e-5, atol=1e-6, err_msg=path)
+  results = json.loads((runs["multi"] / "results.json").read_text())
+  assert results["num_steps"] == NUM_STEPS
