@@ -71,6 +71,12 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
+  if re.match(r"[a-zA-Z][\w+.-]*://", _WORKDIR.value):
+    # pathlib turns gs://b/run into the local directory gs:/b/run: each host would keep its
+    # own part of every checkpoint on its own disk.
+    raise app.UsageError(f"--workdir={_WORKDIR.value}: URLs are not supported yet; mount the "
+                         "bucket on every host (gcsfuse, docs/SCALING.md) and pass the mounted "
+                         "path")
   if sharding.initialize_distributed(
       os.environ, coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
       process_id=_PROCESS_ID.value, force=_DISTRIBUTED.value):

@@ -196,3 +196,13 @@ def test_multi_process_checkpoints(runs):
     np.testing.assert_allclose(multi[path], value, rtol=1e-5, atol=1e-6, err_msg=path)
   results = json.loads((runs["multi"] / "results.json").read_text())
   assert results["num_steps"] == NUM_STEPS
+
+
+def test_train_py_rejects_url_workdirs(tmp_path):
+  # A gs:// workdir would become the local directory "gs:/..." on every host.
+  result = subprocess.run([sys.executable, str(REPO / "train.py"), "--workdir=gs://b/run"],
+                          cwd=tmp_path, env=_env(1), capture_output=True, text=True,
+                          timeout=DEADLINE_S)
+  assert result.returncode != 0
+  assert "--workdir=gs://b/run: URLs are not supported yet" in result.stderr
+  assert not (tmp_path / "gs:").exists()
