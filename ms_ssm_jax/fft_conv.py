@@ -12,7 +12,11 @@ the paper's ListOps size). It applies only to LTI layers (S4D, S5, LRU, MS-SSM w
 backbone); selective (S6) layers have no convolution form.
 
 Powers are taken as `exp(l * log(lam_bar))`, which is exact to rounding for |lam_bar| <= 1
-and never forms repeated products.
+and never forms repeated products. An eigenvalue that underflowed to 0 (a very fast mode) has
+the powers `1, 0, 0, ...`, as in the scan.
+
+Inputs are promoted to the kernel's real dtype and to at least float32 (the FFT takes no bf16),
+the same dtype that the scan carries its states in.
 
 Shapes: SISO kernels are per channel, `(..., L)`; MIMO kernels map H_in to H_out channels,
 `(L, H_out, H_in)`. Inputs `u` are `(B, L, ...)`.
@@ -29,7 +33,16 @@ Array = jax.Array
 def _powers(lam_bar: Array, length: int) -> Array:
   """`lam_bar^l` for l < length: `(..., P) -> (..., P, L)`."""
   steps = jnp.arange(length, dtype=jnp.real(lam_bar).dtype)
-  return jnp.exp(jnp.log(lam_bar)[..., None] * steps)
+  # log(0) = -inf would make the zeroth power 0 * -inf = nan; the smallest normal number
+  # gives 1 there and (numerically) 0 beyond, and a zero gradient like exp's underflow.
+  tiny = jnp.finfo(steps.dtype).tiny
+  safe = jnp.where(lam_bar == 0, jnp.asarray(tiny, lam_bar.dtype), lam_bar)
+  return jnp.exp(jnp.log(safe)[..., None] * steps)
+
+
+def _promote(u: Array, kernel: Array) -> Array:
+  """u in the dtype the convolution runs in: u's and the kernel's, at least float32."""
+  return u.astype(jnp.result_type(jnp.float32, u.dtype, kernel.dtype))
 
 
 def siso_kernel(lam_bar: Array, b_bar: Array, c: Array, length: int) -> Array:
@@ -77,8 +90,9 @@ def causal_conv(u: Array, kernel: Array) -> Array:
     kernel: `(..., L)` real per-channel kernels; `...` broadcasts against u's trailing axes.
 
   Returns:
-    `(B, L, ...)` outputs in u's dtype promoted with the kernel's.
+    `(B, L, ...)` outputs in u's dtype promoted with the kernel's (at least float32).
   """
+  u = _promote(u, kernel)
   length = u.shape[1]
   n = _fft_size(length)
   u_f = jnp.fft.rfft(u, n=n, axis=1)
@@ -102,8 +116,9 @@ def causal_conv_mimo(u: Array, kernel: Array) -> Array:
     kernel: `(L, H_out, H_in)` real kernel.
 
   Returns:
-    `(B, L, H_out)`.
+    `(B, L, H_out)` in u's dtype promoted with the kernel's (at least float32).
   """
+  u = _promote(u, kernel)
   length = u.shape[1]
   n = _fft_size(length)
   u_f = jnp.fft.rfft(u, n=n, axis=1)

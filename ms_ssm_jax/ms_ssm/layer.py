@@ -33,7 +33,15 @@ Our choices (fields, defaults in parentheses; docs: /work/shared/MS-SSM.md sec. 
   coefficients and its own readout C_reverse; inputs and bands beyond `lengths` are zeroed so
   that padding never reaches a valid output;
 - per-stream s5 and lru backbones (MIMO streams), stratified on their own decay ranges;
-- `scan_chunk_size > 0`: the chunked, rematerialized scan (memory B T P instead of B L P).
+- `scan_chunk_size > 0`: the chunked, rematerialized scan (memory B T P instead of B L P);
+- `mode="conv"` (time-invariant backbones s4d_real, s4d_lin, s5, lru; an error for s6): the
+  streams' outputs as FFT convolutions of the bands with the kernels `C diag(A_bar^l) B_bar`
+  (per channel and stream for SISO backbones, one MIMO kernel per stream for s5 and lru),
+  causal plus anti-causal when bidirectional; no states are stored, so at the paper's sizes
+  it is much faster than the (chunked) scan (/work/shared/MS-SSM.md, "Memory"). The
+  decomposition and the mixer are unchanged, and both modes have the same parameters, so a
+  checkpoint trained in one mode loads in the other. `mode="scan"` (default) is the one for
+  streaming and for s6.
 """
 
 from __future__ import annotations
@@ -79,7 +87,8 @@ class MSSSMLayer(nn.Module):
     band_activation: one of `BAND_ACTIVATIONS`, between decomposition and SSMs.
     d_skip: add `D u` (D per channel, init 1).
     bidirectional: centered decomposition and a reverse scan over the valid length.
-    scan_chunk_size: 0 = one associative scan; T > 0 = chunks of T steps.
+    scan_chunk_size: 0 = one associative scan; T > 0 = chunks of T steps (`mode="scan"`).
+    mode: `scan` (recurrence) or `conv` (FFT convolution, time-invariant backbones only).
   """
 
   d_model: int
@@ -107,6 +116,7 @@ class MSSSMLayer(nn.Module):
   d_skip: bool = True
   bidirectional: bool = False
   scan_chunk_size: int = 0
+  mode: str = "scan"
 
   def __post_init__(self):
     super().__post_init__()
@@ -163,6 +173,7 @@ class MSSSMLayer(nn.Module):
     if self.scan_chunk_size < 0:
       raise ValueError(f"scan_chunk_size must be >= 0 (0 = one full scan), "
                        f"got {self.scan_chunk_size}")
+    streams_lib.check_mode(self.mode, self.backbone, self.scan_chunk_size)
 
   @property
   def num_streams(self) -> int:
@@ -217,7 +228,7 @@ class MSSSMLayer(nn.Module):
         dt_max=self.dt_max, s6_condition_on=self.s6_condition_on, s6_dt_rank=dt_rank,
         s5_blocks=self.s5_blocks, lru_r_min=self.lru_r_min, lru_r_max=self.lru_r_max,
         lru_max_phase=self.lru_max_phase, bidirectional=self.bidirectional,
-        scan_chunk_size=self.scan_chunk_size, name="streams")(bands, u)
+        scan_chunk_size=self.scan_chunk_size, mode=self.mode, name="streams")(bands, u)
     z = mixer_lib.ScaleMixer(mixer=self.mixer, name="mixer")(y.astype(u.dtype), u)
     if self.d_skip:
       d = self.param("D", nn.initializers.ones, (self.d_model,), jnp.float32)

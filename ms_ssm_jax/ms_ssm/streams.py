@@ -33,6 +33,13 @@ Delta (SISO, s6) is log-uniform in [dt_min, dt_max] per channel and the same on 
 
 The coefficients `(a, b)` and the readouts are separate methods of `LinearStreams` and
 `SelectiveStreams`, so that a faster evaluation (FFT convolution, fused kernel) can reuse them.
+
+Evaluation (`mode`): `scan` (default) as above; `conv` (time-invariant backbones only) computes
+the same stream outputs as FFT convolutions of the bands (`ms_ssm_jax.fft_conv`) with the
+kernels `C^j diag(A_bar^j^l) B_bar^j`: per channel and stream `(H, S', L)` for SISO backbones,
+one `(L, H, H)` MIMO kernel per stream for s5 and lru; causal, plus an anti-causal one with
+`C_reverse` when bidirectional (the bands must then be zero beyond the valid lengths). No
+states are stored. Both modes have the same parameters.
 Shapes: bands `(B, L, H, S')`, raw input `u` `(B, L, H)` -> stream outputs `(B, L, H, S')`
 in the state dtype (at least float32).
 """
@@ -49,6 +56,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ms_ssm_jax import fft_conv
 from ms_ssm_jax.ssm import common
 from ms_ssm_jax.ssm import init as ssm_init
 from ms_ssm_jax.ssm.discretize import discretize
@@ -61,6 +69,7 @@ SCALE_INITS: tuple[str, ...] = ("stratified_a", "shared", "random_uniform_in_blo
 RAW_STREAM_POSITIONS: tuple[str, ...] = ("fastest", "slowest")
 S6_CONDITIONS: tuple[str, ...] = ("raw", "band")
 MIMO_BACKBONES: tuple[str, ...] = ("s5", "lru")
+LTI_BACKBONES: tuple[str, ...] = ("s4d_real", "s4d_lin", "s5", "lru")
 # Mamba floors the initial selective step here (Gu and Dao 2023, reference init).
 _S6_DT_FLOOR = 1e-4
 
@@ -212,7 +221,35 @@ class LinearStreams:
       y = jnp.einsum("btjn,jhn->bthj", states, c)
     else:
       y = jnp.einsum("bthjn,hjn->bthj", states.reshape(states.shape[:2] + c.shape), c)
+    return self._real_output(y)
+
+  def _real_output(self, y: Array) -> Array:
+    """The real output of a readout (or kernel): `readout_scale Re(.)` for complex states."""
     return self.readout_scale * y.real if jnp.iscomplexobj(y) else y
+
+  def kernel(self, length: int, *, reverse: bool) -> Array:
+    """Real convolution kernels: `(H, S', L)` (SISO) or `(S', L, H, H)` (MIMO, per stream)."""
+    c = self.c_reverse if reverse else self.c
+    if self.mimo:
+      a_bar = self.a_bar.reshape(self.b_bar.shape[:2])  # (S', n)
+      kernels = jax.vmap(functools.partial(fft_conv.mimo_kernel, length=length))(
+          a_bar, self.b_bar, c)
+    else:
+      kernels = fft_conv.siso_kernel(self.a_bar.reshape(self.b_bar.shape), self.b_bar, c, length)
+    return self._real_output(kernels)
+
+  def convolve(self, bands: Array, *, reverse: bool) -> Array:
+    """The scan's stream outputs `(B, L, H, S')` as FFT convolutions of the bands.
+
+    `reverse` gives the reverse scan's outputs; the bands must then be zero beyond each
+    sequence's valid length.
+    """
+    kernels = self.kernel(bands.shape[1], reverse=reverse)
+    if self.mimo:
+      conv = fft_conv.anticausal_conv_mimo if reverse else fft_conv.causal_conv_mimo
+      return jax.vmap(conv, in_axes=(3, 0), out_axes=3)(bands, kernels)
+    conv = fft_conv.anticausal_conv if reverse else fft_conv.causal_conv
+    return conv(bands, kernels)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,12 +297,31 @@ class SelectiveStreams:
     return jnp.einsum("bthjn,btjn->bthj", states, c)
 
 
+def check_mode(mode: str, backbone: str, scan_chunk_size: int) -> None:
+  """Raises a ValueError for an unknown mode, or `conv` with s6 or with a scan chunk size."""
+  common.check_choice("mode", mode, common.MODES)
+  if mode == "conv" and backbone not in LTI_BACKBONES:
+    raise ValueError(f"mode='conv' needs a time-invariant backbone ({', '.join(LTI_BACKBONES)}); "
+                     f"backbone={backbone!r} is selective and has no convolution form: "
+                     "use mode='scan'")
+  common.check_mode(mode, scan_chunk_size)
+
+
 def run_streams(streams: LinearStreams | SelectiveStreams, bands: Array, u: Array, *,
-                bidirectional: bool, chunk_size: int) -> Array:
-  """Stream outputs `(B, L, H, S')`: one scan over all streams (two when bidirectional).
+                bidirectional: bool, chunk_size: int, mode: str = "scan") -> Array:
+  """Stream outputs `(B, L, H, S')`: one scan over all streams (two when bidirectional), or
+  their FFT convolutions (`mode="conv"`, `LinearStreams` only).
 
   For bidirectional layers `bands` must be zero beyond each sequence's valid length.
   """
+  if mode == "conv":
+    if not isinstance(streams, LinearStreams):
+      raise ValueError("mode='conv' needs time-invariant streams; selective (s6) streams have "
+                       "no convolution form: use mode='scan'")
+    y = streams.convolve(bands, reverse=False)
+    if bidirectional:
+      y = y + streams.convolve(bands, reverse=True)
+    return y
   xs = streams.inputs(bands, u)
   y = common.run_recurrence(
       streams.coefficients, functools.partial(streams.readout, reverse=False), xs,
@@ -296,7 +352,8 @@ class StreamSSMs(nn.Module):
     s5_blocks: J, HiPPO-N blocks per stream (s5).
     lru_r_min, lru_r_max, lru_max_phase: the LRU ring (lru).
     bidirectional: add a reverse scan with its own readout.
-    scan_chunk_size: 0 = one associative scan; T > 0 = chunks of T steps.
+    scan_chunk_size: 0 = one associative scan; T > 0 = chunks of T steps (`mode="scan"`).
+    mode: `scan` or `conv` (FFT convolution; time-invariant backbones), `common.MODES`.
   """
 
   backbone: str
@@ -313,10 +370,12 @@ class StreamSSMs(nn.Module):
   lru_max_phase: float = math.pi / 10
   bidirectional: bool = False
   scan_chunk_size: int = 0
+  mode: str = "scan"
 
   @nn.compact
   def __call__(self, bands: Array, u: Array) -> Array:
     """Bands `(B, L, H, S')` and raw input `u` `(B, L, H)` -> `(B, L, H, S')`."""
+    check_mode(self.mode, self.backbone, self.scan_chunk_size)
     width, num_streams = bands.shape[-2:]
     if num_streams != len(self.ranks):
       raise ValueError(f"{num_streams} bands but {len(self.ranks)} stream ranks")
@@ -324,7 +383,7 @@ class StreamSSMs(nn.Module):
              "s5": self._s5, "lru": self._lru}[self.backbone]
     streams = build(width, num_streams)
     return run_streams(streams, bands, u, bidirectional=self.bidirectional,
-                       chunk_size=self.scan_chunk_size)
+                       chunk_size=self.scan_chunk_size, mode=self.mode)
 
   def _readouts(self, init_fn: Callable[..., Array], shape: tuple[int, ...]
                 ) -> tuple[Array, Array | None]:

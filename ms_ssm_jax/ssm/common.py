@@ -3,6 +3,8 @@
 Every layer evaluates its recurrence through `run_recurrence`, which calls
 `ms_ssm_jax.scan.linear_recurrence` (all states at once) or, when a chunk size is set,
 `ms_ssm_jax.scan.chunked_linear_recurrence` (only `(B, T, P)` states alive at once).
+Time-invariant layers with `mode="conv"` evaluate the same outputs as FFT convolutions with
+the kernels `C diag(lam_bar^l) B_bar` instead (`lti_convolution`, `ms_ssm_jax.fft_conv`).
 """
 
 from __future__ import annotations
@@ -13,10 +15,14 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from ms_ssm_jax import fft_conv
 from ms_ssm_jax import scan
 
 Array = jax.Array
 PyTree = Any
+
+# How a time-invariant layer is evaluated: its recurrence by the scan, or its kernel by the FFT.
+MODES: tuple[str, ...] = ("scan", "conv")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +88,40 @@ def run_recurrence(
   outputs, _ = scan.chunked_linear_recurrence(
       coeffs_fn, readout_fn, xs, chunk_size=chunk_size, reverse=reverse)
   return outputs
+
+
+def check_mode(mode: str, scan_chunk_size: int = 0) -> None:
+  """Raises a ValueError for an unknown `mode` or a chunk size set with `mode="conv"`."""
+  check_choice("mode", mode, MODES)
+  if mode == "conv" and scan_chunk_size:
+    raise ValueError(f"scan_chunk_size={scan_chunk_size} applies to mode='scan' only; "
+                     "mode='conv' stores no states: set scan_chunk_size=0")
+
+
+def lti_convolution(u: Array, kernel: Array, *, reverse_kernel: Array | None = None,
+                    lengths: Array | None = None, mimo: bool) -> Array:
+  """The scan's outputs for a time-invariant layer, as FFT convolutions.
+
+  The causal convolution of `u` with `kernel`, plus, when `reverse_kernel` is given (a
+  bidirectional layer), the anti-causal one of `u` zeroed beyond `lengths` (the reverse scan
+  within the valid length).
+
+  Args:
+    u: `(B, L, H)` inputs.
+    kernel: real `(H, L)` per-channel kernels, or `(L, H, H)` when `mimo`.
+    reverse_kernel: the reverse direction's kernel, same shape, or None (causal).
+    lengths: `(B,)` valid lengths, or None (all L steps valid).
+    mimo: the kernels mix channels.
+
+  Returns:
+    `(B, L, H)` in u's dtype promoted with the kernel's (at least float32).
+  """
+  causal = fft_conv.causal_conv_mimo if mimo else fft_conv.causal_conv
+  y = causal(u, kernel)
+  if reverse_kernel is not None:
+    anticausal = fft_conv.anticausal_conv_mimo if mimo else fft_conv.anticausal_conv
+    y = y + anticausal(zero_beyond_lengths(u, lengths), reverse_kernel)
+  return y
 
 
 def check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:
