@@ -143,12 +143,11 @@ def _run_train_py(*args: str) -> subprocess.CompletedProcess:
                         capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.skipif(not (REPO / "configs" / "default.py").exists(),
-                    reason="configs/default.py is not written yet")
 def test_train_py_default_config(tmp_path):
   result = _run_train_py(
       f"--workdir={tmp_path}", "--config.model.d_model=8", "--config.model.num_layers=1",
       "--config.train.num_steps=2", "--config.train.log_every=1",
+      "--config.optimizer.warmup_steps=1",
       "--config.train.eval_splits=('validation',)", "--config.train.global_batch_size=8")
   assert result.returncode == 0, result.stderr[-3000:]
   assert "step 2/2" in result.stdout
