@@ -103,7 +103,8 @@ class RunCheckpoints:
   def __init__(self, workdir: str | pathlib.Path, *, keep: int, async_save: bool = True):
     if keep < 1:
       raise ValueError(f"config.train.keep_checkpoints must be >= 1, got {keep}")
-    workdir = pathlib.Path(workdir)
+    # orbax requires absolute paths; users pass relative workdirs.
+    workdir = pathlib.Path(workdir).expanduser().absolute()
     self._latest = _manager(workdir / CHECKPOINTS_DIR, max_to_keep=keep, async_save=async_save)
     self._best = _manager(workdir / BEST_DIR, max_to_keep=1, async_save=async_save)
 
@@ -207,7 +208,7 @@ def find_checkpoint(path: str | pathlib.Path, prefer: str = "best") -> Checkpoin
   """
   if prefer not in ("best", "latest"):
     raise ValueError(f"prefer must be 'best' or 'latest', got {prefer!r}")
-  path = pathlib.Path(path).expanduser()
+  path = pathlib.Path(path).expanduser().absolute()
   if not path.is_dir():
     raise FileNotFoundError(f"checkpoint path {path} does not exist (expected a run workdir, a "
                             f"{CHECKPOINTS_DIR}/ or {BEST_DIR}/ directory, or a step directory)")

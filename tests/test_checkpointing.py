@@ -25,7 +25,8 @@ def assert_trees_close(a, b, atol):
                                atol=atol, rtol=0, err_msg=path)
 
 
-def test_save_restore_roundtrip(tmp_path):
+def test_save_restore_roundtrip(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # a relative workdir, as users pass it (orbax needs absolute)
   mesh = sharding.make_mesh(tiny_config().mesh)
   tree = {"params": {"w": np.arange(12, dtype=np.float32).reshape(4, 3)},
           "batch_stats": {"mean": np.ones(3, np.float32)}}
@@ -34,18 +35,18 @@ def test_save_restore_roundtrip(tmp_path):
   items = {"variables": tree, "train": train}
   shardings = sharding.state_shardings(mesh, items)
   items = jax.tree.map(jax.device_put, items, shardings)
-  ckpt = checkpointing.RunCheckpoints(tmp_path, keep=2)
+  ckpt = checkpointing.RunCheckpoints("run", keep=2)
   for step in (1, 2, 3):
     ckpt.save(step, items, {"note": step})
   ckpt.wait_until_finished()
   assert ckpt.latest_step() == 3
-  assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()) == [2, 3]  # keep=2
+  assert sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir()) == [2, 3]
   abstract = train_lib.with_shardings(items, shardings)
   restored = ckpt.restore(3, abstract)
   ckpt.close()
   assert_trees_close(restored, items, atol=0)
   assert restored["variables"]["params"]["w"].sharding == shardings["variables"]["params"]["w"]
-  ref = checkpointing.find_checkpoint(tmp_path / "checkpoints" / "2")
+  ref = checkpointing.find_checkpoint("run/checkpoints/2")
   assert (ref.step, checkpointing.load_config_json(ref)) == (2, {"note": 2})
 
 
