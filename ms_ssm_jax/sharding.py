@@ -10,6 +10,7 @@ CPU, fake CPU devices, GPUs and multi-host TPU slices.
 
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 import jax
@@ -113,27 +114,30 @@ def state_shardings(mesh: Mesh, abstract_tree: Any,
 
 
 def process_data_shard(mesh: Mesh, global_batch_size: int) -> tuple[int, int]:
-  """Which rows of each global batch this process must supply.
+  """Which part of each global batch this process must supply.
 
-  The rows that this process's devices hold under `batch_sharding` form one contiguous
-  block; processes that share a block (when `model` spans processes) read the same data.
+  Processes whose devices hold the same rows under `batch_sharding` (when `model` spans
+  processes) form a group that reads the same data; groups hold disjoint sets of equally many
+  rows. A group's rows need not be contiguous: on TPU pods `jax.make_mesh` orders the `data`
+  axis by the chip topology, which can interleave the hosts. Each process then fills its rows,
+  in row order, with consecutive examples of the stream (see `global_batch`), so every global
+  batch holds the same examples whatever the layout, in a layout-dependent order.
 
   Returns:
-    (shard index, number of shards): this process supplies rows
-    `[index * B / count, (index + 1) * B / count)` of every global batch of size B. Pass them
-    to the data iterator as `process_index` and `process_count`.
+    (shard index, number of shards): this process supplies examples
+    `[index * B / count, (index + 1) * B / count)` of every global batch of size B of the
+    stream. Pass them to the data iterator as `process_index` and `process_count`.
   """
-  sharding = batch_sharding(mesh)
-  rows = sharding.addressable_devices_indices_map((global_batch_size,)).values()
-  starts = sorted({index[0].start or 0 for index in rows})
-  stops = sorted({index[0].stop or global_batch_size for index in rows})
-  start, stop = starts[0], stops[-1]
-  block = stop - start
-  if global_batch_size % block or start % block:
-    raise ValueError(f"this process's devices hold rows [{start}, {stop}) of a global batch of "
-                     f"{global_batch_size}, not an aligned block; use a mesh whose data axis "
-                     "groups each process's devices together")
-  return start // block, global_batch_size // block
+  rows_of: dict[int, set[int]] = collections.defaultdict(set)
+  for device, index in batch_sharding(mesh).devices_indices_map((global_batch_size,)).items():
+    rows_of[device.process_index].update(range(*index[0].indices(global_batch_size)))
+  groups = sorted({frozenset(rows) for rows in rows_of.values()}, key=min)
+  if (len({len(rows) for rows in groups}) != 1
+      or sum(len(rows) for rows in groups) != global_batch_size):
+    raise ValueError(f"the processes hold overlapping or unequal sets of rows of a global batch "
+                     f"of {global_batch_size}; use a device order in which processes that "
+                     "share any rows share all of them")
+  return groups.index(frozenset(rows_of[jax.process_index()])), len(groups)
 
 
 def global_batch(mesh: Mesh, local_batch: dict[str, np.ndarray],
@@ -142,7 +146,8 @@ def global_batch(mesh: Mesh, local_batch: dict[str, np.ndarray],
 
   Args:
     mesh: the mesh.
-    local_batch: this process's rows, as given by `process_data_shard`.
+    local_batch: this process's part, as given by `process_data_shard`; its rows go to the
+      rows of the global batch that this process's devices hold, in order.
     global_batch_size: B.
 
   Returns:

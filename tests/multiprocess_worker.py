@@ -6,6 +6,10 @@ Runs train.py's `main` unchanged (flags, `jax.distributed` initialization, the t
 and afterwards writes `DIR/process_<jax.process_index()>.npz`: for every iterator the run
 opened, in order, its split, the `process_index` and `process_count` the loop passed to the
 data pipeline, and the `inputs`, `labels` and `weights` of every batch this process consumed.
+
+With --interleave_devices the mesh takes the devices round-robin over the processes, so that
+each process holds every other block of rows of a batch, as `jax.make_mesh` lays out the
+`data` axis of TPU v4 pods (it follows the chip torus, which crosses hosts).
 """
 
 from __future__ import annotations
@@ -24,9 +28,13 @@ sys.path.insert(0, str(REPO))
 
 import train  # noqa: E402  (needs the repository root on the path)
 from ms_ssm_jax import data  # noqa: E402
+from ms_ssm_jax import sharding  # noqa: E402
 
 _RECORD = flags.DEFINE_string("record", None, "Directory for process_<i>.npz.",
                               required=True)
+
+_INTERLEAVE = flags.DEFINE_bool("interleave_devices", False,
+                                "Order the mesh's devices round-robin over the processes.")
 
 _RECORDED_KEYS = ("inputs", "labels", "weights")
 
@@ -56,9 +64,22 @@ class _Recorder:
     np.savez(path, **arrays)
 
 
+def _interleaved_mesh(mesh_config, devices=None):
+  """`sharding.make_mesh` over the devices taken round-robin over the processes."""
+  devices = list(jax.devices()) if devices is None else list(devices)
+  rank = {d: sum(e.process_index == d.process_index and e.id < d.id for e in devices)
+          for d in devices}
+  return _MAKE_MESH(mesh_config, sorted(devices, key=lambda d: (rank[d], d.process_index)))
+
+
+_MAKE_MESH = sharding.make_mesh
+
+
 def main(argv: list[str]) -> None:
   recorder = _Recorder()
   data.make_iterator = recorder.make_iterator
+  if _INTERLEAVE.value:
+    sharding.make_mesh = _interleaved_mesh
   train.main(argv)
   record_dir = pathlib.Path(_RECORD.value)
   record_dir.mkdir(parents=True, exist_ok=True)

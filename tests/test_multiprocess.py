@@ -1,12 +1,15 @@
-"""Two JAX processes on localhost train exactly like one process with all the devices.
+"""Two JAX processes on localhost train like one process with all the devices.
 
 The same `train.py` run (a tiny MS-SSM on JapaneseVowels, 4 steps, checkpoints at steps 2
-and 4, a final evaluation) is launched twice through tests/multiprocess_worker.py:
-  reference:      1 process with 8 CPU devices;
-  multi-process:  2 processes with 4 CPU devices each, joined by `jax.distributed` over
-                  127.0.0.1 and gloo CPU collectives, mesh (data=8, model=1) across both.
-Both runs fit in about a minute of the 2 CPU cores. Every subprocess runs under a deadline, and
-when one fails the other is killed at once, so a deadlock fails the test instead of hanging CI.
+and 4, a final evaluation) is launched three times through tests/multiprocess_worker.py:
+  reference:    1 process with 8 CPU devices;
+  multi:        2 processes with 4 CPU devices each, joined by `jax.distributed` over
+                127.0.0.1 and gloo CPU collectives, mesh (data=8, model=1) across both;
+  interleaved:  the same with the mesh's devices taken round-robin over the processes, so that
+                each process holds every other block of rows of a batch (as on TPU v4 pods).
+All five processes run at once, in about a minute of the 2 CPU cores. Every subprocess runs
+under a deadline, and when one fails the others are killed at once, so a deadlock fails the
+test instead of hanging CI.
 """
 
 from __future__ import annotations
@@ -31,7 +34,10 @@ DEADLINE_S = 300
 NUM_STEPS = 4
 GLOBAL_BATCH = 16
 EVAL_BATCH = 32
+LAYOUTS = ("multi", "interleaved")
 
+# No dropout: its masks are drawn per row of the global batch, and the interleaved layout puts
+# the same examples in other rows (the reference and multi layouts agree with dropout too).
 CONFIG = f"""\
 from configs import common
 
@@ -39,7 +45,7 @@ from configs import common
 def get_config():
   config = common.base_config("japanese_vowels", "ms_ssm")
   common.override(config, {{
-      "model.d_model": 8, "model.num_layers": 1, "model.dropout": 0.1,
+      "model.d_model": 8, "model.num_layers": 1, "model.dropout": 0.0,
       "model.layer_config.state_per_stream": 4, "optimizer.lr": 1e-2,
       "optimizer.warmup_steps": 2, "train.global_batch_size": {GLOBAL_BATCH},
       "train.eval_batch_size": {EVAL_BATCH}, "train.num_steps": {NUM_STEPS},
@@ -118,19 +124,21 @@ def _worker(workdir: pathlib.Path, config: pathlib.Path, *flags: str) -> list[st
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, pathlib.Path]:
-  """Workdirs of the reference run and of the 2-process run of the same config."""
+  """Workdirs of the reference run and of the two 2-process runs of the same config."""
   root = tmp_path_factory.mktemp("multiprocess")
   config = root / "config.py"
   config.write_text(CONFIG)
-  reference, multi = root / "reference", root / "multi"
-  address = f"127.0.0.1:{_free_port()}"
-  commands = {"reference": (_worker(reference, config), _env(8))}
-  for i in range(2):
-    commands[f"process_{i}"] = (
-        _worker(multi, config, f"--coordinator_address={address}", "--num_processes=2",
-                f"--process_id={i}"), _env(4))
+  workdirs = {name: root / name for name in ("reference",) + LAYOUTS}
+  commands = {"reference": (_worker(workdirs["reference"], config), _env(8))}
+  for layout in LAYOUTS:
+    address = f"127.0.0.1:{_free_port()}"
+    extra = ["--interleave_devices"] if layout == "interleaved" else []
+    for i in range(2):
+      commands[f"{layout}_{i}"] = (
+          _worker(workdirs[layout], config, f"--coordinator_address={address}",
+                  "--num_processes=2", f"--process_id={i}", *extra), _env(4))
   _run_all(commands, root / "logs")
-  return {"reference": reference, "multi": multi}
+  return workdirs
 
 
 def _metrics(workdir: pathlib.Path, stream: str) -> list[dict[str, float]]:
@@ -145,56 +153,58 @@ def _records(path: pathlib.Path) -> list[dict[str, np.ndarray]]:
                                                  "weights")} for i in range(count)]
 
 
-def test_losses_equal_one_process(runs):
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_losses_equal_one_process(runs, layout):
   # Not bit-exact: the cross-device sums (loss, gradients, BatchNorm statistics) are added in
-  # another order by gloo's cross-process all-reduce than by the in-process one, which moves
-  # float32 results by an ulp or so.
-  reference, multi = (_metrics(runs[k], "train") for k in ("reference", "multi"))
+  # another order by gloo's cross-process all-reduce than by the in-process one (and over
+  # permuted rows in the interleaved layout), which moves float32 results by an ulp or so.
+  reference, multi = (_metrics(runs[k], "train") for k in ("reference", layout))
   assert [r["step"] for r in multi] == list(range(1, NUM_STEPS + 1))
   np.testing.assert_allclose([r["loss"] for r in multi], [r["loss"] for r in reference],
                              rtol=1e-5)
   np.testing.assert_allclose([r["grad_norm"] for r in multi],
                              [r["grad_norm"] for r in reference], rtol=1e-4)
-  (ref_eval,), (multi_eval,) = (_metrics(runs[k], "eval") for k in ("reference", "multi"))
+  (ref_eval,), (multi_eval,) = (_metrics(runs[k], "eval") for k in ("reference", layout))
   assert multi_eval["num_examples"] == ref_eval["num_examples"]
   assert multi_eval["accuracy"] == ref_eval["accuracy"]
   assert multi_eval["loss"] == pytest.approx(ref_eval["loss"], rel=1e-5)
 
 
-def test_each_process_reads_only_its_shard(runs):
-  (reference,) = [_records(runs["reference"] / "record" / "process_0.npz")]
-  shards = [_records(runs["multi"] / "record" / f"process_{i}.npz") for i in range(2)]
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_each_process_reads_only_its_shard(runs, layout):
+  reference = _records(runs["reference"] / "record" / "process_0.npz")
+  shards = [_records(runs[layout] / "record" / f"process_{i}.npz") for i in range(2)]
   assert [str(r["split"]) for r in reference] == ["train", "validation"]
   for i, records in enumerate(shards):
     assert [str(r["split"]) for r in records] == ["train", "validation"]
     for record in records:
       assert record["shard"].tolist() == [i, 2]
-  # Train: 4 batches of 8 rows per process; process 0 holds rows 0-7 of each global batch and
-  # process 1 rows 8-15, together exactly the 1-process batches.
+  # 4 train batches and 2 padded eval batches of 8 rows per process: process 0 read examples
+  # 0-7 of each global batch and process 1 examples 8-15 (in any layout), together exactly
+  # the 1-process batches; both ran the same number of eval batches.
   for key in ("inputs", "labels", "weights"):
     for index in range(2):
       halves = [records[index][key] for records in shards]
       whole = reference[index][key]
+      assert halves[0].shape == halves[1].shape
       assert halves[0].shape[:2] == (whole.shape[0], whole.shape[1] // 2)
       np.testing.assert_array_equal(np.concatenate(halves, axis=1), whole)
   assert not np.array_equal(shards[0][0]["inputs"], shards[1][0]["inputs"])
-  # Eval: both processes run the same number of (padded) batches.
-  assert shards[0][1]["weights"].shape == shards[1][1]["weights"].shape
 
 
-def test_multi_process_checkpoints(runs):
-  assert sorted(int(p.name) for p in (runs["multi"] / "checkpoints").iterdir()
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_multi_process_checkpoints(runs, layout):
+  assert sorted(int(p.name) for p in (runs[layout] / "checkpoints").iterdir()
                 if p.name.isdigit()) == [2, NUM_STEPS]
+  assert checkpointing.find_checkpoint(runs[layout], prefer="best").step == NUM_STEPS
   # The 2-process checkpoint (each process wrote its part) loads in this single process and
   # holds the reference run's parameters.
-  multi, reference = (checkpointing.load_variables(
-      checkpointing.find_checkpoint(runs[k], prefer="latest")) for k in ("multi", "reference"))
-  assert checkpointing.find_checkpoint(runs["multi"], prefer="best").step == NUM_STEPS
-  multi, reference = (checkpointing.tree_paths(v) for v in (multi, reference))
+  multi, reference = (checkpointing.tree_paths(checkpointing.load_variables(
+      checkpointing.find_checkpoint(runs[k], prefer="latest"))) for k in (layout, "reference"))
   assert multi.keys() == reference.keys()
   for path, value in reference.items():
     np.testing.assert_allclose(multi[path], value, rtol=1e-5, atol=1e-6, err_msg=path)
-  results = json.loads((runs["multi"] / "results.json").read_text())
+  results = json.loads((runs[layout] / "results.json").read_text())
   assert results["num_steps"] == NUM_STEPS
 
 
