@@ -17,7 +17,8 @@
 #   5. starts train.py on all workers in the background (log: ~/ms_ssm_train.log on each);
 #      jax.distributed finds the other workers by itself (--distributed).
 # Prepare the task's data in DATA_DIR once before the first launch (scripts/prepare_data.py),
-# so that the workers do not all build it at once.
+# so that the workers do not all build it at once. gcloud's ssh to all workers at once needs
+# the key in the agent: ssh-add ~/.ssh/google_compute_engine.
 set -euo pipefail
 
 # ---- Set these (or export them before running the script) ----
@@ -55,7 +56,7 @@ while (($#)); do
   case "$1" in
     --dry-run) DRY_RUN=true ;;
     --) shift; TRAIN_FLAGS=("$@"); break ;;
-    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "unknown argument: $1 (extra train.py flags go after --)" >&2; exit 2 ;;
   esac
   shift
