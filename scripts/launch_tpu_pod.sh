@@ -56,7 +56,7 @@ while (($#)); do
   case "$1" in
     --dry-run) DRY_RUN=true ;;
     --) shift; TRAIN_FLAGS=("$@"); break ;;
-    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "unknown argument: $1 (extra train.py flags go after --)" >&2; exit 2 ;;
   esac
   shift
