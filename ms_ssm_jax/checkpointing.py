@@ -44,9 +44,13 @@ def _item_handlers() -> dict[str, Any]:
 
 def _manager(directory: pathlib.Path, *, max_to_keep: int | None = None,
              read_only: bool = False, async_save: bool = True) -> ocp.CheckpointManager:
+  # checkpoints/ and best/ save the same step concurrently; without a per-directory prefix
+  # their multi-process barriers share names and the processes fail or hang.
   options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep, read_only=read_only, create=not read_only,
-      enable_async_checkpointing=async_save, cleanup_tmp_directories=not read_only)
+      enable_async_checkpointing=async_save, cleanup_tmp_directories=not read_only,
+      multiprocessing_options=ocp.options.MultiprocessingOptions(
+          barrier_sync_key_prefix=pathlib.Path(directory).name))
   return ocp.CheckpointManager(directory, item_handlers=_item_handlers(), options=options)
 
 

@@ -85,16 +85,19 @@ def _env(num_devices: int) -> dict[str, str]:
   return env
 
 
-def _run_all(commands: dict[str, tuple[list[str], dict[str, str]]], log_dir: pathlib.Path
-             ) -> None:
-  """Runs the commands concurrently; fails (killing the rest) on any error or the deadline."""
+def _run_all(commands: dict[str, tuple[list[str], dict[str, str]]], log_dir: pathlib.Path,
+             deadline_s: float = DEADLINE_S) -> None:
+  """Runs the commands concurrently; fails (killing the rest) on any error or the deadline.
+
+  Killing means SIGKILL: JAX's preemption notifier catches SIGTERM in distributed processes.
+  """
   log_dir.mkdir(parents=True, exist_ok=True)
   procs, logs = {}, {}
   for name, (argv, env) in commands.items():
     logs[name] = open(log_dir / f"{name}.log", "w")
     procs[name] = subprocess.Popen(argv, cwd=REPO, env=env, stdout=logs[name],
                                    stderr=subprocess.STDOUT)
-  deadline = time.monotonic() + DEADLINE_S
+  deadline = time.monotonic() + deadline_s
   failure = None
   try:
     while True:
@@ -106,7 +109,7 @@ def _run_all(commands: dict[str, tuple[list[str], dict[str, str]]], log_dir: pat
       if all(code == 0 for code in codes.values()):
         break
       if time.monotonic() > deadline:
-        failure = f"still running after {DEADLINE_S} s (deadlock?)"
+        failure = f"still running after {deadline_s} s (deadlock?)"
         break
       time.sleep(0.5)
   finally:
@@ -221,6 +224,41 @@ def test_two_processes_train_like_one(tmp_path):
         check(runs, layout)
       except AssertionError as e:
         raise AssertionError(f"{layout} layout, {check.__name__}: {e}") from e
+
+
+# Both checkpoint managers of a run save the same step back to back, as the train loop does
+# when it evaluates and checkpoints at the same step.
+_CONCURRENT_SAVES = """\
+import pathlib, sys
+import jax
+import numpy as np
+from ms_ssm_jax import checkpointing
+
+address, process_id, root = sys.argv[1], int(sys.argv[2]), pathlib.Path(sys.argv[3])
+jax.distributed.initialize(address, 2, process_id)
+mesh = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+x = jax.device_put(np.arange(64, dtype=np.float32),
+                   jax.sharding.NamedSharding(mesh, jax.P("data")))
+variables = {"params": {"w": x}, "batch_stats": {}}
+with checkpointing.RunCheckpoints(root, keep=2) as ckpt:
+  for step in range(1, 5):
+    ckpt.save_best(step, variables, {}, float(step), {})
+    ckpt.save(step, {"variables": variables, "train": {"step": x[:1]}}, {})
+"""
+
+
+def test_concurrent_multi_process_saves(tmp_path):
+  # Without a barrier prefix per checkpoint directory, both managers' async saves of a step
+  # wait at barriers of the same name: one process fails and both hang.
+  address = f"127.0.0.1:{_free_port()}"
+  _run_all({f"process_{i}": ([sys.executable, "-c", _CONCURRENT_SAVES, address, str(i),
+                              str(tmp_path / "run")], _env(4)) for i in range(2)},
+           tmp_path / "logs", deadline_s=120)
+  for prefer, step in (("best", 4), ("latest", 4)):
+    ref = checkpointing.find_checkpoint(tmp_path / "run", prefer=prefer)
+    assert ref.step == step
+    np.testing.assert_array_equal(checkpointing.load_variables(ref)["params"]["w"],
+                                  np.arange(64, dtype=np.float32))
 
 
 def test_train_py_rejects_url_workdirs(tmp_path):
