@@ -1,7 +1,7 @@
 """LRA Text: IMDb sentiment (Maas et al., 2011) at the byte level, as in LRA (Tay et al., 2021).
 
 Read from the tfds dataset `imdb_reviews/plain_text`, prepared in array_record format in the
-tfds `data_dir` (see `images.tfds_split_source`; `aclImdb_v1.tar.gz` is the original archive).
+tfds `data_dir` (see `tfds_sources.tfds_split_source`; `aclImdb_v1.tar.gz` is the original archive).
 Tokens are the UTF-8 bytes of the review + 1 (0 is padding), truncated to `max_length` (4096).
 
 IMDb has no validation split; `protocol` says which one runs:
@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from ml_collections import config_dict
 
-from ms_ssm_jax.data import images
+from ms_ssm_jax.data import tfds_sources
 from ms_ssm_jax.data.lra_release import BYTE_VOCAB_SIZE, byte_tokens
 from ms_ssm_jax.data.task import ExampleSource, MappedSource, TaskDef, TaskSpec
 
@@ -62,9 +62,9 @@ def _source(config: ml_collections.ConfigDict, split: str) -> ExampleSource:
     splits = {"train": "train", "validation": "test", "test": "test"}
     if split not in splits:
       raise ValueError(f"unknown split {split!r}; known splits: {', '.join(splits)}")
-    reviews = images.tfds_split_source(TFDS_NAME, splits[split], config.data_dir)
+    reviews = tfds_sources.tfds_split_source(TFDS_NAME, splits[split], config.data_dir)
   else:
-    reviews = images.split_with_holdout(TFDS_NAME, config, split, "test")
+    reviews = tfds_sources.split_with_holdout(TFDS_NAME, config, split, "test")
   return MappedSource(reviews, functools.partial(review_tokens, max_length=config.max_length))
 
 

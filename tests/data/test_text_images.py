@@ -12,7 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from ms_ssm_jax.data import images, text
+from ms_ssm_jax.data import images, text, tfds_sources
 from ms_ssm_jax.data.task import MissingDataError
 
 _SPLITS = ("train", "validation", "test")
@@ -94,13 +94,13 @@ def _raw(name, split, data_dir):
 
 
 def test_holdout_indices_partition():
-  validation = images.holdout_indices(100, 10, 42, "validation")
-  train = images.holdout_indices(100, 10, 42, "train")
+  validation = tfds_sources.holdout_indices(100, 10, 42, "validation")
+  train = tfds_sources.holdout_indices(100, 10, 42, "train")
   assert len(validation) == 10 and len(train) == 90
   np.testing.assert_array_equal(np.sort(np.concatenate([train, validation])), np.arange(100))
-  assert not np.array_equal(images.holdout_indices(100, 10, 43, "validation"), validation)
+  assert not np.array_equal(tfds_sources.holdout_indices(100, 10, 43, "validation"), validation)
   with pytest.raises(ValueError, match="num_validation"):
-    images.holdout_indices(10, 10, 0, "train")
+    tfds_sources.holdout_indices(10, 10, 0, "train")
 
 
 def test_lra_image_is_normalized_luma_with_a_holdout(data_dir):
@@ -108,8 +108,8 @@ def test_lra_image_is_normalized_luma_with_a_holdout(data_dir):
   task = images.TASKS["lra_image"]
   raw_train, raw_test = _raw("cifar10", "train", data_dir), _raw("cifar10", "test", data_dir)
   expected_rows = {
-      "train": [raw_train[i] for i in images.holdout_indices(12, 4, 42, "train")],
-      "validation": [raw_train[i] for i in images.holdout_indices(12, 4, 42, "validation")],
+      "train": [raw_train[i] for i in tfds_sources.holdout_indices(12, 4, 42, "train")],
+      "validation": [raw_train[i] for i in tfds_sources.holdout_indices(12, 4, 42, "validation")],
       "test": [raw_test[i] for i in range(3)],
   }
   ids = []
@@ -155,7 +155,7 @@ def test_smnist_and_psmnist(data_dir):
   permutation = images.psmnist_permutation(5)
   np.testing.assert_array_equal(np.sort(permutation), np.arange(784))
   assert not np.array_equal(permutation, images.psmnist_permutation(6))
-  for i, raw_index in enumerate(images.holdout_indices(8, 2, 42, "train")):
+  for i, raw_index in enumerate(tfds_sources.holdout_indices(8, 2, 42, "train")):
     pixels = raw_train[raw_index]["image"].reshape(-1) / 255.0
     np.testing.assert_allclose(smnist[i]["inputs"][:, 0], pixels, rtol=1e-6)
     np.testing.assert_allclose(psmnist[i]["inputs"][:, 0], pixels[permutation], rtol=1e-6)
