@@ -42,3 +42,29 @@ def loop_recurrence(a, b, *, reverse=False, initial_state=None):
     x = a[..., t, :] * x + b[..., t, :]
     out[..., t, :] = x
   return out
+
+
+def sequential_selective_scan(u, delta, a, b=None, c=None, b_channel=None, c_channel=None, *,
+                              reverse=False):
+  """`ms_ssm_jax.pallas_scan.selective_scan` one step at a time with `lax.scan`.
+
+  `x_t = exp(delta_t a) x_{t-1} + delta_t u_t b_t b_channel`, `y_t = sum_n c_t c_channel x_t`;
+  u, delta `(B, L, G, H)`, a and the channel factors `(G, H, N)`, b and c `(B, L, G, N)`.
+  """
+  batch, length, groups, channels = u.shape
+  ones_proj = jnp.ones((batch, length, groups, a.shape[-1]), a.dtype)
+  b = ones_proj if b is None else b
+  c = ones_proj if c is None else c
+  b_channel = jnp.ones_like(a) if b_channel is None else b_channel
+  c_channel = jnp.ones_like(a) if c_channel is None else c_channel
+
+  def step(x, inputs):
+    u_t, delta_t, b_t, c_t = inputs
+    x = (jnp.exp(delta_t[..., None] * a) * x
+         + (delta_t * u_t)[..., None] * b_t[:, :, None, :] * b_channel)
+    return x, jnp.sum(x * c_t[:, :, None, :] * c_channel, axis=-1)
+
+  time_major = tuple(jnp.moveaxis(x, 1, 0) for x in (u, delta, b, c))
+  x0 = jnp.zeros((batch, groups, channels, a.shape[-1]), jnp.result_type(u, a))
+  _, y = jax.lax.scan(step, x0, time_major, reverse=reverse)
+  return jnp.moveaxis(y, 0, 1)

@@ -1,0 +1,361 @@
+"""A fused Pallas kernel for the diagonal selective scan: discretize, recur and read out on chip.
+
+For G groups (MS-SSM streams) of H channels, each channel with N real states:
+
+    x_t[d, n] = exp(delta_t[d] a[d, n]) x_{t-1}[d, n] + delta_t[d] u_t[d] b_t[n] b_ch[d, n]
+    y_t[d]    = sum_n c_t[n] c_ch[d, n] x_t[d, n]
+
+where `b_t`, `c_t` are shared by the channels of a group and vary over time (S6's `B_t`, `C_t`;
+1 when omitted) and `b_ch`, `c_ch` are per-channel constants (S4D's `B_bar / Delta` and `C`).
+This covers the selective case (Mamba's S6 with the Euler input term) and the time-invariant
+case (a constant `delta` with ZOH folded into `b_ch`).
+
+The forward kernel keeps the `(H_blk, N)` states of one batch element and channel block in
+registers, walks the sequence in chunks of T steps (unrolled), and writes only `y` plus the
+state entering each chunk. The backward kernel (a `jax.custom_vjp`) walks the chunks in reverse:
+it recomputes a chunk's T states from the saved chunk-entry state, then runs the adjoint
+recurrence `g_t = exp(delta_{t+1} a) g_{t+1} + c_t c_ch dy_t` back through them, emitting
+gradients for `u`, `delta`, `a`, `b_t`, `c_t`, `b_ch`, `c_ch`. Memory: the `(B, L, G, H)`
+inputs and outputs, the `(B, L, G, N)` projections, and `B G H N L / T` chunk-entry states
+(per channel block, `b_t` and `c_t` gradients are partial sums, `(B, L, G, H / H_blk, N)`).
+No per-step state reaches GPU memory.
+
+Layout: time-major blocks `(L, H_blk)` and `(L, N)`, states `(H_blk, N)` with N on the lane
+axis. The kernel is written with generic Pallas ops only (ref loads and stores, `fori_loop`,
+elementwise math and reductions); it is compiled with Triton on GPUs and interpreted on the CPU
+(`interpret=True`, used by the tests). It has not been run on TPU hardware.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelOptions:
+  """Static choices of the kernels.
+
+  Attributes:
+    chunk: T, steps unrolled per chunk; chunk-entry states are saved every T steps.
+    block_channels: H_blk, channels per program (a power of 2 dividing the padded H).
+    num_warps: Triton warps per program (GPU only).
+    has_b, has_c: whether time-varying `b_t`, `c_t` are given.
+    interpret: run the kernels in the Pallas interpreter (CPU tests).
+  """
+  chunk: int
+  block_channels: int
+  num_warps: int
+  has_b: bool
+  has_c: bool
+  interpret: bool
+
+
+def _next_power_of_2(n: int) -> int:
+  return 1 << max(0, (n - 1).bit_length())
+
+
+def default_block(num_channels: int, num_states: int) -> tuple[int, int]:
+  """`(chunk, block_channels)`: T = 8 and at most 2048 states per program (the fastest of
+  those tried on an H100 at the paper's ListOps size, N = 16 and 128; scripts/bench_layers.py)."""
+  num_states = _next_power_of_2(num_states)
+  return 8, max(1, min(_next_power_of_2(num_channels), 32, 2048 // num_states))
+
+
+# ----------------------------------------------------------------------------------------------
+# Kernels. Refs seen by one program (batch element, group, channel block):
+#   u, delta, y, du, ddelta: (Lp, Hb)      b, c, db, dc: (Lp, N)
+#   a, b_ch, c_ch and their gradients: (Hb, N)      entry states: (C, Hb, N)
+
+
+def _column(v: Array, shape: tuple[int, int]) -> Array:
+  """`(Hb,)` -> `(Hb, N)`, constant along N."""
+  return jax.lax.broadcast_in_dim(v, shape, (0,))
+
+
+def _row(v: Array, shape: tuple[int, int]) -> Array:
+  """`(N,)` -> `(Hb, N)`, constant along the channels."""
+  return jax.lax.broadcast_in_dim(v, shape, (1,))
+
+
+def _time_factor(ref, t, shape: tuple[int, int]):
+  """Step t's time-varying factor (`b_t` or `c_t`) as `(Hb, N)`, or 1 when there is none."""
+  return _row(ref[t], shape) if ref is not None else 1.0
+
+
+def _forward_kernel(*refs, options: KernelOptions):
+  u_ref, delta_ref, a_ref, b_ch_ref, c_ch_ref, *rest = refs
+  b_ref = rest.pop(0) if options.has_b else None
+  c_ref = rest.pop(0) if options.has_c else None
+  y_ref, entry_ref = rest
+  a, b_ch, c_ch = a_ref[...], b_ch_ref[...], c_ch_ref[...]
+  shape, chunk = a.shape, options.chunk
+
+  def chunk_body(index, x):
+    entry_ref[index] = x
+    for s in range(chunk):
+      t = index * chunk + s
+      u, delta = u_ref[t], delta_ref[t]
+      b_eff = b_ch * _time_factor(b_ref, t, shape)
+      x = jnp.exp(_column(delta, shape) * a) * x + _column(delta * u, shape) * b_eff
+      y_ref[t] = jnp.sum(x * c_ch * _time_factor(c_ref, t, shape), axis=1)
+    return x
+
+  num_chunks = entry_ref.shape[0]
+  jax.lax.fori_loop(0, num_chunks, chunk_body, jnp.zeros(shape, jnp.float32))
+
+
+def _backward_kernel(*refs, options: KernelOptions):
+  u_ref, delta_ref, a_ref, b_ch_ref, c_ch_ref, *rest = refs
+  b_ref = rest.pop(0) if options.has_b else None
+  c_ref = rest.pop(0) if options.has_c else None
+  entry_ref, dy_ref, du_ref, ddelta_ref, da_ref, db_ch_ref, dc_ch_ref, *rest = rest
+  db_ref = rest.pop(0) if options.has_b else None
+  dc_ref = rest.pop(0) if options.has_c else None
+  a, b_ch, c_ch = a_ref[...], b_ch_ref[...], c_ch_ref[...]
+  shape, chunk = a.shape, options.chunk
+  num_chunks = entry_ref.shape[0]
+
+  def chunk_body(k, carry):
+    g_next, da, db_ch, dc_ch = carry  # g_next = exp(delta_{t+1} a) g_{t+1}: the adjoint carry
+    index = num_chunks - 1 - k
+    states = [entry_ref[index]]
+    for s in range(chunk):  # recompute the chunk's states from its entry state
+      t = index * chunk + s
+      u, delta = u_ref[t], delta_ref[t]
+      b_eff = b_ch * _time_factor(b_ref, t, shape)
+      decay = jnp.exp(_column(delta, shape) * a)
+      states.append(decay * states[-1] + _column(delta * u, shape) * b_eff)
+    for s in reversed(range(chunk)):
+      t = index * chunk + s
+      u, delta = u_ref[t], delta_ref[t]
+      b_t, c_t = _time_factor(b_ref, t, shape), _time_factor(c_ref, t, shape)
+      x, x_prev = states[s + 1], states[s]
+      dy_x = _column(dy_ref[t], shape) * x
+      g = g_next + _column(dy_ref[t], shape) * c_ch * c_t  # dL/dx_t
+      # Readout: y_t = sum_n c_t c_ch x_t.
+      dc_ch = dc_ch + dy_x * c_t
+      if dc_ref is not None:
+        dc_ref[t] = jnp.sum(dy_x * c_ch, axis=0)
+      # Input term: delta_t u_t b_t b_ch.
+      g_in = jnp.sum(g * b_ch * b_t, axis=1)  # (Hb,)
+      g_scaled = g * _column(delta * u, shape)
+      db_ch = db_ch + g_scaled * b_t
+      if db_ref is not None:
+        db_ref[t] = jnp.sum(g_scaled * b_ch, axis=0)
+      # Decay exp(delta_t a): dL/d(delta_t a) = g_t x_{t-1} exp(delta_t a).
+      decay = jnp.exp(_column(delta, shape) * a)
+      g_exponent = g * x_prev * decay
+      da = da + g_exponent * _column(delta, shape)
+      du_ref[t] = g_in * delta
+      ddelta_ref[t] = g_in * u + jnp.sum(g_exponent * a, axis=1)
+      g_next = decay * g
+    return g_next, da, db_ch, dc_ch
+
+  zeros = jnp.zeros(shape, jnp.float32)
+  _, da, db_ch, dc_ch = jax.lax.fori_loop(0, num_chunks, chunk_body, (zeros,) * 4)
+  da_ref[...] = da
+  db_ch_ref[...] = db_ch
+  dc_ch_ref[...] = dc_ch
+
+
+# ----------------------------------------------------------------------------------------------
+# pallas_call wrappers on the padded, group-major layout: u, delta (B, G, Lp, Hp); a, b_ch, c_ch
+# (G, Hp, Np); b, c (B, G, Lp, Np); Lp a multiple of T, Hp of H_blk, Np a power of 2. Blocks end
+# in (time, channels) or (channels, states), as TPU tiling wants.
+
+
+def _specs(batch: int, length: int, groups: int, channels: int, states: int,
+           options: KernelOptions):
+  """Grid and block specs shared by both kernels; one program per (batch, group, block)."""
+  sq = pl.squeezed
+  hb = options.block_channels
+  grid = (batch, groups, channels // hb)
+  specs = {
+      "seq": pl.BlockSpec((sq, sq, length, hb), lambda i, g, h: (i, g, 0, h)),
+      "proj": pl.BlockSpec((sq, sq, length, states), lambda i, g, h: (i, g, 0, 0)),
+      "chan": pl.BlockSpec((sq, hb, states), lambda i, g, h: (g, h, 0)),
+      "entry": pl.BlockSpec((sq, sq, length // options.chunk, hb, states),
+                            lambda i, g, h: (i, g, 0, h, 0)),
+      "chan_per_batch": pl.BlockSpec((sq, sq, hb, states), lambda i, g, h: (i, g, h, 0)),
+      "proj_partial": pl.BlockSpec((sq, sq, sq, length, states), lambda i, g, h: (i, g, h, 0, 0)),
+  }
+  return grid, specs
+
+
+def _compiler_params(options: KernelOptions):
+  if options.interpret or jax.default_backend() != "gpu":
+    return None
+  from jax.experimental.pallas import triton as plgpu  # pylint: disable=g-import-not-at-top
+  return plgpu.CompilerParams(num_warps=options.num_warps, num_stages=1)
+
+
+def _forward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c):
+  """`(y (B, G, Lp, Hp), entry states (B, G, Lp / T, Hp, Np))`."""
+  batch, groups, length, channels = u.shape
+  states = a.shape[-1]
+  grid, spec = _specs(batch, length, groups, channels, states, options)
+  inputs = [u, delta, a, b_ch, c_ch] + [x for x in (b, c) if x is not None]
+  in_specs = [spec["seq"], spec["seq"], spec["chan"], spec["chan"], spec["chan"]]
+  in_specs += [spec["proj"]] * (len(inputs) - 5)
+  out_shape = (
+      jax.ShapeDtypeStruct(u.shape, jnp.float32),
+      jax.ShapeDtypeStruct((batch, groups, length // options.chunk, channels, states),
+                           jnp.float32),
+  )
+  return pl.pallas_call(
+      functools.partial(_forward_kernel, options=options), grid=grid, in_specs=in_specs,
+      out_specs=(spec["seq"], spec["entry"]), out_shape=out_shape,
+      interpret=options.interpret, compiler_params=_compiler_params(options),
+      name="selective_scan_forward")(*inputs)
+
+
+def _backward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c, entries, dy):
+  """Gradients: du, ddelta `(B, G, Lp, Hp)`; per-batch da, db_ch, dc_ch `(B, G, Hp, Np)`;
+  per-block db, dc `(B, G, Hp / H_blk, Lp, Np)` (only for the given b, c)."""
+  batch, groups, length, channels = u.shape
+  states = a.shape[-1]
+  grid, spec = _specs(batch, length, groups, channels, states, options)
+  inputs = [u, delta, a, b_ch, c_ch] + [x for x in (b, c) if x is not None] + [entries, dy]
+  in_specs = [spec["seq"], spec["seq"], spec["chan"], spec["chan"], spec["chan"]]
+  in_specs += [spec["proj"]] * (len(inputs) - 7) + [spec["entry"], spec["seq"]]
+  num_partial = int(b is not None) + int(c is not None)
+  per_batch = jax.ShapeDtypeStruct((batch, groups, channels, states), jnp.float32)
+  partial_shape = jax.ShapeDtypeStruct(
+      (batch, groups, channels // options.block_channels, length, states), jnp.float32)
+  out_shape = ((jax.ShapeDtypeStruct(u.shape, jnp.float32),) * 2 + (per_batch,) * 3
+               + (partial_shape,) * num_partial)
+  out_specs = ((spec["seq"],) * 2 + (spec["chan_per_batch"],) * 3
+               + (spec["proj_partial"],) * num_partial)
+  return pl.pallas_call(
+      functools.partial(_backward_kernel, options=options), grid=grid, in_specs=in_specs,
+      out_specs=out_specs, out_shape=out_shape, interpret=options.interpret,
+      compiler_params=_compiler_params(options), name="selective_scan_backward")(*inputs)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _fused_scan(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c):
+  y, _ = _forward_call(options, u, delta, a, b_ch, c_ch, b, c)
+  return y
+
+
+def _fused_scan_forward(options, u, delta, a, b_ch, c_ch, b, c):
+  y, entries = _forward_call(options, u, delta, a, b_ch, c_ch, b, c)
+  return y, (u, delta, a, b_ch, c_ch, b, c, entries)
+
+
+def _fused_scan_backward(options, residuals, dy):
+  u, delta, a, b_ch, c_ch, b, c, entries = residuals
+  du, ddelta, da, db_ch, dc_ch, *partials = _backward_call(
+      options, u, delta, a, b_ch, c_ch, b, c, entries, dy)
+  db = partials.pop(0).sum(axis=2) if b is not None else None
+  dc = partials.pop(0).sum(axis=2) if c is not None else None
+  return du, ddelta, da.sum(0), db_ch.sum(0), dc_ch.sum(0), db, dc
+
+
+_fused_scan.defvjp(_fused_scan_forward, _fused_scan_backward)
+
+
+# ----------------------------------------------------------------------------------------------
+# The public entry point: checks, float32, padding, reverse.
+
+
+def _check_shapes(u, delta, a, b, c, b_channel, c_channel) -> None:
+  if u.ndim != 4:
+    raise ValueError(f"u must have shape (B, L, G, H); got {u.shape}")
+  if delta.shape != u.shape:
+    raise ValueError(f"delta must have the shape of u {u.shape}; got {delta.shape}")
+  groups, channels = u.shape[2:]
+  if a.ndim != 3 or a.shape[:2] != (groups, channels):
+    raise ValueError(f"a must have shape (G, H, N) = ({groups}, {channels}, N); got {a.shape}")
+  for name, x in (("a", a), ("u", u), ("delta", delta)):
+    if jnp.iscomplexobj(x):
+      raise ValueError(f"the fused selective scan supports real states only; {name} is complex "
+                       "(use the associative scan for complex backbones)")
+  for name, x in (("b_channel", b_channel), ("c_channel", c_channel)):
+    if x is not None and x.shape != a.shape:
+      raise ValueError(f"{name} must have the shape of a {a.shape}; got {x.shape}")
+  projection_shape = u.shape[:3] + a.shape[-1:]
+  for name, x in (("b", b), ("c", c)):
+    if x is not None and x.shape != projection_shape:
+      raise ValueError(f"{name} must have shape (B, L, G, N) = {projection_shape}; got {x.shape}")
+
+
+def selective_scan(
+    u: Array,
+    delta: Array,
+    a: Array,
+    *,
+    b: Array | None = None,
+    c: Array | None = None,
+    b_channel: Array | None = None,
+    c_channel: Array | None = None,
+    reverse: bool = False,
+    chunk: int | None = None,
+    block_channels: int | None = None,
+    num_warps: int = 4,
+    interpret: bool | None = None,
+) -> Array:
+  """Outputs `y` of the fused selective scan (module docstring), differentiable.
+
+  Args:
+    u: `(B, L, G, H)` inputs, G groups (streams) of H channels.
+    delta: `(B, L, G, H)` positive steps.
+    a: `(G, H, N)` real continuous-time eigenvalues (negative).
+    b, c: `(B, L, G, N)` time-varying input/readout projections shared by a group's channels,
+      or None (1).
+    b_channel, c_channel: `(G, H, N)` per-channel input/readout factors, or None (1).
+    reverse: run from the last step to the first.
+    chunk: T, steps per chunk (default from `default_block`).
+    block_channels: channels per program, a power of 2 (default from `default_block`).
+    num_warps: Triton warps per program (GPU).
+    interpret: run in the Pallas interpreter; default: on the CPU backend only.
+
+  Returns:
+    `(B, L, G, H)` float32.
+  """
+  _check_shapes(u, delta, a, b, c, b_channel, c_channel)
+  batch, length, groups, channels = u.shape
+  num_states = a.shape[-1]
+  default_chunk, default_channels = default_block(channels, num_states)
+  chunk = chunk or default_chunk
+  block_channels = block_channels or default_channels
+  if chunk < 1 or block_channels < 1 or block_channels & (block_channels - 1):
+    raise ValueError(f"chunk must be >= 1 and block_channels a power of 2; got {chunk}, "
+                     f"{block_channels}")
+  if interpret is None:
+    interpret = jax.default_backend() == "cpu"
+  options = KernelOptions(chunk=chunk, block_channels=block_channels, num_warps=num_warps,
+                          has_b=b is not None, has_c=c is not None, interpret=interpret)
+
+  f32 = lambda x: None if x is None else jnp.asarray(x, jnp.float32)
+  u, delta, a, b, c = map(f32, (u, delta, a, b, c))
+  b_channel = jnp.ones_like(a) if b_channel is None else f32(b_channel)
+  c_channel = jnp.ones_like(a) if c_channel is None else f32(c_channel)
+  # Group-major, time reversed for a reverse scan. Padded steps have delta = 0 (decay 1, no
+  # input), so they leave the state unchanged; padded channels and states have zero input and
+  # readout factors.
+  pad_length = -length % chunk
+  pad_channels = -channels % block_channels
+  pad_states = _next_power_of_2(num_states) - num_states
+
+  def to_kernel_layout(x: Array | None, pad_last: int) -> Array | None:
+    if x is None:
+      return None
+    x = jnp.swapaxes(x, 1, 2)
+    x = jnp.flip(x, 2) if reverse else x
+    return jnp.pad(x, ((0, 0), (0, 0), (0, pad_length), (0, pad_last)))
+
+  pad_chan = lambda x: jnp.pad(x, ((0, 0), (0, pad_channels), (0, pad_states)))
+  y = _fused_scan(options, to_kernel_layout(u, pad_channels), to_kernel_layout(delta, pad_channels),
+                  pad_chan(a), pad_chan(b_channel), pad_chan(c_channel),
+                  to_kernel_layout(b, pad_states), to_kernel_layout(c, pad_states))
+  y = y[:, :, :length, :channels]
+  y = jnp.flip(y, 2) if reverse else y
+  return jnp.swapaxes(y, 1, 2)

@@ -1,0 +1,165 @@
+"""The fused Pallas selective scan against the float64 sequential reference.
+
+On the CPU the kernels run in the Pallas interpreter; on a GPU the same tests run the compiled
+Triton kernels (`JAX_PLATFORMS=cuda pytest tests/test_pallas_scan.py`).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ms_ssm_jax import pallas_scan
+from ms_ssm_jax import scan
+from tests import reference
+
+ARG_NAMES = ("u", "delta", "a", "b", "c", "b_channel", "c_channel")
+
+
+def random_inputs(seed, batch=2, length=13, groups=3, channels=5, states=6, *,
+                  time_varying=True, channel_factors=True):
+  """Float64 inputs; steps in [e^-3, 1], eigenvalues in -[e^-1, e]."""
+  rng = np.random.default_rng(seed)
+  seq = (batch, length, groups, channels)
+  proj = (batch, length, groups, states)
+  chan = (groups, channels, states)
+  return {
+      "u": rng.normal(size=seq),
+      "delta": np.exp(rng.uniform(-3, 0, size=seq)),
+      "a": -np.exp(rng.uniform(-1, 1, size=chan)),
+      "b": rng.normal(size=proj) if time_varying else None,
+      "c": rng.normal(size=proj) if time_varying else None,
+      "b_channel": rng.normal(size=chan) if channel_factors else None,
+      "c_channel": rng.normal(size=chan) if channel_factors else None,
+  }
+
+
+def fused(inputs, **options):
+  return pallas_scan.selective_scan(
+      inputs["u"], inputs["delta"], inputs["a"], b=inputs["b"], c=inputs["c"],
+      b_channel=inputs["b_channel"], c_channel=inputs["c_channel"], **options)
+
+
+def relative_error(x, reference_value):
+  return float(np.max(np.abs(np.asarray(x) - reference_value)) / np.max(np.abs(reference_value)))
+
+
+CASES = [  # (shape kwargs, kernel options): padding of L, H and N, several chunks and blocks
+    (dict(), dict(chunk=4, block_channels=2)),
+    (dict(length=16, channels=8, states=8), dict(chunk=8, block_channels=4)),
+    (dict(length=1, channels=1, states=1), dict()),
+    (dict(length=37, channels=4, states=3), dict(chunk=3, block_channels=4)),
+]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("shape,options", CASES)
+@pytest.mark.parametrize("time_varying,channel_factors", [(True, False), (False, True),
+                                                          (True, True)])
+def test_forward_matches_float64_reference(x64, reverse, shape, options, time_varying,
+                                           channel_factors):
+  inputs = random_inputs(0, **shape, time_varying=time_varying, channel_factors=channel_factors)
+  y = fused(inputs, reverse=reverse, **options)
+  expected = reference.sequential_selective_scan(**inputs, reverse=reverse)
+  assert y.shape == inputs["u"].shape and y.dtype == jnp.float32
+  assert relative_error(y, expected) < 1e-5
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("shape,options", CASES[:2] + CASES[3:])
+def test_gradients_match_float64_reference(x64, reverse, shape, options):
+  inputs = random_inputs(1, **shape)
+  weights = np.random.default_rng(2).normal(size=inputs["u"].shape)
+  argnums = tuple(range(len(ARG_NAMES)))
+
+  def loss(scan_fn, *args):
+    return jnp.sum(weights * scan_fn(dict(zip(ARG_NAMES, args))))
+
+  args = [inputs[name] for name in ARG_NAMES]
+  grads = jax.grad(lambda *x: loss(lambda i: fused(i, reverse=reverse, **options), *x),
+                   argnums=argnums)(*args)
+  expected = jax.grad(
+      lambda *x: loss(lambda i: reference.sequential_selective_scan(**i, reverse=reverse), *x),
+      argnums=argnums)(*args)
+  for name, grad, want in zip(ARG_NAMES, grads, expected):
+    assert grad.shape == want.shape, name
+    assert relative_error(grad, want) < 1e-4, name
+
+
+def test_matches_associative_scan_of_the_same_coefficients(x64):
+  """A second reference: the discretized coefficients through `scan.linear_recurrence`."""
+  inputs = random_inputs(3)
+  u, delta, a = inputs["u"], inputs["delta"], inputs["a"]
+  decay = np.exp(delta[..., None] * a)  # (B, L, G, H, N)
+  drive = (delta * u)[..., None] * inputs["b"][:, :, :, None, :] * inputs["b_channel"]
+  flat = decay.shape[:2] + (-1,)
+  states = scan.linear_recurrence(decay.reshape(flat), drive.reshape(flat)).reshape(decay.shape)
+  readout = inputs["c"][:, :, :, None, :] * inputs["c_channel"]
+  expected = np.sum(np.asarray(states) * readout, axis=-1)
+  assert relative_error(fused(inputs), expected) < 1e-5
+
+
+def test_causal(x64):
+  inputs = random_inputs(4, length=12)
+  y = fused(inputs, chunk=4)
+  changed = dict(inputs, u=inputs["u"].copy())
+  changed["u"][:, 7:] += 1.0
+  y_changed = fused(changed, chunk=4)
+  np.testing.assert_array_equal(y[:, :7], y_changed[:, :7])
+  assert np.all(np.abs(np.asarray(y_changed[:, 7:] - y[:, 7:])) > 0)
+
+
+def test_low_precision_inputs_accumulate_in_float32(x64):
+  inputs = random_inputs(5)
+  low = {k: None if v is None else jnp.asarray(v, jnp.bfloat16) for k, v in inputs.items()}
+  y = fused(low)
+  expected = reference.sequential_selective_scan(
+      **{k: None if v is None else np.asarray(v.astype(jnp.float32), np.float64)
+         for k, v in low.items()})
+  assert y.dtype == jnp.float32
+  assert relative_error(y, expected) < 1e-5
+
+
+def test_jit_and_long_sequence(x64):
+  inputs = random_inputs(6, batch=1, length=300, groups=2, channels=4, states=4)
+  y = jax.jit(lambda i: fused(i))(inputs)
+  assert relative_error(y, reference.sequential_selective_scan(**inputs)) < 1e-5
+
+
+@pytest.mark.parametrize("bad,message", [
+    (dict(a=np.zeros((3, 5, 6), np.complex64)), "real states only"),
+    (dict(delta=np.zeros((2, 13, 3, 4))), "delta must have the shape of u"),
+    (dict(a=np.zeros((3, 4, 6))), "a must have shape"),
+    (dict(b=np.zeros((2, 13, 3, 5))), "b must have shape"),
+    (dict(c_channel=np.zeros((3, 5, 7))), "c_channel must have the shape of a"),
+])
+def test_bad_inputs_raise_clear_errors(bad, message):
+  inputs = random_inputs(7)
+  inputs.update(bad)
+  with pytest.raises(ValueError, match=message):
+    fused(inputs)
+
+
+def test_block_channels_must_be_a_power_of_two():
+  with pytest.raises(ValueError, match="power of 2"):
+    fused(random_inputs(8), block_channels=3)
+
+
+def test_default_blocks_fit_registers():
+  assert pallas_scan.default_block(128, 16) == (8, 32)
+  assert pallas_scan.default_block(128, 128) == (8, 16)
+  assert pallas_scan.default_block(5, 6) == (8, 8)
+
+
+def test_kernels_lower_for_tpu():
+  """Both kernels pass the Mosaic (TPU) lowering with lane-aligned blocks; not run on a TPU."""
+  shapes = [(2, 64, 2, 128)] * 2 + [(2, 128, 16)] + [(2, 64, 2, 16)] * 2
+  args = [jax.ShapeDtypeStruct(shape, jnp.float32) for shape in shapes]
+
+  def forward(u, delta, a, b, c):
+    return pallas_scan.selective_scan(u, delta, a, b=b, c=c, interpret=False, block_channels=128)
+
+  backward = jax.grad(lambda *x: forward(*x).sum(), argnums=tuple(range(5)))
+  for fn in (forward, backward):
+    lowered = jax.jit(fn).trace(*args).lower(lowering_platforms=("tpu",))
+    assert "tpu_custom_call" in lowered.as_text()
