@@ -1,10 +1,13 @@
-r"""Evaluates trained models: one run, or several runs on the same task side by side.
+r"""Evaluates trained models: one run, a released (zoo) model, or several runs side by side.
 
     python eval.py --workdir=/tmp/run --split=test           # writes eval_best_test.{json,csv}
+    python eval.py --zoo=ms_ssm_japanese_vowels              # a released model, by name
+    python eval.py --zoo=ms_ssm_japanese_vowels --max_examples=200   # its first 200 examples
     python eval.py --compare=/tmp/ms_ssm,/tmp/s5 --split=test --output_dir=/tmp/cmp
 
-Each run's model is rebuilt from the config saved with its checkpoint. `--workdir` and
-`--compare` take run workdirs, checkpoint directories or step directories.
+Each model is rebuilt from the config saved with its checkpoint (for a zoo entry, the config
+in the zoo manifest). `--workdir` and `--compare` take run workdirs, checkpoint directories or
+step directories.
 """
 
 from __future__ import annotations
@@ -23,10 +26,15 @@ import jax
 
 from ms_ssm_jax import sharding
 from ms_ssm_jax import train_lib
+from ms_ssm_jax import zoo
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run (or checkpoint) to evaluate.")
+_ZOO = flags.DEFINE_string("zoo", None, "The name of a released model (ms_ssm_jax/zoo.py) to "
+                           "evaluate.")
 _COMPARE = flags.DEFINE_list("compare", None, "Runs to evaluate on the same task, as a table.")
 _SPLIT = flags.DEFINE_string("split", "test", "The split to evaluate.")
+_MAX_EXAMPLES = flags.DEFINE_integer("max_examples", None,
+                                     "Evaluate only the split's first N examples.")
 _CHECKPOINT = flags.DEFINE_enum("checkpoint", "best", ["best", "latest"],
                                 "Which checkpoint of a run workdir.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", None,
@@ -34,8 +42,8 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", None,
 _DATA_DIR = flags.DEFINE_string("data_dir", None,
                                 "Replaces the runs' config.data.data_dir (data elsewhere).")
 _OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", None, "Where results go (default: the run's workdir; with --compare, "
-    "results are only printed unless this is set).")
+    "output_dir", None, "Where results go (default: the run's workdir; with --zoo and "
+    "--compare, results are only printed unless this is set).")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
                                    "host:port of process 0, for multi-process jobs.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
@@ -46,11 +54,21 @@ _PATH_SUFFIXES = ("_dir", "_path", "_file")
 
 
 def _evaluate(path: str) -> dict[str, Any]:
-  overrides = {"data_dir": _DATA_DIR.value} if _DATA_DIR.value else None
   result, info = train_lib.evaluate_checkpoint(
       path, _SPLIT.value, prefer=_CHECKPOINT.value, batch_size=_BATCH_SIZE.value,
-      data_overrides=overrides)
+      data_overrides=_data_overrides(), max_examples=_MAX_EXAMPLES.value)
   return {"run": path, "split": _SPLIT.value, **info, **result}
+
+
+def _evaluate_zoo(name: str) -> dict[str, Any]:
+  model = train_lib.SavedModel.from_zoo(name, batch_size=_BATCH_SIZE.value,
+                                        data_overrides=_data_overrides())
+  result = model.evaluate(_SPLIT.value, _MAX_EXAMPLES.value)
+  return {"run": f"zoo:{name}", "split": _SPLIT.value, **model.info, **result}
+
+
+def _data_overrides() -> dict[str, Any] | None:
+  return {"data_dir": _DATA_DIR.value} if _DATA_DIR.value else None
 
 
 def _check_same_task(rows: list[dict[str, Any]]) -> None:
@@ -101,8 +119,8 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS["verbosity"].present:
     # Progress goes to stdout; orbax's per-save INFO lines would bury it.
     logging.set_verbosity(logging.WARNING)
-  if bool(_WORKDIR.value) == bool(_COMPARE.value):
-    raise app.UsageError("pass exactly one of --workdir and --compare")
+  if sum(bool(flag.value) for flag in (_WORKDIR, _ZOO, _COMPARE)) != 1:
+    raise app.UsageError("pass exactly one of --workdir, --zoo and --compare")
   sharding.initialize_distributed(
       os.environ, coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
       process_id=_PROCESS_ID.value, force=False)
@@ -113,6 +131,17 @@ def main(argv: list[str]) -> None:
       print(markdown_table([row]))
       _write([row], pathlib.Path(_OUTPUT_DIR.value or _WORKDIR.value),
              f"eval_{_CHECKPOINT.value}_{_SPLIT.value}")
+    return
+  if _ZOO.value:
+    row = _evaluate_zoo(_ZOO.value)
+    if is_writer:
+      print(markdown_table([row]))
+      stored = zoo.get_entry(_ZOO.value).metrics
+      print(f"manifest: test accuracy {stored['test_accuracy']:.4f} on "
+            f"{stored['test_examples']} examples, {stored['slice_accuracy']:.4f} on the first "
+            f"{stored['slice_examples']} (evaluated on {stored['eval_device']})")
+      if _OUTPUT_DIR.value:
+        _write([row], pathlib.Path(_OUTPUT_DIR.value), f"eval_zoo_{_ZOO.value}_{_SPLIT.value}")
     return
   if len(_COMPARE.value) < 2:
     raise app.UsageError("--compare needs at least two runs")

@@ -3,9 +3,11 @@ r"""Trains one model on one task: `python train.py --config=configs/x.py --workd
     python train.py --config=configs/default.py --workdir=/tmp/run \
         --config.optimizer.lr=1e-3 --config.train.num_steps=1000
 
-Rerunning the same command resumes from the latest checkpoint in the workdir. Multi-process
-jobs (TPU pods, SLURM, Open MPI) initialize `jax.distributed` from their environment; other
-launchers pass --coordinator_address, --num_processes and --process_id to every process.
+Rerunning the same command resumes from the latest checkpoint in the workdir.
+`--config.init_from` fine-tunes a run's checkpoint or a released model by its zoo name
+(`ms_ssm_jax/zoo.py`). Multi-process jobs (TPU pods, SLURM, Open MPI) initialize
+`jax.distributed` from their environment; other launchers pass --coordinator_address,
+--num_processes and --process_id to every process.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 import pathlib
 import re
+import shlex
 import sys
 
 from absl import app
@@ -25,6 +28,7 @@ from ms_ssm_jax import checkpointing
 from ms_ssm_jax import data
 from ms_ssm_jax import sharding
 from ms_ssm_jax import train_lib
+from ms_ssm_jax import zoo
 
 _DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parent / "configs" / "default.py")
 
@@ -86,9 +90,10 @@ def main(argv: list[str]) -> None:
           f"({jax.local_device_count()} local, {jax.process_count()} processes): "
           f"{jax.devices()[0].device_kind}", flush=True)
   try:
-    train_lib.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    train_lib.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
+                                 command="python " + shlex.join(sys.argv))
   except (train_lib.NonFiniteError, data.MissingDataError,
-          checkpointing.CheckpointMismatchError) as e:
+          checkpointing.CheckpointMismatchError, zoo.ZooIntegrityError) as e:
     sys.exit(f"training stopped: {type(e).__name__}: {e}")
 
 

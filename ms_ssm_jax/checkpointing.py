@@ -235,10 +235,19 @@ def _steps(directory: pathlib.Path) -> list[int]:
 
 def load_config_json(ref: CheckpointRef) -> dict[str, Any]:
   """The config saved with a checkpoint (a JSON dict)."""
+  return _load_json(ref, CONFIG)
+
+
+def load_meta(ref: CheckpointRef) -> dict[str, Any]:
+  """The meta item of a checkpoint: {"step"}, and for best/ also "score" and "metrics"."""
+  return _load_json(ref, META)
+
+
+def _load_json(ref: CheckpointRef, item: str) -> dict[str, Any]:
   manager = _manager(ref.directory, read_only=True)
   try:
     return manager.restore(ref.step, args=ocp.args.Composite(
-        **{CONFIG: ocp.args.JsonRestore()}))[CONFIG]
+        **{item: ocp.args.JsonRestore()}))[item]
   finally:
     manager.close()
 

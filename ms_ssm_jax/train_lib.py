@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import pathlib
+import re
 import time
 from typing import Any, Callable
 
@@ -27,7 +28,9 @@ from ms_ssm_jax import data
 from ms_ssm_jax import metrics as metrics_lib
 from ms_ssm_jax import model as model_lib
 from ms_ssm_jax import optim
+from ms_ssm_jax import provenance
 from ms_ssm_jax import sharding
+from ms_ssm_jax import zoo
 
 INIT_HEAD_MODES = ("keep", "reinit")
 # Parameters under this top-level module form the classifier head (model.py names it).
@@ -153,36 +156,78 @@ def with_shardings(abstract: Any, shardings: Any) -> Any:
 
 def fine_tune_variables(variables: dict[str, Any], init_from: str, init_head: str
                         ) -> dict[str, Any]:
-  """Model variables loaded from another run's checkpoint, merged into fresh `variables`.
+  """Model variables loaded from a checkpoint or a zoo entry, merged into fresh `variables`.
 
-  With `init_head="reinit"` the head (parameters under `HEAD_MODULE`) keeps its fresh
-  initialization, e.g. when the number of classes changes; every other array must match.
+  Args:
+    variables: the fresh {"params", "batch_stats"} of the model to fine-tune (sharded).
+    init_from: a run workdir or checkpoint directory (`checkpointing.find_checkpoint`), or
+      the name of a zoo entry (`ms_ssm_jax.zoo`).
+    init_head: which arrays keep their fresh initialization: "keep" none, "reinit" the head
+      (parameters under `HEAD_MODULE`, e.g. when the number of classes changes), or a regex
+      that fully matches the '/'-joined paths below the collection to re-initialize, e.g.
+      'head/.*|encoder/.*' when the number of input channels changes too. Every other array
+      must match the source's shape.
   """
-  if init_head not in INIT_HEAD_MODES:
-    raise ValueError(f"config.init_head={init_head!r}; choose one of {INIT_HEAD_MODES}")
-  ref = checkpointing.find_checkpoint(init_from, prefer="best")
-  source = checkpointing.tree_paths(checkpointing.load_variables(ref))
   target = checkpointing.tree_paths(variables)
+  reinit = _reinit_pattern(init_head, target)
 
-  def is_head(path: str) -> bool:
-    return init_head == "reinit" and path.split("/")[1:2] == [HEAD_MODULE]
+  def is_reinit(path: str) -> bool:
+    return reinit is not None and reinit.fullmatch(path.split("/", 1)[-1]) is not None
 
-  if init_head == "reinit" and not any(is_head(path) for path in target):
-    raise ValueError(f"config.init_head='reinit' but the model has no parameters under "
-                     f"{HEAD_MODULE!r}")
+  source, where = _fine_tune_source(init_from)
+  kept_target = {p: v for p, v in target.items() if not is_reinit(p)}
+  kept_source = {p: v for p, v in source.items() if not is_reinit(p)}
+  differing = sorted({p.split("/")[1] for p in set(kept_target) & set(kept_source)
+                      if tuple(kept_target[p].shape) != tuple(kept_source[p].shape)})
+  suggestion = "|".join([f"{module}/.*" for module in differing]
+                        + ([reinit.pattern] if reinit is not None else []))
   checkpointing.check_shapes(
-      {p: v for p, v in target.items() if not is_head(p)},
-      {p: v for p, v in source.items() if not is_head(p)}, str(ref),
-      "Fine-tuning loads every array but the head: use the source run's model config; set "
-      "config.init_head='reinit' if only the head differs.")
+      kept_target, kept_source, where,
+      "Fine-tuning loads every array that config.init_head does not re-initialize: use the "
+      "source's model config (a zoo entry's is its manifest `config`)"
+      + (f", or re-initialize the modules whose shapes differ with "
+         f"--config.init_head='{suggestion}'" if differing else "") + ".")
 
   def merge(path, leaf):
     name = checkpointing.path_name(path)
-    if is_head(name):
+    if is_reinit(name):
       return leaf
     return jax.device_put(np.asarray(source[name], dtype=leaf.dtype), leaf.sharding)
 
   return jax.tree_util.tree_map_with_path(merge, variables)
+
+
+def _reinit_pattern(init_head: str, target: dict[str, Any]) -> re.Pattern[str] | None:
+  """`config.init_head` as a regex over paths below the collection (None: keep everything)."""
+  if init_head == "keep":
+    return None
+  pattern = f"{HEAD_MODULE}/.*" if init_head == "reinit" else init_head
+  try:
+    compiled = re.compile(pattern)
+  except re.error as e:
+    raise ValueError(f"config.init_head={init_head!r} is not {INIT_HEAD_MODES} nor a valid "
+                     f"regex: {e}") from None
+  if not any(compiled.fullmatch(path.split("/", 1)[-1]) for path in target):
+    raise ValueError(f"config.init_head={init_head!r} re-initializes nothing: no parameter path "
+                     f"fully matches {pattern!r}. Use one of {INIT_HEAD_MODES} or a regex over "
+                     "paths such as 'head/.*|encoder/.*'")
+  return compiled
+
+
+def _fine_tune_source(init_from: str) -> tuple[dict[str, Any], str]:
+  """The '/'-path -> host array map of `config.init_from`, and a name for messages."""
+  path = pathlib.Path(init_from).expanduser()
+  if zoo.is_zoo_name(init_from):
+    if path.exists():
+      raise ValueError(f"config.init_from={init_from!r} names both a zoo entry and the path "
+                       f"{path.absolute()}; pass ./{init_from} for the path")
+    return checkpointing.tree_paths(zoo.load_variables(init_from)), f"zoo entry {init_from!r}"
+  if not path.exists():
+    names = ", ".join(entry.name for entry in zoo.list_entries()) or "none"
+    raise FileNotFoundError(f"config.init_from={init_from!r}: the path {path.absolute()} does "
+                            f"not exist and it is not a zoo name (zoo entries: {names})")
+  ref = checkpointing.find_checkpoint(init_from, prefer="best")
+  return checkpointing.tree_paths(checkpointing.load_variables(ref)), str(ref)
 
 
 def make_init_fn(model: nn.Module, tx: optax.GradientTransformation, spec: data.TaskSpec,
@@ -242,12 +287,17 @@ class Evaluator:
         step, in_shardings=(variable_shardings, sharding.batch_sharding(mesh)),
         out_shardings=sharding.replicated(mesh))
 
-  def evaluate(self, variables: dict[str, Any], split: str) -> dict[str, float]:
-    """{"loss", "accuracy", ("auroc",) "num_examples"} over one pass of `split`."""
+  def evaluate(self, variables: dict[str, Any], split: str, max_examples: int | None = None
+               ) -> dict[str, float]:
+    """{"loss", "accuracy", ("auroc",) "num_examples"} over one pass of `split`.
+
+    `max_examples` evaluates only the split's first examples (a fixed slice).
+    """
     shard, num_shards = sharding.process_data_shard(self._mesh, self._batch_size)
     batches = data.make_iterator(
         self._data_config, split, global_batch_size=self._batch_size, seed=0, shuffle=False,
-        drop_remainder=False, process_index=shard, process_count=num_shards)
+        drop_remainder=False, process_index=shard, process_count=num_shards,
+        max_examples=max_examples)
     outputs = []
     for local_batch in batches:
       batch = sharding.global_batch(self._mesh, local_batch, self._batch_size)
@@ -268,9 +318,90 @@ class Evaluator:
     return result
 
 
+class SavedModel:
+  """A saved model (checkpoint or zoo entry) on all devices, ready to evaluate (data parallel).
+
+  Attributes:
+    config: the run's config (ConfigDict), with the data overrides applied.
+    variables: {"params", "batch_stats"}, sharded over the devices.
+    info: facts for reports: checkpoint, step, task, metric, layer, params, config.
+  """
+
+  def __init__(self, config_json: dict[str, Any], load: Callable[[Any], Any], *,
+               checkpoint: str, step: int, batch_size: int | None = None,
+               data_overrides: dict[str, Any] | None = None):
+    """Rebuilds the model of `config_json` and loads its variables with `load(target)`.
+
+    `target` is a pytree of `ShapeDtypeStruct`s with shardings that the loaded variables
+    must match; `checkpoint` and `step` describe the source for `info`.
+    """
+    config = ml_collections.ConfigDict(config_json)
+    for key, value in (data_overrides or {}).items():
+      if key not in config.data:
+        raise KeyError(f"data config of {checkpoint} has no field {key!r}; it has "
+                       f"{sorted(config.data)}")
+      config.data[key] = value
+    spec = data.get_task(config.data)
+    model = model_lib.build_model(config.model, spec, precision=config.train.precision)
+    mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "model": 1}))
+    abstract = jax.eval_shape(lambda: init_variables(model, spec, jax.random.PRNGKey(0)))
+    shardings = sharding.state_shardings(mesh, abstract)
+    self.config = config
+    self.variables = load(with_shardings(abstract, shardings))
+    self._evaluator = Evaluator(mesh=mesh, model=model, spec=spec, data_config=config.data,
+                                batch_size=batch_size or config.train.eval_batch_size,
+                                variable_shardings=shardings)
+    self.info = {"checkpoint": checkpoint, "step": step, "task": spec.name,
+                 "metric": spec.metric, "layer": config.model.layer,
+                 "params": parameter_count(self.variables["params"]), "config": config}
+
+  @classmethod
+  def from_checkpoint(cls, path: str | pathlib.Path, *, prefer: str = "best",
+                      **kwargs: Any) -> SavedModel:
+    """A run workdir or checkpoint directory (see `checkpointing.find_checkpoint`)."""
+    ref = checkpointing.find_checkpoint(path, prefer=prefer)
+    return cls(checkpointing.load_config_json(ref),
+               lambda target: checkpointing.load_variables(ref, target),
+               checkpoint=str(ref), step=ref.step, **kwargs)
+
+  @classmethod
+  def from_zoo(cls, name: str, *, directory: str | pathlib.Path | None = None,
+               **kwargs: Any) -> SavedModel:
+    """A zoo entry (see `ms_ssm_jax.zoo`; `directory` replaces the zoo directory)."""
+    entry = zoo.get_entry(name, directory)
+    where = f"zoo entry {name!r}"
+
+    def load(target):
+      return place_variables(zoo.load_variables(name, directory), target, where)
+
+    return cls(entry.config, load, checkpoint=where, step=entry.steps, **kwargs)
+
+  def evaluate(self, split: str, max_examples: int | None = None) -> dict[str, float]:
+    """The metrics over `split`, or over its first `max_examples` examples."""
+    return self._evaluator.evaluate(self.variables, split, max_examples)
+
+
+def place_variables(host: Any, target: Any, where: str) -> Any:
+  """Host arrays `host` put on devices with `target`'s dtypes and shardings.
+
+  Args:
+    host: a pytree of numpy arrays (e.g. a zoo entry's variables).
+    target: the matching pytree of `ShapeDtypeStruct`s with shardings.
+    where: the source, for the error when the arrays do not match the model.
+  """
+  found = checkpointing.tree_paths(host)
+  checkpointing.check_shapes(checkpointing.tree_paths(target), found, where,
+                             "Use the config that the variables were saved with.")
+  return jax.tree_util.tree_map_with_path(
+      lambda path, leaf: jax.device_put(
+          np.asarray(found[checkpointing.path_name(path)], dtype=leaf.dtype), leaf.sharding),
+      target)
+
+
 def evaluate_checkpoint(path: str | pathlib.Path, split: str, *, prefer: str = "best",
                         batch_size: int | None = None,
-                        data_overrides: dict[str, Any] | None = None
+                        data_overrides: dict[str, Any] | None = None,
+                        max_examples: int | None = None
                         ) -> tuple[dict[str, float], dict[str, Any]]:
   """Evaluates a saved model on one split of its task, on all devices (data parallel).
 
@@ -280,30 +411,14 @@ def evaluate_checkpoint(path: str | pathlib.Path, split: str, *, prefer: str = "
     prefer: "best" or "latest" checkpoint of a run workdir.
     batch_size: the global eval batch size (default: the run's `train.eval_batch_size`).
     data_overrides: data config fields to replace (e.g. `data_dir` on another machine).
+    max_examples: evaluate only the split's first `max_examples` examples.
 
   Returns:
-    The metrics, and facts about the run: checkpoint, step, task, layer, params, config.
+    The metrics, and `SavedModel.info` (checkpoint, step, task, layer, params, config).
   """
-  ref = checkpointing.find_checkpoint(path, prefer=prefer)
-  config = ml_collections.ConfigDict(checkpointing.load_config_json(ref))
-  for key, value in (data_overrides or {}).items():
-    if key not in config.data:
-      raise KeyError(f"data config of {ref} has no field {key!r}; it has {sorted(config.data)}")
-    config.data[key] = value
-  spec = data.get_task(config.data)
-  model = model_lib.build_model(config.model, spec, precision=config.train.precision)
-  mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "model": 1}))
-  abstract = jax.eval_shape(lambda: init_variables(model, spec, jax.random.PRNGKey(0)))
-  shardings = sharding.state_shardings(mesh, abstract)
-  variables = checkpointing.load_variables(ref, with_shardings(abstract, shardings))
-  evaluator = Evaluator(mesh=mesh, model=model, spec=spec, data_config=config.data,
-                        batch_size=batch_size or config.train.eval_batch_size,
-                        variable_shardings=shardings)
-  result = evaluator.evaluate(variables, split)
-  info = {"checkpoint": str(ref), "step": ref.step, "task": spec.name,
-          "metric": spec.metric, "layer": config.model.layer,
-          "params": parameter_count(variables["params"]), "config": config}
-  return result, info
+  model = SavedModel.from_checkpoint(path, prefer=prefer, batch_size=batch_size,
+                                     data_overrides=data_overrides)
+  return model.evaluate(split, max_examples), model.info
 
 
 def num_train_steps(train_config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
@@ -348,13 +463,14 @@ def _config_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return json.loads(config.to_json_best_effort())
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path,
-                       ) -> TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
+                       command: str | None = None) -> TrainState:
   """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one.
 
-  Writes config.json, model_summary.txt, metrics/ (CSV, JSONL), checkpoints/, best/ and,
-  when training completes, results.json. Returns the final state (the state at the
-  preemption step if the job got SIGTERM; rerunning the same command resumes).
+  Writes config.json, model_summary.txt, sessions.jsonl (`provenance`: `command`, the
+  devices, the date), metrics/ (CSV, JSONL), checkpoints/, best/ and, when training
+  completes, results.json. Returns the final state (the state at the preemption step if the
+  job got SIGTERM; rerunning the same command resumes).
   """
   workdir = pathlib.Path(workdir)
   mesh = sharding.make_mesh(config.mesh)
@@ -372,11 +488,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   with checkpointing.RunCheckpoints(workdir, keep=config.train.keep_checkpoints) as ckpt:
     return _train(config, workdir, ckpt, mesh=mesh, spec=spec, model=model, tx=tx,
                   schedules=schedules, init_state=init_state, num_steps=num_steps,
-                  steps_per_epoch=steps_per_epoch)
+                  steps_per_epoch=steps_per_epoch, command=command)
 
 
 def _train(config, workdir, ckpt, *, mesh, spec, model, tx, schedules, init_state, num_steps,
-           steps_per_epoch) -> TrainState:
+           steps_per_epoch, command) -> TrainState:
   """`train_and_evaluate` once its parts are built: restore or initialize, then the loop."""
   is_writer = jax.process_index() == 0
   batch_size = config.train.global_batch_size
@@ -404,6 +520,7 @@ def _train(config, workdir, ckpt, *, mesh, spec, model, tx, schedules, init_stat
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(json.dumps(config_json, indent=2) + "\n")
     (workdir / "model_summary.txt").write_text(summary + "\n")
+    provenance.record_session(workdir, start_step, command)
 
   p_train_step = jit_train_step(mesh, shardings, model=model, tx=tx, target=spec.target)
   evaluator = Evaluator(mesh=mesh, model=model, spec=spec, data_config=config.data,

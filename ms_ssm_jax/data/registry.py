@@ -14,7 +14,7 @@ from typing import Iterator
 import ml_collections
 import numpy as np
 
-from ms_ssm_jax.data.task import TaskDef, TaskSpec
+from ms_ssm_jax.data.task import SubsetSource, TaskDef, TaskSpec
 
 # Each module defines `TASKS: dict[str, TaskDef]`.
 FAMILY_MODULES = ("uea", "listops", "synthetic", "pathfinder", "lra_release", "images", "text",
@@ -85,13 +85,15 @@ def num_examples(data_config: ml_collections.ConfigDict, split: str) -> int:
 def make_iterator(data_config: ml_collections.ConfigDict, split: str, *,
                   global_batch_size: int, seed: int, shuffle: bool, drop_remainder: bool,
                   start_step: int = 0, process_index: int | None = None,
-                  process_count: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+                  process_count: int | None = None, max_examples: int | None = None
+                  ) -> Iterator[dict[str, np.ndarray]]:
   """Yields this process's share of each global batch of `split`.
 
   `drop_remainder=True` gives a training stream that repeats forever; `False` one evaluation
   pass whose last batch is padded with weight-0 examples. See `pipeline.py` for the batch
   format and for how processes share a global batch. `process_index` and `process_count`
-  default to JAX's.
+  default to JAX's. `max_examples` keeps only the split's first examples (in stored order,
+  before any shuffling), e.g. a fixed evaluation slice.
   """
   # pylint: disable=g-import-not-at-top  # deferred: see the module docstring
   import jax
@@ -102,8 +104,13 @@ def make_iterator(data_config: ml_collections.ConfigDict, split: str, *,
     process_index = jax.process_index()
   if process_count is None:
     process_count = jax.process_count()
+  source = get_source(data_config, split)
+  if max_examples is not None:
+    if max_examples < 1:
+      raise ValueError(f"max_examples must be >= 1, got {max_examples}")
+    source = SubsetSource(source, range(min(max_examples, len(source))))
   return pipeline.make_batch_iterator(
-      get_source(data_config, split), get_task(data_config),
+      source, get_task(data_config),
       global_batch_size=global_batch_size, seed=seed, shuffle=shuffle,
       drop_remainder=drop_remainder, start_step=start_step, process_index=process_index,
       process_count=process_count)
