@@ -15,6 +15,8 @@ An entry (`ZooEntry`) carries the full config the model was trained with (the JS
 run's orbax checkpoints store), so that the model can be rebuilt exactly even after config
 files change, and the metrics measured at release (`scripts/release_checkpoint.py`).
 `load_variables` checks the file's size and sha256 against the manifest before reading it.
+Layer fields added after a release take their defaults when the model is rebuilt; renaming or
+removing a field breaks the entries that stored it (tests/test_zoo.py rebuilds every entry).
 """
 
 from __future__ import annotations
