@@ -123,6 +123,7 @@ def base_config(task: str, model: str = "ms_ssm") -> ml_collections.ConfigDict:
   config.train.keep_checkpoints = 3
   config.train.eval_splits = ("validation", "test")
   config.train.precision = "float32"
+  config.train.remat = False  # recompute block activations in the backward pass (less memory)
 
   config.mesh = ml_collections.ConfigDict()
   config.mesh.data = -1  # all devices not used by the model axis

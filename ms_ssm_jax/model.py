@@ -101,6 +101,8 @@ class SequenceModel(nn.Module):
     input_type, vocab_size, num_classes, dual: from the task's `TaskSpec`.
     d_model ... mamba_conv_kernel: the fields of `config.model` (docs/DESIGN.md).
     dtype: compute dtype of encoder, blocks and norms (parameters are float32).
+    remat: recompute each block's activations in the backward pass instead of storing them
+      (`config.train.remat`; less memory at the paper's sizes, about one more forward pass).
   """
   seq_layer: nn.Module
   input_type: str
@@ -119,14 +121,17 @@ class SequenceModel(nn.Module):
   mamba_expand: int
   mamba_conv_kernel: int
   dtype: Any = jnp.float32
+  remat: bool = False
 
   def _make_block(self, index: int) -> nn.Module:
     name = f"blocks_{index}"
+    # The blocks' __call__(self, x, valid, lengths, train): `train` (argnum 4) is static.
+    wrap = (lambda cls: nn.remat(cls, static_argnums=(4,))) if self.remat else (lambda cls: cls)
     if self.block == "mamba":
-      return blocks.MambaBlock(
+      return wrap(blocks.MambaBlock)(
           self.seq_layer, self.norm, self.batchnorm_momentum, self.mamba_expand,
           self.mamba_conv_kernel, self.dropout, self.dtype, name=name)
-    return blocks.SequenceBlock(
+    return wrap(blocks.SequenceBlock)(
         self.seq_layer, self.norm, self.prenorm, self.batchnorm_momentum, self.activation,
         self.dropout, dropout_shared_over_time=self.block == "s5", dtype=self.dtype, name=name)
 
@@ -210,8 +215,9 @@ def layer_width(model_cfg: ml_collections.ConfigDict) -> int:
 
 
 def build_model(model_cfg: ml_collections.ConfigDict, task_spec: TaskSpec, *,
-                precision: str = "float32") -> SequenceModel:
-  """The model of `config.model` for `task_spec`; `precision` is `config.train.precision`."""
+                precision: str = "float32", remat: bool = False) -> SequenceModel:
+  """The model of `config.model` for `task_spec`; `precision` and `remat` are
+  `config.train.precision` and `config.train.remat` (same parameters either way)."""
   _check_model_config(model_cfg, task_spec)
   if precision not in PRECISIONS:
     raise ValueError(f"train.precision={precision!r} is not supported; choose one of "
@@ -224,7 +230,7 @@ def build_model(model_cfg: ml_collections.ConfigDict, task_spec: TaskSpec, *,
       prenorm=model_cfg.prenorm, batchnorm_momentum=model_cfg.batchnorm_momentum,
       activation=model_cfg.activation, dropout=model_cfg.dropout, pooling=model_cfg.pooling,
       mamba_expand=model_cfg.mamba_expand, mamba_conv_kernel=model_cfg.mamba_conv_kernel,
-      dtype=PRECISIONS[precision])
+      dtype=PRECISIONS[precision], remat=remat)
 
 
 def dummy_batch(task_spec: TaskSpec, batch_size: int,

@@ -481,7 +481,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   spec = data.get_task(config.data)
   steps_per_epoch = -(-data.num_examples(config.data, "train") // batch_size)
   num_steps = num_train_steps(config.train, steps_per_epoch)
-  model = model_lib.build_model(config.model, spec, precision=config.train.precision)
+  model = model_lib.build_model(config.model, spec, precision=config.train.precision,
+                                remat=config.train.remat)
   tx, schedules = optim.make_optimizer(config.optimizer, num_steps, steps_per_epoch,
                                        config.freeze)
   init_state = make_init_fn(model, tx, spec, config.train.seed)

@@ -83,7 +83,8 @@ def test_base_config_has_the_schema():
       "warmup_epochs", "end_lr_factor", "grad_clip_norm", "grad_accum_steps"}
   assert set(config.train) == {
       "seed", "global_batch_size", "eval_batch_size", "num_steps", "num_epochs", "log_every",
-      "eval_every", "checkpoint_every", "keep_checkpoints", "eval_splits", "precision"}
+      "eval_every", "checkpoint_every", "keep_checkpoints", "eval_splits", "precision",
+      "remat"}
   # Placeholders: None by default, settable to a string (as from the command line).
   assert config.init_from is None and config.freeze is None
   config.freeze = "encoder/.*"

@@ -171,6 +171,30 @@ def test_bfloat16_is_finite_and_close_to_float32():
   assert not np.array_equal(out16, out32)  # bf16 did run
 
 
+@pytest.mark.parametrize("block", ["multires", "mamba"])
+def test_remat_gives_the_same_params_outputs_and_gradients(block):
+  extra = {"prenorm": True, "norm": "layer"} if block == "mamba" else {}
+  cfg = tiny_config(block=block, num_layers=2, dropout=0.1, **extra)
+  batch = random_batch(CONTINUOUS, jax.random.key(1))
+  plain = model_lib.build_model(cfg, CONTINUOUS)
+  remat = model_lib.build_model(cfg, CONTINUOUS, remat=True)
+  variables = plain.init(jax.random.key(0), batch)
+  assert jax.tree.structure(variables) == jax.tree.structure(
+      remat.init(jax.random.key(0), batch))
+
+  def loss(model, params):
+    logits, _ = model.apply({**variables, "params": params}, batch, train=True,
+                            rngs={"dropout": jax.random.key(2)}, mutable=["batch_stats"])
+    return jnp.sum(logits**2)
+
+  value, grads = jax.value_and_grad(lambda p: loss(plain, p))(variables["params"])
+  value_remat, grads_remat = jax.jit(jax.value_and_grad(lambda p: loss(remat, p)))(
+      variables["params"])
+  np.testing.assert_allclose(value_remat, value, rtol=1e-5)
+  for g, g_remat in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_remat)):
+    np.testing.assert_allclose(g_remat, g, rtol=1e-4, atol=1e-6)
+
+
 def test_summarize_counts_parameters_and_states():
   cfg = tiny_config("s4d", model="s4d", num_layers=3)
   summary = model_lib.summarize(cfg, TOKENS)

@@ -34,6 +34,8 @@ Our choices (fields, defaults in parentheses; docs: /work/shared/MS-SSM.md sec. 
   that padding never reaches a valid output;
 - per-stream s5 and lru backbones (MIMO streams), stratified on their own decay ranges;
 - `scan_chunk_size > 0`: the chunked, rematerialized scan (memory B T P instead of B L P);
+- `scan_impl="pallas"` (s4d_real, s6): the fused kernel (`ms_ssm_jax.pallas_scan`) discretizes,
+  recurs and reads out all streams in one launch, storing no per-step states;
 - `mode="conv"` (time-invariant backbones s4d_real, s4d_lin, s5, lru; an error for s6): the
   streams' outputs as FFT convolutions of the bands with the kernels `C diag(A_bar^l) B_bar`
   (per channel and stream for SISO backbones, one MIMO kernel per stream for s5 and lru),
@@ -87,8 +89,12 @@ class MSSSMLayer(nn.Module):
     band_activation: one of `BAND_ACTIVATIONS`, between decomposition and SSMs.
     d_skip: add `D u` (D per channel, init 1).
     bidirectional: centered decomposition and a reverse scan over the valid length.
-    scan_chunk_size: 0 = one associative scan; T > 0 = chunks of T steps (`mode="scan"`).
+    scan_chunk_size: 0 = one associative scan; T > 0 = chunks of T steps (`mode="scan"`,
+      `scan_impl="associative"`).
     mode: `scan` (recurrence) or `conv` (FFT convolution, time-invariant backbones only).
+    scan_impl: how `mode="scan"` runs: `associative` (`jax.lax.associative_scan`), `pallas`
+      (the fused kernel of `ms_ssm_jax.pallas_scan`; s4d_real and s6 backbones) or `auto`
+      (pallas on GPU/TPU where supported, else associative; logged).
   """
 
   d_model: int
@@ -117,6 +123,7 @@ class MSSSMLayer(nn.Module):
   bidirectional: bool = False
   scan_chunk_size: int = 0
   mode: str = "scan"
+  scan_impl: str = "associative"
 
   def __post_init__(self):
     super().__post_init__()
@@ -173,7 +180,7 @@ class MSSSMLayer(nn.Module):
     if self.scan_chunk_size < 0:
       raise ValueError(f"scan_chunk_size must be >= 0 (0 = one full scan), "
                        f"got {self.scan_chunk_size}")
-    streams_lib.check_mode(self.mode, self.backbone, self.scan_chunk_size)
+    streams_lib.check_mode(self.mode, self.backbone, self.scan_chunk_size, self.scan_impl)
 
   @property
   def num_streams(self) -> int:
@@ -228,7 +235,8 @@ class MSSSMLayer(nn.Module):
         dt_max=self.dt_max, s6_condition_on=self.s6_condition_on, s6_dt_rank=dt_rank,
         s5_blocks=self.s5_blocks, lru_r_min=self.lru_r_min, lru_r_max=self.lru_r_max,
         lru_max_phase=self.lru_max_phase, bidirectional=self.bidirectional,
-        scan_chunk_size=self.scan_chunk_size, mode=self.mode, name="streams")(bands, u)
+        scan_chunk_size=self.scan_chunk_size, mode=self.mode, scan_impl=self.scan_impl,
+        name="streams")(bands, u)
     z = mixer_lib.ScaleMixer(mixer=self.mixer, name="mixer")(y.astype(u.dtype), u)
     if self.d_skip:
       d = self.param("D", nn.initializers.ones, (self.d_model,), jnp.float32)

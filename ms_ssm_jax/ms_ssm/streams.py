@@ -40,6 +40,10 @@ kernels `C^j diag(A_bar^j^l) B_bar^j`: per channel and stream `(H, S', L)` for S
 one `(L, H, H)` MIMO kernel per stream for s5 and lru; causal, plus an anti-causal one with
 `C_reverse` when bidirectional (the bands must then be zero beyond the valid lengths). No
 states are stored. Both modes have the same parameters.
+`scan_impl="pallas"` (s4d_real and s6 streams; `"auto"` picks it on GPU/TPU) evaluates the scan
+with the fused kernel of `ms_ssm_jax.pallas_scan`, all streams in one launch (streams are its
+groups: for s6 the streams' `B_t`, `C_t` are shared by their channels); `scan_chunk_size` applies
+to the associative scan only, since the kernel never stores per-step states.
 Shapes: bands `(B, L, H, S')`, raw input `u` `(B, L, H)` -> stream outputs `(B, L, H, S')`
 in the state dtype (at least float32).
 """
@@ -57,6 +61,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ms_ssm_jax import fft_conv
+from ms_ssm_jax import pallas_scan
+from ms_ssm_jax import scan
 from ms_ssm_jax.ssm import common
 from ms_ssm_jax.ssm import init as ssm_init
 from ms_ssm_jax.ssm.discretize import discretize
@@ -70,6 +76,8 @@ RAW_STREAM_POSITIONS: tuple[str, ...] = ("fastest", "slowest")
 S6_CONDITIONS: tuple[str, ...] = ("raw", "band")
 MIMO_BACKBONES: tuple[str, ...] = ("s5", "lru")
 LTI_BACKBONES: tuple[str, ...] = ("s4d_real", "s4d_lin", "s5", "lru")
+# Backbones with real per-channel states, which the fused Pallas kernel evaluates.
+PALLAS_BACKBONES: tuple[str, ...] = ("s4d_real", "s6")
 # Mamba floors the initial selective step here (Gu and Dao 2023, reference init).
 _S6_DT_FLOOR = 1e-4
 
@@ -191,6 +199,8 @@ class LinearStreams:
     c_reverse: the reverse scan's readout, same shape, or None.
     readout_scale: 2 when each state stands for a conjugate pair (`y = 2 Re(C x)`), else 1.
     mimo: states shared by the channels of a stream.
+    log_a_bar: `(P,)` real `Delta A` with `a_bar = exp(log_a_bar)` (real SISO streams, which
+      the fused kernel evaluates), or None.
   """
   a_bar: Array
   b_bar: Array
@@ -198,6 +208,7 @@ class LinearStreams:
   c_reverse: Array | None
   readout_scale: float
   mimo: bool
+  log_a_bar: Array | None = None
 
   def inputs(self, bands: Array, u: Array) -> PyTree:
     del u  # LTI streams see only their bands.
@@ -226,6 +237,20 @@ class LinearStreams:
   def _real_output(self, y: Array) -> Array:
     """The real output of a readout (or kernel): `readout_scale Re(.)` for complex states."""
     return self.readout_scale * y.real if jnp.iscomplexobj(y) else y
+
+  def fused_scan(self, xs: PyTree, *, reverse: bool) -> Array:
+    """The scan's stream outputs `(B, L, H, S')` by the fused kernel (real SISO streams)."""
+    if self.log_a_bar is None:
+      raise ValueError("scan_impl='pallas' needs real per-channel states (backbone s4d_real or "
+                       "s6); use scan_impl='associative' for complex or MIMO backbones")
+    shape = self.b_bar.shape  # (H, S', n)
+    bands = jnp.swapaxes(xs["bands"], 2, 3)  # (B, L, S', H)
+    per_stream = lambda x: jnp.swapaxes(x.reshape(shape), 0, 1)  # (S', H, n)
+    y = pallas_scan.selective_scan(
+        bands, jnp.ones(bands.shape, jnp.float32), per_stream(self.log_a_bar),
+        b_channel=per_stream(self.b_bar),
+        c_channel=per_stream(self.c_reverse if reverse else self.c), reverse=reverse)
+    return jnp.swapaxes(y, 2, 3)
 
   def kernel(self, length: int, *, reverse: bool) -> Array:
     """Real convolution kernels: `(H, S', L)` (SISO) or `(S', L, H, H)` (MIMO, per stream)."""
@@ -290,6 +315,14 @@ class SelectiveStreams:
     flat = a_bar.shape[:2] + (-1,)
     return a_bar.reshape(flat), b.reshape(flat)
 
+  def fused_scan(self, xs: PyTree, *, reverse: bool) -> Array:
+    """The scan's stream outputs `(B, L, H, S')` by the fused kernel, streams as groups."""
+    to_kernel = lambda x: jnp.swapaxes(x, 2, 3)  # (B, L, H, S') <-> (B, L, S', H)
+    y = pallas_scan.selective_scan(
+        to_kernel(xs["bands"]), to_kernel(xs["step"]), jnp.swapaxes(self.a, 0, 1),
+        b=xs["B"], c=xs["C_reverse" if reverse else "C"], reverse=reverse)
+    return to_kernel(y)
+
   def readout(self, states: Array, xs: PyTree, *, reverse: bool) -> Array:
     """States `(B, T, P)` -> `(B, T, H, S')` with the per-step `C_t` of each stream."""
     c = xs["C_reverse" if reverse else "C"]  # (B, T, S', N)
@@ -297,9 +330,19 @@ class SelectiveStreams:
     return jnp.einsum("bthjn,btjn->bthj", states, c)
 
 
-def check_mode(mode: str, backbone: str, scan_chunk_size: int) -> None:
-  """Raises a ValueError for an unknown mode, or `conv` with s6 or with a scan chunk size."""
+def check_mode(mode: str, backbone: str, scan_chunk_size: int, scan_impl: str = "associative"
+               ) -> None:
+  """Raises a ValueError for an unknown mode or scan_impl, `conv` with s6 or with a scan chunk
+  size, or `scan_impl="pallas"` with `conv` or a backbone the kernel does not cover."""
   common.check_choice("mode", mode, common.MODES)
+  common.check_choice("scan_impl", scan_impl, scan.IMPLS)
+  if scan_impl == "pallas" and mode == "conv":
+    raise ValueError("scan_impl='pallas' evaluates the scan; mode='conv' has none: use "
+                     "mode='scan' with it, or scan_impl='associative' (or 'auto') with conv")
+  if scan_impl == "pallas" and backbone not in PALLAS_BACKBONES:
+    raise ValueError(f"scan_impl='pallas' covers real per-channel states "
+                     f"({', '.join(PALLAS_BACKBONES)}); backbone={backbone!r} needs "
+                     "scan_impl='associative' (or 'auto')")
   if mode == "conv" and backbone not in LTI_BACKBONES:
     raise ValueError(f"mode='conv' needs a time-invariant backbone ({', '.join(LTI_BACKBONES)}); "
                      f"backbone={backbone!r} is selective and has no convolution form: "
@@ -308,9 +351,11 @@ def check_mode(mode: str, backbone: str, scan_chunk_size: int) -> None:
 
 
 def run_streams(streams: LinearStreams | SelectiveStreams, bands: Array, u: Array, *,
-                bidirectional: bool, chunk_size: int, mode: str = "scan") -> Array:
+                bidirectional: bool, chunk_size: int, mode: str = "scan",
+                impl: str = "associative") -> Array:
   """Stream outputs `(B, L, H, S')`: one scan over all streams (two when bidirectional), or
-  their FFT convolutions (`mode="conv"`, `LinearStreams` only).
+  their FFT convolutions (`mode="conv"`, `LinearStreams` only). `impl` (`scan.IMPLS`) picks the
+  scan: associative (chunked when `chunk_size > 0`) or the fused Pallas kernel.
 
   For bidirectional layers `bands` must be zero beyond each sequence's valid length.
   """
@@ -323,6 +368,12 @@ def run_streams(streams: LinearStreams | SelectiveStreams, bands: Array, u: Arra
       y = y + streams.convolve(bands, reverse=True)
     return y
   xs = streams.inputs(bands, u)
+  fusable = isinstance(streams, SelectiveStreams) or streams.log_a_bar is not None
+  if scan.resolve_impl(impl, pallas_supported=fusable, layer="MS-SSM streams") == "pallas":
+    y = streams.fused_scan(xs, reverse=False)
+    if bidirectional:
+      y = y + streams.fused_scan(xs, reverse=True)
+    return y
   y = common.run_recurrence(
       streams.coefficients, functools.partial(streams.readout, reverse=False), xs,
       chunk_size=chunk_size)
@@ -352,8 +403,10 @@ class StreamSSMs(nn.Module):
     s5_blocks: J, HiPPO-N blocks per stream (s5).
     lru_r_min, lru_r_max, lru_max_phase: the LRU ring (lru).
     bidirectional: add a reverse scan with its own readout.
-    scan_chunk_size: 0 = one associative scan; T > 0 = chunks of T steps (`mode="scan"`).
+    scan_chunk_size: 0 = one associative scan; T > 0 = chunks of T steps (`mode="scan"`,
+      `scan_impl="associative"`).
     mode: `scan` or `conv` (FFT convolution; time-invariant backbones), `common.MODES`.
+    scan_impl: `associative`, `pallas` (fused kernel; s4d_real and s6) or `auto`, `scan.IMPLS`.
   """
 
   backbone: str
@@ -371,11 +424,12 @@ class StreamSSMs(nn.Module):
   bidirectional: bool = False
   scan_chunk_size: int = 0
   mode: str = "scan"
+  scan_impl: str = "associative"
 
   @nn.compact
   def __call__(self, bands: Array, u: Array) -> Array:
     """Bands `(B, L, H, S')` and raw input `u` `(B, L, H)` -> `(B, L, H, S')`."""
-    check_mode(self.mode, self.backbone, self.scan_chunk_size)
+    check_mode(self.mode, self.backbone, self.scan_chunk_size, self.scan_impl)
     width, num_streams = bands.shape[-2:]
     if num_streams != len(self.ranks):
       raise ValueError(f"{num_streams} bands but {len(self.ranks)} stream ranks")
@@ -383,7 +437,7 @@ class StreamSSMs(nn.Module):
              "s5": self._s5, "lru": self._lru}[self.backbone]
     streams = build(width, num_streams)
     return run_streams(streams, bands, u, bidirectional=self.bidirectional,
-                       chunk_size=self.scan_chunk_size, mode=self.mode)
+                       chunk_size=self.scan_chunk_size, mode=self.mode, impl=self.scan_impl)
 
   def _readouts(self, init_fn: Callable[..., Array], shape: tuple[int, ...]
                 ) -> tuple[Array, Array | None]:
@@ -419,8 +473,9 @@ class StreamSSMs(nn.Module):
       readout_scale = 2.0
     step = jnp.exp(self._log_steps(width, num_streams))
     a_bar, b_scale = discretize(a, step[..., None], "zoh")
+    log_a_bar = None if jnp.iscomplexobj(a) else (step[..., None] * a).reshape(-1)
     return LinearStreams(a_bar=a_bar.reshape(-1), b_bar=b_scale * b, c=c, c_reverse=c_reverse,
-                         readout_scale=readout_scale, mimo=False)
+                         readout_scale=readout_scale, mimo=False, log_a_bar=log_a_bar)
 
   def _selective(self, width: int, num_streams: int) -> SelectiveStreams:
     n, rank = self.state_per_stream, self.s6_dt_rank

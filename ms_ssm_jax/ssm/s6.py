@@ -14,7 +14,8 @@ log-uniform in [dt_min, dt_max], floored at dt_init_floor; D = 1; W_x lecun-norm
 
 The Mamba block around it (in_proj, causal conv, gating, out_proj) belongs to the model.
 The scan runs in chunks of `scan_chunk_size` steps when that is > 0, so that only (B, T, H N)
-decays and states exist at once. The layer is causal; `lengths` is accepted and ignored.
+decays and states exist at once; `scan_impl="pallas"` runs the fused kernel of
+`ms_ssm_jax.pallas_scan` instead, which stores no per-step states at all. The layer is causal; `lengths` is accepted and ignored.
 Shapes: u (B, L, H) -> y (B, L, H), in the dtype of u.
 """
 
@@ -26,6 +27,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ms_ssm_jax import pallas_scan
+from ms_ssm_jax import scan
 from ms_ssm_jax.ssm import common
 from ms_ssm_jax.ssm import init as ssm_init
 from ms_ssm_jax.ssm.discretize import discretize
@@ -56,7 +59,10 @@ class S6(nn.Module):
     dt_rank: R, rank of the Delta projection; None means ceil(H / 16).
     dt_min, dt_max: range of the log-uniform init of softplus(dt_bias).
     dt_init_floor: smallest initial Delta.
-    scan_chunk_size: 0 = one associative scan; T > 0 = chunked scan with T steps per chunk.
+    scan_chunk_size: 0 = one associative scan; T > 0 = chunked scan with T steps per chunk
+      (`scan_impl="associative"`).
+    scan_impl: `associative`, `pallas` (fused kernel) or `auto` (pallas on GPU/TPU), as in
+      `ms_ssm_jax.scan.IMPLS`.
   """
   d_model: int
   state_size: int = 16
@@ -65,6 +71,7 @@ class S6(nn.Module):
   dt_max: float = 1e-1
   dt_init_floor: float = 1e-4
   scan_chunk_size: int = 0
+  scan_impl: str = "associative"
 
   @property
   def rank(self) -> int:
@@ -106,6 +113,11 @@ class S6(nn.Module):
       states = states.reshape(states.shape[:2] + (h, n))
       return jnp.einsum("bthn,btn->bth", states, xs["c"])
 
+    if scan.resolve_impl(self.scan_impl, layer="S6") == "pallas":
+      as_one_group = lambda x: x[:, :, None, :]
+      y = pallas_scan.selective_scan(as_one_group(u), as_one_group(delta), a[None],
+                                     b=as_one_group(b_t), c=as_one_group(c_t))[:, :, 0]
+      return (y + d * u).astype(u.dtype)
     xs = {"u": u, "delta": delta, "b": b_t, "c": c_t}
     y = common.run_recurrence(coeffs, readout, xs, chunk_size=self.scan_chunk_size)
     return (y + d * u).astype(u.dtype)
