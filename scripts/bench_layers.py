@@ -6,10 +6,15 @@ Sections:
           in time), at the copy bandwidth measured in the same run.
   layers  forward and forward+backward time, tokens/s and memory of each layer at matched
           width H and total state per step.
+  kernels the MS-SSM layer at the paper's ListOps size (B=50, L=2048, H=128, S=3 levels, 5
+          streams, N states per stream) for the s4d_real and s6 backbones: associative scan
+          (full and chunked), the fused Pallas kernel, and the FFT path (s4d_real); plus the
+          bare kernel under several block shapes.
 
 Usage:
   python scripts/bench_layers.py --section scan --lengths 1024,4096,16384,65536
   python scripts/bench_layers.py --section layers --lengths 1024,4096
+  python scripts/bench_layers.py --section kernels --batch 50 --lengths 2048 --states 16,128
 Results also go to results/bench_<section>.json (or $BENCH_RESULTS_DIR).
 """
 
@@ -28,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import bench_common  # noqa: E402
-from ms_ssm_jax import layers, scan  # noqa: E402
+from ms_ssm_jax import layers, pallas_scan, scan  # noqa: E402
 
 
 def _sequential(a, b):
@@ -131,9 +136,75 @@ def bench_layers(lengths: list[int], tokens: int, width: int, mimo_state: int, s
   return rows
 
 
+def kernel_variants(backbone: str) -> dict[str, dict]:
+  """How the MS-SSM layer evaluates its streams: name -> layer-config overrides."""
+  variants = {
+      "associative, full": {"scan_impl": "associative", "scan_chunk_size": 0},
+      "associative, chunked T=128": {"scan_impl": "associative", "scan_chunk_size": 128},
+      "pallas": {"scan_impl": "pallas"},
+  }
+  if backbone == "s4d_real":
+    variants["fft (mode=conv)"] = {"mode": "conv"}
+  return variants
+
+
+def _timed_row(row: dict, fns: dict, args: tuple, repeats: int) -> dict:
+  """Adds `<label>_ms`, `<label>_temp_GB` (XLA's temp allocation of the compiled function) and
+  `<label>_peak_GB` (allocator peak, GPU/TPU; process-wide where it cannot be reset)."""
+  for label, fn in fns.items():
+    try:
+      timing = bench_common.time_fn(fn, *args, repeats=repeats)
+      row[f"{label}_ms"] = timing.median_ms
+      row[f"{label}_temp_GB"] = None if timing.temp_bytes is None else timing.temp_bytes / 1e9
+      row[f"{label}_peak_GB"] = None if timing.peak_bytes is None else timing.peak_bytes / 1e9
+    except Exception as e:  # noqa: BLE001 - out of memory is a result, reported as such.
+      row[f"{label}_ms"] = f"failed: {type(e).__name__}"
+  print(bench_common.markdown_table([row], list(row)), flush=True)
+  return row
+
+
+def bench_kernels(batch: int, length: int, width: int, levels: int, states: list[int],
+                  repeats: int, block_options: list[tuple[int, int, int]]) -> list[dict]:
+  rows = []
+  rng = jax.random.PRNGKey(0)
+  u = jax.random.normal(rng, (batch, length, width), jnp.float32)
+  for n in states:
+    for backbone in ("s4d_real", "s6"):
+      for variant, overrides in kernel_variants(backbone).items():
+        cfg = layers.default_layer_config("ms_ssm")
+        cfg.update({"num_levels": levels, "backbone": backbone, "state_per_stream": n,
+                    **overrides})
+        layer = layers.make_layer("ms_ssm", width, cfg)
+        params = layer.init(rng, u[:1, :16])
+        fns = {"fwd": lambda p, u: layer.apply(p, u),
+               "fwd+bwd": jax.grad(lambda p, u: jnp.sum(layer.apply(p, u) ** 2), argnums=(0, 1))}
+        row = {"what": f"ms_ssm {backbone}", "variant": variant, "N": n, "B": batch, "L": length,
+               "H": width, "streams": layer.num_streams}
+        rows.append(_timed_row(row, fns, (params, u), repeats))
+    # The bare kernel (s6 form: all streams as groups) under several block shapes.
+    groups = levels + 2
+    keys = jax.random.split(rng, 4)
+    seq = (batch, length, groups, width)
+    inputs = (jax.random.normal(keys[0], seq),
+              jnp.exp(jax.random.uniform(keys[1], seq, minval=-6.0, maxval=-2.0)),
+              -jnp.broadcast_to(jnp.arange(1, n + 1, dtype=jnp.float32), (groups, width, n)),
+              jax.random.normal(keys[2], (batch, length, groups, n)),
+              jax.random.normal(keys[3], (batch, length, groups, n)))
+    for chunk, block, warps in block_options:
+      scan_fn = functools.partial(pallas_scan.selective_scan, chunk=chunk, block_channels=block,
+                                  num_warps=warps)
+      kernel = lambda u, d, a, b, c: scan_fn(u, d, a, b=b, c=c)
+      fns = {"fwd": kernel,
+             "fwd+bwd": jax.grad(lambda *x: jnp.sum(kernel(*x) ** 2), argnums=(0, 1, 2, 3, 4))}
+      row = {"what": "bare kernel", "variant": f"T={chunk} H_blk={block} warps={warps}", "N": n,
+             "B": batch, "L": length, "H": width, "streams": groups}
+      rows.append(_timed_row(row, fns, inputs, repeats))
+  return rows
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--section", choices=["scan", "layers"], default="scan")
+  parser.add_argument("--section", choices=["scan", "layers", "kernels"], default="scan")
   parser.add_argument("--tokens", type=int, default=65536, help="layers: B = tokens // L")
   parser.add_argument("--width", type=int, default=128, help="layers: H")
   parser.add_argument("--mimo_state", type=int, default=256)
@@ -141,7 +212,11 @@ def main() -> None:
   parser.add_argument("--only", default="", help="layers: comma-separated name filters")
   parser.add_argument("--lengths", default="1024,4096,16384,65536")
   parser.add_argument("--batch", type=int, default=8)
-  parser.add_argument("--states", type=int, default=256, help="P, complex states per step")
+  parser.add_argument("--states", default="256",
+                      help="scan: P, complex states per step; kernels: N per stream, a list")
+  parser.add_argument("--levels", type=int, default=3, help="kernels: S, decomposition levels")
+  parser.add_argument("--kernel_blocks", default="8x32x4,8x16x4,8x16x2,4x32x4,16x32x4,8x8x4",
+                      help="kernels: bare-kernel shapes TxH_blkxwarps to time")
   parser.add_argument("--repeats", type=int, default=20)
   parser.add_argument("--block_sizes", default="8,16,32", help="blocked-scan variants to time")
   args = parser.parse_args()
@@ -149,8 +224,14 @@ def main() -> None:
   print(f"device: {bench_common.device_description()}, jax {jax.__version__}")
   if args.section == "scan":
     block_sizes = [int(v) for v in args.block_sizes.split(",") if v]
-    rows = bench_scan(lengths, args.batch, args.states, args.repeats, block_sizes)
+    rows = bench_scan(lengths, args.batch, int(args.states), args.repeats, block_sizes)
     columns = ["L", "B", "P", "variant", "ms", "floor_ms", "fraction_of_floor", "temp_GB"]
+  elif args.section == "kernels":
+    blocks = [tuple(int(v) for v in b.split("x")) for b in args.kernel_blocks.split(",") if b]
+    rows = bench_kernels(args.batch, lengths[0], args.width, args.levels,
+                         [int(v) for v in args.states.split(",")], args.repeats, blocks)
+    columns = ["what", "variant", "N", "B", "L", "H", "streams", "fwd_ms", "fwd_temp_GB",
+               "fwd+bwd_ms", "fwd+bwd_temp_GB", "fwd+bwd_peak_GB"]
   else:
     only = [v for v in args.only.split(",") if v]
     rows = bench_layers(lengths, args.tokens, args.width, args.mimo_state, args.siso_state,

@@ -58,7 +58,8 @@ def bench_config(name: str, config, steps: int) -> dict:
   mesh = sharding.make_mesh(config.mesh)
   batch_size = config.train.global_batch_size
   spec = data.get_task(config.data)
-  model = model_lib.build_model(config.model, spec, precision=config.train.precision)
+  model = model_lib.build_model(config.model, spec, precision=config.train.precision,
+                                remat=config.train.remat)
   tx, _ = optim.make_optimizer(config.optimizer, 1000, 100, config.freeze)
   init_state = train_lib.make_init_fn(model, tx, spec, config.train.seed)
   shardings = sharding.state_shardings(mesh, jax.eval_shape(init_state))

@@ -50,9 +50,10 @@ def test_pallas_matches_associative(name):
     assert np.abs(leaf - ref_leaf).max() / scale < 1e-3, jax.tree_util.keystr(path)
 
 
-def test_auto_picks_associative_on_cpu():
-  assert jax.default_backend() == "cpu"
-  assert scan.resolve_impl("auto") == "associative"
+def test_auto_picks_pallas_on_gpu_and_tpu_only():
+  on_accelerator = jax.default_backend() in ("gpu", "tpu")
+  assert scan.resolve_impl("auto") == ("pallas" if on_accelerator else "associative")
+  assert scan.resolve_impl("auto", pallas_supported=False) == "associative"
   assert scan.resolve_impl("pallas") == "pallas"
 
 
