@@ -130,7 +130,7 @@ def base_config(task: str, model: str = "ms_ssm") -> ml_collections.ConfigDict:
   config.mesh.model = 1
 
   config.init_from = config_dict.placeholder(str)  # checkpoint dir or zoo name
-  config.init_head = "keep"  # or "reinit" when the number of classes changes
+  config.init_head = "keep"  # "reinit" (new head) or a regex of arrays, e.g. "encoder/.*|head/.*"
   config.freeze = config_dict.placeholder(str)  # regex over '/'-joined parameter paths
   return with_model(config, model)
 
