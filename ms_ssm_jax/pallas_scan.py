@@ -6,9 +6,9 @@ For G groups (MS-SSM streams) of H channels, each channel with N real states:
     y_t[d]    = sum_n c_t[n] c_ch[d, n] x_t[d, n]
 
 where `b_t`, `c_t` are shared by the channels of a group and vary over time (S6's `B_t`, `C_t`;
-1 when omitted) and `b_ch`, `c_ch` are per-channel constants (S4D's `B_bar / Delta` and `C`).
-This covers the selective case (Mamba's S6 with the Euler input term) and the time-invariant
-case (a constant `delta` with ZOH folded into `b_ch`).
+1 when omitted) and `b_ch`, `c_ch` are per-channel constants. This covers the selective case
+(Mamba's S6 with the Euler input term) and the time-invariant one (MS-SSM's s4d_real streams
+pass `delta = 1`, `a = Delta A`, `b_ch = B_bar` (ZOH) and `c_ch = C`).
 
 The forward kernel keeps the `(H_blk, N)` states of one batch element and channel block in
 registers, walks the sequence in chunks of T steps (unrolled), and writes only `y` plus the
@@ -17,7 +17,7 @@ it recomputes a chunk's T states from the saved chunk-entry state, then runs the
 recurrence `g_t = exp(delta_{t+1} a) g_{t+1} + c_t c_ch dy_t` back through them, emitting
 gradients for `u`, `delta`, `a`, `b_t`, `c_t`, `b_ch`, `c_ch`. Memory: the `(B, L, G, H)`
 inputs and outputs, the `(B, L, G, N)` projections, and `B G H N L / T` chunk-entry states
-(per channel block, `b_t` and `c_t` gradients are partial sums, `(B, L, G, H / H_blk, N)`).
+(per channel block, `b_t` and `c_t` gradients are partial sums, `(B, G, H / H_blk, L, N)`).
 No per-step state reaches GPU memory.
 
 Layout: time-major blocks `(L, H_blk)` and `(L, N)`, states `(H_blk, N)` with N on the lane
@@ -63,7 +63,8 @@ def _next_power_of_2(n: int) -> int:
 
 def default_block(num_channels: int, num_states: int) -> tuple[int, int]:
   """`(chunk, block_channels)`: T = 8 and at most 2048 states per program (the fastest of
-  those tried on an H100 at the paper's ListOps size, N = 16 and 128; scripts/bench_layers.py)."""
+  those tried on an H100 at the paper's ListOps size, N = 16 and 128:
+  results/h100/pallas_first_run; `scripts/bench_layers.py --section kernels` times others)."""
   num_states = _next_power_of_2(num_states)
   return 8, max(1, min(_next_power_of_2(num_channels), 32, 2048 // num_states))
 
