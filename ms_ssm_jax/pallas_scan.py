@@ -138,8 +138,9 @@ def _backward_kernel(*refs, options: KernelOptions):
       u, delta = u_ref[t], delta_ref[t]
       b_t, c_t = _time_factor(b_ref, t, shape), _time_factor(c_ref, t, shape)
       x, x_prev = states[s + 1], states[s]
-      dy_x = _column(dy_ref[t], shape) * x
-      g = g_next + _column(dy_ref[t], shape) * c_ch * c_t  # dL/dx_t
+      dy = _column(dy_ref[t], shape)
+      dy_x = dy * x
+      g = g_next + dy * c_ch * c_t  # dL/dx_t
       # Readout: y_t = sum_n c_t c_ch x_t.
       dc_ch = dc_ch + dy_x * c_t
       if dc_ref is not None:
@@ -150,7 +151,8 @@ def _backward_kernel(*refs, options: KernelOptions):
       db_ch = db_ch + g_scaled * b_t
       if db_ref is not None:
         db_ref[t] = jnp.sum(g_scaled * b_ch, axis=0)
-      # Decay exp(delta_t a): dL/d(delta_t a) = g_t x_{t-1} exp(delta_t a).
+      # Decay exp(delta_t a): dL/d(delta_t a) = g_t x_{t-1} exp(delta_t a). Recomputed
+      # rather than kept from the loop above, which would hold T more tiles in registers.
       decay = jnp.exp(_column(delta, shape) * a)
       g_exponent = g * x_prev * decay
       da = da + g_exponent * _column(delta, shape)
@@ -190,6 +192,14 @@ def _specs(batch: int, length: int, groups: int, channels: int, states: int,
   return grid, specs
 
 
+def _operands(spec, u, delta, a, b_ch, c_ch, b, c) -> tuple[list[Array], list[pl.BlockSpec]]:
+  """The inputs both kernels read first, and their block specs (b, c only when given)."""
+  projections = [x for x in (b, c) if x is not None]
+  inputs = [u, delta, a, b_ch, c_ch] + projections
+  in_specs = [spec["seq"]] * 2 + [spec["chan"]] * 3 + [spec["proj"]] * len(projections)
+  return inputs, in_specs
+
+
 def _compiler_params(options: KernelOptions):
   if options.interpret or jax.default_backend() != "gpu":
     return None
@@ -202,9 +212,7 @@ def _forward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c):
   batch, groups, length, channels = u.shape
   states = a.shape[-1]
   grid, spec = _specs(batch, length, groups, channels, states, options)
-  inputs = [u, delta, a, b_ch, c_ch] + [x for x in (b, c) if x is not None]
-  in_specs = [spec["seq"], spec["seq"], spec["chan"], spec["chan"], spec["chan"]]
-  in_specs += [spec["proj"]] * (len(inputs) - 5)
+  inputs, in_specs = _operands(spec, u, delta, a, b_ch, c_ch, b, c)
   out_shape = (
       jax.ShapeDtypeStruct(u.shape, jnp.float32),
       jax.ShapeDtypeStruct((batch, groups, length // options.chunk, channels, states),
@@ -223,9 +231,9 @@ def _backward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c, entrie
   batch, groups, length, channels = u.shape
   states = a.shape[-1]
   grid, spec = _specs(batch, length, groups, channels, states, options)
-  inputs = [u, delta, a, b_ch, c_ch] + [x for x in (b, c) if x is not None] + [entries, dy]
-  in_specs = [spec["seq"], spec["seq"], spec["chan"], spec["chan"], spec["chan"]]
-  in_specs += [spec["proj"]] * (len(inputs) - 7) + [spec["entry"], spec["seq"]]
+  inputs, in_specs = _operands(spec, u, delta, a, b_ch, c_ch, b, c)
+  inputs += [entries, dy]
+  in_specs += [spec["entry"], spec["seq"]]
   num_partial = int(b is not None) + int(c is not None)
   per_batch = jax.ShapeDtypeStruct((batch, groups, channels, states), jnp.float32)
   partial_shape = jax.ShapeDtypeStruct(
