@@ -31,8 +31,8 @@ SETTINGS["s5"]["model.activation"] = "half_glu2"  # S5's run_lra_listops.sh
 # S=3, K=4, N=128, BatchNorm, AdamW lr 3e-3, weight decay 0.03, dropout 0.1, 100 epochs,
 # batch 50, 1 warmup epoch, cosine. Ours: ssm_lr 1e-3 (S5's, whose setup the paper follows);
 # causal (the paper never mentions bidirectionality); N=128 read as per stream (the paper is
-# ambiguous; MS-SSM.md sec. 2); chunked scan, since all B L H (S+2) N states would need
-# ~33 GB per layer (MS-SSM.md sec. 2).
+# ambiguous; MS-SSM.md sec. 2). The S4 variant runs as an FFT convolution; the S6 variant as a
+# chunked scan, since all B L H (S+2) N states would need ~33 GB per layer (MS-SSM.md sec. 2).
 _MS_SSM = {
     "model.num_layers": 20, "model.d_model": 128, "model.dropout": 0.1, "model.norm": "batch",
     "train.num_epochs": 100.0, "optimizer.lr": 3e-3, "optimizer.ssm_lr": 1e-3,

@@ -23,7 +23,7 @@ SETTINGS = {
     **common.baseline_layers(s5_state=384, s5_blocks=3, bidirectional=True,
                              siso_chunk_size=128, c_init="lecun_normal", clip_eigs=True),
     # The paper gives no LRA Image settings. Ours: its S, K, N of every task it specifies
-    # (3, 4, 128 per stream), bidirectional like S5's recipe, chunked scan for memory.
+    # (3, 4, 128 per stream), bidirectional like S5's recipe; S6 variant chunked for memory.
     **common.ms_ssm_layers(num_levels=3, kernel_size=4, state_per_stream=128,
                            bidirectional=True, scan_chunk_size=128),
 }

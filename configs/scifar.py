@@ -23,7 +23,7 @@ SETTINGS = {
     # Baseline states: S5's LRA Image layer (P=384 in 3 blocks; run_lra_cifar.sh).
     **common.baseline_layers(s5_state=384, s5_blocks=3, bidirectional=False,
                              siso_chunk_size=128, c_init="lecun_normal", clip_eigs=True),
-    # Paper: S=3, K=2, N=128 (read as per stream, MS-SSM.md sec. 2); chunked scan for memory.
+    # Paper: S=3, K=2, N=128 (read as per stream, MS-SSM.md sec. 2); S6 variant chunked for memory.
     **common.ms_ssm_layers(num_levels=3, kernel_size=2, state_per_stream=128,
                            bidirectional=False, scan_chunk_size=128),
 }

@@ -25,7 +25,7 @@ SETTINGS = {
     },
     **common.baseline_layers(s5_state=64, s5_blocks=4, bidirectional=False,
                              siso_chunk_size=128),
-    # EigenWorms has 17,984 steps: chunked scan for memory.
+    # EigenWorms has 17,984 steps: the S6 variant as a chunked scan for memory.
     **common.ms_ssm_layers(num_levels=3, kernel_size=4, state_per_stream=16,
                            bidirectional=False, scan_chunk_size=128),
 }

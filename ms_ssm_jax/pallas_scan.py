@@ -10,20 +10,26 @@ where `b_t`, `c_t` are shared by the channels of a group and vary over time (S6'
 (Mamba's S6 with the Euler input term) and the time-invariant one (MS-SSM's s4d_real streams
 pass `delta = 1`, `a = Delta A`, `b_ch = B_bar` (ZOH) and `c_ch = C`).
 
-The forward kernel keeps the `(H_blk, N)` states of one batch element and channel block in
-registers, walks the sequence in chunks of T steps (unrolled), and writes only `y` plus the
-state entering each chunk. The backward kernel (a `jax.custom_vjp`) walks the chunks in reverse:
-it recomputes a chunk's T states from the saved chunk-entry state, then runs the adjoint
-recurrence `g_t = exp(delta_{t+1} a) g_{t+1} + c_t c_ch dy_t` back through them, emitting
-gradients for `u`, `delta`, `a`, `b_t`, `c_t`, `b_ch`, `c_ch`. Memory: the `(B, L, G, H)`
-inputs and outputs, the `(B, L, G, N)` projections, and `B G H N L / T` chunk-entry states
-(per channel block, `b_t` and `c_t` gradients are partial sums, `(B, G, H / H_blk, L, N)`).
-No per-step state reaches GPU memory.
+The forward kernel keeps the `(H_blk, N_blk)` states of one batch element, channel block and
+state block in registers, walks the sequence in chunks of T steps (unrolled), and writes only
+its share of `y` (a partial sum over its states) plus the state entering each chunk. The
+backward kernel (a `jax.custom_vjp`) walks the chunks in reverse: it recomputes a chunk's T
+states from the saved chunk-entry state, then runs the adjoint recurrence
 
-Layout: time-major blocks `(L, H_blk)` and `(L, N)`, states `(H_blk, N)` with N on the lane
-axis. The kernel is written with generic Pallas ops only (ref loads and stores, `fori_loop`,
-elementwise math and reductions); it is compiled with Triton on GPUs and interpreted on the CPU
-(`interpret=True`, used by the tests). It has not been run on TPU hardware.
+    g_t = exp(delta_{t+1} a) g_{t+1} + c_t c_ch dy_t
+
+back through them, emitting gradients for `u`, `delta`, `a`, `b_t`, `c_t`, `b_ch`, `c_ch`.
+Memory: the `(B, L, G, H)` inputs and outputs, the `(B, L, G, N)`
+projections, and `B G H N L / T` chunk-entry states; sums over a block's states or channels are
+partial sums, one per block (`y`, `du`, `ddelta`: `(B, G, N / N_blk, L, H)`; `b_t`, `c_t`
+gradients: `(B, G, H / H_blk, L, N)`), added up by XLA. No per-step state reaches GPU memory.
+
+Layout: time-major blocks `(L, H_blk)` and `(L, N_blk)`, states `(H_blk, N_blk)` with the states
+on the lane axis. Splitting N over programs (`block_states` < N) gives each program fewer
+registers to hold, and the grid more programs. The kernel is written with generic Pallas ops
+only (ref loads and stores, `fori_loop`, elementwise math and reductions); it is compiled with
+Triton on GPUs and interpreted on the CPU (`interpret=True`, used by the tests). It has not been
+run on TPU hardware.
 """
 
 from __future__ import annotations
@@ -45,12 +51,14 @@ class KernelOptions:
   Attributes:
     chunk: T, steps unrolled per chunk; chunk-entry states are saved every T steps.
     block_channels: H_blk, channels per program (a power of 2 dividing the padded H).
+    block_states: N_blk, states per program (a power of 2 dividing the padded N).
     num_warps: Triton warps per program (GPU only).
     has_b, has_c: whether time-varying `b_t`, `c_t` are given.
     interpret: run the kernels in the Pallas interpreter (CPU tests).
   """
   chunk: int
   block_channels: int
+  block_states: int
   num_warps: int
   has_b: bool
   has_c: bool
@@ -61,32 +69,34 @@ def _next_power_of_2(n: int) -> int:
   return 1 << max(0, (n - 1).bit_length())
 
 
-def default_block(num_channels: int, num_states: int) -> tuple[int, int]:
-  """`(chunk, block_channels)`: T = 8 and at most 2048 states per program (the fastest of
-  those tried on an H100 at the paper's ListOps size, N = 16 and 128:
-  results/h100/pallas_first_run; `scripts/bench_layers.py --section kernels` times others)."""
+def default_block(num_channels: int, num_states: int) -> tuple[int, int, int]:
+  """`(chunk, block_channels, block_states)`: T = 8, all states of a channel in one program and
+  at most 2048 states per program (the fastest of the shapes tried on an H100 at the paper's
+  ListOps size, N = 16 and 128, before state blocks existed: results/h100/pallas_first_run;
+  `scripts/bench_layers.py --section kernels` times others)."""
   num_states = _next_power_of_2(num_states)
-  return 8, max(1, min(_next_power_of_2(num_channels), 32, 2048 // num_states))
+  return 8, max(1, min(_next_power_of_2(num_channels), 32, 2048 // num_states)), num_states
 
 
 # ----------------------------------------------------------------------------------------------
-# Kernels. Refs seen by one program (batch element, group, channel block):
-#   u, delta, y, du, ddelta: (Lp, Hb)      b, c, db, dc: (Lp, N)
-#   a, b_ch, c_ch and their gradients: (Hb, N)      entry states: (C, Hb, N)
+# Kernels. Refs seen by one program (batch element, group, channel block, state block):
+#   u, delta, y, du, ddelta: (Lp, Hb)      b, c, db, dc: (Lp, Nb)
+#   a, b_ch, c_ch and their gradients: (Hb, Nb)      entry states: (C, Hb, Nb)
+# y, du and ddelta sum over the program's Nb states only; db and dc over its Hb channels only.
 
 
 def _column(v: Array, shape: tuple[int, int]) -> Array:
-  """`(Hb,)` -> `(Hb, N)`, constant along N."""
+  """`(Hb,)` -> `(Hb, Nb)`, constant along the states."""
   return jax.lax.broadcast_in_dim(v, shape, (0,))
 
 
 def _row(v: Array, shape: tuple[int, int]) -> Array:
-  """`(N,)` -> `(Hb, N)`, constant along the channels."""
+  """`(Nb,)` -> `(Hb, Nb)`, constant along the channels."""
   return jax.lax.broadcast_in_dim(v, shape, (1,))
 
 
 def _time_factor(ref, t, shape: tuple[int, int]):
-  """Step t's time-varying factor (`b_t` or `c_t`) as `(Hb, N)`, or 1 when there is none."""
+  """Step t's time-varying factor (`b_t` or `c_t`) as `(Hb, Nb)`, or 1 when there is none."""
   return _row(ref[t], shape) if ref is not None else 1.0
 
 
@@ -176,18 +186,32 @@ def _backward_kernel(*refs, options: KernelOptions):
 
 def _specs(batch: int, length: int, groups: int, channels: int, states: int,
            options: KernelOptions):
-  """Grid and block specs shared by both kernels; one program per (batch, group, block)."""
+  """Grid and block specs shared by both kernels.
+
+  One program per (batch element, group, channel block h, state block n); the last grid axis
+  enumerates the (h, n) pairs, n fastest.
+  """
   sq = pl.squeezed
-  hb = options.block_channels
-  grid = (batch, groups, channels // hb)
+  hb, nb = options.block_channels, options.block_states
+  state_blocks = states // nb
+  grid = (batch, groups, (channels // hb) * state_blocks)
+
+  def spec(block_shape, index):
+    # lax.div/rem: the grid indices are non-negative (jnp's // and % add sign fix-ups).
+    def index_map(i, g, k):
+      blocks = jax.lax.convert_element_type(state_blocks, k.dtype)
+      return index(i, g, jax.lax.div(k, blocks), jax.lax.rem(k, blocks))
+    return pl.BlockSpec(block_shape, index_map)
+
   specs = {
-      "seq": pl.BlockSpec((sq, sq, length, hb), lambda i, g, h: (i, g, 0, h)),
-      "proj": pl.BlockSpec((sq, sq, length, states), lambda i, g, h: (i, g, 0, 0)),
-      "chan": pl.BlockSpec((sq, hb, states), lambda i, g, h: (g, h, 0)),
-      "entry": pl.BlockSpec((sq, sq, length // options.chunk, hb, states),
-                            lambda i, g, h: (i, g, 0, h, 0)),
-      "chan_per_batch": pl.BlockSpec((sq, sq, hb, states), lambda i, g, h: (i, g, h, 0)),
-      "proj_partial": pl.BlockSpec((sq, sq, sq, length, states), lambda i, g, h: (i, g, h, 0, 0)),
+      "seq": spec((sq, sq, length, hb), lambda i, g, h, n: (i, g, 0, h)),
+      "seq_partial": spec((sq, sq, sq, length, hb), lambda i, g, h, n: (i, g, n, 0, h)),
+      "proj": spec((sq, sq, length, nb), lambda i, g, h, n: (i, g, 0, n)),
+      "proj_partial": spec((sq, sq, sq, length, nb), lambda i, g, h, n: (i, g, h, 0, n)),
+      "chan": spec((sq, hb, nb), lambda i, g, h, n: (g, h, n)),
+      "chan_per_batch": spec((sq, sq, hb, nb), lambda i, g, h, n: (i, g, h, n)),
+      "entry": spec((sq, sq, length // options.chunk, hb, nb),
+                    lambda i, g, h, n: (i, g, 0, h, n)),
   }
   return grid, specs
 
@@ -207,27 +231,35 @@ def _compiler_params(options: KernelOptions):
   return plgpu.CompilerParams(num_warps=options.num_warps, num_stages=1)
 
 
+def _state_partial_shape(u: Array, states: int, options: KernelOptions) -> jax.ShapeDtypeStruct:
+  """`(B, G, Np / N_blk, Lp, Hp)`: one partial sum over states per state block."""
+  batch, groups, length, channels = u.shape
+  return jax.ShapeDtypeStruct((batch, groups, states // options.block_states, length, channels),
+                              jnp.float32)
+
+
 def _forward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c):
-  """`(y (B, G, Lp, Hp), entry states (B, G, Lp / T, Hp, Np))`."""
+  """`(y partials (B, G, Np / N_blk, Lp, Hp), entry states (B, G, Lp / T, Hp, Np))`."""
   batch, groups, length, channels = u.shape
   states = a.shape[-1]
   grid, spec = _specs(batch, length, groups, channels, states, options)
   inputs, in_specs = _operands(spec, u, delta, a, b_ch, c_ch, b, c)
   out_shape = (
-      jax.ShapeDtypeStruct(u.shape, jnp.float32),
+      _state_partial_shape(u, states, options),
       jax.ShapeDtypeStruct((batch, groups, length // options.chunk, channels, states),
                            jnp.float32),
   )
   return pl.pallas_call(
       functools.partial(_forward_kernel, options=options), grid=grid, in_specs=in_specs,
-      out_specs=(spec["seq"], spec["entry"]), out_shape=out_shape,
+      out_specs=(spec["seq_partial"], spec["entry"]), out_shape=out_shape,
       interpret=options.interpret, compiler_params=_compiler_params(options),
       name="selective_scan_forward")(*inputs)
 
 
 def _backward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c, entries, dy):
-  """Gradients: du, ddelta `(B, G, Lp, Hp)`; per-batch da, db_ch, dc_ch `(B, G, Hp, Np)`;
-  per-block db, dc `(B, G, Hp / H_blk, Lp, Np)` (only for the given b, c)."""
+  """Gradients: per-state-block du, ddelta `(B, G, Np / N_blk, Lp, Hp)`; per-batch da, db_ch,
+  dc_ch `(B, G, Hp, Np)`; per-channel-block db, dc `(B, G, Hp / H_blk, Lp, Np)` (only for the
+  given b, c)."""
   batch, groups, length, channels = u.shape
   states = a.shape[-1]
   grid, spec = _specs(batch, length, groups, channels, states, options)
@@ -238,9 +270,9 @@ def _backward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c, entrie
   per_batch = jax.ShapeDtypeStruct((batch, groups, channels, states), jnp.float32)
   partial_shape = jax.ShapeDtypeStruct(
       (batch, groups, channels // options.block_channels, length, states), jnp.float32)
-  out_shape = ((jax.ShapeDtypeStruct(u.shape, jnp.float32),) * 2 + (per_batch,) * 3
+  out_shape = ((_state_partial_shape(u, states, options),) * 2 + (per_batch,) * 3
                + (partial_shape,) * num_partial)
-  out_specs = ((spec["seq"],) * 2 + (spec["chan_per_batch"],) * 3
+  out_specs = ((spec["seq_partial"],) * 2 + (spec["chan_per_batch"],) * 3
                + (spec["proj_partial"],) * num_partial)
   return pl.pallas_call(
       functools.partial(_backward_kernel, options=options), grid=grid, in_specs=in_specs,
@@ -251,12 +283,12 @@ def _backward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c, entrie
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _fused_scan(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c):
   y, _ = _forward_call(options, u, delta, a, b_ch, c_ch, b, c)
-  return y
+  return y.sum(axis=2)
 
 
 def _fused_scan_forward(options, u, delta, a, b_ch, c_ch, b, c):
   y, entries = _forward_call(options, u, delta, a, b_ch, c_ch, b, c)
-  return y, (u, delta, a, b_ch, c_ch, b, c, entries)
+  return y.sum(axis=2), (u, delta, a, b_ch, c_ch, b, c, entries)
 
 
 def _fused_scan_backward(options, residuals, dy):
@@ -265,7 +297,7 @@ def _fused_scan_backward(options, residuals, dy):
       options, u, delta, a, b_ch, c_ch, b, c, entries, dy)
   db = partials.pop(0).sum(axis=2) if b is not None else None
   dc = partials.pop(0).sum(axis=2) if c is not None else None
-  return du, ddelta, da.sum(0), db_ch.sum(0), dc_ch.sum(0), db, dc
+  return du.sum(2), ddelta.sum(2), da.sum(0), db_ch.sum(0), dc_ch.sum(0), db, dc
 
 
 _fused_scan.defvjp(_fused_scan_forward, _fused_scan_backward)
@@ -308,6 +340,7 @@ def selective_scan(
     reverse: bool = False,
     chunk: int | None = None,
     block_channels: int | None = None,
+    block_states: int | None = None,
     num_warps: int = 4,
     interpret: bool | None = None,
 ) -> Array:
@@ -323,6 +356,9 @@ def selective_scan(
     reverse: run from the last step to the first.
     chunk: T, steps per chunk (default from `default_block`).
     block_channels: channels per program, a power of 2 (default from `default_block`).
+    block_states: states per program, a power of 2 no larger than N rounded up to a power of 2
+      (default from `default_block`: all of them). TPU tiling wants all of them or a multiple
+      of 128; `block_channels` a multiple of 128 there too.
     num_warps: Triton warps per program (GPU).
     interpret: run in the Pallas interpreter; default: on the CPU backend only.
 
@@ -332,15 +368,21 @@ def selective_scan(
   _check_shapes(u, delta, a, b, c, b_channel, c_channel)
   batch, length, groups, channels = u.shape
   num_states = a.shape[-1]
-  default_chunk, default_channels = default_block(channels, num_states)
+  default_chunk, default_channels, default_states = default_block(channels, num_states)
   chunk = chunk or default_chunk
   block_channels = block_channels or default_channels
-  if chunk < 1 or block_channels < 1 or block_channels & (block_channels - 1):
+  block_states = block_states or default_states
+  is_power_of_2 = lambda n: n >= 1 and not n & (n - 1)
+  if chunk < 1 or not is_power_of_2(block_channels):
     raise ValueError(f"chunk must be >= 1 and block_channels a power of 2; got {chunk}, "
                      f"{block_channels}")
+  if not is_power_of_2(block_states) or block_states > default_states:
+    raise ValueError(f"block_states must be a power of 2 no larger than {default_states} (N = "
+                     f"{num_states} rounded up to a power of 2); got {block_states}")
   if interpret is None:
     interpret = jax.default_backend() == "cpu"
-  options = KernelOptions(chunk=chunk, block_channels=block_channels, num_warps=num_warps,
+  options = KernelOptions(chunk=chunk, block_channels=block_channels,
+                          block_states=block_states, num_warps=num_warps,
                           has_b=b is not None, has_c=c is not None, interpret=interpret)
 
   f32 = lambda x: None if x is None else jnp.asarray(x, jnp.float32)

@@ -223,6 +223,7 @@ def chunked_linear_recurrence(
   if not leaves:
     raise ValueError("xs must contain at least one array")
   batch, length = leaves[0].shape[:2]
+  chunk_size = min(chunk_size, length)  # a chunk longer than the sequence only adds padding
   num_chunks = -(-length // chunk_size)
   padded = num_chunks * chunk_size
 

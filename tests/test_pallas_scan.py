@@ -46,9 +46,10 @@ def relative_error(x, reference_value):
 
 CASES = [  # (shape kwargs, kernel options): padding of L, H and N, several chunks and blocks
     (dict(), dict(chunk=4, block_channels=2)),
-    (dict(length=16, channels=8, states=8), dict(chunk=8, block_channels=4)),
+    (dict(length=16, channels=8, states=8), dict(chunk=8, block_channels=4, block_states=2)),
     (dict(length=1, channels=1, states=1), dict()),
     (dict(length=37, channels=4, states=3), dict(chunk=3, block_channels=4)),
+    (dict(channels=3, states=6), dict(chunk=5, block_channels=2, block_states=4)),
 ]
 
 
@@ -140,24 +141,28 @@ def test_bad_inputs_raise_clear_errors(bad, message):
     fused(inputs)
 
 
-def test_block_channels_must_be_a_power_of_two():
+@pytest.mark.parametrize("options", [dict(block_channels=3), dict(block_states=3),
+                                     dict(block_states=16)])
+def test_blocks_must_be_powers_of_two_within_the_padded_sizes(options):
   with pytest.raises(ValueError, match="power of 2"):
-    fused(random_inputs(8), block_channels=3)
+    fused(random_inputs(8), **options)
 
 
 def test_default_blocks_fit_registers():
-  assert pallas_scan.default_block(128, 16) == (8, 32)
-  assert pallas_scan.default_block(128, 128) == (8, 16)
-  assert pallas_scan.default_block(5, 6) == (8, 8)
+  assert pallas_scan.default_block(128, 16) == (8, 32, 16)
+  assert pallas_scan.default_block(128, 128) == (8, 16, 128)
+  assert pallas_scan.default_block(5, 6) == (8, 8, 8)
 
 
-def test_kernels_lower_for_tpu():
+@pytest.mark.parametrize("states,block_states", [(16, 16), (256, 128)])
+def test_kernels_lower_for_tpu(states, block_states):
   """Both kernels pass the Mosaic (TPU) lowering with lane-aligned blocks; not run on a TPU."""
-  shapes = [(2, 64, 2, 128)] * 2 + [(2, 128, 16)] + [(2, 64, 2, 16)] * 2
+  shapes = [(2, 64, 2, 128)] * 2 + [(2, 128, states)] + [(2, 64, 2, states)] * 2
   args = [jax.ShapeDtypeStruct(shape, jnp.float32) for shape in shapes]
 
   def forward(u, delta, a, b, c):
-    return pallas_scan.selective_scan(u, delta, a, b=b, c=c, interpret=False, block_channels=128)
+    return pallas_scan.selective_scan(u, delta, a, b=b, c=c, interpret=False,
+                                      block_channels=128, block_states=block_states)
 
   backward = jax.grad(lambda *x: forward(*x).sum(), argnums=tuple(range(5)))
   for fn in (forward, backward):

@@ -203,6 +203,21 @@ def test_chunked_final_state(x64):
     np.testing.assert_allclose(final, states[:, 0] if reverse else states[:, -1], rtol=1e-10)
 
 
+def test_chunk_longer_than_the_sequence_is_one_unpadded_chunk(x64):
+  rng = np.random.default_rng(7)
+  xs, coeffs, readout = _chunk_problem(rng, True, False)
+  seen_lengths = []
+
+  def recording_coeffs(xs_chunk):
+    seen_lengths.append(xs_chunk[0].shape[1])
+    return coeffs(xs_chunk)
+
+  ys, _ = scan.chunked_linear_recurrence(recording_coeffs, readout, xs, chunk_size=128)
+  a, b = coeffs(xs)
+  np.testing.assert_allclose(ys, readout(scan.linear_recurrence(a, b), xs), rtol=1e-10)
+  assert set(seen_lengths) == {45}
+
+
 def test_chunked_rejects_bad_chunk_size():
   with pytest.raises(ValueError, match="chunk_size"):
     scan.chunked_linear_recurrence(lambda x: x, lambda s, x: s, jnp.ones((1, 4, 2)), chunk_size=0)
