@@ -190,9 +190,7 @@ def fine_tune_variables(variables: dict[str, Any], init_from: str, init_head: st
 
   def merge(path, leaf):
     name = checkpointing.path_name(path)
-    if is_reinit(name):
-      return leaf
-    return jax.device_put(np.asarray(source[name], dtype=leaf.dtype), leaf.sharding)
+    return leaf if is_reinit(name) else _put_like(source[name], leaf)
 
   return jax.tree_util.tree_map_with_path(merge, variables)
 
@@ -393,9 +391,12 @@ def place_variables(host: Any, target: Any, where: str) -> Any:
   checkpointing.check_shapes(checkpointing.tree_paths(target), found, where,
                              "Use the config that the variables were saved with.")
   return jax.tree_util.tree_map_with_path(
-      lambda path, leaf: jax.device_put(
-          np.asarray(found[checkpointing.path_name(path)], dtype=leaf.dtype), leaf.sharding),
-      target)
+      lambda path, leaf: _put_like(found[checkpointing.path_name(path)], leaf), target)
+
+
+def _put_like(value: Any, leaf: Any) -> jax.Array:
+  """`value` on devices with the dtype and sharding of `leaf` (an array or ShapeDtypeStruct)."""
+  return jax.device_put(np.asarray(value, dtype=leaf.dtype), leaf.sharding)
 
 
 def evaluate_checkpoint(path: str | pathlib.Path, split: str, *, prefer: str = "best",

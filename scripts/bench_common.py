@@ -13,6 +13,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from ms_ssm_jax.provenance import device_description
+
 
 @dataclasses.dataclass
 class Timing:
@@ -21,11 +23,6 @@ class Timing:
   repeats: int
   temp_bytes: int | None  # XLA's compiled temp allocation
   peak_bytes: int | None  # device allocator peak during the timed calls (GPU/TPU only)
-
-
-def device_description() -> str:
-  device = jax.devices()[0]
-  return f"{device.platform}:{getattr(device, 'device_kind', '?')} x{jax.device_count()}"
 
 
 def _peak_bytes() -> int | None:
