@@ -111,9 +111,11 @@ def make_schedule(peak_lr: float, opt_cfg: ml_collections.ConfigDict, num_update
   if opt_cfg.schedule not in SCHEDULES:
     raise ValueError(f"optimizer.schedule={opt_cfg.schedule!r} is not supported; choose one of "
                      f"{', '.join(SCHEDULES)}")
-  if warmup_updates > num_updates:
-    raise ValueError(f"warmup ({warmup_updates} updates) is longer than training "
-                     f"({num_updates} updates); shorten optimizer.warmup_steps/warmup_epochs")
+  if warmup_updates > num_updates or (warmup_updates == num_updates
+                                      and opt_cfg.schedule == "cosine"):
+    raise ValueError(f"warmup ({warmup_updates} updates) leaves no updates of training "
+                     f"({num_updates} updates) to decay over; shorten "
+                     f"optimizer.warmup_steps/warmup_epochs")
   if opt_cfg.schedule == "constant":
     if warmup_updates == 0:
       return optax.constant_schedule(peak_lr)

@@ -60,7 +60,8 @@ def bench_config(name: str, config, steps: int) -> dict:
   spec = data.get_task(config.data)
   model = model_lib.build_model(config.model, spec, precision=config.train.precision,
                                 remat=config.train.remat)
-  tx, _ = optim.make_optimizer(config.optimizer, 1000, 100, config.freeze)
+  # The schedule's length does not change the step's cost: one long enough for any warmup.
+  tx, _ = optim.make_optimizer(config.optimizer, 10**6, 100, config.freeze)
   init_state = train_lib.make_init_fn(model, tx, spec, config.train.seed)
   shardings = sharding.state_shardings(mesh, jax.eval_shape(init_state))
   state = jax.jit(init_state, out_shardings=shardings)()

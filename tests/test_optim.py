@@ -138,6 +138,7 @@ def test_gradient_accumulation():
 
 @pytest.mark.parametrize("updates, steps, match", [
     (dict(warmup_steps=200), 100, "warmup"),
+    (dict(warmup_steps=100), 100, "no updates of training"),
     (dict(schedule="linear"), 100, "schedule"),
     (dict(grad_accum_steps=0), 100, "grad_accum_steps"),
     (dict(warmup_epochs=1.0), 100, "steps_per_epoch"),
