@@ -12,17 +12,19 @@ pass `delta = 1`, `a = Delta A`, `b_ch = B_bar` (ZOH) and `c_ch = C`).
 
 The forward kernel keeps the `(H_blk, N_blk)` states of one batch element, channel block and
 state block in registers, walks the sequence in chunks of T steps (unrolled), and writes only
-its share of `y` (a partial sum over its states) plus the state entering each chunk. The
-backward kernel (a `jax.custom_vjp`) walks the chunks in reverse: it recomputes a chunk's T
-states from the saved chunk-entry state, then runs the adjoint recurrence
+its share of `y` (a partial sum over its states) plus the state entering every K-th chunk
+(`chunks_per_entry`, default 1). The backward kernel (a `jax.custom_vjp`) walks the chunks in
+reverse: it recomputes a chunk's entry state from the last saved one (K > 1) and its T states
+from that, then runs the adjoint recurrence
 
     g_t = exp(delta_{t+1} a) g_{t+1} + c_t c_ch dy_t
 
 back through them, emitting gradients for `u`, `delta`, `a`, `b_t`, `c_t`, `b_ch`, `c_ch`.
-Memory: the `(B, L, G, H)` inputs and outputs, the `(B, L, G, N)`
-projections, and `B G H N L / T` chunk-entry states; sums over a block's states or channels are
-partial sums, one per block (`y`, `du`, `ddelta`: `(B, G, N / N_blk, L, H)`; `b_t`, `c_t`
-gradients: `(B, G, H / H_blk, L, N)`), added up by XLA. No per-step state reaches GPU memory.
+Memory: the `(B, L, G, H)` inputs and outputs, the `(B, L, G, N)` projections, and `B G H N L /
+(K T)` saved states (one per K chunks; the backward recomputes the other chunks' entry states
+from them); sums over a block's states or channels are partial sums, one per block (`y`, `du`,
+`ddelta`: `(B, G, N / N_blk, L, H)`; `b_t`, `c_t` gradients: `(B, G, H / H_blk, L, N)`), added
+up by XLA. No per-step state reaches GPU memory.
 
 Layout: time-major blocks `(L, H_blk)` and `(L, N_blk)`, states `(H_blk, N_blk)` with the states
 on the lane axis. Splitting N over programs (`block_states` < N) gives each program fewer
@@ -49,7 +51,9 @@ class KernelOptions:
   """Static choices of the kernels.
 
   Attributes:
-    chunk: T, steps unrolled per chunk; chunk-entry states are saved every T steps.
+    chunk: T, steps unrolled per chunk.
+    chunks_per_entry: K; the state entering every K-th chunk is saved (every K T steps), and
+      the backward recomputes the other chunks' entry states from it.
     block_channels: H_blk, channels per program (a power of 2 dividing the padded H).
     block_states: N_blk, states per program (a power of 2 dividing the padded N).
     num_warps: Triton warps per program (GPU only).
@@ -57,6 +61,7 @@ class KernelOptions:
     interpret: run the kernels in the Pallas interpreter (CPU tests).
   """
   chunk: int
+  chunks_per_entry: int
   block_channels: int
   block_states: int
   num_warps: int
@@ -100,26 +105,47 @@ def _time_factor(ref, t, shape: tuple[int, int]):
   return _row(ref[t], shape) if ref is not None else 1.0
 
 
+def _stepper(u_ref, delta_ref, b_ref, a: Array, b_ch: Array):
+  """`step(x, t)`: the state `x_t` from `x_{t-1}` (the recurrence of the module docstring)."""
+  shape = a.shape
+
+  def step(x: Array, t) -> Array:
+    u, delta = u_ref[t], delta_ref[t]
+    b_eff = b_ch * _time_factor(b_ref, t, shape)
+    return jnp.exp(_column(delta, shape) * a) * x + _column(delta * u, shape) * b_eff
+
+  return step
+
+
+def _div(index, divisor: int):
+  """`index // divisor` for a non-negative traced index (jnp's // adds sign fix-ups)."""
+  return jax.lax.div(index, jax.lax.convert_element_type(divisor, index.dtype))
+
+
 def _forward_kernel(*refs, options: KernelOptions):
   u_ref, delta_ref, a_ref, b_ch_ref, c_ch_ref, *rest = refs
   b_ref = rest.pop(0) if options.has_b else None
   c_ref = rest.pop(0) if options.has_c else None
   y_ref, entry_ref = rest
   a, b_ch, c_ch = a_ref[...], b_ch_ref[...], c_ch_ref[...]
-  shape, chunk = a.shape, options.chunk
+  shape, chunk, per_entry = a.shape, options.chunk, options.chunks_per_entry
+  step = _stepper(u_ref, delta_ref, b_ref, a, b_ch)
 
   def chunk_body(index, x):
-    entry_ref[index] = x
     for s in range(chunk):
       t = index * chunk + s
-      u, delta = u_ref[t], delta_ref[t]
-      b_eff = b_ch * _time_factor(b_ref, t, shape)
-      x = jnp.exp(_column(delta, shape) * a) * x + _column(delta * u, shape) * b_eff
+      x = step(x, t)
       y_ref[t] = jnp.sum(x * c_ch * _time_factor(c_ref, t, shape), axis=1)
     return x
 
-  num_chunks = entry_ref.shape[0]
-  jax.lax.fori_loop(0, num_chunks, chunk_body, jnp.zeros(shape, jnp.float32))
+  def segment_body(segment, x):  # saves the state entering each run of `per_entry` chunks
+    entry_ref[segment] = x
+    if per_entry == 1:
+      return chunk_body(segment, x)
+    return jax.lax.fori_loop(segment * per_entry, (segment + 1) * per_entry, chunk_body, x)
+
+  num_segments = entry_ref.shape[0]
+  jax.lax.fori_loop(0, num_segments, segment_body, jnp.zeros(shape, jnp.float32))
 
 
 def _backward_kernel(*refs, options: KernelOptions):
@@ -130,19 +156,29 @@ def _backward_kernel(*refs, options: KernelOptions):
   db_ref = rest.pop(0) if options.has_b else None
   dc_ref = rest.pop(0) if options.has_c else None
   a, b_ch, c_ch = a_ref[...], b_ch_ref[...], c_ch_ref[...]
-  shape, chunk = a.shape, options.chunk
-  num_chunks = entry_ref.shape[0]
+  shape, chunk, per_entry = a.shape, options.chunk, options.chunks_per_entry
+  num_chunks = u_ref.shape[0] // chunk
+  step = _stepper(u_ref, delta_ref, b_ref, a, b_ch)
+
+  def chunk_entry(index):
+    """The state entering chunk `index`, recomputed from the saved state of its segment."""
+    if per_entry == 1:
+      return entry_ref[index]
+    segment = _div(index, per_entry)
+
+    def advance(j, x):
+      for s in range(chunk):
+        x = step(x, j * chunk + s)
+      return x
+
+    return jax.lax.fori_loop(segment * per_entry, index, advance, entry_ref[segment])
 
   def chunk_body(k, carry):
     g_next, da, db_ch, dc_ch = carry  # g_next = exp(delta_{t+1} a) g_{t+1}: the adjoint carry
     index = num_chunks - 1 - k
-    states = [entry_ref[index]]
+    states = [chunk_entry(index)]
     for s in range(chunk):  # recompute the chunk's states from its entry state
-      t = index * chunk + s
-      u, delta = u_ref[t], delta_ref[t]
-      b_eff = b_ch * _time_factor(b_ref, t, shape)
-      decay = jnp.exp(_column(delta, shape) * a)
-      states.append(decay * states[-1] + _column(delta * u, shape) * b_eff)
+      states.append(step(states[-1], index * chunk + s))
     for s in reversed(range(chunk)):
       t = index * chunk + s
       u, delta = u_ref[t], delta_ref[t]
@@ -184,6 +220,11 @@ def _backward_kernel(*refs, options: KernelOptions):
 # in (time, channels) or (channels, states), as TPU tiling wants.
 
 
+def _num_entries(length: int, options: KernelOptions) -> int:
+  """Saved states: one per K chunks of the padded length (a multiple of K T)."""
+  return length // (options.chunk * options.chunks_per_entry)
+
+
 def _specs(batch: int, length: int, groups: int, channels: int, states: int,
            options: KernelOptions):
   """Grid and block specs shared by both kernels.
@@ -197,10 +238,9 @@ def _specs(batch: int, length: int, groups: int, channels: int, states: int,
   grid = (batch, groups, (channels // hb) * state_blocks)
 
   def spec(block_shape, index):
-    # lax.div/rem: the grid indices are non-negative (jnp's // and % add sign fix-ups).
     def index_map(i, g, k):
-      blocks = jax.lax.convert_element_type(state_blocks, k.dtype)
-      return index(i, g, jax.lax.div(k, blocks), jax.lax.rem(k, blocks))
+      h = _div(k, state_blocks)
+      return index(i, g, h, k - h * state_blocks)
     return pl.BlockSpec(block_shape, index_map)
 
   specs = {
@@ -210,7 +250,7 @@ def _specs(batch: int, length: int, groups: int, channels: int, states: int,
       "proj_partial": spec((sq, sq, sq, length, nb), lambda i, g, h, n: (i, g, h, 0, n)),
       "chan": spec((sq, hb, nb), lambda i, g, h, n: (g, h, n)),
       "chan_per_batch": spec((sq, sq, hb, nb), lambda i, g, h, n: (i, g, h, n)),
-      "entry": spec((sq, sq, length // options.chunk, hb, nb),
+      "entry": spec((sq, sq, _num_entries(length, options), hb, nb),
                     lambda i, g, h, n: (i, g, 0, h, n)),
   }
   return grid, specs
@@ -246,7 +286,7 @@ def _forward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c):
   inputs, in_specs = _operands(spec, u, delta, a, b_ch, c_ch, b, c)
   out_shape = (
       _state_partial_shape(u, states, options),
-      jax.ShapeDtypeStruct((batch, groups, length // options.chunk, channels, states),
+      jax.ShapeDtypeStruct((batch, groups, _num_entries(length, options), channels, states),
                            jnp.float32),
   )
   return pl.pallas_call(
@@ -339,6 +379,7 @@ def selective_scan(
     c_channel: Array | None = None,
     reverse: bool = False,
     chunk: int | None = None,
+    chunks_per_entry: int = 1,
     block_channels: int | None = None,
     block_states: int | None = None,
     num_warps: int = 4,
@@ -355,6 +396,9 @@ def selective_scan(
     b_channel, c_channel: `(G, H, N)` per-channel input/readout factors, or None (1).
     reverse: run from the last step to the first.
     chunk: T, steps per chunk (default from `default_block`).
+    chunks_per_entry: K; the forward saves one state per K T steps (memory `B G H N L / (K T)`
+      floats) and the backward recomputes each chunk's entry state from its segment's, about
+      (K - 1) / 2 more chunk recomputations per chunk. At most the number of chunks.
     block_channels: channels per program, a power of 2 (default from `default_block`).
     block_states: states per program, a power of 2 no larger than N rounded up to a power of 2
       (default from `default_block`: all of them). TPU tiling wants all of them or a multiple
@@ -373,15 +417,17 @@ def selective_scan(
   block_channels = block_channels or default_channels
   block_states = block_states or default_states
   is_power_of_2 = lambda n: n >= 1 and not n & (n - 1)
-  if chunk < 1 or not is_power_of_2(block_channels):
-    raise ValueError(f"chunk must be >= 1 and block_channels a power of 2; got {chunk}, "
-                     f"{block_channels}")
+  if chunk < 1 or chunks_per_entry < 1 or not is_power_of_2(block_channels):
+    raise ValueError(f"chunk and chunks_per_entry must be >= 1 and block_channels a power of 2; "
+                     f"got {chunk}, {chunks_per_entry}, {block_channels}")
+  chunks_per_entry = min(chunks_per_entry, -(-length // chunk))
   if not is_power_of_2(block_states) or block_states > default_states:
     raise ValueError(f"block_states must be a power of 2 no larger than {default_states} (N = "
                      f"{num_states} rounded up to a power of 2); got {block_states}")
   if interpret is None:
     interpret = jax.default_backend() == "cpu"
-  options = KernelOptions(chunk=chunk, block_channels=block_channels,
+  options = KernelOptions(chunk=chunk, chunks_per_entry=chunks_per_entry,
+                          block_channels=block_channels,
                           block_states=block_states, num_warps=num_warps,
                           has_b=b is not None, has_c=c is not None, interpret=interpret)
 
@@ -392,7 +438,7 @@ def selective_scan(
   # Group-major, time reversed for a reverse scan. Padded steps have delta = 0 (decay 1, no
   # input), so they leave the state unchanged; padded channels and states have zero input and
   # readout factors.
-  pad_length = -length % chunk
+  pad_length = -length % (chunk * chunks_per_entry)
   pad_channels = -channels % block_channels
   pad_states = _next_power_of_2(num_states) - num_states
 

@@ -50,6 +50,8 @@ CASES = [  # (shape kwargs, kernel options): padding of L, H and N, several chun
     (dict(length=1, channels=1, states=1), dict()),
     (dict(length=37, channels=4, states=3), dict(chunk=3, block_channels=4)),
     (dict(channels=3, states=6), dict(chunk=5, block_channels=2, block_states=4)),
+    (dict(length=37), dict(chunk=3, chunks_per_entry=4)),  # 13 chunks, saved states every 4
+    (dict(length=16), dict(chunk=2, chunks_per_entry=100)),  # K capped at the 8 chunks
 ]
 
 
@@ -127,6 +129,16 @@ def test_jit_and_long_sequence(x64):
   assert relative_error(y, reference.sequential_selective_scan(**inputs)) < 1e-5
 
 
+@pytest.mark.parametrize("chunks_per_entry,saved", [(1, 8), (4, 2), (8, 1)])
+def test_saved_states_shrink_with_chunks_per_entry(chunks_per_entry, saved):
+  """The backward's residuals hold one state per K chunks: (B, G, L / (K T), H, N)."""
+  inputs = random_inputs(9, length=64)
+  _, vjp_fn = jax.vjp(lambda u: fused(dict(inputs, u=u), chunk=8,
+                                      chunks_per_entry=chunks_per_entry), inputs["u"])
+  [entries] = [x for x in jax.tree.leaves(vjp_fn) if getattr(x, "ndim", 0) == 5]
+  assert entries.shape[:3] == (2, 3, saved)
+
+
 @pytest.mark.parametrize("bad,message", [
     (dict(a=np.zeros((3, 5, 6), np.complex64)), "real states only"),
     (dict(delta=np.zeros((2, 13, 3, 4))), "delta must have the shape of u"),
@@ -142,8 +154,8 @@ def test_bad_inputs_raise_clear_errors(bad, message):
 
 
 @pytest.mark.parametrize("options", [dict(block_channels=3), dict(block_states=3),
-                                     dict(block_states=16)])
-def test_blocks_must_be_powers_of_two_within_the_padded_sizes(options):
+                                     dict(block_states=16), dict(chunks_per_entry=0)])
+def test_bad_kernel_options_raise_clear_errors(options):
   with pytest.raises(ValueError, match="power of 2"):
     fused(random_inputs(8), **options)
 
@@ -154,15 +166,16 @@ def test_default_blocks_fit_registers():
   assert pallas_scan.default_block(5, 6) == (8, 8, 8)
 
 
-@pytest.mark.parametrize("states,block_states", [(16, 16), (256, 128)])
-def test_kernels_lower_for_tpu(states, block_states):
+@pytest.mark.parametrize("states,block_states,chunks_per_entry", [(16, 16, 1), (256, 128, 4)])
+def test_kernels_lower_for_tpu(states, block_states, chunks_per_entry):
   """Both kernels pass the Mosaic (TPU) lowering with lane-aligned blocks; not run on a TPU."""
   shapes = [(2, 64, 2, 128)] * 2 + [(2, 128, states)] + [(2, 64, 2, states)] * 2
   args = [jax.ShapeDtypeStruct(shape, jnp.float32) for shape in shapes]
 
   def forward(u, delta, a, b, c):
     return pallas_scan.selective_scan(u, delta, a, b=b, c=c, interpret=False,
-                                      block_channels=128, block_states=block_states)
+                                      block_channels=128, block_states=block_states,
+                                      chunks_per_entry=chunks_per_entry)
 
   backward = jax.grad(lambda *x: forward(*x).sum(), argnums=tuple(range(5)))
   for fn in (forward, backward):
