@@ -1,7 +1,8 @@
 """The fused Pallas selective scan against the float64 sequential reference.
 
 On the CPU the kernels run in the Pallas interpreter; on a GPU the same tests run the compiled
-Triton kernels (`JAX_PLATFORMS=cuda pytest tests/test_pallas_scan.py`).
+Triton kernels (`JAX_PLATFORMS=cuda pytest tests/test_pallas_scan.py`). Two tests lower the
+kernels for platforms this machine lacks: Triton (GPU) and Mosaic (TPU).
 """
 
 import jax
@@ -181,3 +182,21 @@ def test_kernels_lower_for_tpu(states, block_states, chunks_per_entry):
   for fn in (forward, backward):
     lowered = jax.jit(fn).trace(*args).lower(lowering_platforms=("tpu",))
     assert "tpu_custom_call" in lowered.as_text()
+
+
+@pytest.mark.parametrize("block_states,chunks_per_entry", [(16, 1), (8, 4)])
+def test_kernels_lower_to_triton(monkeypatch, block_states, chunks_per_entry):
+  """Both kernels pass the Pallas-to-Triton lowering (what a GPU compiles) on any machine."""
+  monkeypatch.setattr(pallas_scan.jax, "default_backend", lambda: "gpu")  # Triton params
+  shapes = [(2, 64, 2, 32)] * 2 + [(2, 32, 16)] + [(2, 64, 2, 16)] * 2
+  args = [jax.ShapeDtypeStruct(shape, jnp.float32) for shape in shapes]
+
+  def forward(u, delta, a, b, c):
+    return pallas_scan.selective_scan(u, delta, a, b=b, c=c, interpret=False,
+                                      block_states=block_states,
+                                      chunks_per_entry=chunks_per_entry)
+
+  backward = jax.grad(lambda *x: forward(*x).sum(), argnums=tuple(range(5)))
+  for fn in (forward, backward):
+    lowered = jax.jit(fn).trace(*args).lower(lowering_platforms=("cuda",))
+    assert "__gpu$xla.gpu.triton" in lowered.as_text()
