@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -100,21 +101,37 @@ def _row(v: Array, shape: tuple[int, int]) -> Array:
   return jax.lax.broadcast_in_dim(v, shape, (1,))
 
 
-def _time_factor(ref, t, shape: tuple[int, int]):
-  """Step t's time-varying factor (`b_t` or `c_t`) as `(Hb, Nb)`, or 1 when there is none."""
-  return _row(ref[t], shape) if ref is not None else 1.0
+def _factor(v: Array | None, shape: tuple[int, int]):
+  """A step's time-varying factor (`b_t` or `c_t`) as `(Hb, Nb)`, or 1 when there is none."""
+  return _row(v, shape) if v is not None else 1.0
 
 
-def _stepper(u_ref, delta_ref, b_ref, a: Array, b_ch: Array):
-  """`step(x, t)`: the state `x_t` from `x_{t-1}` (the recurrence of the module docstring)."""
+class _StepInputs(NamedTuple):
+  """One step's inputs: u, delta (and dy) `(Hb,)`; b_t, c_t `(Nb,)`; None where not given."""
+  u: Array
+  delta: Array
+  b: Array | None
+  c: Array | None
+  dy: Array | None
+
+
+def _loader(u_ref, delta_ref, b_ref, c_ref=None, dy_ref=None):
+  """`load(t)`: step t's `_StepInputs` from the refs.
+
+  The kernels load a whole chunk's steps before its math and stores: a compiler that cannot
+  prove two refs disjoint keeps a load after a store to another output, so per-step loads
+  would each wait out a memory round trip (not yet timed against that order on a GPU).
+  """
+  maybe = lambda ref, t: None if ref is None else ref[t]
+  return lambda t: _StepInputs(u_ref[t], delta_ref[t], maybe(b_ref, t), maybe(c_ref, t),
+                               maybe(dy_ref, t))
+
+
+def _next_state(x: Array, step: _StepInputs, a: Array, b_ch: Array) -> Array:
+  """`x_t` from `x_{t-1}` (the recurrence of the module docstring)."""
   shape = a.shape
-
-  def step(x: Array, t) -> Array:
-    u, delta = u_ref[t], delta_ref[t]
-    b_eff = b_ch * _time_factor(b_ref, t, shape)
-    return jnp.exp(_column(delta, shape) * a) * x + _column(delta * u, shape) * b_eff
-
-  return step
+  drive = _column(step.delta * step.u, shape) * b_ch * _factor(step.b, shape)
+  return jnp.exp(_column(step.delta, shape) * a) * x + drive
 
 
 def _div(index, divisor: int):
@@ -129,13 +146,13 @@ def _forward_kernel(*refs, options: KernelOptions):
   y_ref, entry_ref = rest
   a, b_ch, c_ch = a_ref[...], b_ch_ref[...], c_ch_ref[...]
   shape, chunk, per_entry = a.shape, options.chunk, options.chunks_per_entry
-  step = _stepper(u_ref, delta_ref, b_ref, a, b_ch)
+  load = _loader(u_ref, delta_ref, b_ref, c_ref)
 
   def chunk_body(index, x):
-    for s in range(chunk):
-      t = index * chunk + s
-      x = step(x, t)
-      y_ref[t] = jnp.sum(x * c_ch * _time_factor(c_ref, t, shape), axis=1)
+    steps = [load(index * chunk + s) for s in range(chunk)]
+    for s, step in enumerate(steps):
+      x = _next_state(x, step, a, b_ch)
+      y_ref[index * chunk + s] = jnp.sum(x * c_ch * _factor(step.c, shape), axis=1)
     return x
 
   def segment_body(segment, x):  # saves the state entering each run of `per_entry` chunks
@@ -158,7 +175,8 @@ def _backward_kernel(*refs, options: KernelOptions):
   a, b_ch, c_ch = a_ref[...], b_ch_ref[...], c_ch_ref[...]
   shape, chunk, per_entry = a.shape, options.chunk, options.chunks_per_entry
   num_chunks = u_ref.shape[0] // chunk
-  step = _stepper(u_ref, delta_ref, b_ref, a, b_ch)
+  load = _loader(u_ref, delta_ref, b_ref, c_ref, dy_ref)
+  load_recurrence = _loader(u_ref, delta_ref, b_ref)
 
   def chunk_entry(index):
     """The state entering chunk `index`, recomputed from the saved state of its segment."""
@@ -167,8 +185,8 @@ def _backward_kernel(*refs, options: KernelOptions):
     segment = _div(index, per_entry)
 
     def advance(j, x):
-      for s in range(chunk):
-        x = step(x, j * chunk + s)
+      for step in [load_recurrence(j * chunk + s) for s in range(chunk)]:
+        x = _next_state(x, step, a, b_ch)
       return x
 
     return jax.lax.fori_loop(segment * per_entry, index, advance, entry_ref[segment])
@@ -176,15 +194,16 @@ def _backward_kernel(*refs, options: KernelOptions):
   def chunk_body(k, carry):
     g_next, da, db_ch, dc_ch = carry  # g_next = exp(delta_{t+1} a) g_{t+1}: the adjoint carry
     index = num_chunks - 1 - k
+    steps = [load(index * chunk + s) for s in range(chunk)]
     states = [chunk_entry(index)]
-    for s in range(chunk):  # recompute the chunk's states from its entry state
-      states.append(step(states[-1], index * chunk + s))
+    for step in steps:  # recompute the chunk's states from its entry state
+      states.append(_next_state(states[-1], step, a, b_ch))
     for s in reversed(range(chunk)):
-      t = index * chunk + s
-      u, delta = u_ref[t], delta_ref[t]
-      b_t, c_t = _time_factor(b_ref, t, shape), _time_factor(c_ref, t, shape)
+      t, step = index * chunk + s, steps[s]
+      u, delta = step.u, step.delta
+      b_t, c_t = _factor(step.b, shape), _factor(step.c, shape)
       x, x_prev = states[s + 1], states[s]
-      dy = _column(dy_ref[t], shape)
+      dy = _column(step.dy, shape)
       dy_x = dy * x
       g = g_next + dy * c_ch * c_t  # dL/dx_t
       # Readout: y_t = sum_n c_t c_ch x_t.
