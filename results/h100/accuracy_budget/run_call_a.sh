@@ -1,23 +1,14 @@
 #!/bin/bash
 # Equal-budget accuracy runs on one GPU (one device call, ~9 minutes), from the repository root:
 # ListOps (1 epoch) for MS-SSM at the paper's size and at S5's, S5 and LRU; the shipped time
-# series (2,000 steps) for MS-SSM, S5 and LRU.
-# Packs the logs and run directories (best checkpoints, except the paper-size model's) into
-# $1/runs.tar.gz and prints the summary table.
-dest=$1; out=/tmp/logs; W=/tmp/wd; mkdir -p $W $out
-export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
+# series (2,000 steps) for MS-SSM, S5 and LRU. Packs logs and run directories (best checkpoints,
+# except the paper-size model's) into $1/runs.tar.gz and prints the summary table.
+source results/h100/accuracy_budget/lib.sh
 listops_budget="--config.train.num_epochs=1 --config.optimizer.warmup_epochs=0 --config.optimizer.warmup_steps=100 --config.train.eval_every=960 --config.train.checkpoint_every=960"
 small="--config.model.num_layers=8 --config.model.dropout=0.0 --config.model.layer_config.state_per_stream=16 --config.optimizer.weight_decay=0.04"
 ts_budget="--config.train.num_steps=2000"
-train() {  # name, deadline_s, args...
-  local name=$1 deadline=$2; shift 2
-  if [ "$deadline" -lt 30 ]; then echo "skipped $name: out of time" >> $out/skipped.txt; return; fi
-  echo "== $name: python train.py $* --workdir $W/$name" > $out/$name.log
-  timeout -s TERM $deadline python train.py "$@" --workdir $W/$name >> $out/$name.log 2>&1
-  echo "exit $?" >> $out/$name.log
-}
 python scripts/prepare_data.py --task listops > $out/prepare_listops.log 2>&1
-start=$(date +%s); left() { echo $(( 540 - ($(date +%s) - start) )); }
+start_clock
 ( train listops_ms_ssm_paper 530 --config configs/listops.py:ms_ssm $listops_budget ) &
 ( for m in s5 lru; do train listops_$m $(left) --config configs/listops.py:$m $listops_budget; done
   train listops_ms_ssm_small $(left) --config configs/listops.py:ms_ssm $listops_budget $small ) &
@@ -27,8 +18,4 @@ lane ACSF1 JapaneseVowels ItalyPowerDemand &
 lane OSULeaf BasicMotions GunPoint &
 lane PickupGestureWiimoteZ ArrowHead &
 wait
-nvidia-smi --query-gpu=name,memory.used --format=csv >> $out/device.txt
-python scripts/summarize_runs.py $W/* --json $out/summary.json > $out/summary.md 2>&1
-cat $out/summary.md
-tar czf $dest/runs.tar.gz --exclude='*/checkpoints' --exclude='listops_ms_ssm_paper/best' -C /tmp logs wd
-ls -l $dest
+finish $1 --exclude='listops_ms_ssm_paper/best'
