@@ -5,6 +5,7 @@
 # finish DEST [TAR OPTIONS]: the summary table, and logs plus run directories (without the
 #   optimizer checkpoints) packed into DEST/runs.tar.gz.
 out=/tmp/logs; W=/tmp/wd; mkdir -p $W $out
+PY=${PYTHON:-python3}
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 start_clock() { start=$(date +%s); }
 left() { echo $(( 540 - ($(date +%s) - start) )); }
@@ -12,12 +13,12 @@ train() {
   local name=$1 deadline=$2; shift 2
   if [ "$deadline" -lt 30 ]; then echo "skipped $name: out of time" >> $out/skipped.txt; return; fi
   echo "== $name: python train.py $* --workdir $W/$name" > $out/$name.log
-  timeout -s TERM $deadline python train.py "$@" --workdir $W/$name >> $out/$name.log 2>&1
+  timeout -s TERM $deadline $PY train.py "$@" --workdir $W/$name >> $out/$name.log 2>&1
   echo "exit $?" >> $out/$name.log
 }
 finish() {
   local dest=$1; shift
-  python scripts/summarize_runs.py $W/* --json $out/summary.json > $out/summary.md 2>&1
+  $PY scripts/summarize_runs.py $W/* --json $out/summary.json > $out/summary.md 2>&1
   cat $out/summary.md
   tar czf $dest/runs.tar.gz --exclude='*/checkpoints' "$@" -C /tmp logs wd
   ls -l $dest

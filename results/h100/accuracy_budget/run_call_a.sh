@@ -7,7 +7,7 @@ source results/h100/accuracy_budget/lib.sh
 listops_budget="--config.train.num_epochs=1 --config.optimizer.warmup_epochs=0 --config.optimizer.warmup_steps=100 --config.train.eval_every=960 --config.train.checkpoint_every=960"
 small="--config.model.num_layers=8 --config.model.dropout=0.0 --config.model.layer_config.state_per_stream=16 --config.optimizer.weight_decay=0.04"
 ts_budget="--config.train.num_steps=2000"
-python scripts/prepare_data.py --task listops > $out/prepare_listops.log 2>&1
+$PY scripts/prepare_data.py --task listops > $out/prepare_listops.log 2>&1
 start_clock
 ( train listops_ms_ssm_paper 530 --config configs/listops.py:ms_ssm $listops_budget ) &
 ( for m in s5 lru; do train listops_$m $(left) --config configs/listops.py:$m $listops_budget; done

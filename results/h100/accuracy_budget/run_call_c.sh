@@ -5,7 +5,7 @@
 # unchanged. Packs logs and run directories into $1/runs.tar.gz, prints the summary table.
 source results/h100/accuracy_budget/lib.sh
 budget="--config.train.num_epochs=1 --config.optimizer.warmup_epochs=0 --config.optimizer.warmup_steps=250 --config.train.eval_every=1250 --config.train.checkpoint_every=1250"
-python scripts/prepare_data.py --task pathfinder32 --generation_workers 14 \
+$PY scripts/prepare_data.py --task pathfinder32 --generation_workers 14 \
   > $out/prepare_pathfinder32.log 2>&1
 start_clock
 ( train pathfinder_ms_ssm $(left) --config configs/pathfinder.py:ms_ssm $budget ) &
