@@ -1,0 +1,19 @@
+#!/bin/bash
+# Equal-budget time-series comparison on the CPU: MS-SSM, S5 and LRU on UEA/UCR problems shipped
+# in the aeon wheel, configs/uea.py unchanged except the budget (2,000 steps instead of 10,000).
+# Usage, from the repository root: bash results/cpu/ts_budget/run.sh WORKROOT [DATASET ...]
+# (default: the five shortest shipped problems). Runs that finished are skipped.
+root=${1:?usage: run.sh WORKROOT [DATASET ...]}; shift; mkdir -p $root
+datasets=${*:-JapaneseVowels ItalyPowerDemand BasicMotions GunPoint ArrowHead}
+py=${PYTHON:-.venv/bin/python}
+for d in $datasets; do
+  for m in ms_ssm s5 lru; do
+    name=${d}_$m
+    [ -f $root/$name/results.json ] && continue
+    echo "== python train.py --config configs/uea.py:$m,dataset=$d --config.train.num_steps=2000 --workdir $root/$name"
+    /usr/bin/time -f "wall %e s" $py train.py --config configs/uea.py:$m,dataset=$d \
+      --config.train.num_steps=2000 --workdir $root/$name > $root/$name.log 2>&1
+    tail -1 $root/$name.log
+  done
+done
+$py scripts/summarize_runs.py $(ls -d $root/*/ | sed 's:/$::') --json $root/summary.json
