@@ -66,10 +66,11 @@ def markdown(summaries: list[dict[str, Any]]) -> str:
   for s in summaries:
     seconds = "-" if s["seconds_per_step"] is None else f"{s['seconds_per_step']:.4f}"
     params = "-" if s["parameters"] is None else f"{s['parameters']:,}"
+    best = ("-" if s["best_step"] is None
+            else f"{_percent(s['best_validation'])} ({s['best_step']})")
     lines.append(
         f"| {s['run']} | {s['task']} | {s['model']} | {params} | {s['steps']} | {seconds} | "
-        f"{_percent(s['final_test'])} | {_percent(s['best_validation'])} ({s['best_step']}) | "
-        f"{_percent(s['test_at_best_validation'])} |")
+        f"{_percent(s['final_test'])} | {best} | {_percent(s['test_at_best_validation'])} |")
   return "\n".join(lines)
 
 
