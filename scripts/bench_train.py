@@ -7,6 +7,7 @@ needs no data files. Overrides shrink a config to what a device can hold (`--set
 Usage:
   python scripts/bench_train.py --configs configs/listops.py:ms_ssm,configs/listops.py:s5
   python scripts/bench_train.py --configs configs/default.py --set train.global_batch_size=16
+  python scripts/bench_train.py --configs configs/uea.py:s5,dataset=BasicMotions,configs/default.py
 Results also go to results/bench_train.json (or $BENCH_RESULTS_DIR).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import re
 import sys
 import time
 
@@ -97,7 +99,9 @@ def main() -> None:
   overrides = dict(item.split("=", 1) for item in args.set)
   print(f"device: {bench_common.device_description()}, jax {jax.__version__}")
   rows = []
-  for name in args.configs.split(","):
+  # A comma starts a new config only where a `.py` path follows, so config args may hold
+  # commas themselves: configs/uea.py:s5,dataset=BasicMotions,configs/default.py
+  for name in re.split(r",(?=[^,:]*\.py)", args.configs):
     config = load_config(name)
     for key, text in overrides.items():
       current = config
