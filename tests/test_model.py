@@ -1,6 +1,5 @@
 """The sequence model: shapes for every layer and block, padding invariance, precision."""
 
-import itertools
 
 import jax
 import jax.numpy as jnp

@@ -15,7 +15,6 @@ import pathlib
 import numpy as np
 import pytest
 
-from configs import common
 from ms_ssm_jax import train_lib
 from tests.data.test_text_images import _png, _prepare
 from tests.test_train import persistent_compilation_cache  # noqa: F401  (autouse)

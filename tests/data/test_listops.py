@@ -119,7 +119,7 @@ def _exact_length_distribution(max_length):
   subtree = leaf  # depth 10: always a leaf
   for _ in range(9):  # depths 9, ..., 1
     with_k_children, op = subtree, np.zeros(max_length + 1)
-    for k in range(2, 11):
+    for _children in range(2, 11):
       with_k_children = np.convolve(with_k_children, subtree)[: max_length + 1]
       op[2:] += with_k_children[:-2] / 9
     subtree = 0.75 * leaf + 0.25 * op
