@@ -15,7 +15,8 @@ log-uniform in [dt_min, dt_max], floored at dt_init_floor; D = 1; W_x lecun-norm
 The Mamba block around it (in_proj, causal conv, gating, out_proj) belongs to the model.
 The scan runs in chunks of `scan_chunk_size` steps when that is > 0, so that only (B, T, H N)
 decays and states exist at once; `scan_impl="pallas"` runs the fused kernel of
-`ms_ssm_jax.pallas_scan` instead, which stores no per-step states at all. The layer is causal; `lengths` is accepted and ignored.
+`ms_ssm_jax.pallas_scan` instead, which stores no per-step states at all. The layer is causal;
+`lengths` is accepted and ignored.
 Shapes: u (B, L, H) -> y (B, L, H), in the dtype of u.
 """
 
