@@ -75,13 +75,18 @@ def _next_power_of_2(n: int) -> int:
   return 1 << max(0, (n - 1).bit_length())
 
 
-def default_block(num_channels: int, num_states: int) -> tuple[int, int, int]:
-  """`(chunk, block_channels, block_states)`: T = 8, all states of a channel in one program and
-  at most 2048 states per program (the fastest of the shapes tried on an H100 at the paper's
-  ListOps size, N = 16 and 128, before state blocks existed: results/h100/pallas_first_run;
-  `scripts/bench_layers.py --section kernels` times others)."""
-  num_states = _next_power_of_2(num_states)
-  return 8, max(1, min(_next_power_of_2(num_channels), 32, 2048 // num_states)), num_states
+def default_block(num_channels: int, num_states: int,
+                  backend: str | None = None) -> tuple[int, int, int]:
+  """`(chunk, block_channels, block_states)` for `backend` (default: JAX's).
+
+  GPU: T = 8, 32 channels and 16 states per program (with 2 warps, the fastest or within 1% of
+  the fastest block shape on an H100 at the paper's ListOps size for N = 16 and N = 128:
+  results/h100/kernels_on_gpu). TPU: 128 channels and all states, the tiling Mosaic accepts.
+  """
+  channels, states = _next_power_of_2(num_channels), _next_power_of_2(num_states)
+  if (backend or jax.default_backend()) == "tpu":
+    return 8, 128, states
+  return 8, min(channels, 32), min(states, 16)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -401,7 +406,7 @@ def selective_scan(
     chunks_per_entry: int = 1,
     block_channels: int | None = None,
     block_states: int | None = None,
-    num_warps: int = 4,
+    num_warps: int = 2,
     interpret: bool | None = None,
 ) -> Array:
   """Outputs `y` of the fused selective scan (module docstring), differentiable.
@@ -420,8 +425,8 @@ def selective_scan(
       (K - 1) / 2 more chunk recomputations per chunk. At most the number of chunks.
     block_channels: channels per program, a power of 2 (default from `default_block`).
     block_states: states per program, a power of 2 no larger than N rounded up to a power of 2
-      (default from `default_block`: all of them). TPU tiling wants all of them or a multiple
-      of 128; `block_channels` a multiple of 128 there too.
+      (default from `default_block`). TPU tiling wants all of them or a multiple of 128, and
+      `block_channels` a multiple of 128.
     num_warps: Triton warps per program (GPU).
     interpret: run in the Pallas interpreter; default: on the CPU backend only.
 
@@ -435,13 +440,14 @@ def selective_scan(
   chunk = chunk or default_chunk
   block_channels = block_channels or default_channels
   block_states = block_states or default_states
+  max_states = _next_power_of_2(num_states)
   is_power_of_2 = lambda n: n >= 1 and not n & (n - 1)
   if chunk < 1 or chunks_per_entry < 1 or not is_power_of_2(block_channels):
     raise ValueError(f"chunk and chunks_per_entry must be >= 1 and block_channels a power of 2; "
                      f"got {chunk}, {chunks_per_entry}, {block_channels}")
   chunks_per_entry = min(chunks_per_entry, -(-length // chunk))
-  if not is_power_of_2(block_states) or block_states > default_states:
-    raise ValueError(f"block_states must be a power of 2 no larger than {default_states} (N = "
+  if not is_power_of_2(block_states) or block_states > max_states:
+    raise ValueError(f"block_states must be a power of 2 no larger than {max_states} (N = "
                      f"{num_states} rounded up to a power of 2); got {block_states}")
   if interpret is None:
     interpret = jax.default_backend() == "cpu"

@@ -164,13 +164,16 @@ def _timed_row(row: dict, fns: dict, args: tuple, repeats: int) -> dict:
 
 
 def bench_kernels(batch: int, length: int, width: int, levels: int, states: list[int],
-                  repeats: int, block_options: list[tuple[int, int, int, int, int]]) -> list[dict]:
+                  repeats: int, block_options: list[tuple[int, int, int, int, int]],
+                  only: list[str]) -> list[dict]:
   rows = []
   rng = jax.random.PRNGKey(0)
   u = jax.random.normal(rng, (batch, length, width), jnp.float32)
   for n in states:
     for backbone in ("s4d_real", "s6"):
       for variant, overrides in kernel_variants(backbone).items():
+        if only and not any(name in variant for name in only):
+          continue
         cfg = layers.default_layer_config("ms_ssm")
         cfg.update({"num_levels": levels, "backbone": backbone, "state_per_stream": n,
                     **overrides})
@@ -218,7 +221,8 @@ def main() -> None:
   parser.add_argument("--width", type=int, default=128, help="layers: H")
   parser.add_argument("--mimo_state", type=int, default=256)
   parser.add_argument("--siso_state", type=int, default=64)
-  parser.add_argument("--only", default="", help="layers: comma-separated name filters")
+  parser.add_argument("--only", default="",
+                      help="layers: comma-separated layer-name filters; kernels: variant filters")
   parser.add_argument("--lengths", default="1024,4096,16384,65536")
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--states", default="256",
@@ -244,7 +248,8 @@ def main() -> None:
     if any(len(shape) != 5 for shape in blocks):
       parser.error(f"--kernel_blocks takes TxH_blkxN_blkxKxwarps shapes; got {args.kernel_blocks}")
     rows = bench_kernels(args.batch, lengths[0], args.width, args.levels,
-                         [int(v) for v in args.states.split(",")], args.repeats, blocks)
+                         [int(v) for v in args.states.split(",")], args.repeats, blocks,
+                         [v for v in args.only.split(",") if v])
     columns = ["what", "variant", "N", "B", "L", "H", "streams", "fwd_ms", "fwd_temp_GB",
                "fwd_peak_GB", "fwd+bwd_ms", "fwd+bwd_temp_GB", "fwd+bwd_peak_GB"]
   else:

@@ -161,21 +161,24 @@ def test_bad_kernel_options_raise_clear_errors(options):
     fused(random_inputs(8), **options)
 
 
-def test_default_blocks_fit_registers():
-  assert pallas_scan.default_block(128, 16) == (8, 32, 16)
-  assert pallas_scan.default_block(128, 128) == (8, 16, 128)
-  assert pallas_scan.default_block(5, 6) == (8, 8, 8)
+def test_default_blocks():
+  assert pallas_scan.default_block(128, 16, "gpu") == (8, 32, 16)
+  assert pallas_scan.default_block(128, 128, "gpu") == (8, 32, 16)
+  assert pallas_scan.default_block(5, 6, "gpu") == (8, 8, 8)
+  assert pallas_scan.default_block(5, 6, "tpu") == (8, 128, 8)
 
 
-@pytest.mark.parametrize("states,block_states,chunks_per_entry", [(16, 16, 1), (256, 128, 4)])
-def test_kernels_lower_for_tpu(states, block_states, chunks_per_entry):
-  """Both kernels pass the Mosaic (TPU) lowering with lane-aligned blocks; not run on a TPU."""
+@pytest.mark.parametrize("states,block_states,chunks_per_entry", [(16, None, 1), (256, 128, 4)])
+def test_kernels_lower_for_tpu(monkeypatch, states, block_states, chunks_per_entry):
+  """Both kernels pass the Mosaic (TPU) lowering with the TPU default blocks and with a state
+  block; not run on a TPU."""
+  monkeypatch.setattr(pallas_scan.jax, "default_backend", lambda: "tpu")  # TPU defaults
   shapes = [(2, 64, 2, 128)] * 2 + [(2, 128, states)] + [(2, 64, 2, states)] * 2
   args = [jax.ShapeDtypeStruct(shape, jnp.float32) for shape in shapes]
 
   def forward(u, delta, a, b, c):
     return pallas_scan.selective_scan(u, delta, a, b=b, c=c, interpret=False,
-                                      block_channels=128, block_states=block_states,
+                                      block_states=block_states,
                                       chunks_per_entry=chunks_per_entry)
 
   backward = jax.grad(lambda *x: forward(*x).sum(), argnums=tuple(range(5)))

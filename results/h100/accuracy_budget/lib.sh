@@ -1,14 +1,14 @@
 # Shared by the device drivers in this folder; source it from the repository root.
 # train NAME DEADLINE_S ARGS...: train.py into /tmp/wd/NAME, stopped by SIGTERM at the deadline
 #   (it then saves a checkpoint), log in /tmp/logs/NAME.log.
-# start_clock; left: seconds left of the call's 540 s for training.
+# start_clock; left: seconds left of the call's $CLOCK s (default 540) for training.
 # finish DEST [TAR OPTIONS]: the summary table, and logs plus run directories (without the
 #   optimizer checkpoints) packed into DEST/runs.tar.gz.
 out=/tmp/logs; W=/tmp/wd; mkdir -p $W $out
 PY=${PYTHON:-python3}
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 start_clock() { start=$(date +%s); }
-left() { echo $(( 540 - ($(date +%s) - start) )); }
+left() { echo $(( ${CLOCK:-540} - ($(date +%s) - start) )); }
 train() {
   local name=$1 deadline=$2; shift 2
   if [ "$deadline" -lt 30 ]; then echo "skipped $name: out of time" >> $out/skipped.txt; return; fi

@@ -9,7 +9,7 @@ small="--config.model.num_layers=8 --config.model.dropout=0.0 --config.model.lay
 ts_budget="--config.train.num_steps=2000"
 $PY scripts/prepare_data.py --task listops > $out/prepare_listops.log 2>&1
 start_clock
-( train listops_ms_ssm_paper 530 --config configs/listops.py:ms_ssm $listops_budget ) &
+( train listops_ms_ssm_paper $(( $(left) - 10 )) --config configs/listops.py:ms_ssm $listops_budget ) &
 ( for m in s5 lru; do train listops_$m $(left) --config configs/listops.py:$m $listops_budget; done
   train listops_ms_ssm_small $(left) --config configs/listops.py:ms_ssm $listops_budget $small ) &
 lane() { for d in "$@"; do for m in ms_ssm s5 lru; do
