@@ -69,7 +69,8 @@ def loss_and_counts(logits: jax.Array, batch: dict[str, jax.Array], target: str
       mean over classes; accuracy is the mean per-label accuracy at threshold 0.5).
 
   Returns:
-    {"loss_sum", "correct_sum", "weight_sum"}, float32 scalars.
+    {"loss_sum", "correct_sum", "weight_sum", "nonfinite_sum"} (examples of nonzero weight whose
+    loss is NaN or infinite), float32 scalars. Padding examples never add to the loss sum.
   """
   weights = batch["weights"].astype(jnp.float32)
   logits = logits.astype(jnp.float32)
@@ -85,8 +86,10 @@ def loss_and_counts(logits: jax.Array, batch: dict[str, jax.Array], target: str
     correct = ((logits > 0) == (labels > 0.5)).astype(jnp.float32).mean(axis=-1)
   else:
     raise ValueError(f"unknown target {target!r}; expected 'class' or 'multilabel'")
-  return {"loss_sum": jnp.sum(losses * weights), "correct_sum": jnp.sum(correct * weights),
-          "weight_sum": jnp.sum(weights)}
+  counted = weights > 0
+  return {"loss_sum": jnp.sum(jnp.where(counted, losses * weights, 0.0)),
+          "correct_sum": jnp.sum(correct * weights), "weight_sum": jnp.sum(weights),
+          "nonfinite_sum": jnp.sum(counted & ~jnp.isfinite(losses)).astype(jnp.float32)}
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,
@@ -287,7 +290,8 @@ class Evaluator:
 
   def evaluate(self, variables: dict[str, Any], split: str, max_examples: int | None = None
                ) -> dict[str, float]:
-    """{"loss", "accuracy", ("auroc",) "num_examples"} over one pass of `split`.
+    """{"loss", "accuracy", ("auroc",) "num_examples"} over one pass of `split`, plus
+    "nonfinite_examples" when some examples' losses were NaN or infinite.
 
     `max_examples` evaluates only the split's first examples (a fixed slice).
     """
@@ -313,6 +317,9 @@ class Evaluator:
       result["auroc"] = metrics_lib.macro_auroc(
           scores, labels, np.concatenate([o["weights"] for o in outputs]))
     result["num_examples"] = int(round(weight))
+    nonfinite = int(round(sum(float(o["nonfinite_sum"]) for o in outputs)))
+    if nonfinite:
+      result["nonfinite_examples"] = nonfinite
     return result
 
 
@@ -430,6 +437,16 @@ def num_train_steps(train_config: ml_collections.ConfigDict, steps_per_epoch: in
     raise ValueError(f"training needs at least one step; got num_steps={train_config.num_steps}"
                      f" num_epochs={train_config.num_epochs}")
   return steps
+
+
+def nonfinite_eval_warning(split: str, step: int, nonfinite: int, total: int) -> str:
+  """What to tell the user when evaluation gave NaN or infinite losses."""
+  return (f"warning: eval {split} @ {step}: {nonfinite} of {total} examples gave a NaN or "
+          "infinite loss, so the split's loss is not finite. Training uses batch statistics, "
+          "evaluation BatchNorm's running statistics: a channel whose running variance is tiny "
+          "can overflow in deep post-norm stacks. Inspect them with `python "
+          "scripts/inspect_run.py --workdir=<workdir>`; model.norm='layer' keeps no running "
+          "statistics.")
 
 
 class _TrainMetrics:
@@ -617,6 +634,9 @@ class _Loop:
   def _evaluate(self, step: int, state: TrainState) -> None:
     for split in self._config.train.eval_splits:
       result = self._evaluator.evaluate(state.variables(), split)
+      nonfinite = result.pop("nonfinite_examples", 0)
+      if nonfinite:
+        self._writer.print(nonfinite_eval_warning(split, step, nonfinite, result["num_examples"]))
       self._writer.write("eval", step, {"split": split, **result})
       self._writer.print(f"eval {split} @ {step}: " + ", ".join(
           f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))

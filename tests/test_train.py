@@ -165,3 +165,43 @@ def test_train_py_mistyped_key_names_it(tmp_path):
   assert "--config.optimizer.lrr" in result.stderr
   assert 'Did you mean "lr"' in result.stderr
   assert "Traceback" not in result.stderr
+
+
+def test_loss_sums_skip_padding_and_count_nonfinite_examples():
+  logits = np.array([[1.0, 0.0], [np.nan, 0.0], [0.0, np.inf]], np.float32)
+  batch = {"labels": np.array([0, 1, 0]), "weights": np.array([1.0, 0.0, 1.0], np.float32)}
+  counts = jax.device_get(train_lib.loss_and_counts(logits, batch, "class"))
+  assert counts["nonfinite_sum"] == 1  # the infinite logit; the NaN one is a padding example
+  batch["weights"] = np.array([1.0, 0.0, 0.0], np.float32)
+  counts = jax.device_get(train_lib.loss_and_counts(logits, batch, "class"))
+  assert np.isfinite(counts["loss_sum"]) and counts["nonfinite_sum"] == 0
+
+
+def test_inspect_run_finds_a_broken_running_variance(trained_run):
+  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
+  import inspect_run  # pylint: disable=g-import-not-at-top
+
+  workdir, _ = trained_run
+  saved = train_lib.SavedModel.from_checkpoint(workdir, prefer="latest")
+  spec = data.get_task(saved.config.data)
+  from ms_ssm_jax import model as model_lib  # pylint: disable=g-import-not-at-top
+  model = model_lib.build_model(saved.config.model, spec)
+  variables = jax.device_get(saved.variables)
+  batch = next(data.make_iterator(saved.config.data, "validation", global_batch_size=4, seed=0,
+                                  shuffle=False, drop_remainder=False, max_examples=4))
+  blocks = [f"blocks_{i}" for i in range(saved.config.model.num_layers)]
+  stats = inspect_run.running_stat_rows(variables["batch_stats"])
+  assert [row["norm"].split("/")[0] for row in stats] == blocks + ["final_norm"]
+  assert all(row["var_min"] > 0 for row in stats)
+  rows = inspect_run.block_rows(model, variables, batch)
+  assert [row["block"] for row in rows] == blocks
+  assert all(row["eval_nonfinite"] == 0 and np.isfinite(row["eval_abs_max"]) for row in rows)
+
+  var = variables["batch_stats"]["blocks_0"]["norm"]["batch_norm"]["var"]
+  variables["batch_stats"]["blocks_0"]["norm"]["batch_norm"]["var"] = np.full_like(var, -1.0)
+  rows = inspect_run.block_rows(model, variables, batch)
+  assert all(row["eval_nonfinite"] > 0 for row in rows)
+  saved.variables = variables
+  result = saved.evaluate("validation")
+  assert result["nonfinite_examples"] == result["num_examples"] and np.isnan(result["loss"])
+  assert "running statistics" in train_lib.nonfinite_eval_warning("validation", 30, 3, 10)
