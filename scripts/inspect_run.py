@@ -2,12 +2,14 @@
 
     python scripts/inspect_run.py --workdir workdirs/listops_ms_ssm [--checkpoint latest]
 
-Prints two markdown tables:
+Prints three markdown tables:
 - the BatchNorm running statistics of every norm (smallest, median and largest running variance,
   largest |running mean|): evaluation normalizes with these, training with batch statistics;
 - for one batch of `--split`, each block's largest |output| over valid steps in evaluation mode
   (running statistics) and in training mode (batch statistics, dropout on), and how many of its
-  output values are NaN or infinite in evaluation mode.
+  output values are NaN or infinite in evaluation mode;
+- the `--top` parameters with the largest loss gradients on that batch (training mode), with
+  their norms: where exploding gradient norms in `metrics/train.csv` come from.
 A block whose evaluation-mode output grows far beyond its training-mode output, or a running
 variance near zero, is where a non-finite evaluation loss starts.
 """
@@ -87,6 +89,23 @@ def block_rows(model, variables, batch) -> list[dict[str, Any]]:
   return rows
 
 
+def gradient_rows(model, variables, batch, target: str, top: int) -> list[dict[str, Any]]:
+  """The `top` parameters by gradient norm of the mean loss on `batch` (training mode)."""
+
+  def loss(params):
+    logits, _ = model.apply({**variables, "params": params}, batch, train=True,
+                            rngs={"dropout": jax.random.PRNGKey(0)}, mutable=["batch_stats"])
+    counts = train_lib.loss_and_counts(logits, batch, target)
+    return counts["loss_sum"] / jnp.maximum(counts["weight_sum"], 1.0)
+
+  grads = checkpointing.tree_paths(jax.grad(loss)(variables["params"]))
+  params = checkpointing.tree_paths(variables["params"])
+  rows = [{"parameter": path, "grad_norm": float(np.linalg.norm(np.asarray(grad))),
+           "param_norm": float(np.linalg.norm(np.asarray(params[path])))}
+          for path, grad in grads.items()]
+  return sorted(rows, key=lambda row: -row["grad_norm"])[:top]
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--workdir", required=True, help="run workdir or checkpoint directory")
@@ -94,6 +113,7 @@ def main() -> None:
   parser.add_argument("--split", default="validation")
   parser.add_argument("--batch_size", type=int, default=16, help="examples in the batch")
   parser.add_argument("--data_dir", default=None, help="replaces config.data.data_dir")
+  parser.add_argument("--top", type=int, default=12, help="parameters in the gradient table")
   args = parser.parse_args()
 
   overrides = {"data_dir": args.data_dir} if args.data_dir else None
@@ -113,8 +133,9 @@ def main() -> None:
   batch = next(data.make_iterator(
       config.data, args.split, global_batch_size=args.batch_size, seed=0, shuffle=False,
       drop_remainder=False, process_index=0, process_count=1, max_examples=args.batch_size))
-  rows = block_rows(model, variables, batch)
-  print(bench_common.markdown_table(rows, list(rows[0])))
+  for rows in (block_rows(model, variables, batch),
+               gradient_rows(model, variables, batch, spec.target, args.top)):
+    print(bench_common.markdown_table(rows, list(rows[0])))
 
 
 if __name__ == "__main__":

@@ -196,6 +196,8 @@ def test_inspect_run_finds_a_broken_running_variance(trained_run):
   rows = inspect_run.block_rows(model, variables, batch)
   assert [row["block"] for row in rows] == blocks
   assert all(row["eval_nonfinite"] == 0 and np.isfinite(row["eval_abs_max"]) for row in rows)
+  grads = inspect_run.gradient_rows(model, variables, batch, spec.target, top=3)
+  assert len(grads) == 3 and grads[0]["grad_norm"] >= grads[-1]["grad_norm"] > 0
 
   var = variables["batch_stats"]["blocks_0"]["norm"]["batch_norm"]["var"]
   variables["batch_stats"]["blocks_0"]["norm"]["batch_norm"]["var"] = np.full_like(var, -1.0)
