@@ -65,9 +65,11 @@ def test_model_presets():
   assert (paper.model.num_layers, paper.model.d_model, paper.optimizer.weight_decay) == (
       20, 128, 0.03)
   assert paper.model.layer_config.num_levels == 3 and paper.model.block == "multires"
+  assert paper.model.layer_config.mode == "conv"
   s6 = listops.get_config("ms_ssm_s6")
   assert (s6.model.layer_config.backbone, s6.model.block, s6.model.mamba_conv_kernel) == (
       "s6", "mamba", 0)
+  assert (s6.model.layer_config.mode, s6.model.layer_config.scan_impl) == ("scan", "auto")
   s5 = listops.get_config("s5")
   assert (s5.model.layer, s5.model.layer_config.state_size, s5.model.layer_config.blocks,
           s5.model.activation, s5.optimizer.lr) == ("s5", 16, 8, "half_glu2", 3e-3)
