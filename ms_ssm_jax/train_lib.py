@@ -92,19 +92,25 @@ def loss_and_counts(logits: jax.Array, batch: dict[str, jax.Array], target: str
           "nonfinite_sum": jnp.sum(counted & ~jnp.isfinite(losses)).astype(jnp.float32)}
 
 
+def training_loss(params: Any, *, batch_stats: Any, batch: dict[str, jax.Array],
+                  model: nn.Module, target: str, dropout_key: jax.Array
+                  ) -> tuple[jax.Array, tuple[dict[str, jax.Array], Any]]:
+  """The mean loss of `batch` in training mode (batch statistics, dropout), with the metric
+  sums and the BatchNorm updates as aux; `jax.grad` of it drives `train_step`."""
+  logits, updates = model.apply({"params": params, "batch_stats": batch_stats}, batch,
+                                train=True, rngs={"dropout": dropout_key},
+                                mutable=["batch_stats"])
+  counts = loss_and_counts(logits, batch, target)
+  return counts["loss_sum"] / jnp.maximum(counts["weight_sum"], 1.0), (counts, updates)
+
+
 def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,
                tx: optax.GradientTransformation, target: str
                ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer step on a global batch; returns the new state and metric sums."""
   dropout_key = jax.random.fold_in(state.rng, state.step)
-
-  def loss_fn(params):
-    variables = {"params": params, "batch_stats": state.batch_stats}
-    logits, updates = model.apply(variables, batch, train=True, rngs={"dropout": dropout_key},
-                                  mutable=["batch_stats"])
-    counts = loss_and_counts(logits, batch, target)
-    return counts["loss_sum"] / jnp.maximum(counts["weight_sum"], 1.0), (counts, updates)
-
+  loss_fn = functools.partial(training_loss, batch_stats=state.batch_stats, batch=batch,
+                              model=model, target=target, dropout_key=dropout_key)
   grads, (counts, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
   param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
   new_state = state.replace(
@@ -328,6 +334,8 @@ class SavedModel:
 
   Attributes:
     config: the run's config (ConfigDict), with the data overrides applied.
+    spec: its task's `TaskSpec`.
+    model: the rebuilt model (`flax.linen` module).
     variables: {"params", "batch_stats"}, sharded over the devices.
     info: facts for reports: checkpoint, step, task, metric, layer, params, config.
   """
@@ -351,7 +359,7 @@ class SavedModel:
     mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "model": 1}))
     abstract = jax.eval_shape(lambda: init_variables(model, spec, jax.random.PRNGKey(0)))
     shardings = sharding.state_shardings(mesh, abstract)
-    self.config = config
+    self.config, self.spec, self.model = config, spec, model
     self.variables = load(with_shardings(abstract, shardings))
     self._evaluator = Evaluator(mesh=mesh, model=model, spec=spec, data_config=config.data,
                                 batch_size=batch_size or config.train.eval_batch_size,

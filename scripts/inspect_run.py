@@ -17,6 +17,7 @@ variance near zero, is where a non-finite evaluation loss starts.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import sys
@@ -91,19 +92,22 @@ def block_rows(model, variables, batch) -> list[dict[str, Any]]:
 
 def gradient_rows(model, variables, batch, target: str, top: int) -> list[dict[str, Any]]:
   """The `top` parameters by gradient norm of the mean loss on `batch` (training mode)."""
-
-  def loss(params):
-    logits, _ = model.apply({**variables, "params": params}, batch, train=True,
-                            rngs={"dropout": jax.random.PRNGKey(0)}, mutable=["batch_stats"])
-    counts = train_lib.loss_and_counts(logits, batch, target)
-    return counts["loss_sum"] / jnp.maximum(counts["weight_sum"], 1.0)
-
-  grads = checkpointing.tree_paths(jax.grad(loss)(variables["params"]))
+  loss = functools.partial(train_lib.training_loss, batch_stats=variables.get("batch_stats", {}),
+                           batch=batch, model=model, target=target,
+                           dropout_key=jax.random.PRNGKey(0))
+  grads = checkpointing.tree_paths(jax.grad(loss, has_aux=True)(variables["params"])[0])
   params = checkpointing.tree_paths(variables["params"])
   rows = [{"parameter": path, "grad_norm": float(np.linalg.norm(np.asarray(grad))),
            "param_norm": float(np.linalg.norm(np.asarray(params[path])))}
           for path, grad in grads.items()]
   return sorted(rows, key=lambda row: -row["grad_norm"])[:top]
+
+
+def first_batch(data_config, split: str, size: int) -> dict[str, np.ndarray]:
+  """The first `size` examples of `split`, in stored order, as one batch."""
+  return next(data.make_iterator(data_config, split, global_batch_size=size, seed=0,
+                                 shuffle=False, drop_remainder=False, process_index=0,
+                                 process_count=1, max_examples=size))
 
 
 def main() -> None:
@@ -119,9 +123,7 @@ def main() -> None:
   overrides = {"data_dir": args.data_dir} if args.data_dir else None
   saved = train_lib.SavedModel.from_checkpoint(args.workdir, prefer=args.checkpoint,
                                                data_overrides=overrides)
-  config = saved.config
-  spec = data.get_task(config.data)
-  model = model_lib.build_model(config.model, spec, precision=config.train.precision)
+  config, spec, model = saved.config, saved.spec, saved.model
   variables = jax.device_get(saved.variables)
   print(f"{saved.info['checkpoint']} (step {saved.info['step']}), task {spec.name}, "
         f"layer {config.model.layer}, {config.model.num_layers} blocks")
@@ -130,9 +132,7 @@ def main() -> None:
     print(bench_common.markdown_table(stats, list(stats[0])))
   else:
     print("no BatchNorm running statistics (norm='layer')")
-  batch = next(data.make_iterator(
-      config.data, args.split, global_batch_size=args.batch_size, seed=0, shuffle=False,
-      drop_remainder=False, process_index=0, process_count=1, max_examples=args.batch_size))
+  batch = first_batch(config.data, args.split, args.batch_size)
   for rows in (block_rows(model, variables, batch),
                gradient_rows(model, variables, batch, spec.target, args.top)):
     print(bench_common.markdown_table(rows, list(rows[0])))

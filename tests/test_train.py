@@ -183,12 +183,9 @@ def test_inspect_run_finds_a_broken_running_variance(trained_run):
 
   workdir, _ = trained_run
   saved = train_lib.SavedModel.from_checkpoint(workdir, prefer="latest")
-  spec = data.get_task(saved.config.data)
-  from ms_ssm_jax import model as model_lib  # pylint: disable=g-import-not-at-top
-  model = model_lib.build_model(saved.config.model, spec)
+  model, spec = saved.model, saved.spec
   variables = jax.device_get(saved.variables)
-  batch = next(data.make_iterator(saved.config.data, "validation", global_batch_size=4, seed=0,
-                                  shuffle=False, drop_remainder=False, max_examples=4))
+  batch = inspect_run.first_batch(saved.config.data, "validation", 4)
   blocks = [f"blocks_{i}" for i in range(saved.config.model.num_layers)]
   stats = inspect_run.running_stat_rows(variables["batch_stats"])
   assert [row["norm"].split("/")[0] for row in stats] == blocks + ["final_norm"]
