@@ -46,7 +46,8 @@ for _model, _layer in common.ms_ssm_layers(num_levels=3, kernel_size=4, state_pe
 # lr 3e-3, and at step ~300 at lr 1e-3; results/h100/listops_stability/ and
 # results/h100/accuracy_budget/call_d/). Its mixer multiplies the layer input into the stream
 # outputs, so each block is quadratic in its input; post-norm chains 20 such Jacobians, while
-# pre-norm keeps an identity path. At lr 3e-3 the pre-norm run's spike recovered.
+# pre-norm keeps an identity path. Pre-norm contains the gradient (at most 175), but in one
+# epoch the model still does not learn (results/h100/accuracy_budget/call_e/; README, ListOps).
 SETTINGS["ms_ssm"]["model.prenorm"] = True
 
 
