@@ -8,7 +8,8 @@ For G groups (MS-SSM streams) of H channels, each channel with N real states:
 where `b_t`, `c_t` are shared by the channels of a group and vary over time (S6's `B_t`, `C_t`;
 1 when omitted) and `b_ch`, `c_ch` are per-channel constants. This covers the selective case
 (Mamba's S6 with the Euler input term) and the time-invariant one (MS-SSM's s4d_real streams
-pass `delta = 1`, `a = Delta A`, `b_ch = B_bar` (ZOH) and `c_ch = C`).
+pass no delta, which stands for steps of 1, with `a = Delta A`, `b_ch = B_bar` (ZOH) and
+`c_ch = C`).
 
 The forward kernel keeps the `(H_blk, N_blk)` states of one batch element, channel block and
 state block in registers, walks the sequence in chunks of T steps (unrolled), and writes only
@@ -22,9 +23,12 @@ from that, then runs the adjoint recurrence
 back through them, emitting gradients for `u`, `delta`, `a`, `b_t`, `c_t`, `b_ch`, `c_ch`.
 Memory: the `(B, L, G, H)` inputs and outputs, the `(B, L, G, N)` projections, and `B G H N L /
 (K T)` saved states (one per K chunks; the backward recomputes the other chunks' entry states
-from them); sums over a block's states or channels are partial sums, one per block (`y`, `du`,
-`ddelta`: `(B, G, N / N_blk, L, H)`; `b_t`, `c_t` gradients: `(B, G, H / H_blk, L, N)`), added
-up by XLA. No per-step state reaches GPU memory.
+from them). Sums over a program's channels are partial sums, one per channel block (`b_t`,
+`c_t` gradients: `(B, G, H / H_blk, L, N)`), added up by XLA. Sums over states (`y`, `du`,
+`ddelta`) are partial sums `(B, G, N / N_blk, L, H)` when each state block is its own program
+(the default), and are accumulated in place when one program walks all the state blocks
+(`state_loop`: no partial sums, N / N_blk times fewer programs). No per-step state reaches GPU
+memory.
 
 Layout: time-major blocks `(L, H_blk)` and `(L, N_blk)`, states `(H_blk, N_blk)` with the states
 on the lane axis. Splitting N over programs (`block_states` < N) gives each program fewer
@@ -56,8 +60,12 @@ class KernelOptions:
     chunks_per_entry: K; the state entering every K-th chunk is saved (every K T steps), and
       the backward recomputes the other chunks' entry states from it.
     block_channels: H_blk, channels per program (a power of 2 dividing the padded H).
-    block_states: N_blk, states per program (a power of 2 dividing the padded N).
+    block_states: N_blk, states held at once (a power of 2 dividing the padded N).
+    state_loop: each program walks all N states, N_blk at a time, and accumulates y, du and
+      ddelta in place; otherwise each N_blk block is its own program and those sums are
+      partial sums over blocks, added up by XLA.
     num_warps: Triton warps per program (GPU only).
+    has_delta: whether delta is given (else 1: the time-invariant case, no ddelta).
     has_b, has_c: whether time-varying `b_t`, `c_t` are given.
     interpret: run the kernels in the Pallas interpreter (CPU tests).
   """
@@ -65,7 +73,9 @@ class KernelOptions:
   chunks_per_entry: int
   block_channels: int
   block_states: int
+  state_loop: bool
   num_warps: int
+  has_delta: bool
   has_b: bool
   has_c: bool
   interpret: bool
@@ -114,29 +124,56 @@ def _factor(v: Array | None, shape: tuple[int, int]):
 class _StepInputs(NamedTuple):
   """One step's inputs: u, delta (and dy) `(Hb,)`; b_t, c_t `(Nb,)`; None where not given."""
   u: Array
-  delta: Array
+  delta: Array | None
   b: Array | None
   c: Array | None
   dy: Array | None
 
 
-def _loader(u_ref, delta_ref, b_ref, c_ref=None, dy_ref=None):
-  """`load(t)`: step t's `_StepInputs` from the refs.
+class _Coefficients(NamedTuple):
+  """A state block's constants `(Hb, Nb)`: a, b_ch, c_ch, and exp(a) when there is no delta."""
+  a: Array
+  b_ch: Array
+  c_ch: Array
+  exp_a: Array | None
+
+
+def _coefficients(a_ref, b_ch_ref, c_ch_ref, states, has_delta: bool) -> _Coefficients:
+  a = a_ref[:, states]
+  return _Coefficients(a, b_ch_ref[:, states], c_ch_ref[:, states],
+                       None if has_delta else jnp.exp(a))
+
+
+def _loader(states, u_ref, delta_ref, b_ref, c_ref=None, dy_ref=None):
+  """`load(t)`: step t's `_StepInputs` from the refs, b_t and c_t restricted to `states`.
 
   The kernels load a whole chunk's steps before its math and stores: a compiler that cannot
   prove two refs disjoint keeps a load after a store to another output, so per-step loads
   would each wait out a memory round trip (not yet timed against that order on a GPU).
   """
   maybe = lambda ref, t: None if ref is None else ref[t]
-  return lambda t: _StepInputs(u_ref[t], delta_ref[t], maybe(b_ref, t), maybe(c_ref, t),
-                               maybe(dy_ref, t))
+  maybe_states = lambda ref, t: None if ref is None else ref[t, states]
+  return lambda t: _StepInputs(u_ref[t], maybe(delta_ref, t), maybe_states(b_ref, t),
+                               maybe_states(c_ref, t), maybe(dy_ref, t))
 
 
-def _next_state(x: Array, step: _StepInputs, a: Array, b_ch: Array) -> Array:
+def _decay(step: _StepInputs, coef: _Coefficients) -> Array:
+  """`exp(delta_t a)` `(Hb, Nb)`; `exp(a)` without delta."""
+  if step.delta is None:
+    return coef.exp_a
+  return jnp.exp(_column(step.delta, coef.a.shape) * coef.a)
+
+
+def _scaled_input(step: _StepInputs) -> Array:
+  """`delta_t u_t` `(Hb,)`; `u_t` without delta."""
+  return step.u if step.delta is None else step.delta * step.u
+
+
+def _next_state(x: Array, step: _StepInputs, coef: _Coefficients) -> Array:
   """`x_t` from `x_{t-1}` (the recurrence of the module docstring)."""
-  shape = a.shape
-  drive = _column(step.delta * step.u, shape) * b_ch * _factor(step.b, shape)
-  return jnp.exp(_column(step.delta, shape) * a) * x + drive
+  shape = coef.a.shape
+  drive = _column(_scaled_input(step), shape) * coef.b_ch * _factor(step.b, shape)
+  return _decay(step, coef) * x + drive
 
 
 def _div(index, divisor: int):
@@ -144,98 +181,149 @@ def _div(index, divisor: int):
   return jax.lax.div(index, jax.lax.convert_element_type(divisor, index.dtype))
 
 
+def _write(ref, index, value: Array, accumulate: bool) -> None:
+  """`ref[index] = value`, or `+= value` when an earlier state block wrote it."""
+  ref[index] = ref[index] + value if accumulate else value
+
+
+def _over_state_blocks(run, num_states: int, options: KernelOptions) -> None:
+  """Calls `run(states, accumulate)` for the program's states.
+
+  Without `state_loop`, once for all of them (`states` a full slice). With it, once per
+  `N_blk` slice (`pl.ds`): the first pass writes the sums over states (y, du, ddelta), the
+  others add to them.
+  """
+  block = options.block_states
+  if not options.state_loop or num_states == block:
+    run(slice(None), False)
+    return
+  run(pl.ds(0, block), False)
+
+  def later_block(n, carry):
+    run(pl.ds(n * block, block), True)
+    return carry
+
+  jax.lax.fori_loop(1, num_states // block, later_block, 0)
+
+
+def _split_refs(refs, options: KernelOptions):
+  """`(u, delta, a, b_ch, c_ch, b, c)` input refs (None where not given), and the rest."""
+  refs = list(refs)
+  u_ref = refs.pop(0)
+  delta_ref = refs.pop(0) if options.has_delta else None
+  a_ref, b_ch_ref, c_ch_ref = refs.pop(0), refs.pop(0), refs.pop(0)
+  b_ref = refs.pop(0) if options.has_b else None
+  c_ref = refs.pop(0) if options.has_c else None
+  return (u_ref, delta_ref, a_ref, b_ch_ref, c_ch_ref, b_ref, c_ref), refs
+
+
 def _forward_kernel(*refs, options: KernelOptions):
-  u_ref, delta_ref, a_ref, b_ch_ref, c_ch_ref, *rest = refs
-  b_ref = rest.pop(0) if options.has_b else None
-  c_ref = rest.pop(0) if options.has_c else None
-  y_ref, entry_ref = rest
-  a, b_ch, c_ch = a_ref[...], b_ch_ref[...], c_ch_ref[...]
-  shape, chunk, per_entry = a.shape, options.chunk, options.chunks_per_entry
-  load = _loader(u_ref, delta_ref, b_ref, c_ref)
+  inputs, (y_ref, entry_ref) = _split_refs(refs, options)
+  u_ref, delta_ref, a_ref, b_ch_ref, c_ch_ref, b_ref, c_ref = inputs
+  chunk, per_entry = options.chunk, options.chunks_per_entry
 
-  def chunk_body(index, x):
-    steps = [load(index * chunk + s) for s in range(chunk)]
-    for s, step in enumerate(steps):
-      x = _next_state(x, step, a, b_ch)
-      y_ref[index * chunk + s] = jnp.sum(x * c_ch * _factor(step.c, shape), axis=1)
-    return x
+  def state_block_pass(states, accumulate: bool):
+    coef = _coefficients(a_ref, b_ch_ref, c_ch_ref, states, options.has_delta)
+    shape = coef.a.shape
+    load = _loader(states, u_ref, delta_ref, b_ref, c_ref)
 
-  def segment_body(segment, x):  # saves the state entering each run of `per_entry` chunks
-    entry_ref[segment] = x
-    if per_entry == 1:
-      return chunk_body(segment, x)
-    return jax.lax.fori_loop(segment * per_entry, (segment + 1) * per_entry, chunk_body, x)
+    def chunk_body(index, x):
+      steps = [load(index * chunk + s) for s in range(chunk)]
+      for s, step in enumerate(steps):
+        x = _next_state(x, step, coef)
+        _write(y_ref, index * chunk + s,
+               jnp.sum(x * coef.c_ch * _factor(step.c, shape), axis=1), accumulate)
+      return x
 
-  num_segments = entry_ref.shape[0]
-  jax.lax.fori_loop(0, num_segments, segment_body, jnp.zeros(shape, jnp.float32))
+    def segment_body(segment, x):  # saves the state entering each run of `per_entry` chunks
+      entry_ref[segment, :, states] = x
+      if per_entry == 1:
+        return chunk_body(segment, x)
+      return jax.lax.fori_loop(segment * per_entry, (segment + 1) * per_entry, chunk_body, x)
+
+    num_segments = entry_ref.shape[0]
+    jax.lax.fori_loop(0, num_segments, segment_body, jnp.zeros(shape, jnp.float32))
+
+  _over_state_blocks(state_block_pass, a_ref.shape[-1], options)
 
 
 def _backward_kernel(*refs, options: KernelOptions):
-  u_ref, delta_ref, a_ref, b_ch_ref, c_ch_ref, *rest = refs
-  b_ref = rest.pop(0) if options.has_b else None
-  c_ref = rest.pop(0) if options.has_c else None
-  entry_ref, dy_ref, du_ref, ddelta_ref, da_ref, db_ch_ref, dc_ch_ref, *rest = rest
+  inputs, rest = _split_refs(refs, options)
+  u_ref, delta_ref, a_ref, b_ch_ref, c_ch_ref, b_ref, c_ref = inputs
+  entry_ref, dy_ref, du_ref, *rest = rest
+  ddelta_ref = rest.pop(0) if options.has_delta else None
+  da_ref, db_ch_ref, dc_ch_ref, *rest = rest
   db_ref = rest.pop(0) if options.has_b else None
   dc_ref = rest.pop(0) if options.has_c else None
-  a, b_ch, c_ch = a_ref[...], b_ch_ref[...], c_ch_ref[...]
-  shape, chunk, per_entry = a.shape, options.chunk, options.chunks_per_entry
+  chunk, per_entry = options.chunk, options.chunks_per_entry
   num_chunks = u_ref.shape[0] // chunk
-  load = _loader(u_ref, delta_ref, b_ref, c_ref, dy_ref)
-  load_recurrence = _loader(u_ref, delta_ref, b_ref)
 
-  def chunk_entry(index):
-    """The state entering chunk `index`, recomputed from the saved state of its segment."""
-    if per_entry == 1:
-      return entry_ref[index]
-    segment = _div(index, per_entry)
+  def state_block_pass(states, accumulate: bool):
+    coef = _coefficients(a_ref, b_ch_ref, c_ch_ref, states, options.has_delta)
+    shape = coef.a.shape
+    load = _loader(states, u_ref, delta_ref, b_ref, c_ref, dy_ref)
+    load_recurrence = _loader(states, u_ref, delta_ref, b_ref)
 
-    def advance(j, x):
-      for step in [load_recurrence(j * chunk + s) for s in range(chunk)]:
-        x = _next_state(x, step, a, b_ch)
-      return x
+    def chunk_entry(index):
+      """The state entering chunk `index`, recomputed from the saved state of its segment."""
+      if per_entry == 1:
+        return entry_ref[index, :, states]
+      segment = _div(index, per_entry)
 
-    return jax.lax.fori_loop(segment * per_entry, index, advance, entry_ref[segment])
+      def advance(j, x):
+        for step in [load_recurrence(j * chunk + s) for s in range(chunk)]:
+          x = _next_state(x, step, coef)
+        return x
 
-  def chunk_body(k, carry):
-    g_next, da, db_ch, dc_ch = carry  # g_next = exp(delta_{t+1} a) g_{t+1}: the adjoint carry
-    index = num_chunks - 1 - k
-    steps = [load(index * chunk + s) for s in range(chunk)]
-    states = [chunk_entry(index)]
-    for step in steps:  # recompute the chunk's states from its entry state
-      states.append(_next_state(states[-1], step, a, b_ch))
-    for s in reversed(range(chunk)):
-      t, step = index * chunk + s, steps[s]
-      u, delta = step.u, step.delta
-      b_t, c_t = _factor(step.b, shape), _factor(step.c, shape)
-      x, x_prev = states[s + 1], states[s]
-      dy = _column(step.dy, shape)
-      dy_x = dy * x
-      g = g_next + dy * c_ch * c_t  # dL/dx_t
-      # Readout: y_t = sum_n c_t c_ch x_t.
-      dc_ch = dc_ch + dy_x * c_t
-      if dc_ref is not None:
-        dc_ref[t] = jnp.sum(dy_x * c_ch, axis=0)
-      # Input term: delta_t u_t b_t b_ch.
-      g_in = jnp.sum(g * b_ch * b_t, axis=1)  # (Hb,)
-      g_scaled = g * _column(delta * u, shape)
-      db_ch = db_ch + g_scaled * b_t
-      if db_ref is not None:
-        db_ref[t] = jnp.sum(g_scaled * b_ch, axis=0)
-      # Decay exp(delta_t a): dL/d(delta_t a) = g_t x_{t-1} exp(delta_t a). Recomputed
-      # rather than kept from the loop above, which would hold T more tiles in registers.
-      decay = jnp.exp(_column(delta, shape) * a)
-      g_exponent = g * x_prev * decay
-      da = da + g_exponent * _column(delta, shape)
-      du_ref[t] = g_in * delta
-      ddelta_ref[t] = g_in * u + jnp.sum(g_exponent * a, axis=1)
-      g_next = decay * g
-    return g_next, da, db_ch, dc_ch
+      return jax.lax.fori_loop(segment * per_entry, index, advance,
+                               entry_ref[segment, :, states])
 
-  zeros = jnp.zeros(shape, jnp.float32)
-  _, da, db_ch, dc_ch = jax.lax.fori_loop(0, num_chunks, chunk_body, (zeros,) * 4)
-  da_ref[...] = da
-  db_ch_ref[...] = db_ch
-  dc_ch_ref[...] = dc_ch
+    def chunk_body(k, carry):
+      g_next, da, db_ch, dc_ch = carry  # g_next = exp(delta_{t+1} a) g_{t+1}: the adjoint carry
+      index = num_chunks - 1 - k
+      steps = [load(index * chunk + s) for s in range(chunk)]
+      x_states = [chunk_entry(index)]
+      for step in steps:  # recompute the chunk's states from its entry state
+        x_states.append(_next_state(x_states[-1], step, coef))
+      for s in reversed(range(chunk)):
+        t, step = index * chunk + s, steps[s]
+        b_t, c_t = _factor(step.b, shape), _factor(step.c, shape)
+        x, x_prev = x_states[s + 1], x_states[s]
+        dy = _column(step.dy, shape)
+        dy_x = dy * x
+        g = g_next + dy * coef.c_ch * c_t  # dL/dx_t
+        # Readout: y_t = sum_n c_t c_ch x_t.
+        dc_ch = dc_ch + dy_x * c_t
+        if dc_ref is not None:
+          dc_ref[t, states] = jnp.sum(dy_x * coef.c_ch, axis=0)
+        # Input term: delta_t u_t b_t b_ch.
+        g_in = jnp.sum(g * coef.b_ch * b_t, axis=1)  # (Hb,)
+        g_scaled = g * _column(_scaled_input(step), shape)
+        db_ch = db_ch + g_scaled * b_t
+        if db_ref is not None:
+          db_ref[t, states] = jnp.sum(g_scaled * coef.b_ch, axis=0)
+        # Decay exp(delta_t a): dL/d(delta_t a) = g_t x_{t-1} exp(delta_t a). Recomputed
+        # rather than kept from the loop above, which would hold T more tiles in registers.
+        decay = _decay(step, coef)
+        g_exponent = g * x_prev * decay
+        if step.delta is None:
+          da = da + g_exponent
+          _write(du_ref, t, g_in, accumulate)
+        else:
+          da = da + g_exponent * _column(step.delta, shape)
+          _write(du_ref, t, g_in * step.delta, accumulate)
+          _write(ddelta_ref, t, g_in * step.u + jnp.sum(g_exponent * coef.a, axis=1),
+                 accumulate)
+        g_next = decay * g
+      return g_next, da, db_ch, dc_ch
+
+    zeros = jnp.zeros(shape, jnp.float32)
+    _, da, db_ch, dc_ch = jax.lax.fori_loop(0, num_chunks, chunk_body, (zeros,) * 4)
+    da_ref[:, states] = da
+    db_ch_ref[:, states] = db_ch
+    dc_ch_ref[:, states] = dc_ch
+
+  _over_state_blocks(state_block_pass, a_ref.shape[-1], options)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -254,11 +342,12 @@ def _specs(batch: int, length: int, groups: int, channels: int, states: int,
   """Grid and block specs shared by both kernels.
 
   One program per (batch element, group, channel block h, state block n); the last grid axis
-  enumerates the (h, n) pairs, n fastest.
+  enumerates the (h, n) pairs, n fastest. With `state_loop` there is one state block of all
+  the states (the program walks them in N_blk slices).
   """
   sq = pl.squeezed
-  hb, nb = options.block_channels, options.block_states
-  state_blocks = states // nb
+  state_blocks = _grid_state_blocks(states, options)
+  hb, nb = options.block_channels, states // state_blocks
   grid = (batch, groups, (channels // hb) * state_blocks)
 
   def spec(block_shape, index):
@@ -281,10 +370,12 @@ def _specs(batch: int, length: int, groups: int, channels: int, states: int,
 
 
 def _operands(spec, u, delta, a, b_ch, c_ch, b, c) -> tuple[list[Array], list[pl.BlockSpec]]:
-  """The inputs both kernels read first, and their block specs (b, c only when given)."""
+  """The inputs both kernels read first, and their block specs (delta, b, c only when given)."""
+  sequences = [x for x in (u, delta) if x is not None]
   projections = [x for x in (b, c) if x is not None]
-  inputs = [u, delta, a, b_ch, c_ch] + projections
-  in_specs = [spec["seq"]] * 2 + [spec["chan"]] * 3 + [spec["proj"]] * len(projections)
+  inputs = sequences + [a, b_ch, c_ch] + projections
+  in_specs = ([spec["seq"]] * len(sequences) + [spec["chan"]] * 3
+              + [spec["proj"]] * len(projections))
   return inputs, in_specs
 
 
@@ -295,15 +386,20 @@ def _compiler_params(options: KernelOptions):
   return plgpu.CompilerParams(num_warps=options.num_warps, num_stages=1)
 
 
+def _grid_state_blocks(states: int, options: KernelOptions) -> int:
+  """State blocks on the grid: Np / N_blk, or 1 with `state_loop`."""
+  return 1 if options.state_loop else states // options.block_states
+
+
 def _state_partial_shape(u: Array, states: int, options: KernelOptions) -> jax.ShapeDtypeStruct:
-  """`(B, G, Np / N_blk, Lp, Hp)`: one partial sum over states per state block."""
+  """`(B, G, grid state blocks, Lp, Hp)`: one partial sum over states per grid state block."""
   batch, groups, length, channels = u.shape
-  return jax.ShapeDtypeStruct((batch, groups, states // options.block_states, length, channels),
-                              jnp.float32)
+  return jax.ShapeDtypeStruct(
+      (batch, groups, _grid_state_blocks(states, options), length, channels), jnp.float32)
 
 
 def _forward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c):
-  """`(y partials (B, G, Np / N_blk, Lp, Hp), entry states (B, G, Lp / T, Hp, Np))`."""
+  """`(y partials (B, G, grid state blocks, Lp, Hp), entry states (B, G, Lp / T, Hp, Np))`."""
   batch, groups, length, channels = u.shape
   states = a.shape[-1]
   grid, spec = _specs(batch, length, groups, channels, states, options)
@@ -321,9 +417,9 @@ def _forward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c):
 
 
 def _backward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c, entries, dy):
-  """Gradients: per-state-block du, ddelta `(B, G, Np / N_blk, Lp, Hp)`; per-batch da, db_ch,
-  dc_ch `(B, G, Hp, Np)`; per-channel-block db, dc `(B, G, Hp / H_blk, Lp, Np)` (only for the
-  given b, c)."""
+  """Gradients: per-grid-state-block du, ddelta `(B, G, grid state blocks, Lp, Hp)` (ddelta
+  only for a given delta); per-batch da, db_ch, dc_ch `(B, G, Hp, Np)`; per-channel-block db,
+  dc `(B, G, Hp / H_blk, Lp, Np)` (only for the given b, c)."""
   batch, groups, length, channels = u.shape
   states = a.shape[-1]
   grid, spec = _specs(batch, length, groups, channels, states, options)
@@ -334,9 +430,10 @@ def _backward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c, entrie
   per_batch = jax.ShapeDtypeStruct((batch, groups, channels, states), jnp.float32)
   partial_shape = jax.ShapeDtypeStruct(
       (batch, groups, channels // options.block_channels, length, states), jnp.float32)
-  out_shape = ((_state_partial_shape(u, states, options),) * 2 + (per_batch,) * 3
+  num_sequences = 1 + int(delta is not None)
+  out_shape = ((_state_partial_shape(u, states, options),) * num_sequences + (per_batch,) * 3
                + (partial_shape,) * num_partial)
-  out_specs = ((spec["seq_partial"],) * 2 + (spec["chan_per_batch"],) * 3
+  out_specs = ((spec["seq_partial"],) * num_sequences + (spec["chan_per_batch"],) * 3
                + (spec["proj_partial"],) * num_partial)
   return pl.pallas_call(
       functools.partial(_backward_kernel, options=options), grid=grid, in_specs=in_specs,
@@ -357,11 +454,12 @@ def _fused_scan_forward(options, u, delta, a, b_ch, c_ch, b, c):
 
 def _fused_scan_backward(options, residuals, dy):
   u, delta, a, b_ch, c_ch, b, c, entries = residuals
-  du, ddelta, da, db_ch, dc_ch, *partials = _backward_call(
-      options, u, delta, a, b_ch, c_ch, b, c, entries, dy)
+  du, *rest = _backward_call(options, u, delta, a, b_ch, c_ch, b, c, entries, dy)
+  ddelta = rest.pop(0).sum(axis=2) if delta is not None else None
+  da, db_ch, dc_ch, *partials = rest
   db = partials.pop(0).sum(axis=2) if b is not None else None
   dc = partials.pop(0).sum(axis=2) if c is not None else None
-  return du.sum(2), ddelta.sum(2), da.sum(0), db_ch.sum(0), dc_ch.sum(0), db, dc
+  return du.sum(2), ddelta, da.sum(0), db_ch.sum(0), dc_ch.sum(0), db, dc
 
 
 _fused_scan.defvjp(_fused_scan_forward, _fused_scan_backward)
@@ -374,13 +472,13 @@ _fused_scan.defvjp(_fused_scan_forward, _fused_scan_backward)
 def _check_shapes(u, delta, a, b, c, b_channel, c_channel) -> None:
   if u.ndim != 4:
     raise ValueError(f"u must have shape (B, L, G, H); got {u.shape}")
-  if delta.shape != u.shape:
+  if delta is not None and delta.shape != u.shape:
     raise ValueError(f"delta must have the shape of u {u.shape}; got {delta.shape}")
   groups, channels = u.shape[2:]
   if a.ndim != 3 or a.shape[:2] != (groups, channels):
     raise ValueError(f"a must have shape (G, H, N) = ({groups}, {channels}, N); got {a.shape}")
   for name, x in (("a", a), ("u", u), ("delta", delta)):
-    if jnp.iscomplexobj(x):
+    if x is not None and jnp.iscomplexobj(x):
       raise ValueError(f"the fused selective scan supports real states only; {name} is complex "
                        "(use the associative scan for complex backbones)")
   for name, x in (("b_channel", b_channel), ("c_channel", c_channel)):
@@ -394,7 +492,7 @@ def _check_shapes(u, delta, a, b, c, b_channel, c_channel) -> None:
 
 def selective_scan(
     u: Array,
-    delta: Array,
+    delta: Array | None,
     a: Array,
     *,
     b: Array | None = None,
@@ -406,6 +504,7 @@ def selective_scan(
     chunks_per_entry: int = 1,
     block_channels: int | None = None,
     block_states: int | None = None,
+    state_loop: bool = False,
     num_warps: int = 2,
     interpret: bool | None = None,
 ) -> Array:
@@ -413,7 +512,8 @@ def selective_scan(
 
   Args:
     u: `(B, L, G, H)` inputs, G groups (streams) of H channels.
-    delta: `(B, L, G, H)` positive steps.
+    delta: `(B, L, G, H)` positive steps, or None: steps of 1 (the time-invariant case with
+      `a` the discretized `Delta A`), with no ddelta computed and no steps read.
     a: `(G, H, N)` real continuous-time eigenvalues (negative).
     b, c: `(B, L, G, N)` time-varying input/readout projections shared by a group's channels,
       or None (1).
@@ -424,9 +524,12 @@ def selective_scan(
       floats) and the backward recomputes each chunk's entry state from its segment's, about
       (K - 1) / 2 more chunk recomputations per chunk. At most the number of chunks.
     block_channels: channels per program, a power of 2 (default from `default_block`).
-    block_states: states per program, a power of 2 no larger than N rounded up to a power of 2
+    block_states: states held at once, a power of 2 no larger than N rounded up to a power of 2
       (default from `default_block`). TPU tiling wants all of them or a multiple of 128, and
       `block_channels` a multiple of 128.
+    state_loop: one program per channel block walks all the states, `block_states` at a
+      time, accumulating y, du and ddelta in place: no `(B, G, N / N_blk, L, H)` partial sums,
+      N / N_blk times fewer programs. Otherwise each state block is its own program.
     num_warps: Triton warps per program (GPU).
     interpret: run in the Pallas interpreter; default: on the CPU backend only.
 
@@ -453,16 +556,16 @@ def selective_scan(
     interpret = jax.default_backend() == "cpu"
   options = KernelOptions(chunk=chunk, chunks_per_entry=chunks_per_entry,
                           block_channels=block_channels,
-                          block_states=block_states, num_warps=num_warps,
-                          has_b=b is not None, has_c=c is not None, interpret=interpret)
+                          block_states=block_states, state_loop=state_loop,
+                          num_warps=num_warps, has_delta=delta is not None, has_b=b is not None, has_c=c is not None, interpret=interpret)
 
   f32 = lambda x: None if x is None else jnp.asarray(x, jnp.float32)
   u, delta, a, b, c = map(f32, (u, delta, a, b, c))
   b_channel = jnp.ones_like(a) if b_channel is None else f32(b_channel)
   c_channel = jnp.ones_like(a) if c_channel is None else f32(c_channel)
-  # Group-major, time reversed for a reverse scan. Padded steps have delta = 0 (decay 1, no
-  # input), so they leave the state unchanged; padded channels and states have zero input and
-  # readout factors.
+  # Group-major, time reversed for a reverse scan. Padded steps come after the last one and
+  # have no input (and delta = 0: decay 1), so no valid output or gradient sees them; padded
+  # channels and states have zero input and readout factors.
   pad_length = -length % (chunk * chunks_per_entry)
   pad_channels = -channels % block_channels
   pad_states = _next_power_of_2(num_states) - num_states

@@ -164,7 +164,7 @@ def _timed_row(row: dict, fns: dict, args: tuple, repeats: int) -> dict:
 
 
 def bench_kernels(batch: int, length: int, width: int, levels: int, states: list[int],
-                  repeats: int, block_options: list[tuple[int, int, int, int, int]],
+                  repeats: int, block_options: list[tuple[int, ...]],
                   only: list[str]) -> list[dict]:
   rows = []
   rng = jax.random.PRNGKey(0)
@@ -194,21 +194,22 @@ def bench_kernels(batch: int, length: int, width: int, levels: int, states: list
               jax.random.normal(keys[2], (batch, length, groups, n)),
               jax.random.normal(keys[3], (batch, length, groups, n)))
     timed = set()
-    for chunk, block, state_block, per_entry, warps in block_options:
+    for chunk, block, state_block, per_entry, warps, *loop in block_options:
       state_block = min(state_block or n, n)  # 0 (or more than N): all states in one program
-      shape = (chunk, block, state_block, per_entry, warps)
+      state_loop = bool(loop and loop[0]) and state_block < n
+      shape = (chunk, block, state_block, per_entry, warps, state_loop)
       if shape in timed:
         continue
       timed.add(shape)
       scan_fn = functools.partial(pallas_scan.selective_scan, chunk=chunk, block_channels=block,
                                   block_states=state_block, chunks_per_entry=per_entry,
-                                  num_warps=warps)
+                                  num_warps=warps, state_loop=state_loop)
       kernel = lambda u, d, a, b, c: scan_fn(u, d, a, b=b, c=c)
       fns = {"fwd": kernel,
              "fwd+bwd": jax.grad(lambda *x: jnp.sum(kernel(*x) ** 2), argnums=(0, 1, 2, 3, 4))}
       row = {"what": "bare kernel",
              "variant": f"T={chunk} H_blk={block} N_blk={state_block} K={per_entry} "
-                        f"warps={warps}", "N": n,
+                        f"warps={warps}" + (" state loop" if state_loop else ""), "N": n,
              "B": batch, "L": length, "H": width, "streams": groups}
       rows.append(_timed_row(row, fns, inputs, repeats))
   return rows
@@ -232,8 +233,9 @@ def main() -> None:
                       default="8x16x0x1x4,8x32x0x1x4,8x16x32x1x4,8x32x32x1x4,8x64x16x1x4,"
                               "8x32x16x1x2,8x16x64x1x4,16x32x32x1x4,8x16x0x4x4,8x32x32x4x4,"
                               "8x32x32x16x4",
-                      help="kernels: bare-kernel shapes TxH_blkxN_blkxKxwarps to time "
-                           "(N_blk 0: all N states in one program; K: chunks per saved state)")
+                      help="kernels: bare-kernel shapes TxH_blkxN_blkxKxwarps[x1] to time "
+                           "(N_blk 0: all N states in one program; K: chunks per saved state; "
+                           "a trailing x1: one program walks all state blocks, state_loop)")
   parser.add_argument("--repeats", type=int, default=20)
   parser.add_argument("--block_sizes", default="8,16,32", help="blocked-scan variants to time")
   args = parser.parse_args()
@@ -245,8 +247,9 @@ def main() -> None:
     columns = ["L", "B", "P", "variant", "ms", "floor_ms", "fraction_of_floor", "temp_GB"]
   elif args.section == "kernels":
     blocks = [tuple(int(v) for v in b.split("x")) for b in args.kernel_blocks.split(",") if b]
-    if any(len(shape) != 5 for shape in blocks):
-      parser.error(f"--kernel_blocks takes TxH_blkxN_blkxKxwarps shapes; got {args.kernel_blocks}")
+    if any(len(shape) not in (5, 6) for shape in blocks):
+      parser.error(f"--kernel_blocks takes TxH_blkxN_blkxKxwarps[x1] shapes; got "
+                   f"{args.kernel_blocks}")
     rows = bench_kernels(args.batch, lengths[0], args.width, args.levels,
                          [int(v) for v in args.states.split(",")], args.repeats, blocks,
                          [v for v in args.only.split(",") if v])

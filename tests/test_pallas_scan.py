@@ -6,6 +6,7 @@ kernels for platforms this machine lacks: Triton (GPU) and Mosaic (TPU).
 """
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -53,6 +54,10 @@ CASES = [  # (shape kwargs, kernel options): padding of L, H and N, several chun
     (dict(channels=3, states=6), dict(chunk=5, block_channels=2, block_states=4)),
     (dict(length=37), dict(chunk=3, chunks_per_entry=4)),  # 13 chunks, saved states every 4
     (dict(length=16), dict(chunk=2, chunks_per_entry=100)),  # K capped at the 8 chunks
+    # One program walks the state blocks: 3 padded to 4 states in blocks of 2; 8 in blocks of 4.
+    (dict(length=37, states=3), dict(chunk=3, block_states=2, state_loop=True)),
+    (dict(length=16, channels=8, states=8), dict(chunk=4, chunks_per_entry=2, block_states=4,
+                                                 block_channels=4, state_loop=True)),
 ]
 
 
@@ -88,6 +93,61 @@ def test_gradients_match_float64_reference(x64, reverse, shape, options):
   for name, grad, want in zip(ARG_NAMES, grads, expected):
     assert grad.shape == want.shape, name
     assert relative_error(grad, want) < 1e-4, name
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("options", [dict(chunk=4, block_channels=2),
+                                     dict(chunk=3, block_states=2, state_loop=True)])
+def test_without_delta_matches_unit_steps(x64, reverse, options):
+  """`delta=None` (the time-invariant streams) is the recurrence with delta = 1: outputs and
+  the gradients of every other input."""
+  inputs = random_inputs(10, length=17)
+  unit_steps = np.ones_like(inputs["delta"])
+  weights = np.random.default_rng(11).normal(size=inputs["u"].shape)
+  names = tuple(name for name in ARG_NAMES if name != "delta")
+
+  def loss(scan_fn, *args):
+    return jnp.sum(weights * scan_fn(dict(zip(names, args))))
+
+  fused_no_delta = lambda i: fused(dict(i, delta=None), reverse=reverse, **options)
+  sequential = lambda i: reference.sequential_selective_scan(**i, delta=unit_steps,
+                                                             reverse=reverse)
+  args = [inputs[name] for name in names]
+  without_delta = dict(zip(names, args))
+  assert relative_error(fused_no_delta(without_delta), sequential(without_delta)) < 1e-5
+  argnums = tuple(range(len(names)))
+  grads = jax.grad(lambda *x: loss(fused_no_delta, *x), argnums=argnums)(*args)
+  expected = jax.grad(lambda *x: loss(sequential, *x), argnums=argnums)(*args)
+  for name, grad, want in zip(names, grads, expected):
+    assert relative_error(grad, want) < 1e-4, name
+
+
+def _pallas_output_shapes(fn, *args) -> list[tuple[int, ...]]:
+  """Shapes of every output of every pallas_call in `fn`'s jaxpr (the custom_vjp included)."""
+  shapes = []
+
+  def visit(jaxpr):
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name == "pallas_call":
+        shapes.extend(tuple(v.aval.shape) for v in eqn.outvars)
+      for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+        visit(sub)
+
+  visit(jax.make_jaxpr(fn)(*args).jaxpr)
+  return shapes
+
+
+@pytest.mark.parametrize("state_loop,state_blocks", [(False, 4), (True, 1)])
+def test_state_loop_drops_the_partial_sums(state_loop, state_blocks):
+  """Per-state-block partial sums of y, du and ddelta `(B, G, N / N_blk, L, H)`: 4 blocks of 2
+  states as programs of their own, 1 with the state loop."""
+  inputs = random_inputs(12, length=16, channels=4, states=8)
+  options = dict(chunk=4, block_channels=4, block_states=2, state_loop=state_loop)
+  grad = jax.grad(lambda u: jnp.sum(fused(dict(inputs, u=u), **options)))
+  sequence_outputs = [s for s in _pallas_output_shapes(grad, inputs["u"])
+                      if s[-2:] == (16, 4) and len(s) == 5]
+  assert len(sequence_outputs) == 3  # y; du and ddelta
+  assert all(s == (2, 3, state_blocks, 16, 4) for s in sequence_outputs)
 
 
 def test_matches_associative_scan_of_the_same_coefficients(x64):
@@ -168,18 +228,20 @@ def test_default_blocks():
   assert pallas_scan.default_block(5, 6, "tpu") == (8, 128, 8)
 
 
-@pytest.mark.parametrize("states,block_states,chunks_per_entry", [(16, None, 1), (256, 128, 4)])
-def test_kernels_lower_for_tpu(monkeypatch, states, block_states, chunks_per_entry):
-  """Both kernels pass the Mosaic (TPU) lowering with the TPU default blocks and with a state
-  block; not run on a TPU."""
+@pytest.mark.parametrize("states,block_states,chunks_per_entry,state_loop,has_delta", [
+    (16, None, 1, False, True), (256, 128, 4, False, True), (256, 128, 1, True, False)])
+def test_kernels_lower_for_tpu(monkeypatch, states, block_states, chunks_per_entry, state_loop,
+                               has_delta):
+  """Both kernels pass the Mosaic (TPU) lowering with the TPU default blocks, with a state
+  block, and with the state loop and no delta; not run on a TPU."""
   monkeypatch.setattr(pallas_scan.jax, "default_backend", lambda: "tpu")  # TPU defaults
   shapes = [(2, 64, 2, 128)] * 2 + [(2, 128, states)] + [(2, 64, 2, states)] * 2
   args = [jax.ShapeDtypeStruct(shape, jnp.float32) for shape in shapes]
 
   def forward(u, delta, a, b, c):
-    return pallas_scan.selective_scan(u, delta, a, b=b, c=c, interpret=False,
-                                      block_states=block_states,
-                                      chunks_per_entry=chunks_per_entry)
+    return pallas_scan.selective_scan(u, delta if has_delta else None, a, b=b, c=c,
+                                      interpret=False, block_states=block_states,
+                                      chunks_per_entry=chunks_per_entry, state_loop=state_loop)
 
   backward = jax.grad(lambda *x: forward(*x).sum(), argnums=tuple(range(5)))
   for fn in (forward, backward):
@@ -187,17 +249,19 @@ def test_kernels_lower_for_tpu(monkeypatch, states, block_states, chunks_per_ent
     assert "tpu_custom_call" in lowered.as_text()
 
 
-@pytest.mark.parametrize("block_states,chunks_per_entry", [(16, 1), (8, 4)])
-def test_kernels_lower_to_triton(monkeypatch, block_states, chunks_per_entry):
+@pytest.mark.parametrize("block_states,chunks_per_entry,state_loop,has_delta", [
+    (16, 1, False, True), (8, 4, False, True), (4, 1, True, False), (4, 4, True, True)])
+def test_kernels_lower_to_triton(monkeypatch, block_states, chunks_per_entry, state_loop,
+                                 has_delta):
   """Both kernels pass the Pallas-to-Triton lowering (what a GPU compiles) on any machine."""
   monkeypatch.setattr(pallas_scan.jax, "default_backend", lambda: "gpu")  # Triton params
   shapes = [(2, 64, 2, 32)] * 2 + [(2, 32, 16)] + [(2, 64, 2, 16)] * 2
   args = [jax.ShapeDtypeStruct(shape, jnp.float32) for shape in shapes]
 
   def forward(u, delta, a, b, c):
-    return pallas_scan.selective_scan(u, delta, a, b=b, c=c, interpret=False,
-                                      block_states=block_states,
-                                      chunks_per_entry=chunks_per_entry)
+    return pallas_scan.selective_scan(u, delta if has_delta else None, a, b=b, c=c,
+                                      interpret=False, block_states=block_states,
+                                      chunks_per_entry=chunks_per_entry, state_loop=state_loop)
 
   backward = jax.grad(lambda *x: forward(*x).sum(), argnums=tuple(range(5)))
   for fn in (forward, backward):
