@@ -177,16 +177,16 @@ def test_remat_gives_the_same_params_outputs_and_gradients(block):
   batch = random_batch(CONTINUOUS, jax.random.key(1))
   plain = model_lib.build_model(cfg, CONTINUOUS)
   remat = model_lib.build_model(cfg, CONTINUOUS, remat=True)
-  variables = plain.init(jax.random.key(0), batch)
+  variables = jax.jit(plain.init)(jax.random.key(0), batch)
   assert jax.tree.structure(variables) == jax.tree.structure(
-      remat.init(jax.random.key(0), batch))
+      jax.eval_shape(remat.init, jax.random.key(0), batch))
 
   def loss(model, params):
     logits, _ = model.apply({**variables, "params": params}, batch, train=True,
                             rngs={"dropout": jax.random.key(2)}, mutable=["batch_stats"])
     return jnp.sum(logits**2)
 
-  value, grads = jax.value_and_grad(lambda p: loss(plain, p))(variables["params"])
+  value, grads = jax.jit(jax.value_and_grad(lambda p: loss(plain, p)))(variables["params"])
   value_remat, grads_remat = jax.jit(jax.value_and_grad(lambda p: loss(remat, p)))(
       variables["params"])
   np.testing.assert_allclose(value_remat, value, rtol=1e-5)

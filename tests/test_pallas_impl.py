@@ -34,16 +34,17 @@ def test_pallas_matches_associative(name):
   layer = CASES[name]
   fused = layer.clone(scan_impl="pallas")
   u = jax.random.normal(jax.random.PRNGKey(0), (BATCH, LENGTH, WIDTH))
-  params = layer.init(jax.random.PRNGKey(1), u, LENGTHS)
+  params = jax.jit(layer.init)(jax.random.PRNGKey(1), u, LENGTHS)
   assert jax.tree.structure(params) == jax.tree.structure(
-      fused.init(jax.random.PRNGKey(1), u, LENGTHS))
+      jax.eval_shape(fused.init, jax.random.PRNGKey(1), u, LENGTHS))
 
   def loss(module, p):
     y = module.apply(p, u, LENGTHS)
     return (y * np.cos(np.arange(y.size)).reshape(y.shape)).sum(), y
 
-  (_, y_ref), g_ref = jax.value_and_grad(lambda p: loss(layer, p), has_aux=True)(params)
-  (_, y), g = jax.value_and_grad(lambda p: loss(fused, p), has_aux=True)(params)
+  gradients = lambda module: jax.jit(jax.value_and_grad(lambda p: loss(module, p), has_aux=True))
+  (_, y_ref), g_ref = gradients(layer)(params)
+  (_, y), g = gradients(fused)(params)
   np.testing.assert_allclose(y, y_ref, rtol=1e-4, atol=1e-4 * np.abs(y_ref).max())
   for (path, leaf), ref_leaf in zip(jax.tree_util.tree_leaves_with_path(g), jax.tree.leaves(g_ref)):
     scale = np.abs(ref_leaf).max() + 1e-12

@@ -5,6 +5,8 @@ Triton kernels (`JAX_PLATFORMS=cuda pytest tests/test_pallas_scan.py`). Two test
 kernels for platforms this machine lacks: Triton (GPU) and Mosaic (TPU).
 """
 
+import functools
+
 import jax
 import jax.extend
 import jax.numpy as jnp
@@ -37,9 +39,10 @@ def random_inputs(seed, batch=2, length=13, groups=3, channels=5, states=6, *,
 
 
 def fused(inputs, **options):
-  return pallas_scan.selective_scan(
+  """The kernel on a dict of `ARG_NAMES` inputs (jitted: the interpreter is slow op by op)."""
+  return jax.jit(functools.partial(pallas_scan.selective_scan, **options))(
       inputs["u"], inputs["delta"], inputs["a"], b=inputs["b"], c=inputs["c"],
-      b_channel=inputs["b_channel"], c_channel=inputs["c_channel"], **options)
+      b_channel=inputs["b_channel"], c_channel=inputs["c_channel"])
 
 
 def relative_error(x, reference_value):
@@ -85,11 +88,11 @@ def test_gradients_match_float64_reference(x64, reverse, shape, options):
     return jnp.sum(weights * scan_fn(dict(zip(ARG_NAMES, args))))
 
   args = [inputs[name] for name in ARG_NAMES]
-  grads = jax.grad(lambda *x: loss(lambda i: fused(i, reverse=reverse, **options), *x),
-                   argnums=argnums)(*args)
-  expected = jax.grad(
+  grads = jax.jit(jax.grad(lambda *x: loss(lambda i: fused(i, reverse=reverse, **options), *x),
+                           argnums=argnums))(*args)
+  expected = jax.jit(jax.grad(
       lambda *x: loss(lambda i: reference.sequential_selective_scan(**i, reverse=reverse), *x),
-      argnums=argnums)(*args)
+      argnums=argnums))(*args)
   for name, grad, want in zip(ARG_NAMES, grads, expected):
     assert grad.shape == want.shape, name
     assert relative_error(grad, want) < 1e-4, name
@@ -116,8 +119,8 @@ def test_without_delta_matches_unit_steps(x64, reverse, options):
   without_delta = dict(zip(names, args))
   assert relative_error(fused_no_delta(without_delta), sequential(without_delta)) < 1e-5
   argnums = tuple(range(len(names)))
-  grads = jax.grad(lambda *x: loss(fused_no_delta, *x), argnums=argnums)(*args)
-  expected = jax.grad(lambda *x: loss(sequential, *x), argnums=argnums)(*args)
+  grads = jax.jit(jax.grad(lambda *x: loss(fused_no_delta, *x), argnums=argnums))(*args)
+  expected = jax.jit(jax.grad(lambda *x: loss(sequential, *x), argnums=argnums))(*args)
   for name, grad, want in zip(names, grads, expected):
     assert relative_error(grad, want) < 1e-4, name
 

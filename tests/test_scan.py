@@ -10,6 +10,11 @@ from ms_ssm_jax import scan
 from tests.reference import loop_recurrence, sequential_recurrence
 
 
+def jitted(fn, **static):
+  """`fn` with `static` keyword arguments bound, compiled (associative scans are slow op by op)."""
+  return jax.jit(lambda *args, **kwargs: fn(*args, **static, **kwargs))
+
+
 def rel_err(x, ref):
   x, ref = np.asarray(x), np.asarray(ref)
   return float(np.linalg.norm((x - ref).ravel()) / np.linalg.norm(ref.ravel()))
@@ -37,7 +42,8 @@ def test_matches_sequential_float64(x64, reverse, complex_, time_varying, length
   shape_a = shape_b if time_varying else (6,)
   a, b = random_coeffs(rng, shape_a, shape_b, complex_)
   x0 = random_coeffs(rng, (6,), (2, 6), complex_)[1]
-  got = scan.linear_recurrence(jnp.asarray(a), jnp.asarray(b), reverse=reverse, initial_state=x0)
+  got = jitted(scan.linear_recurrence, reverse=reverse)(jnp.asarray(a), jnp.asarray(b),
+                                                        initial_state=x0)
   ref = sequential_recurrence(jnp.asarray(a), jnp.asarray(b), reverse=reverse, initial_state=x0)
   assert got.dtype == ref.dtype
   assert rel_err(got, ref) < 1e-5
@@ -51,8 +57,8 @@ def test_blocked_matches_sequential_float64(x64, reverse, time_varying, length):
   shape_b = (2, length, 6)
   a, b = random_coeffs(rng, shape_b if time_varying else (6,), shape_b, True)
   x0 = random_coeffs(rng, (6,), (2, 6), True)[1]
-  got = scan.linear_recurrence(jnp.asarray(a), jnp.asarray(b), reverse=reverse, initial_state=x0,
-                               block_size=16)
+  got = jitted(scan.linear_recurrence, reverse=reverse, block_size=16)(
+      jnp.asarray(a), jnp.asarray(b), initial_state=x0)
   ref = sequential_recurrence(jnp.asarray(a), jnp.asarray(b), reverse=reverse, initial_state=x0)
   assert rel_err(got, ref) < 1e-5
 
@@ -66,8 +72,8 @@ def test_float32_matches_float64_reference(x64, reverse, complex_):
   a32 = a.astype(np.complex64 if complex_ else np.float32)
   b32 = b.astype(a32.dtype)
   for block_size in (0, 16):
-    got = scan.linear_recurrence(jnp.asarray(a32), jnp.asarray(b32), reverse=reverse,
-                                 block_size=block_size)
+    got = jitted(scan.linear_recurrence, reverse=reverse, block_size=block_size)(
+        jnp.asarray(a32), jnp.asarray(b32))
     assert got.dtype == a32.dtype
     assert rel_err(got, ref) < 1e-4
 
@@ -97,8 +103,9 @@ def test_operator_is_associative_and_ordered(x64):
 def test_time_invariant_equals_broadcast_time_varying(x64):
   rng = np.random.default_rng(2)
   a, b = random_coeffs(rng, (5,), (2, 64, 5), False)
-  got = scan.linear_recurrence(jnp.asarray(a), jnp.asarray(b))
-  ref = scan.linear_recurrence(jnp.broadcast_to(jnp.asarray(a), b.shape), jnp.asarray(b))
+  recurrence = jax.jit(scan.linear_recurrence)
+  got = recurrence(jnp.asarray(a), jnp.asarray(b))
+  ref = recurrence(jnp.broadcast_to(jnp.asarray(a), b.shape), jnp.asarray(b))
   np.testing.assert_allclose(got, ref, rtol=1e-12)
 
 
@@ -186,9 +193,9 @@ def test_chunked_equals_full(x64, time_varying, complex_, reverse):
         coeffs, readout, xs, chunk_size=8, reverse=reverse, initial_state=x0)
     return ys
 
-  np.testing.assert_allclose(chunked(xs), full(xs), rtol=1e-10, atol=1e-12)
-  g_full = jax.grad(lambda xs: jnp.sum(full(xs) ** 2))(xs)
-  g_chunk = jax.grad(lambda xs: jnp.sum(chunked(xs) ** 2))(xs)
+  np.testing.assert_allclose(jax.jit(chunked)(xs), jax.jit(full)(xs), rtol=1e-10, atol=1e-12)
+  g_full = jax.jit(jax.grad(lambda xs: jnp.sum(full(xs) ** 2)))(xs)
+  g_chunk = jax.jit(jax.grad(lambda xs: jnp.sum(chunked(xs) ** 2)))(xs)
   for u, v in zip(g_chunk, g_full):
     np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-12)
 
