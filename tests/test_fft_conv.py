@@ -1,10 +1,14 @@
 """The FFT convolution form equals the scan form of the same LTI diagonal SSM."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from ms_ssm_jax import fft_conv, scan
+
+# Compiled: associative scans are slow op by op.
+linear_recurrence = jax.jit(scan.linear_recurrence, static_argnames=("reverse",))
 
 
 def _siso_problem(rng, complex_, dtype=np.float64):
@@ -21,7 +25,7 @@ def _siso_scan(lam, b_bar, c, u, reverse=False):
   batch, length, h = u.shape
   n = lam.shape[-1]
   b = (u[..., None] * b_bar).reshape(batch, length, h * n)
-  states = scan.linear_recurrence(jnp.asarray(lam).reshape(-1), b, reverse=reverse)
+  states = linear_recurrence(jnp.asarray(lam).reshape(-1), b, reverse=reverse)
   return jnp.einsum("blhn,hn->blh", states.reshape(batch, length, h, n), c).real
 
 
@@ -57,8 +61,8 @@ def test_mimo_equals_scan(x64):
   c = rng.normal(size=(h, p)) + 1j * rng.normal(size=(h, p))
   u = rng.normal(size=(batch, length, h))
   for reverse in (False, True):
-    states = scan.linear_recurrence(jnp.asarray(lam), jnp.einsum("ph,blh->blp", b_bar, u),
-                                    reverse=reverse)
+    states = linear_recurrence(jnp.asarray(lam), jnp.einsum("ph,blh->blp", b_bar, u),
+                               reverse=reverse)
     ref = jnp.einsum("hp,blp->blh", c, states).real
     kernel = fft_conv.mimo_kernel(jnp.asarray(lam), jnp.asarray(b_bar), jnp.asarray(c), length)
     conv = fft_conv.anticausal_conv_mimo if reverse else fft_conv.causal_conv_mimo
