@@ -555,9 +555,10 @@ def selective_scan(
   if interpret is None:
     interpret = jax.default_backend() == "cpu"
   options = KernelOptions(chunk=chunk, chunks_per_entry=chunks_per_entry,
-                          block_channels=block_channels,
-                          block_states=block_states, state_loop=state_loop,
-                          num_warps=num_warps, has_delta=delta is not None, has_b=b is not None, has_c=c is not None, interpret=interpret)
+                          block_channels=block_channels, block_states=block_states,
+                          state_loop=state_loop, num_warps=num_warps,
+                          has_delta=delta is not None, has_b=b is not None, has_c=c is not None,
+                          interpret=interpret)
 
   f32 = lambda x: None if x is None else jnp.asarray(x, jnp.float32)
   u, delta, a, b, c = map(f32, (u, delta, a, b, c))
@@ -568,7 +569,7 @@ def selective_scan(
   # channels and states have zero input and readout factors.
   pad_length = -length % (chunk * chunks_per_entry)
   pad_channels = -channels % block_channels
-  pad_states = _next_power_of_2(num_states) - num_states
+  pad_states = max_states - num_states
 
   def to_kernel_layout(x: Array | None, pad_last: int) -> Array | None:
     if x is None:

@@ -6,7 +6,8 @@
 source results/h100/accuracy_budget/lib.sh
 listops_budget="--config.train.num_epochs=1 --config.optimizer.warmup_epochs=0 --config.optimizer.warmup_steps=100 --config.train.eval_every=960 --config.train.checkpoint_every=960 --config.train.log_every=50"
 $PY scripts/prepare_data.py --task listops > $out/prepare_listops.log 2>&1
+name=listops_ms_ssm_paper_${RUN_TAG:-prenorm}
 start_clock
-train listops_ms_ssm_paper_${RUN_TAG:-prenorm} $(left) --config configs/listops.py:ms_ssm $listops_budget
-grep -v "^W1\|^I1" $out/listops_ms_ssm_paper_${RUN_TAG:-prenorm}.log | tail -30
+train $name $(left) --config configs/listops.py:ms_ssm $listops_budget
+grep -v "^W1\|^I1" $out/$name.log | tail -30
 finish $1 --exclude='*/best'
