@@ -8,9 +8,9 @@
 source results/h100/accuracy_budget/lib.sh
 export XLA_PYTHON_CLIENT_MEM_FRACTION=0.3
 budget="--config.train.num_epochs=0.5 --config.optimizer.warmup_epochs=0 --config.optimizer.warmup_steps=250 --config.train.eval_every=1250 --config.train.checkpoint_every=1250 --config.train.log_every=125"
+start_clock  # $CLOCK counts the generation too
 $PY scripts/prepare_data.py --task pathfinder32 --generation_workers 14 \
   > $out/prepare_pathfinder32.log 2>&1
-start_clock
 train pathfinder_ms_ssm $(left) --config configs/pathfinder.py:ms_ssm $budget &
 train pathfinder_ms_ssm_static_mixer $(left) --config configs/pathfinder.py:ms_ssm $budget \
   --config.model.layer_config.mixer=static &
