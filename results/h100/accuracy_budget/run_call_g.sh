@@ -18,4 +18,4 @@ train pathfinder_ms_ssm_static_mixer $(left) --config configs/pathfinder.py:ms_s
 wait
 tail -2 $out/prepare_pathfinder32.log
 for f in $out/pathfinder_*.log; do grep -v "^W1\|^I1" $f | grep "^==\|eval test\|^exit\|Error" ; done
-finish $1
+finish $1 --exclude="*/best"
