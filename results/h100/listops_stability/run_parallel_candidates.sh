@@ -1,5 +1,5 @@
 #!/bin/bash
-# Session 6 replacement for run_candidates.sh: four candidate fixes for the paper-size MS-SSM
+# Four candidate fixes for the paper-size MS-SSM
 # (S4 variant, 20 x 128, N=128) on generated ListOps, run side by side on the one GPU so that
 # their compilations overlap (~9 minutes, one device call, from the repository root). Each
 # process may use 23% of the GPU memory, so each runs with remat (block activations recomputed
