@@ -1,9 +1,10 @@
 #!/bin/bash
 # Four candidate fixes for the paper-size MS-SSM (S4 variant, 20 x 128, N=128) on generated
-# ListOps, run side by side on the one GPU so that their compilations overlap (~9 minutes, one device call, from the repository root). Each
-# process may use 23% of the GPU memory, so each runs with remat (block activations recomputed
-# in the backward pass; the same numbers, about a third more compute). Logs every 25 steps, no
-# evaluation. S5's reference: loss 1.96 at step 300, 1.73 at step 400 (listops_1000steps/).
+# ListOps, run side by side on the one GPU so that their compilations overlap (~9 minutes, one
+# device call, from the repository root). Each process may use 23% of the GPU memory, so each runs
+# with remat (block activations recomputed in the backward pass; the same numbers, about a third
+# more compute). Logs every 25 steps, no evaluation. S5's reference: loss 1.96 at step 300, 1.73
+# at step 400 (listops_1000steps/).
 #   A  pre-norm (the task config) + bidirectional layers (S5's LRA recipe)
 #   B  pre-norm + softmax mixer (the paper's ablation; bounded stream weights)
 #   C  post-norm (the paper's block) + gradient clipping at norm 1
