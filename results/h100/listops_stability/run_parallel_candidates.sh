@@ -5,7 +5,7 @@
 # with remat (block activations recomputed in the backward pass; the same numbers, about a third
 # more compute). Logs every 25 steps, no evaluation. S5's reference: loss 1.96 at step 300, 1.73
 # at step 400 (listops_1000steps/).
-#   A  pre-norm (the task config) + bidirectional layers (S5's LRA recipe)
+#   A  pre-norm (the task config before this call) + bidirectional layers (S5's LRA recipe)
 #   B  pre-norm + softmax mixer (the paper's ablation; bounded stream weights)
 #   C  post-norm (the paper's block) + gradient clipping at norm 1
 #   D  post-norm + static mixer (no input-dependent weights: every block is linear in its input)
