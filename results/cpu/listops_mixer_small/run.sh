@@ -5,7 +5,7 @@
 # 100 warmup steps, cosine), once with the paper's input-dependent mixer and once with the
 # static one. Each run takes about 20 minutes on 2 CPU cores. From the repository root:
 #   bash results/cpu/listops_mixer_small/run.sh WORKDIR
-# writes WORKDIR/{linear_input,static} and copies their train.csv next to this script. The
+# writes WORKDIR/{linear_input,static} and copies their train.csv and eval.csv next to this script. The
 # stored linear_input_train.csv ends at step 451 (that run was stopped by a time limit).
 set -e
 out=${1:?usage: run.sh WORKDIR}
@@ -14,4 +14,5 @@ here=$(dirname "$0")
 for mixer in linear_input static; do
   .venv/bin/python train.py $small --config.model.layer_config.mixer=$mixer --workdir $out/$mixer
   cp $out/$mixer/metrics/train.csv $here/${mixer}_train.csv
+  cp $out/$mixer/metrics/eval.csv $here/${mixer}_eval.csv
 done
