@@ -2,7 +2,7 @@
 # One epoch of generated ListOps (1,920 steps of 50) for two MS-SSM models with the task config
 # (configs/listops.py:ms_ssm, static mixer and post-norm since session 6), side by side on one GPU
 # in one device call (~9.5 minutes), from the repository root; evaluated at the end of the epoch:
-#   listops_ms_ssm_paper  the paper's size: 20 layers x 128, N=128 per stream (8.9M parameters)
+#   listops_ms_ssm_paper  the paper's size: 20 layers x 128, N=128 per stream (5.7M parameters)
 #   listops_ms_ssm_small  S5's size (8 layers x 128) with N=16 per stream, for the zoo
 # Logs, metrics and the small run's best checkpoint go to $1/runs.tar.gz.
 source results/h100/accuracy_budget/lib.sh
