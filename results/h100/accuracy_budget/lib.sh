@@ -2,8 +2,10 @@
 # train NAME DEADLINE_S ARGS...: train.py into /tmp/wd/NAME, stopped by SIGTERM at the deadline
 #   (it then saves a checkpoint), log in /tmp/logs/NAME.log.
 # start_clock; left: seconds left of the call's $CLOCK s (default 540) for training.
-# finish DEST [TAR OPTIONS]: the summary table, and logs plus run directories (without the
-#   optimizer checkpoints) packed into DEST/runs.tar.gz.
+# finish DEST [--with-checkpoints] [TAR OPTIONS]: the summary table, and logs plus run
+#   directories (without the optimizer checkpoints unless asked) packed into DEST/runs.tar.gz,
+#   split into DEST/runs.tar.gz.part-aa, -ab, ... (join with cat) when over 15 MiB, the most
+#   the device returns per file.
 out=/tmp/logs; W=/tmp/wd; mkdir -p $W $out
 PY=${PYTHON:-python3}
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
@@ -20,6 +22,11 @@ finish() {
   local dest=$1; shift
   $PY scripts/summarize_runs.py $W/* --json $out/summary.json > $out/summary.md 2>&1
   cat $out/summary.md
-  tar czf $dest/runs.tar.gz --exclude='*/checkpoints' "$@" -C /tmp logs wd
+  local excludes=(--exclude='*/checkpoints')
+  [ "${1:-}" = "--with-checkpoints" ] && { excludes=(); shift; }
+  tar czf $dest/runs.tar.gz "${excludes[@]}" "$@" -C /tmp logs wd
+  if [ $(stat -c %s $dest/runs.tar.gz) -gt $((15 * 1024 * 1024)) ]; then
+    split -b 15M $dest/runs.tar.gz $dest/runs.tar.gz.part- && rm $dest/runs.tar.gz
+  fi
   ls -l $dest
 }
