@@ -12,7 +12,7 @@ from ms_ssm_jax import model as model_lib
 from ms_ssm_jax.data.task import TaskSpec
 
 CONFIG_FILES = ("default", "listops", "lra_text", "lra_retrieval", "lra_image", "pathfinder",
-                "pathx", "scifar", "smnist", "imagenet", "ptbxl", "uea", "synthetic")
+                "pathx", "scifar", "smnist", "sdigits", "imagenet", "ptbxl", "uea", "synthetic")
 
 # Tasks whose spec needs files only the user has: the spec they would report.
 USER_DATA_SPECS = {

@@ -32,9 +32,11 @@ RELEASED = zoo.list_entries(zoo.zoo_dir(REPO / "ms_ssm_jax" / "released"))
 # The slice may differ by this many examples from the stored one (CPU vs GPU rounding).
 SLICE_TOLERANCE_EXAMPLES = 2
 # Tasks whose data the tests can build in seconds: the UEA problems shipped in the aeon wheel
-# (as their own tasks or as task "uea" with that dataset), generated ListOps at LRA sizes
-# (about 25 s on 2 CPU cores), and the synthetic memory tasks (made per example, no files).
-QUICK_TASKS = set(uea.SHIPPED_TASKS) | {"listops", "associative_recall", "selective_copying"}
+# (as their own tasks or as task "uea" with that dataset), scikit-learn's digits, generated
+# ListOps at LRA sizes (about 25 s on 2 CPU cores), and the synthetic memory tasks (made per
+# example, no files).
+QUICK_TASKS = set(uea.SHIPPED_TASKS) | {"sdigits", "listops", "associative_recall",
+                                        "selective_copying"}
 SHIPPED_UEA_DATASETS = set(uea.SHIPPED_TASKS.values())
 # Generated tasks write their data here (once per test session), not into ~/tensorflow_datasets.
 GENERATED_TASKS = {"listops"}

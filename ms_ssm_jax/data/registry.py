@@ -17,8 +17,8 @@ import numpy as np
 from ms_ssm_jax.data.task import SubsetSource, TaskDef, TaskSpec
 
 # Each module defines `TASKS: dict[str, TaskDef]`.
-FAMILY_MODULES = ("uea", "listops", "synthetic", "pathfinder", "lra_release", "images", "text",
-                  "ptbxl")
+FAMILY_MODULES = ("uea", "listops", "synthetic", "pathfinder", "lra_release", "images", "digits",
+                  "text", "ptbxl")
 
 
 @functools.cache
