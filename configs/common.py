@@ -100,6 +100,7 @@ def base_config(task: str, model: str = "ms_ssm") -> ml_collections.ConfigDict:
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.lr = 1e-3
   config.optimizer.ssm_lr = 1e-3
+  config.optimizer.mixer_lr = 0.0  # MS-SSM's input-dependent mixer kernel W_E; 0 = lr
   config.optimizer.weight_decay = 0.01
   config.optimizer.b1 = 0.9
   config.optimizer.b2 = 0.999

@@ -6,6 +6,12 @@ Every parameter leaf gets one label (`label_params`), checked in this order:
   `ssm`       its leaf name is in `ssm.SSM_PARAM_NAMES` (eigenvalues, timescales, input
               matrix): Adam at `ssm_lr` (same schedule shape), no weight decay, as in S5
               (Smith et al. 2023).
+  `mixer`     only when `mixer_lr > 0`: the input-dependent kernel `W_E` of an MS-SSM scale
+              mixer (path ending in `mixer/kernel`): AdamW at `mixer_lr` (same schedule
+              shape) with `weight_decay`. A smaller rate keeps the input-dependent mixer of
+              deep post-norm stacks from diverging (README, "ListOps"). With `mixer_lr = 0`
+              the kernel is a `decay` leaf, and the optimizer state is as before the group
+              existed (older checkpoints resume).
   `no_decay`  a norm parameter (a path component containing "norm") or a bias (leaf name
               `bias` or ending in `_bias`): Adam at `lr`, no weight decay. S5's reference
               intends to exempt norms but does not; we do.
@@ -36,8 +42,9 @@ from ms_ssm_jax.ssm import SSM_PARAM_NAMES
 PyTree = Any
 Schedule = Callable[[Any], Any]
 
-FROZEN, SSM, NO_DECAY, DECAY = "frozen", "ssm", "no_decay", "decay"
-LABELS: tuple[str, ...] = (FROZEN, SSM, NO_DECAY, DECAY)
+FROZEN, SSM, MIXER, NO_DECAY, DECAY = "frozen", "ssm", "mixer", "no_decay", "decay"
+LABELS: tuple[str, ...] = (FROZEN, SSM, MIXER, NO_DECAY, DECAY)
+_MIXER_KERNEL_SUFFIX = "mixer/kernel"
 SCHEDULES: tuple[str, ...] = ("cosine", "constant")
 
 
@@ -63,7 +70,8 @@ def _is_no_decay(path: str) -> bool:
   return is_norm or is_bias
 
 
-def label_params(params: PyTree, freeze_regex: str | None = None) -> PyTree:
+def label_params(params: PyTree, freeze_regex: str | None = None,
+                 separate_mixer: bool = False) -> PyTree:
   """The optimizer group of every leaf of `params` (same structure): one of `LABELS`.
 
   Args:
@@ -71,6 +79,7 @@ def label_params(params: PyTree, freeze_regex: str | None = None) -> PyTree:
     freeze_regex: None or "" freezes nothing; otherwise leaves whose '/'-joined path
       `re.fullmatch`es it are frozen. A pattern that matches no leaf is an error (a typo
       would otherwise train everything).
+    separate_mixer: label MS-SSM mixer kernels `mixer` (else `decay`).
   """
   freeze = re.compile(freeze_regex) if freeze_regex else None
 
@@ -80,6 +89,8 @@ def label_params(params: PyTree, freeze_regex: str | None = None) -> PyTree:
       return FROZEN
     if name.rsplit("/", 1)[-1] in SSM_PARAM_NAMES:
       return SSM
+    if separate_mixer and name.endswith(_MIXER_KERNEL_SUFFIX):
+      return MIXER
     if _is_no_decay(name):
       return NO_DECAY
     return DECAY
@@ -138,7 +149,8 @@ def make_optimizer(
     freeze_regex: `config.freeze` (None or "" = nothing frozen).
 
   Returns:
-    The transformation, and `{"lr": ..., "ssm_lr": ...}` schedules of the loop step.
+    The transformation, and `{"lr": ..., "ssm_lr": ...}` schedules of the loop step (and
+    `"mixer_lr"` when it is set).
   """
   accum = opt_cfg.grad_accum_steps
   if accum < 1:
@@ -146,6 +158,8 @@ def make_optimizer(
   if num_train_steps < accum:
     raise ValueError(f"num_train_steps={num_train_steps} is smaller than "
                      f"grad_accum_steps={accum}: no update would happen")
+  if opt_cfg.mixer_lr < 0:
+    raise ValueError(f"optimizer.mixer_lr must be >= 0 (0 = lr), got {opt_cfg.mixer_lr}")
   if opt_cfg.grad_clip_norm < 0:
     raise ValueError(f"optimizer.grad_clip_norm must be >= 0 (0 = off), got "
                      f"{opt_cfg.grad_clip_norm}")
@@ -155,6 +169,10 @@ def make_optimizer(
       "lr": make_schedule(opt_cfg.lr, opt_cfg, num_updates, warmup_updates),
       "ssm_lr": make_schedule(opt_cfg.ssm_lr, opt_cfg, num_updates, warmup_updates),
   }
+  separate_mixer = opt_cfg.mixer_lr > 0
+  if separate_mixer:
+    update_schedules["mixer_lr"] = make_schedule(opt_cfg.mixer_lr, opt_cfg, num_updates,
+                                                 warmup_updates)
 
   def adam(schedule: Schedule, weight_decay: float) -> optax.GradientTransformation:
     return optax.adamw(schedule, b1=opt_cfg.b1, b2=opt_cfg.b2, eps=opt_cfg.eps,
@@ -166,12 +184,14 @@ def make_optimizer(
           SSM: adam(update_schedules["ssm_lr"], 0.0),
           NO_DECAY: adam(update_schedules["lr"], 0.0),
           DECAY: adam(update_schedules["lr"], opt_cfg.weight_decay),
+          **({MIXER: adam(update_schedules["mixer_lr"], opt_cfg.weight_decay)}
+             if separate_mixer else {}),
       },
-      lambda params: label_params(params, freeze_regex))
+      lambda params: label_params(params, freeze_regex, separate_mixer))
 
   def frozen_mask(params: PyTree) -> PyTree:
     return jax.tree_util.tree_map(lambda label: label == FROZEN,
-                                  label_params(params, freeze_regex))
+                                  label_params(params, freeze_regex, separate_mixer))
 
   parts = [optax.masked(optax.set_to_zero(), frozen_mask)]
   if opt_cfg.grad_clip_norm > 0:

@@ -31,8 +31,8 @@ def model_params(model: str, **layer_updates):
                         )["params"]
 
 
-def flat_labels(params, freeze=None) -> dict[str, str]:
-  labels = optim.label_params(params, freeze)
+def flat_labels(params, freeze=None, separate_mixer=False) -> dict[str, str]:
+  labels = optim.label_params(params, freeze, separate_mixer)
   return {optim.param_path(p): label for p, label in jax.tree_util.tree_leaves_with_path(labels)}
 
 
@@ -40,12 +40,15 @@ def flat_labels(params, freeze=None) -> dict[str, str]:
     ("s5", {"state_size": 4}), ("lru", {"state_size": 2}), ("s6", {"state_size": 2}),
     ("ms_ssm", {"state_per_stream": 2, "num_levels": 1}),
 ])
-def test_labels(model, layer_updates):
-  labels = flat_labels(model_params(model, **layer_updates))
+@pytest.mark.parametrize("separate_mixer", [False, True])
+def test_labels(model, layer_updates, separate_mixer):
+  labels = flat_labels(model_params(model, **layer_updates), separate_mixer=separate_mixer)
   for path, label in labels.items():
     leaf = path.rsplit("/", 1)[-1]
     if leaf in SSM_PARAM_NAMES:
       assert label == optim.SSM, path
+    elif separate_mixer and path.endswith("/mixer/kernel"):
+      assert label == optim.MIXER, path
     elif "norm" in path or leaf == "bias":
       assert label == optim.NO_DECAY, path
     else:
@@ -53,6 +56,10 @@ def test_labels(model, layer_updates):
   assert optim.SSM in labels.values() and optim.NO_DECAY in labels.values()
   assert labels["head/kernel"] == optim.DECAY and labels["head/bias"] == optim.NO_DECAY
   assert labels["blocks_0/seq_layer/D"] == optim.DECAY  # like S5: D is a regular weight
+  # Only MS-SSM has a scale mixer; its bias stays a bias.
+  mixer_labels = {p: v for p, v in labels.items() if "/mixer/" in p}
+  assert (optim.MIXER in mixer_labels.values()) == (separate_mixer and model == "ms_ssm")
+  assert all(v == optim.NO_DECAY for p, v in mixer_labels.items() if p.endswith("/bias"))
 
 
 def test_frozen_labels_and_bad_regex():
@@ -87,6 +94,23 @@ def test_one_step_decay_groups_and_frozen():
   new = optax.apply_updates(params, updates)
   np.testing.assert_array_equal(new["frozen"]["kernel"], params["frozen"]["kernel"])
   assert np.all(new["ssm"]["Lambda_re"] < 1) and np.all(new["dense"]["bias"] < 1)
+
+
+def test_mixer_lr_sets_the_rate_of_the_mixer_kernel_only():
+  params = {"mixer": {"kernel": jnp.ones(2), "bias": jnp.ones(2)},
+            "dense": {"kernel": jnp.ones(2)}}
+  grads = jax.tree.map(jnp.ones_like, params)
+  # b1 = b2 = 0, eps = 0, no decay: Adam's first update is -lr sign(g).
+  base = dict(lr=0.1, weight_decay=0.0, schedule="constant", b1=0.0, b2=0.0, eps=0.0)
+  for mixer_lr, expected in ((0.0, 0.1), (0.01, 0.01)):
+    tx, schedules = optim.make_optimizer(opt_config(mixer_lr=mixer_lr, **base), 10, 0)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    np.testing.assert_allclose(updates["mixer"]["kernel"], -expected, rtol=1e-6)
+    np.testing.assert_allclose(updates["mixer"]["bias"], -0.1, rtol=1e-6)
+    np.testing.assert_allclose(updates["dense"]["kernel"], -0.1, rtol=1e-6)
+    assert ("mixer_lr" in schedules) == (mixer_lr > 0)
+  with pytest.raises(ValueError, match="mixer_lr must be >= 0"):
+    optim.make_optimizer(opt_config(mixer_lr=-1.0), 10, 0)
 
 
 def test_frozen_gradients_do_not_count_in_clipping():
