@@ -18,6 +18,8 @@ here=$(dirname "$0")
 declare -A flags=(
   [linear_input]="--config.model.layer_config.mixer=linear_input"
   [linear_input_mixer_lr_3e-4]="--config.model.layer_config.mixer=linear_input --config.optimizer.mixer_lr=3e-4"
+  [linear_input_mixer_lr_3e-4_seed1]="--config.model.layer_config.mixer=linear_input --config.optimizer.mixer_lr=3e-4 --config.train.seed=1"
+  [linear_input_mixer_lr_1e-3]="--config.model.layer_config.mixer=linear_input --config.optimizer.mixer_lr=1e-3"
   [static]="--config.model.layer_config.mixer=static"
 )
 runs=${*:2}

@@ -5,7 +5,8 @@
 # finish DEST [--with-checkpoints] [TAR OPTIONS]: the summary table, and logs plus run
 #   directories (without the optimizer checkpoints unless asked) packed into DEST/runs.tar.gz,
 #   split into DEST/runs.tar.gz.part-aa, -ab, ... (join with cat) when over 15 MiB, the most
-#   the device returns per file.
+#   the device returns per file; it returned only the first 4 parts (60 MiB) in all, so keep
+#   what a call writes under that.
 out=/tmp/logs; W=/tmp/wd; mkdir -p $W $out
 PY=${PYTHON:-python3}
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
