@@ -18,8 +18,8 @@ reason.
 Stability (measured, README "ListOps"): `linear_input` makes the layer quadratic in its input.
 In the paper's 20-layer post-norm ListOps model its gradient norm exploded within 25 steps of
 the end of warmup on an H100 while the norm of `W_E` grew from 0.25 to 16.6; `static` and
-`softmax_input` trained, so `configs/listops.py:ms_ssm` uses `static`. In a CPU-sized copy
-of that model a 10x smaller learning rate for `W_E` alone (`config.optimizer.mixer_lr`, the
+`softmax_input` trained, so `configs/listops.py:ms_ssm` uses `static`. In a CPU-sized copy of
+that model a 3x or 10x smaller learning rate for `W_E` alone (`config.optimizer.mixer_lr`, the
 optimizer's `mixer` group) kept `linear_input` stable; not yet confirmed at the paper's size.
 """
 

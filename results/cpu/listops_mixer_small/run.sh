@@ -6,11 +6,11 @@
 # the same with its kernel W_E at a 10x smaller learning rate (`optimizer.mixer_lr=3e-4`), and
 # the static mixer. Each run takes about 20 minutes on 2 CPU cores. From the repository root:
 #   bash results/cpu/listops_mixer_small/run.sh WORKDIR [RUN ...]
-# (RUN: linear_input, linear_input_mixer_lr_3e-4, static; default all three) writes
-# WORKDIR/<run> and copies its train.csv and eval.csv next to this script. The stored
-# linear_input_train.csv ends at step 451 (that run was stopped by a time limit, so it has no
-# eval.csv); linear_input_mixer_lr_3e-4 ran on 2026-12-04 (with a local patch that is now
-# `optimizer.mixer_lr`), the others on 2026-11-23.
+# (RUN: a name in `flags` below; default the three above) writes WORKDIR/<run> and copies its
+# train.csv and eval.csv next to this script. The stored linear_input_train.csv ends at step 451
+# (that run was stopped by a time limit, so it has no eval.csv). The mixer_lr runs are from
+# 2026-12-04 (linear_input_mixer_lr_3e-4 with a local patch that is now `optimizer.mixer_lr`,
+# identical at the steps compared), the others from 2026-11-23.
 set -e
 out=${1:?usage: run.sh WORKDIR}
 small="--config configs/listops.py:ms_ssm --config.data.max_length=256 --config.data.min_tree_length=50 --config.data.max_tree_length=250 --config.data.num_train=20000 --config.data.num_validation=500 --config.data.num_test=500 --config.data.data_dir=$out/data --config.model.d_model=32 --config.model.layer_config.state_per_stream=16 --config.train.global_batch_size=32 --config.train.num_epochs=0 --config.train.num_steps=600 --config.optimizer.warmup_epochs=0 --config.optimizer.warmup_steps=100 --config.train.log_every=25 --config.train.eval_every=600 --config.train.checkpoint_every=600"
