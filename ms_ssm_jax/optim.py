@@ -178,16 +178,16 @@ def make_optimizer(
     return optax.adamw(schedule, b1=opt_cfg.b1, b2=opt_cfg.b2, eps=opt_cfg.eps,
                        weight_decay=weight_decay)
 
+  transforms = {
+      FROZEN: optax.set_to_zero(),
+      SSM: adam(update_schedules["ssm_lr"], 0.0),
+      NO_DECAY: adam(update_schedules["lr"], 0.0),
+      DECAY: adam(update_schedules["lr"], opt_cfg.weight_decay),
+  }
+  if separate_mixer:
+    transforms[MIXER] = adam(update_schedules["mixer_lr"], opt_cfg.weight_decay)
   groups = optax.multi_transform(
-      {
-          FROZEN: optax.set_to_zero(),
-          SSM: adam(update_schedules["ssm_lr"], 0.0),
-          NO_DECAY: adam(update_schedules["lr"], 0.0),
-          DECAY: adam(update_schedules["lr"], opt_cfg.weight_decay),
-          **({MIXER: adam(update_schedules["mixer_lr"], opt_cfg.weight_decay)}
-             if separate_mixer else {}),
-      },
-      lambda params: label_params(params, freeze_regex, separate_mixer))
+      transforms, lambda params: label_params(params, freeze_regex, separate_mixer))
 
   def frozen_mask(params: PyTree) -> PyTree:
     return jax.tree_util.tree_map(lambda label: label == FROZEN,

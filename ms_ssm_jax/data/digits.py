@@ -25,7 +25,7 @@ import numpy as np
 from ml_collections import config_dict
 
 from ms_ssm_jax.data import shipped
-from ms_ssm_jax.data.task import MissingDataError, TaskDef, TaskSpec
+from ms_ssm_jax.data.task import MissingDataError, SubsetSource, TaskDef, TaskSpec
 
 DISTRIBUTION = "scikit-learn"
 FILE_IN_DISTRIBUTION = "sklearn/datasets/data/digits.csv.gz"
@@ -74,8 +74,10 @@ def read_digits_csv(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f"{path}: expected {NUM_PIXELS + 1} columns (pixels, label), got "
                      f"{table.shape[1]}")
   pixels, labels = table[:, :NUM_PIXELS], table[:, NUM_PIXELS]
-  if pixels.min() < 0 or pixels.max() > MAX_INTENSITY or not np.all(np.isin(labels, range(10))):
-    raise ValueError(f"{path}: pixels must lie in [0, {MAX_INTENSITY:g}] and labels in 0-9")
+  if (pixels.min() < 0 or pixels.max() > MAX_INTENSITY
+      or not np.all(np.isin(labels, range(NUM_CLASSES)))):
+    raise ValueError(f"{path}: pixels must lie in [0, {MAX_INTENSITY:g}] and labels in "
+                     f"0-{NUM_CLASSES - 1}")
   return (pixels / MAX_INTENSITY).astype(np.float32), labels.astype(np.int32)
 
 
@@ -93,17 +95,16 @@ def split_indices(num_examples: int, config: ml_collections.ConfigDict) -> dict[
 
 
 class DigitsSource:
-  """One split: `{"inputs": (64, 1) float32, "label": int32}` per example."""
+  """Every image of the file: `{"inputs": (64, 1) float32, "label": int32}` per example."""
 
-  def __init__(self, pixels: np.ndarray, labels: np.ndarray, indices: np.ndarray):
-    self._pixels, self._labels, self._indices = pixels, labels, indices
+  def __init__(self, pixels: np.ndarray, labels: np.ndarray):
+    self._pixels, self._labels = pixels, labels
 
   def __len__(self) -> int:
-    return len(self._indices)
+    return len(self._labels)
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-    row = self._indices[index]
-    return {"inputs": self._pixels[row][:, None], "label": self._labels[row]}
+    return {"inputs": self._pixels[index][:, None], "label": self._labels[index]}
 
 
 def spec(config: ml_collections.ConfigDict) -> TaskSpec:
@@ -111,12 +112,10 @@ def spec(config: ml_collections.ConfigDict) -> TaskSpec:
                   num_classes=NUM_CLASSES, max_length=NUM_PIXELS)
 
 
-def source(config: ml_collections.ConfigDict, split: str) -> DigitsSource:
-  pixels, labels = read_digits_csv(digits_file(config))
-  indices = split_indices(len(labels), config)
-  if split not in indices:
-    raise ValueError(f"sdigits: unknown split {split!r}; known: {', '.join(indices)}")
-  return DigitsSource(pixels, labels, indices[split])
+def source(config: ml_collections.ConfigDict, split: str) -> SubsetSource:
+  """One split (the registry has checked `split`) of the file's images."""
+  images = DigitsSource(*read_digits_csv(digits_file(config)))
+  return SubsetSource(images, split_indices(len(images), config)[split])
 
 
 TASKS = {"sdigits": TaskDef(default_config=default_config, spec=spec, source=source)}
