@@ -1,0 +1,25 @@
+#!/bin/bash
+# The synthetic memory tasks at the config's full budget (configs/synthetic.py unchanged:
+# 20,000 steps of 64, warmup 1,000), MS-SSM (S4 variant), S5 and LRU, in four lanes that
+# share one GPU. One device call does not fit it, so the same command continues across calls:
+# every run checkpoints each 1,000 steps and at the deadline, and with RESUME_FROM=<dir of run
+# directories from the previous call> the runs resume from there (train.py picks up the latest
+# checkpoint; a finished run returns at once). From the repository root:
+#   CLOCK=480 bash results/h200/synthetic_full/run.sh $OUT                      # first call
+#   RESUME_FROM=<wd> CLOCK=450 bash results/h200/synthetic_full/run.sh $OUT     # next calls
+# Logs, metrics and checkpoints (the latest and the best of each run) go to $OUT/runs.tar.gz.
+source results/h100/accuracy_budget/lib.sh
+export XLA_PYTHON_CLIENT_MEM_FRACTION=0.2
+[ -n "${RESUME_FROM:-}" ] && cp -r "$RESUME_FROM"/. $W/
+settings="--config.train.log_every=500 --config.train.keep_checkpoints=1"
+run() {  # run MODEL TASK
+  train ${2}_$1 $(left) --config configs/synthetic.py:$1,task=$2 $settings
+}
+start_clock
+run ms_ssm selective_copying &
+run ms_ssm associative_recall &
+( run s5 selective_copying; run s5 associative_recall ) &
+( run lru selective_copying; run lru associative_recall ) &
+wait
+for f in $out/*.log; do grep -v "^W1\|^I1" $f | grep "^==\|resumed\|eval test\|^exit\|Error" ; done
+finish $1 --with-checkpoints
