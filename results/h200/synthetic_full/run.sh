@@ -7,6 +7,7 @@
 # checkpoint; a finished run returns at once). From the repository root:
 #   CLOCK=480 bash results/h200/synthetic_full/run.sh $OUT                      # first call
 #   RESUME_FROM=<wd> CLOCK=450 bash results/h200/synthetic_full/run.sh $OUT     # next calls
+# TASKS="selective_copying" (default: both tasks) limits a call to one task.
 # Logs, metrics and checkpoints (the latest and the best of each run) go to $OUT/runs.tar.gz.
 source results/h100/accuracy_budget/lib.sh
 export XLA_PYTHON_CLIENT_MEM_FRACTION=0.2
@@ -15,11 +16,10 @@ settings="--config.train.log_every=500 --config.train.keep_checkpoints=1"
 run() {  # run MODEL TASK
   train ${2}_$1 $(left) --config configs/synthetic.py:$1,task=$2 $settings
 }
+tasks=${TASKS:-selective_copying associative_recall}
 start_clock
-run ms_ssm selective_copying &
-run ms_ssm associative_recall &
-( run s5 selective_copying; run s5 associative_recall ) &
-( run lru selective_copying; run lru associative_recall ) &
+for task in $tasks; do run ms_ssm $task & done
+for model in s5 lru; do ( for task in $tasks; do run $model $task; done ) & done
 wait
 for f in $out/*.log; do grep -v "^W1\|^I1" $f | grep "^==\|resumed\|eval test\|^exit\|Error" ; done
 finish $1 --with-checkpoints
