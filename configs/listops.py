@@ -46,7 +46,8 @@ for _model, _layer in common.ms_ssm_layers(num_levels=3, kernel_size=4, state_pe
 # input, and on our generated ListOps the gradient norm explodes (H100: 0.3 -> 4e3 within 25
 # steps of the end of warmup at lr 3e-3, at step ~300 at lr 1e-3; bidirectional layers or
 # clipping at norm 1 do not stop it; pre-norm contains it but the model then does not learn in
-# an epoch). With the static mixer the post-norm block is stable and learns: loss 1.77 at step
+# an epoch; nor does W_E at optimizer.mixer_lr 3e-4 or 1e-3, results/h200/listops_mixer_lr/).
+# With the static mixer the post-norm block is stable and learns: loss 1.77 at step
 # 400, as S5's 1.73 (results/h100/listops_stability/call2/; README, ListOps).
 SETTINGS["ms_ssm"]["model.layer_config.mixer"] = "static"
 

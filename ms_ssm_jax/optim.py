@@ -8,8 +8,9 @@ Every parameter leaf gets one label (`label_params`), checked in this order:
               (Smith et al. 2023).
   `mixer`     only when `mixer_lr > 0`: the input-dependent kernel `W_E` of an MS-SSM scale
               mixer (path ending in `mixer/kernel`): AdamW at `mixer_lr` (same schedule
-              shape) with `weight_decay`. A smaller rate keeps the input-dependent mixer of
-              deep post-norm stacks from diverging (README, "ListOps"). With `mixer_lr = 0`
+              shape) with `weight_decay`. A smaller rate kept the input-dependent mixer of a
+              small deep post-norm stack from diverging, not the paper's ListOps model
+              (README, "ListOps"). With `mixer_lr = 0`
               the kernel is a `decay` leaf, and the optimizer state is as before the group
               existed (older checkpoints resume).
   `no_decay`  a norm parameter (a path component containing "norm") or a bias (leaf name

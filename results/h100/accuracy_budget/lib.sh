@@ -7,7 +7,9 @@
 #   split into DEST/runs.tar.gz.part-aa, -ab, ... (join with cat) when over 15 MiB, the most
 #   the device returns per file; it returned only the first 4 parts (60 MiB) in all, so keep
 #   what a call writes under that.
-out=/tmp/logs; W=/tmp/wd; mkdir -p $W $out
+# Each call starts from empty folders: a machine still warm from the previous call keeps its
+# /tmp, and its old run directories would otherwise mix into (or overwrite) this call's.
+out=/tmp/logs; W=/tmp/wd; rm -rf $W $out; mkdir -p $W $out
 PY=${PYTHON:-python3}
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 start_clock() { start=$(date +%s); }
