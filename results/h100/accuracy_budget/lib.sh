@@ -7,9 +7,13 @@
 #   split into DEST/runs.tar.gz.part-aa, -ab, ... (join with cat) when over 15 MiB, the most
 #   the device returns per file; it returned only the first 4 parts (60 MiB) in all, so keep
 #   what a call writes under that.
-# Each call starts from empty folders: a machine still warm from the previous call keeps its
-# /tmp, and its old run directories would otherwise mix into (or overwrite) this call's.
-out=/tmp/logs; W=/tmp/wd; rm -rf $W $out; mkdir -p $W $out
+# Each call starts with an empty log folder. A machine still warm from the previous call keeps
+# its /tmp: KEEP_RUNS=1 continues the run directories found in $W (no transfer), otherwise $W
+# starts empty too. resume_runs DIR adds the run directories of an earlier call's returned
+# runs.tar.gz (its wd/) that $W does not hold yet; a run found in $W is newer and wins.
+out=/tmp/logs; W=/tmp/wd
+rm -rf $out; [ "${KEEP_RUNS:-0}" = 1 ] || rm -rf $W; mkdir -p $W $out
+resume_runs() { local d; for d in "$1"/*/; do [ -e $W/$(basename $d) ] || cp -r $d $W/; done; }
 PY=${PYTHON:-python3}
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 start_clock() { start=$(date +%s); }

@@ -11,7 +11,7 @@
 # Logs, metrics and checkpoints (the latest and the best of each run) go to $OUT/runs.tar.gz.
 source results/h100/accuracy_budget/lib.sh
 export XLA_PYTHON_CLIENT_MEM_FRACTION=0.2
-[ -n "${RESUME_FROM:-}" ] && cp -r "$RESUME_FROM"/. $W/
+[ -n "${RESUME_FROM:-}" ] && resume_runs "$RESUME_FROM"
 settings="--config.train.log_every=500 --config.train.keep_checkpoints=1"
 run() {  # run MODEL TASK
   train ${2}_$1 $(left) --config configs/synthetic.py:$1,task=$2 $settings
