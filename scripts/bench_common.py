@@ -23,6 +23,8 @@ class Timing:
   repeats: int
   temp_bytes: int | None  # XLA's compiled temp allocation
   peak_bytes: int | None  # device allocator peak during the timed calls (GPU/TPU only)
+  flops: float | None  # XLA's cost analysis of the compiled program (device-independent count)
+  bytes_accessed: float | None  # the same analysis's memory traffic estimate
 
 
 def _peak_bytes() -> int | None:
@@ -42,12 +44,21 @@ def _reset_peak() -> None:
       pass
 
 
+def _cost(compiled: Any) -> dict[str, float]:
+  """XLA's cost analysis (flops, bytes accessed); empty where the backend gives none."""
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):  # one entry per program in older JAX versions
+    cost = cost[0] if cost else None
+  return dict(cost or {})
+
+
 def time_fn(fn: Callable[..., Any], *args: Any, repeats: int = 20, warmup: int = 3) -> Timing:
   """Median wall time of `fn(*args)` after compilation and warm-up, with memory figures."""
   jitted = jax.jit(fn)
   compiled = jitted.lower(*args).compile()
   analysis = compiled.memory_analysis()
   temp = getattr(analysis, "temp_size_in_bytes", None) if analysis is not None else None
+  cost = _cost(compiled)
   for _ in range(warmup):
     jax.block_until_ready(compiled(*args))
   _reset_peak()
@@ -56,7 +67,8 @@ def time_fn(fn: Callable[..., Any], *args: Any, repeats: int = 20, warmup: int =
     start = time.perf_counter()
     jax.block_until_ready(compiled(*args))
     times.append((time.perf_counter() - start) * 1e3)
-  return Timing(statistics.median(times), min(times), repeats, temp, _peak_bytes())
+  return Timing(statistics.median(times), min(times), repeats, temp, _peak_bytes(),
+                cost.get("flops"), cost.get("bytes accessed"))
 
 
 def copy_bandwidth_gbs(num_bytes: int = 1 << 30) -> float:

@@ -4,8 +4,8 @@ Sections:
   scan    the bare recurrence `x_t = a_t x_{t-1} + b_t` (complex64) against the bandwidth
           floor: read `b` once and write `x` once (16 bytes per element; 24 when `a` varies
           in time), at the copy bandwidth measured in the same run.
-  layers  forward and forward+backward time, tokens/s and memory of each layer at matched
-          width H and total state per step.
+  layers  forward and forward+backward time, tokens/s, memory, and XLA's count of FLOPs and
+          memory traffic of each layer at matched width H and total state per step.
   kernels the MS-SSM layer at the paper's ListOps size (B=50, L=2048, H=128, S=3 levels, 5
           streams, N states per stream) for the s4d_real and s6 backbones: associative scan
           (full and chunked), the fused Pallas kernel, and the FFT path (s4d_real); plus the
@@ -85,7 +85,9 @@ def layer_suite(mimo_state: int, siso_state: int) -> dict[str, tuple[str, dict]]
   """Layers at matched total state: MIMO ones carry `mimo_state` floats per step (S5 with
   P = mimo_state under conjugate symmetry, LRU with mimo_state/2 complex states, MS-SSM with
   per-stream S5 sharing P = mimo_state), SISO ones `siso_state` states per channel (S4D-real,
-  MS-SSM with S4D-real streams splitting them, S6)."""
+  MS-SSM with S4D-real streams splitting them, S6). MS-SSM layers come with the paper's
+  input-dependent mixer and, as `..., static mixer`, with the static one, whose cost is
+  negligible: the difference is the cost of `E_t = W_E u_t`, an H x H(S+2) product per step."""
   suite = {
       "s5": ("s5", {"state_size": mimo_state}),
       "lru": ("lru", {"state_size": mimo_state // 2}),
@@ -94,9 +96,11 @@ def layer_suite(mimo_state: int, siso_state: int) -> dict[str, tuple[str, dict]]
   }
   for levels in (1, 2, 4):
     streams = levels + 2
-    suite[f"ms_ssm s5 x{streams} streams"] = (
-        "ms_ssm", {"num_levels": levels, "backbone": "s5",
-                   "total_state": mimo_state // (2 * streams) * 2 * streams})
+    s5_streams = {"num_levels": levels, "backbone": "s5",
+                  "total_state": mimo_state // (2 * streams) * 2 * streams}
+    suite[f"ms_ssm s5 x{streams} streams"] = ("ms_ssm", s5_streams)
+    suite[f"ms_ssm s5 x{streams} streams, static mixer"] = (
+        "ms_ssm", {**s5_streams, "mixer": "static"})
     suite[f"ms_ssm s4d_real x{streams} streams"] = (
         "ms_ssm", {"num_levels": levels, "backbone": "s4d_real",
                    "total_state": siso_state // streams * streams})
@@ -127,6 +131,9 @@ def bench_layers(lengths: list[int], tokens: int, width: int, mimo_state: int, s
           timing = bench_common.time_fn(fn, params, u, repeats=repeats)
           row[f"{label}_ms"] = timing.median_ms
           row[f"{label}_temp_GB"] = None if timing.temp_bytes is None else timing.temp_bytes / 1e9
+          row[f"{label}_GFLOP"] = None if timing.flops is None else timing.flops / 1e9
+          row[f"{label}_traffic_GB"] = (None if timing.bytes_accessed is None
+                                        else timing.bytes_accessed / 1e9)
         except Exception as e:  # noqa: BLE001 - out of memory is a result, reported as such.
           row[f"{label}_ms"] = f"failed: {type(e).__name__}"
       if isinstance(row.get("fwd+bwd_ms"), float):
@@ -260,7 +267,7 @@ def main() -> None:
     rows = bench_layers(lengths, args.tokens, args.width, args.mimo_state, args.siso_state,
                         args.repeats, only)
     columns = ["layer", "L", "B", "H", "floats/step", "params", "fwd_ms", "fwd+bwd_ms",
-               "fwd+bwd_temp_GB", "tokens/s (fwd+bwd)"]
+               "fwd+bwd_GFLOP", "fwd+bwd_traffic_GB", "fwd+bwd_temp_GB", "tokens/s (fwd+bwd)"]
   print(bench_common.markdown_table(rows, columns))
   print("wrote", bench_common.write_results(f"bench_{args.section}", rows, vars(args)))
 
