@@ -44,7 +44,8 @@ def _sequential(a, b):
     return x, x
 
   a_t = jnp.broadcast_to(a, b.shape)
-  _, xs = jax.lax.scan(step, jnp.zeros_like(b[:, 0]), (jnp.swapaxes(a_t, 0, 1), jnp.swapaxes(b, 0, 1)))
+  _, xs = jax.lax.scan(step, jnp.zeros_like(b[:, 0]),
+                       (jnp.swapaxes(a_t, 0, 1), jnp.swapaxes(b, 0, 1)))
   return jnp.swapaxes(xs, 0, 1)
 
 
@@ -223,7 +224,8 @@ def bench_kernels(batch: int, length: int, width: int, levels: int, states: list
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--section", choices=["scan", "layers", "kernels"], default="scan")
   parser.add_argument("--tokens", type=int, default=65536, help="layers: B = tokens // L")
   parser.add_argument("--width", type=int, default=128, help="layers: H")

@@ -1,0 +1,35 @@
+"""The benchmark scripts run end to end at toy sizes and write what the README reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_bench_layers(tmp_path: pathlib.Path, *args: str) -> list[dict]:
+  """Runs scripts/bench_layers.py with `args`; returns the rows of the JSON it writes."""
+  subprocess.run(
+      [sys.executable, str(REPO / "scripts" / "bench_layers.py"), *args],
+      check=True, cwd=REPO, capture_output=True, text=True,
+      env={**os.environ, "BENCH_RESULTS_DIR": str(tmp_path), "JAX_PLATFORMS": "cpu"})
+  section = args[args.index("--section") + 1]
+  return json.loads((tmp_path / f"bench_{section}.json").read_text())["rows"]
+
+
+def test_layers_section_counts_the_mixer(tmp_path):
+  rows = run_bench_layers(tmp_path, "--section", "layers", "--lengths", "64", "--tokens", "128",
+                          "--width", "16", "--mimo_state", "24", "--siso_state", "4",
+                          "--only", "s5 x3", "--repeats", "1")
+  by_name = {row["layer"]: row for row in rows}
+  assert set(by_name) == {"ms_ssm s5 x3 streams", "ms_ssm s5 x3 streams, static mixer"}
+  for row in rows:
+    assert row["fwd+bwd_ms"] > 0 and row["fwd+bwd_GFLOP"] > 0 and row["fwd+bwd_traffic_GB"] > 0
+  # W_E u_t (H x 3H per step) is the only work the paper's mixer adds over the static one.
+  paper = by_name["ms_ssm s5 x3 streams"]["fwd+bwd_GFLOP"]
+  static = by_name["ms_ssm s5 x3 streams, static mixer"]["fwd+bwd_GFLOP"]
+  assert paper > static
