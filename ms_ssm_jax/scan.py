@@ -229,7 +229,8 @@ def chunked_linear_recurrence(
 
   def to_chunks(x: Array) -> Array:
     if x.shape[:2] != (batch, length):
-      raise ValueError(f"every leaf of xs must start with (B, L) = {(batch, length)}; got {x.shape}")
+      raise ValueError(f"every leaf of xs must start with (B, L) = {(batch, length)}; "
+                       f"got {x.shape}")
     x = jnp.pad(x, [(0, 0), (0, padded - length)] + [(0, 0)] * (x.ndim - 2))
     x = x.reshape((batch, num_chunks, chunk_size) + x.shape[2:])
     return jnp.moveaxis(x, 1, 0)

@@ -63,7 +63,8 @@ def test_auto_picks_pallas_on_gpu_and_tpu_only():
      "covers real per-channel states"),
     (lambda: MSSSMLayer(d_model=WIDTH, state_per_stream=4, mode="conv",
                        scan_impl="pallas"), "mode='conv' has none"),
-    (lambda: MSSSMLayer(d_model=WIDTH, state_per_stream=4, scan_impl="triton"), "scan_impl='triton' is not supported"),
+    (lambda: MSSSMLayer(d_model=WIDTH, state_per_stream=4, scan_impl="triton"),
+     "scan_impl='triton' is not supported"),
 ])
 def test_bad_scan_impl_raises_clear_errors(layer, message):
   with pytest.raises(ValueError, match=message):

@@ -89,7 +89,8 @@ def test_two_references_agree(x64):
 def test_operator_is_associative_and_ordered(x64):
   """With time-varying elements the operator's order matters; a swapped operator fails here."""
   rng = np.random.default_rng(1)
-  e1, e2, e3 = [tuple(jnp.asarray(v) for v in random_coeffs(rng, (4,), (4,), True)) for _ in range(3)]
+  e1, e2, e3 = [tuple(jnp.asarray(v) for v in random_coeffs(rng, (4,), (4,), True))
+                for _ in range(3)]
   left = scan._combine(scan._combine(e1, e2), e3)
   right = scan._combine(e1, scan._combine(e2, e3))
   for u, v in zip(left, right):

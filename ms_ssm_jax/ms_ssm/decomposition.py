@@ -198,7 +198,8 @@ def wavelet_bands(x: Array, phi: Array, psi: Array, *, streams: str, impl: str,
     `(B, L, H, num_streams)` bands in stream order, slowest first.
   """
   if impl not in DECOMPOSITION_IMPLS:
-    raise ValueError(f"unknown decomposition_impl {impl!r}; known: {', '.join(DECOMPOSITION_IMPLS)}")
+    raise ValueError(f"unknown decomposition_impl {impl!r}; known: "
+                     f"{', '.join(DECOMPOSITION_IMPLS)}")
   num_levels, kernel_size = phi.shape[0], phi.shape[1]
   check_layout(num_levels, streams)
   if num_levels == 0:

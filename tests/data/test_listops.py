@@ -113,7 +113,7 @@ def test_generated_labels_and_lengths(window):
 
 
 def _exact_length_distribution(max_length):
-  """P(token count = l), l <= max_length, of a tree from LRA's distribution, by recursion on depth."""
+  """P(token count = l), l <= max_length, of an LRA-distributed tree, by recursion on depth."""
   leaf = np.zeros(max_length + 1)
   leaf[1] = 1.0
   subtree = leaf  # depth 10: always a leaf
