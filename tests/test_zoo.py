@@ -40,6 +40,9 @@ QUICK_TASKS = set(uea.SHIPPED_TASKS) | {"sdigits", "listops", "associative_recal
 SHIPPED_UEA_DATASETS = set(uea.SHIPPED_TASKS.values())
 # Generated tasks write their data here (once per test session), not into ~/tensorflow_datasets.
 GENERATED_TASKS = {"listops"}
+# Entries whose slice evaluation takes minutes on 2 CPU cores (the 20-layer ListOps model:
+# about 4 minutes); they run with -m slow.
+SLOW_SLICE_ENTRIES = {"ms_ssm_listops_1epoch"}
 TINY_NAME = "tiny_s5_japanese_vowels"
 
 
@@ -82,7 +85,9 @@ def generated_data_dir(tmp_path_factory):
   return tmp_path_factory.mktemp("generated_tfds")
 
 
-@pytest.mark.parametrize("entry", RELEASED, ids=lambda entry: entry.name)
+@pytest.mark.parametrize("entry", [
+    pytest.param(entry, marks=pytest.mark.slow) if entry.name in SLOW_SLICE_ENTRIES else entry
+    for entry in RELEASED], ids=lambda entry: entry.name)
 def test_entry_reproduces_its_slice_accuracy(entry, generated_data_dir):
   quick = entry.task in QUICK_TASKS or (
       entry.task == "uea" and entry.config["data"]["dataset"] in SHIPPED_UEA_DATASETS)
