@@ -114,10 +114,12 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001 - a failing config (OOM, missing spec) is a result.
       rows.append({"config": name, "step_ms": f"failed: {type(e).__name__}: {str(e)[:120]}"})
     print(bench_common.markdown_table(rows[-1:], list(rows[-1])), flush=True)
+    # Rewritten after every config, so a run stopped by a time limit keeps the finished rows.
+    path = bench_common.write_results(args.output_name, rows, vars(args))
   columns = ["config", "task", "layer", "params", "batch", "L", "step_ms", "examples/s",
              "first_step_s"]
   print(bench_common.markdown_table(rows, columns))
-  print("wrote", bench_common.write_results(args.output_name, rows, vars(args)))
+  print("wrote", path)
 
 
 if __name__ == "__main__":

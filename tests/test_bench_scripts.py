@@ -33,3 +33,17 @@ def test_layers_section_counts_the_mixer(tmp_path):
   paper = by_name["ms_ssm s5 x3 streams"]["fwd+bwd_GFLOP"]
   static = by_name["ms_ssm s5 x3 streams, static mixer"]["fwd+bwd_GFLOP"]
   assert paper > static
+
+
+
+def test_train_step_bench_writes_a_row_per_config(tmp_path):
+  subprocess.run(
+      [sys.executable, str(REPO / "scripts" / "bench_train.py"), "--steps", "2",
+       "--configs", "configs/default.py:s5,configs/default.py:lru"],
+      check=True, cwd=REPO, capture_output=True, text=True,
+      env={**os.environ, "BENCH_RESULTS_DIR": str(tmp_path), "JAX_PLATFORMS": "cpu"})
+  rows = json.loads((tmp_path / "bench_train.json").read_text())["rows"]
+  assert [(row["config"], row["layer"]) for row in rows] == [
+      ("configs/default.py:s5", "s5"), ("configs/default.py:lru", "lru")]
+  for row in rows:
+    assert row["step_ms"] > 0 and row["examples/s"] > 0 and row["loss_finite"], row
