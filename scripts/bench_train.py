@@ -59,6 +59,7 @@ def random_batch(spec: data.TaskSpec, batch_size: int, rng: np.random.Generator)
 def bench_config(name: str, config, steps: int) -> dict:
   mesh = sharding.make_mesh(config.mesh)
   batch_size = config.train.global_batch_size
+  sharding.check_batch_size(mesh, batch_size, "train.global_batch_size")
   spec = data.get_task(config.data)
   model = model_lib.build_model(config.model, spec, precision=config.train.precision,
                                 remat=config.train.remat)
