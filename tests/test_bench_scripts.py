@@ -35,7 +35,6 @@ def test_layers_section_counts_the_mixer(tmp_path):
   assert paper > static
 
 
-
 def test_train_step_bench_writes_a_row_per_config(tmp_path):
   subprocess.run(
       [sys.executable, str(REPO / "scripts" / "bench_train.py"), "--steps", "2",
