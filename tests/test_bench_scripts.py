@@ -11,18 +11,19 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def run_bench_layers(tmp_path: pathlib.Path, *args: str) -> list[dict]:
-  """Runs scripts/bench_layers.py with `args`; returns the rows of the JSON it writes."""
+def run_bench_script(tmp_path: pathlib.Path, script: str, output_name: str,
+                     *args: str) -> list[dict]:
+  """Runs scripts/`script` with `args` on the CPU; returns the rows of `output_name`.json."""
   subprocess.run(
-      [sys.executable, str(REPO / "scripts" / "bench_layers.py"), *args],
+      [sys.executable, str(REPO / "scripts" / script), *args],
       check=True, cwd=REPO, capture_output=True, text=True,
       env={**os.environ, "BENCH_RESULTS_DIR": str(tmp_path), "JAX_PLATFORMS": "cpu"})
-  section = args[args.index("--section") + 1]
-  return json.loads((tmp_path / f"bench_{section}.json").read_text())["rows"]
+  return json.loads((tmp_path / f"{output_name}.json").read_text())["rows"]
 
 
 def test_layers_section_counts_the_mixer(tmp_path):
-  rows = run_bench_layers(tmp_path, "--section", "layers", "--lengths", "64", "--tokens", "128",
+  rows = run_bench_script(tmp_path, "bench_layers.py", "bench_layers",
+                          "--section", "layers", "--lengths", "64", "--tokens", "128",
                           "--width", "16", "--mimo_state", "24", "--siso_state", "4",
                           "--only", "s5 x3", "--repeats", "1")
   by_name = {row["layer"]: row for row in rows}
@@ -36,12 +37,8 @@ def test_layers_section_counts_the_mixer(tmp_path):
 
 
 def test_train_step_bench_writes_a_row_per_config(tmp_path):
-  subprocess.run(
-      [sys.executable, str(REPO / "scripts" / "bench_train.py"), "--steps", "2",
-       "--configs", "configs/default.py:s5,configs/default.py:lru"],
-      check=True, cwd=REPO, capture_output=True, text=True,
-      env={**os.environ, "BENCH_RESULTS_DIR": str(tmp_path), "JAX_PLATFORMS": "cpu"})
-  rows = json.loads((tmp_path / "bench_train.json").read_text())["rows"]
+  rows = run_bench_script(tmp_path, "bench_train.py", "bench_train", "--steps", "2",
+                          "--configs", "configs/default.py:s5,configs/default.py:lru")
   assert [(row["config"], row["layer"]) for row in rows] == [
       ("configs/default.py:s5", "s5"), ("configs/default.py:lru", "lru")]
   for row in rows:

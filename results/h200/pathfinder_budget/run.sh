@@ -2,10 +2,10 @@
 # Pathfinder-32 (generated) for MS-SSM, S5 and LRU at an equal budget of $EPOCHS epochs (default
 # 3 = 7,500 steps of 64; configs/pathfinder.py otherwise unchanged, warmup half an epoch instead
 # of 1), in three lanes that share one GPU, continued over consecutive device calls (2 epochs
-# take two calls of CLOCK=480, 3 epochs three). MS-SSM's checkpoint with
-# its optimizer state (about 54 MB) is too large to carry to the device and back, so the runs
-# continue on a machine that stays warm between calls: KEEP_RUNS=1 keeps /tmp/wd and the
-# generated images of the previous call (make the next call within the device's idle window).
+# take two calls of CLOCK=480, 3 epochs three). MS-SSM's checkpoint with its optimizer state
+# (about 54 MB) is too large to carry to the device and back, so the runs continue on a machine
+# that stays warm between calls: KEEP_RUNS=1 keeps /tmp/wd and the generated images of the
+# previous call (make the next call within the device's idle window).
 # A machine that was handed back in between has neither; the runs then start over. From the
 # repository root, first call, then each next one:
 #   EPOCHS=2 CLOCK=480 bash results/h200/pathfinder_budget/run.sh $OUT
