@@ -90,6 +90,22 @@ def write_results(name: str, rows: list[dict[str, Any]], meta: dict[str, Any]) -
   return path
 
 
+class RowLog:
+  """The rows of one benchmark run. Each added row is printed as a one-row table and the whole
+  JSON (`write_results(name, rows, meta)`) rewritten, so a run stopped by a time limit keeps
+  the rows it finished."""
+
+  def __init__(self, name: str, meta: dict[str, Any]):
+    self.name, self.meta = name, meta
+    self.rows: list[dict[str, Any]] = []
+    self.path: str | None = None
+
+  def add(self, row: dict[str, Any]) -> None:
+    self.rows.append(row)
+    print(markdown_table([row], list(row)), flush=True)
+    self.path = write_results(self.name, self.rows, self.meta)
+
+
 def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
   def fmt(v: Any) -> str:
     if isinstance(v, float):

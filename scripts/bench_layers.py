@@ -15,7 +15,8 @@ Usage:
   python scripts/bench_layers.py --section scan --lengths 1024,4096,16384,65536
   python scripts/bench_layers.py --section layers --lengths 1024,4096
   python scripts/bench_layers.py --section kernels --batch 50 --lengths 2048 --states 16,128
-Results also go to results/bench_<section>.json (or $BENCH_RESULTS_DIR).
+Results also go to results/bench_<section>.json (or $BENCH_RESULTS_DIR), rewritten after every
+row, so a run stopped by a time limit keeps its finished rows.
 """
 
 from __future__ import annotations
@@ -49,11 +50,10 @@ def _sequential(a, b):
   return jnp.swapaxes(xs, 0, 1)
 
 
-def bench_scan(lengths: list[int], batch: int, states: int, repeats: int,
-               block_sizes: list[int]) -> list[dict]:
+def bench_scan(log: bench_common.RowLog, lengths: list[int], batch: int, states: int,
+               repeats: int, block_sizes: list[int]) -> None:
   bandwidth = bench_common.copy_bandwidth_gbs()
   print(f"copy bandwidth: {bandwidth:.0f} GB/s (read + write)")
-  rows = []
   rng = np.random.default_rng(0)
   for length in lengths:
     shape = (batch, length, states)
@@ -72,14 +72,12 @@ def bench_scan(lengths: list[int], batch: int, states: int, repeats: int,
     for name, (fn, a, bytes_per_element) in variants.items():
       timing = bench_common.time_fn(fn, a, b, repeats=repeats)
       floor_ms = bytes_per_element * b.size / (bandwidth * 1e9) * 1e3
-      rows.append({
+      log.add({
           "L": length, "B": batch, "P": states, "variant": name,
           "ms": timing.median_ms, "floor_ms": floor_ms,
           "fraction_of_floor": floor_ms / timing.median_ms,
           "temp_GB": None if timing.temp_bytes is None else timing.temp_bytes / 1e9,
       })
-      print(bench_common.markdown_table(rows[-1:], list(rows[-1])), flush=True)
-  return rows
 
 
 def layer_suite(mimo_state: int, siso_state: int) -> dict[str, tuple[str, dict]]:
@@ -108,9 +106,8 @@ def layer_suite(mimo_state: int, siso_state: int) -> dict[str, tuple[str, dict]]
   return suite
 
 
-def bench_layers(lengths: list[int], tokens: int, width: int, mimo_state: int, siso_state: int,
-                 repeats: int, only: list[str]) -> list[dict]:
-  rows = []
+def bench_layers(log: bench_common.RowLog, lengths: list[int], tokens: int, width: int,
+                 mimo_state: int, siso_state: int, repeats: int, only: list[str]) -> None:
   rng = jax.random.PRNGKey(0)
   for name, (layer_name, overrides) in layer_suite(mimo_state, siso_state).items():
     if only and not any(o in name for o in only):
@@ -139,9 +136,7 @@ def bench_layers(lengths: list[int], tokens: int, width: int, mimo_state: int, s
           row[f"{label}_ms"] = f"failed: {type(e).__name__}"
       if isinstance(row.get("fwd+bwd_ms"), float):
         row["tokens/s (fwd+bwd)"] = batch * length / (row["fwd+bwd_ms"] * 1e-3)
-      rows.append(row)
-      print(bench_common.markdown_table([row], list(row)), flush=True)
-  return rows
+      log.add(row)
 
 
 def kernel_variants(backbone: str) -> dict[str, dict]:
@@ -167,14 +162,12 @@ def _timed_row(row: dict, fns: dict, args: tuple, repeats: int) -> dict:
       row[f"{label}_peak_GB"] = None if timing.peak_bytes is None else timing.peak_bytes / 1e9
     except Exception as e:  # noqa: BLE001 - out of memory is a result, reported as such.
       row[f"{label}_ms"] = f"failed: {type(e).__name__}"
-  print(bench_common.markdown_table([row], list(row)), flush=True)
   return row
 
 
-def bench_kernels(batch: int, length: int, width: int, levels: int, states: list[int],
-                  repeats: int, block_options: list[tuple[int, ...]],
-                  only: list[str]) -> list[dict]:
-  rows = []
+def bench_kernels(log: bench_common.RowLog, batch: int, length: int, width: int, levels: int,
+                  states: list[int], repeats: int, block_options: list[tuple[int, ...]],
+                  only: list[str]) -> None:
   rng = jax.random.PRNGKey(0)
   u = jax.random.normal(rng, (batch, length, width), jnp.float32)
   for n in states:
@@ -191,7 +184,7 @@ def bench_kernels(batch: int, length: int, width: int, levels: int, states: list
                "fwd+bwd": jax.grad(lambda p, u: jnp.sum(layer.apply(p, u) ** 2), argnums=(0, 1))}
         row = {"what": f"ms_ssm {backbone}", "variant": variant, "N": n, "B": batch, "L": length,
                "H": width, "streams": layer.num_streams}
-        rows.append(_timed_row(row, fns, (params, u), repeats))
+        log.add(_timed_row(row, fns, (params, u), repeats))
     # The bare kernel (s6 form: all streams as groups) under several block shapes.
     groups = levels + 2
     keys = jax.random.split(rng, 4)
@@ -219,8 +212,7 @@ def bench_kernels(batch: int, length: int, width: int, levels: int, states: list
              "variant": f"T={chunk} H_blk={block} N_blk={state_block} K={per_entry} "
                         f"warps={warps}" + (" state loop" if state_loop else ""), "N": n,
              "B": batch, "L": length, "H": width, "streams": groups}
-      rows.append(_timed_row(row, fns, inputs, repeats))
-  return rows
+      log.add(_timed_row(row, fns, inputs, repeats))
 
 
 def main() -> None:
@@ -250,28 +242,31 @@ def main() -> None:
   args = parser.parse_args()
   lengths = [int(v) for v in args.lengths.split(",")]
   print(f"device: {bench_common.device_description()}, jax {jax.__version__}")
+  log = bench_common.RowLog(f"bench_{args.section}", vars(args))
   if args.section == "scan":
     block_sizes = [int(v) for v in args.block_sizes.split(",") if v]
-    rows = bench_scan(lengths, args.batch, int(args.states), args.repeats, block_sizes)
+    bench_scan(log, lengths, args.batch, int(args.states), args.repeats, block_sizes)
     columns = ["L", "B", "P", "variant", "ms", "floor_ms", "fraction_of_floor", "temp_GB"]
   elif args.section == "kernels":
     blocks = [tuple(int(v) for v in b.split("x")) for b in args.kernel_blocks.split(",") if b]
     if any(len(shape) not in (5, 6) for shape in blocks):
       parser.error(f"--kernel_blocks takes TxH_blkxN_blkxKxwarps[x1] shapes; got "
                    f"{args.kernel_blocks}")
-    rows = bench_kernels(args.batch, lengths[0], args.width, args.levels,
-                         [int(v) for v in args.states.split(",")], args.repeats, blocks,
-                         [v for v in args.only.split(",") if v])
+    bench_kernels(log, args.batch, lengths[0], args.width, args.levels,
+                  [int(v) for v in args.states.split(",")], args.repeats, blocks,
+                  [v for v in args.only.split(",") if v])
     columns = ["what", "variant", "N", "B", "L", "H", "streams", "fwd_ms", "fwd_temp_GB",
                "fwd_peak_GB", "fwd+bwd_ms", "fwd+bwd_temp_GB", "fwd+bwd_peak_GB"]
   else:
     only = [v for v in args.only.split(",") if v]
-    rows = bench_layers(lengths, args.tokens, args.width, args.mimo_state, args.siso_state,
-                        args.repeats, only)
+    bench_layers(log, lengths, args.tokens, args.width, args.mimo_state, args.siso_state,
+                 args.repeats, only)
     columns = ["layer", "L", "B", "H", "floats/step", "params", "fwd_ms", "fwd+bwd_ms",
                "fwd+bwd_GFLOP", "fwd+bwd_traffic_GB", "fwd+bwd_temp_GB", "tokens/s (fwd+bwd)"]
-  print(bench_common.markdown_table(rows, columns))
-  print("wrote", bench_common.write_results(f"bench_{args.section}", rows, vars(args)))
+  if not log.rows:
+    sys.exit(f"--only {args.only!r} matched no {args.section} variant: nothing was timed")
+  print(bench_common.markdown_table(log.rows, columns))
+  print("wrote", log.path)
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ def main() -> None:
   args = parser.parse_args()
   overrides = dict(item.split("=", 1) for item in args.set)
   print(f"device: {bench_common.device_description()}, jax {jax.__version__}")
-  rows = []
+  log = bench_common.RowLog(args.output_name, vars(args))
   # A comma starts a new config only where a `.py` path follows, so config args may hold
   # commas themselves: configs/uea.py:s5,dataset=BasicMotions,configs/default.py
   for name in re.split(r",(?=[^,:]*\.py)", args.configs):
@@ -111,16 +111,13 @@ def main() -> None:
       value = text.lower() == "true" if isinstance(current, bool) else type(current)(text)
       common.override(config, {key: value})
     try:
-      rows.append(bench_config(name, config, args.steps))
+      log.add(bench_config(name, config, args.steps))
     except Exception as e:  # noqa: BLE001 - a failing config (OOM, missing spec) is a result.
-      rows.append({"config": name, "step_ms": f"failed: {type(e).__name__}: {str(e)[:120]}"})
-    print(bench_common.markdown_table(rows[-1:], list(rows[-1])), flush=True)
-    # Rewritten after every config, so a run stopped by a time limit keeps the finished rows.
-    path = bench_common.write_results(args.output_name, rows, vars(args))
+      log.add({"config": name, "step_ms": f"failed: {type(e).__name__}: {str(e)[:120]}"})
   columns = ["config", "task", "layer", "params", "batch", "L", "step_ms", "examples/s",
              "first_step_s"]
-  print(bench_common.markdown_table(rows, columns))
-  print("wrote", path)
+  print(bench_common.markdown_table(log.rows, columns))
+  print("wrote", log.path)
 
 
 if __name__ == "__main__":

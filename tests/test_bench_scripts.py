@@ -11,21 +11,45 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def run_bench_script(tmp_path: pathlib.Path, script: str, output_name: str,
-                     *args: str) -> list[dict]:
-  """Runs scripts/`script` with `args` on the CPU; returns the rows of `output_name`.json."""
-  subprocess.run(
+sys.path.insert(0, str(REPO / "scripts"))
+import bench_common  # noqa: E402  (scripts/ is not a package)
+
+
+def run_bench_script(tmp_path: pathlib.Path, script: str, *args: str,
+                     check: bool = True) -> subprocess.CompletedProcess:
+  """Runs scripts/`script` with `args` on the CPU, its results under `tmp_path`."""
+  return subprocess.run(
       [sys.executable, str(REPO / "scripts" / script), *args],
-      check=True, cwd=REPO, capture_output=True, text=True,
+      check=check, cwd=REPO, capture_output=True, text=True,
       env={**os.environ, "BENCH_RESULTS_DIR": str(tmp_path), "JAX_PLATFORMS": "cpu"})
+
+
+def read_rows(tmp_path: pathlib.Path, output_name: str) -> list[dict]:
   return json.loads((tmp_path / f"{output_name}.json").read_text())["rows"]
 
 
+def test_row_log_rewrites_the_results_after_every_row(tmp_path, monkeypatch):
+  monkeypatch.setenv("BENCH_RESULTS_DIR", str(tmp_path))
+  log = bench_common.RowLog("bench_rows", {"what": "test"})
+  log.add({"config": "a", "step_ms": 1.0})
+  assert read_rows(tmp_path, "bench_rows") == [{"config": "a", "step_ms": 1.0}]
+  log.add({"config": "b", "step_ms": "failed: XlaRuntimeError"})
+  assert [row["config"] for row in read_rows(tmp_path, "bench_rows")] == ["a", "b"]
+  assert log.path == str(tmp_path / "bench_rows.json")
+
+
+def test_layers_section_says_when_only_matches_nothing(tmp_path):
+  result = run_bench_script(tmp_path, "bench_layers.py", "--section", "layers",
+                            "--lengths", "64", "--only", "no_such_layer", check=False)
+  assert result.returncode != 0
+  assert "'no_such_layer' matched no layers variant" in result.stderr
+
+
 def test_layers_section_counts_the_mixer(tmp_path):
-  rows = run_bench_script(tmp_path, "bench_layers.py", "bench_layers",
-                          "--section", "layers", "--lengths", "64", "--tokens", "128",
-                          "--width", "16", "--mimo_state", "24", "--siso_state", "4",
-                          "--only", "s5 x3", "--repeats", "1")
+  run_bench_script(tmp_path, "bench_layers.py", "--section", "layers", "--lengths", "64",
+                   "--tokens", "128", "--width", "16", "--mimo_state", "24", "--siso_state", "4",
+                   "--only", "s5 x3", "--repeats", "1")
+  rows = read_rows(tmp_path, "bench_layers")
   by_name = {row["layer"]: row for row in rows}
   assert set(by_name) == {"ms_ssm s5 x3 streams", "ms_ssm s5 x3 streams, static mixer"}
   for row in rows:
@@ -37,8 +61,9 @@ def test_layers_section_counts_the_mixer(tmp_path):
 
 
 def test_train_step_bench_writes_a_row_per_config(tmp_path):
-  rows = run_bench_script(tmp_path, "bench_train.py", "bench_train", "--steps", "2",
-                          "--configs", "configs/default.py:s5,configs/default.py:lru")
+  run_bench_script(tmp_path, "bench_train.py", "--steps", "2",
+                   "--configs", "configs/default.py:s5,configs/default.py:lru")
+  rows = read_rows(tmp_path, "bench_train")
   assert [(row["config"], row["layer"]) for row in rows] == [
       ("configs/default.py:s5", "s5"), ("configs/default.py:lru", "lru")]
   for row in rows:
