@@ -14,6 +14,7 @@ Results also go to results/bench_train.json (or $BENCH_RESULTS_DIR).
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import os
 import re
@@ -114,6 +115,10 @@ def main() -> None:
       log.add(bench_config(name, config, args.steps))
     except Exception as e:  # noqa: BLE001 - a failing config (OOM, missing spec) is a result.
       log.add({"config": name, "step_ms": f"failed: {type(e).__name__}: {str(e)[:120]}"})
+    # Frees the previous config's executables and buffers before the next one compiles: the
+    # S6 Pathfinder step with remat fit on an H100 alone but not after the PTB-XL one.
+    gc.collect()
+    jax.clear_caches()
   columns = ["config", "task", "layer", "params", "batch", "L", "step_ms", "examples/s",
              "first_step_s"]
   print(bench_common.markdown_table(log.rows, columns))
