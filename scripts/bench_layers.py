@@ -6,6 +6,8 @@ Sections:
           in time), at the copy bandwidth measured in the same run.
   layers  forward and forward+backward time, tokens/s, memory, and XLA's count of FLOPs and
           memory traffic of each layer at matched width H and total state per step.
+  parts   each MS-SSM layer of `layers` whole and with one part (decomposition, streams,
+          mixer) replaced by a cheap stand-in of the same shape: what each part costs.
   kernels the MS-SSM layer at the paper's ListOps size (B=50, L=2048, H=128, S=3 levels, 5
           streams, N states per stream) for the s4d_real and s6 backbones: associative scan
           (full and chunked), the fused Pallas kernel, and the FFT path (s4d_real); plus the
@@ -14,6 +16,7 @@ Sections:
 Usage:
   python scripts/bench_layers.py --section scan --lengths 1024,4096,16384,65536
   python scripts/bench_layers.py --section layers --lengths 1024,4096
+  python scripts/bench_layers.py --section parts --lengths 4096 --only "s5 x6"
   python scripts/bench_layers.py --section kernels --batch 50 --lengths 2048 --states 16,128
 Results also go to results/bench_<section>.json (or $BENCH_RESULTS_DIR), rewritten after every
 row, so a run stopped by a time limit keeps its finished rows.
@@ -25,7 +28,9 @@ import argparse
 import functools
 import os
 import sys
+from typing import Callable, Iterator
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,6 +40,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import bench_common  # noqa: E402
 from ms_ssm_jax import layers, pallas_scan, scan  # noqa: E402
+from ms_ssm_jax.ms_ssm import decomposition  # noqa: E402
+from ms_ssm_jax.ms_ssm import mixer as mixer_lib  # noqa: E402
+from ms_ssm_jax.ms_ssm import streams as streams_lib  # noqa: E402
+
+Array = jax.Array
 
 
 def _sequential(a, b):
@@ -106,37 +116,95 @@ def layer_suite(mimo_state: int, siso_state: int) -> dict[str, tuple[str, dict]]
   return suite
 
 
+def _time_layer(row: dict, apply: Callable[[dict, Array], Array], params: dict,
+                u: Array, repeats: int) -> dict:
+  """Adds the forward and forward+backward (of `sum(apply(params, u)**2)`) time, XLA's temp
+  allocation, FLOP and memory-traffic counts, and tokens/s to `row`."""
+  loss_grad = jax.grad(lambda p, u: jnp.sum(apply(p, u) ** 2), argnums=(0, 1))
+  for label, fn in (("fwd", apply), ("fwd+bwd", loss_grad)):
+    try:
+      timing = bench_common.time_fn(fn, params, u, repeats=repeats)
+      row[f"{label}_ms"] = timing.median_ms
+      row[f"{label}_temp_GB"] = None if timing.temp_bytes is None else timing.temp_bytes / 1e9
+      row[f"{label}_GFLOP"] = None if timing.flops is None else timing.flops / 1e9
+      row[f"{label}_traffic_GB"] = (None if timing.bytes_accessed is None
+                                    else timing.bytes_accessed / 1e9)
+    except Exception as e:  # noqa: BLE001 - out of memory is a result, reported as such.
+      row[f"{label}_ms"] = f"failed: {type(e).__name__}"
+  if isinstance(row.get("fwd+bwd_ms"), float):
+    row["tokens/s (fwd+bwd)"] = u.shape[0] * u.shape[1] / (row["fwd+bwd_ms"] * 1e-3)
+  return row
+
+
+def selected_layers(width: int, mimo_state: int, siso_state: int,
+                    only: list[str]) -> Iterator[tuple[str, str, nn.Module]]:
+  """`(suite name, registry name, layer)` of the `layer_suite` entries matching `only`."""
+  for name, (layer_name, overrides) in layer_suite(mimo_state, siso_state).items():
+    if not only or any(o in name for o in only):
+      cfg = layers.default_layer_config(layer_name)
+      cfg.update(overrides)
+      yield name, layer_name, layers.make_layer(layer_name, width, cfg)
+
+
+def layer_inputs(layer: nn.Module, length: int, tokens: int, width: int) -> tuple[dict, Array]:
+  """Parameters and a random input `(tokens // length, length, width)` for `layer`."""
+  rng = jax.random.PRNGKey(0)
+  u = jax.random.normal(rng, (max(1, tokens // length), length, width), jnp.float32)
+  return layer.init(rng, u[:1, :16]), u
+
+
 def bench_layers(log: bench_common.RowLog, lengths: list[int], tokens: int, width: int,
                  mimo_state: int, siso_state: int, repeats: int, only: list[str]) -> None:
-  rng = jax.random.PRNGKey(0)
-  for name, (layer_name, overrides) in layer_suite(mimo_state, siso_state).items():
-    if only and not any(o in name for o in only):
-      continue
-    cfg = layers.default_layer_config(layer_name)
-    cfg.update(overrides)
-    layer = layers.make_layer(layer_name, width, cfg)
+  for name, _, layer in selected_layers(width, mimo_state, siso_state, only):
     for length in lengths:
-      batch = max(1, tokens // length)
-      u = jax.random.normal(rng, (batch, length, width), jnp.float32)
-      params = layer.init(rng, u[:1, :16])
-      forward = lambda p, u: layer.apply(p, u)
-      loss_grad = jax.grad(lambda p, u: jnp.sum(layer.apply(p, u) ** 2), argnums=(0, 1))
-      row = {"layer": name, "L": length, "B": batch, "H": width,
+      params, u = layer_inputs(layer, length, tokens, width)
+      row = {"layer": name, "L": length, "B": u.shape[0], "H": width,
              "floats/step": layer.state_counts().carried_floats,
              "params": layers.count_parameters(params)}
-      for label, fn in (("fwd", forward), ("fwd+bwd", loss_grad)):
-        try:
-          timing = bench_common.time_fn(fn, params, u, repeats=repeats)
-          row[f"{label}_ms"] = timing.median_ms
-          row[f"{label}_temp_GB"] = None if timing.temp_bytes is None else timing.temp_bytes / 1e9
-          row[f"{label}_GFLOP"] = None if timing.flops is None else timing.flops / 1e9
-          row[f"{label}_traffic_GB"] = (None if timing.bytes_accessed is None
-                                        else timing.bytes_accessed / 1e9)
-        except Exception as e:  # noqa: BLE001 - out of memory is a result, reported as such.
-          row[f"{label}_ms"] = f"failed: {type(e).__name__}"
-      if isinstance(row.get("fwd+bwd_ms"), float):
-        row["tokens/s (fwd+bwd)"] = batch * length / (row["fwd+bwd_ms"] * 1e-3)
-      log.add(row)
+      log.add(_time_layer(row, layer.apply, params, u, repeats))
+
+
+# The MS-SSM layer's parts, and the cheap stand-in (same output shape) that replaces each in
+# the `parts` section: bands = copies of u, stream outputs = their bands, mixer = a plain sum.
+PART_STAND_INS: dict[str, tuple[type, Callable[..., Array]]] = {
+    "decomposition": (
+        decomposition.WaveletDecomposition,
+        lambda module, u: jnp.repeat(
+            u[..., None], decomposition.num_streams(module.num_levels, module.streams), -1)),
+    "streams": (streams_lib.StreamSSMs, lambda module, bands, u: bands),
+    "mixer": (mixer_lib.ScaleMixer, lambda module, y, u: jnp.sum(y, axis=-1)),
+}
+
+
+def apply_without(layer: nn.Module, part: str) -> Callable[[dict, Array], Array]:
+  """`layer.apply` with the MS-SSM part `part` replaced by its stand-in (`PART_STAND_INS`)."""
+  part_class, stand_in = PART_STAND_INS[part]
+
+  def replace(next_fun, args, kwargs, context):
+    if isinstance(context.module, part_class) and context.method_name == "__call__":
+      return stand_in(context.module, *args, **kwargs)
+    return next_fun(*args, **kwargs)
+
+  def apply(params: dict, u: Array) -> Array:
+    with nn.intercept_methods(replace):  # active while jit traces, which is what counts
+      return layer.apply(params, u)
+  return apply
+
+
+def bench_parts(log: bench_common.RowLog, lengths: list[int], tokens: int, width: int,
+                mimo_state: int, siso_state: int, repeats: int, only: list[str]) -> None:
+  """Each MS-SSM layer of `layer_suite` whole and with one part at a time replaced by a cheap
+  stand-in: the difference to the whole layer is what that part costs."""
+  for name, layer_name, layer in selected_layers(width, mimo_state, siso_state, only):
+    if layer_name != "ms_ssm":
+      continue
+    for length in lengths:
+      params, u = layer_inputs(layer, length, tokens, width)
+      variants = {"none": layer.apply, **{part: apply_without(layer, part)
+                                          for part in PART_STAND_INS}}
+      for replaced, apply in variants.items():
+        row = {"layer": name, "replaced": replaced, "L": length, "B": u.shape[0], "H": width}
+        log.add(_time_layer(row, apply, params, u, repeats))
 
 
 def kernel_variants(backbone: str) -> dict[str, dict]:
@@ -218,13 +286,15 @@ def bench_kernels(log: bench_common.RowLog, batch: int, length: int, width: int,
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--section", choices=["scan", "layers", "kernels"], default="scan")
-  parser.add_argument("--tokens", type=int, default=65536, help="layers: B = tokens // L")
-  parser.add_argument("--width", type=int, default=128, help="layers: H")
+  parser.add_argument("--section", choices=["scan", "layers", "parts", "kernels"],
+                      default="scan")
+  parser.add_argument("--tokens", type=int, default=65536, help="layers, parts: B = tokens // L")
+  parser.add_argument("--width", type=int, default=128, help="layers, parts: H")
   parser.add_argument("--mimo_state", type=int, default=256)
   parser.add_argument("--siso_state", type=int, default=64)
   parser.add_argument("--only", default="",
-                      help="layers: comma-separated layer-name filters; kernels: variant filters")
+                      help="layers, parts: comma-separated layer-name filters; "
+                           "kernels: variant filters")
   parser.add_argument("--lengths", default="1024,4096,16384,65536")
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--states", default="256",
@@ -257,10 +327,14 @@ def main() -> None:
                   [v for v in args.only.split(",") if v])
     columns = ["what", "variant", "N", "B", "L", "H", "streams", "fwd_ms", "fwd_temp_GB",
                "fwd_peak_GB", "fwd+bwd_ms", "fwd+bwd_temp_GB", "fwd+bwd_peak_GB"]
+  elif args.section == "parts":
+    bench_parts(log, lengths, args.tokens, args.width, args.mimo_state, args.siso_state,
+                args.repeats, [v for v in args.only.split(",") if v])
+    columns = ["layer", "replaced", "L", "B", "fwd_ms", "fwd+bwd_ms", "fwd+bwd_GFLOP",
+               "fwd+bwd_traffic_GB", "fwd+bwd_temp_GB"]
   else:
-    only = [v for v in args.only.split(",") if v]
     bench_layers(log, lengths, args.tokens, args.width, args.mimo_state, args.siso_state,
-                 args.repeats, only)
+                 args.repeats, [v for v in args.only.split(",") if v])
     columns = ["layer", "L", "B", "H", "floats/step", "params", "fwd_ms", "fwd+bwd_ms",
                "fwd+bwd_GFLOP", "fwd+bwd_traffic_GB", "fwd+bwd_temp_GB", "tokens/s (fwd+bwd)"]
   if not log.rows:
