@@ -28,7 +28,7 @@ import argparse
 import functools
 import os
 import sys
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import flax.linen as nn
 import jax
@@ -116,21 +116,29 @@ def layer_suite(mimo_state: int, siso_state: int) -> dict[str, tuple[str, dict]]
   return suite
 
 
-def _time_layer(row: dict, apply: Callable[[dict, Array], Array], params: dict,
-                u: Array, repeats: int) -> dict:
-  """Adds the forward and forward+backward (of `sum(apply(params, u)**2)`) time, XLA's temp
-  allocation, FLOP and memory-traffic counts, and tokens/s to `row`."""
-  loss_grad = jax.grad(lambda p, u: jnp.sum(apply(p, u) ** 2), argnums=(0, 1))
-  for label, fn in (("fwd", apply), ("fwd+bwd", loss_grad)):
+def _timed_row(row: dict, fns: dict[str, Callable[..., Any]], args: tuple, repeats: int) -> dict:
+  """Adds, per `<label>` of `fns`, `<label>_ms`, `_temp_GB` (XLA's temp allocation of the
+  compiled function), `_peak_GB` (allocator peak, GPU/TPU; process-wide where it cannot be
+  reset), and XLA's counts `_GFLOP` and `_traffic_GB` (memory traffic) to `row`."""
+  for label, fn in fns.items():
     try:
-      timing = bench_common.time_fn(fn, params, u, repeats=repeats)
-      row[f"{label}_ms"] = timing.median_ms
-      row[f"{label}_temp_GB"] = None if timing.temp_bytes is None else timing.temp_bytes / 1e9
-      row[f"{label}_GFLOP"] = None if timing.flops is None else timing.flops / 1e9
-      row[f"{label}_traffic_GB"] = (None if timing.bytes_accessed is None
-                                    else timing.bytes_accessed / 1e9)
+      timing = bench_common.time_fn(fn, *args, repeats=repeats)
     except Exception as e:  # noqa: BLE001 - out of memory is a result, reported as such.
       row[f"{label}_ms"] = f"failed: {type(e).__name__}"
+      continue
+    row[f"{label}_ms"] = timing.median_ms
+    for key, value in (("temp_GB", timing.temp_bytes), ("peak_GB", timing.peak_bytes),
+                       ("GFLOP", timing.flops), ("traffic_GB", timing.bytes_accessed)):
+      row[f"{label}_{key}"] = None if value is None else value / 1e9
+  return row
+
+
+def _time_layer(row: dict, apply: Callable[[dict, Array], Array], params: dict,
+                u: Array, repeats: int) -> dict:
+  """`_timed_row` of the forward pass and of the gradient of `sum(apply(params, u)**2)`, plus
+  tokens/s."""
+  loss_grad = jax.grad(lambda p, u: jnp.sum(apply(p, u) ** 2), argnums=(0, 1))
+  _timed_row(row, {"fwd": apply, "fwd+bwd": loss_grad}, (params, u), repeats)
   if isinstance(row.get("fwd+bwd_ms"), float):
     row["tokens/s (fwd+bwd)"] = u.shape[0] * u.shape[1] / (row["fwd+bwd_ms"] * 1e-3)
   return row
@@ -219,20 +227,6 @@ def kernel_variants(backbone: str) -> dict[str, dict]:
   return variants
 
 
-def _timed_row(row: dict, fns: dict, args: tuple, repeats: int) -> dict:
-  """Adds `<label>_ms`, `<label>_temp_GB` (XLA's temp allocation of the compiled function) and
-  `<label>_peak_GB` (allocator peak, GPU/TPU; process-wide where it cannot be reset)."""
-  for label, fn in fns.items():
-    try:
-      timing = bench_common.time_fn(fn, *args, repeats=repeats)
-      row[f"{label}_ms"] = timing.median_ms
-      row[f"{label}_temp_GB"] = None if timing.temp_bytes is None else timing.temp_bytes / 1e9
-      row[f"{label}_peak_GB"] = None if timing.peak_bytes is None else timing.peak_bytes / 1e9
-    except Exception as e:  # noqa: BLE001 - out of memory is a result, reported as such.
-      row[f"{label}_ms"] = f"failed: {type(e).__name__}"
-  return row
-
-
 def bench_kernels(log: bench_common.RowLog, batch: int, length: int, width: int, levels: int,
                   states: list[int], repeats: int, block_options: list[tuple[int, ...]],
                   only: list[str]) -> None:
@@ -248,11 +242,9 @@ def bench_kernels(log: bench_common.RowLog, batch: int, length: int, width: int,
                     **overrides})
         layer = layers.make_layer("ms_ssm", width, cfg)
         params = layer.init(rng, u[:1, :16])
-        fns = {"fwd": lambda p, u: layer.apply(p, u),
-               "fwd+bwd": jax.grad(lambda p, u: jnp.sum(layer.apply(p, u) ** 2), argnums=(0, 1))}
         row = {"what": f"ms_ssm {backbone}", "variant": variant, "N": n, "B": batch, "L": length,
                "H": width, "streams": layer.num_streams}
-        log.add(_timed_row(row, fns, (params, u), repeats))
+        log.add(_time_layer(row, layer.apply, params, u, repeats))
     # The bare kernel (s6 form: all streams as groups) under several block shapes.
     groups = levels + 2
     keys = jax.random.split(rng, 4)

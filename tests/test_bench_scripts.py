@@ -60,7 +60,6 @@ def test_layers_section_counts_the_mixer(tmp_path):
   assert paper > static
 
 
-
 def test_parts_section_replaces_each_part(tmp_path):
   run_bench_script(tmp_path, "bench_layers.py", "--section", "parts", "--lengths", "64",
                    "--tokens", "128", "--width", "16", "--mimo_state", "24", "--siso_state", "4",
@@ -70,6 +69,7 @@ def test_parts_section_replaces_each_part(tmp_path):
   # Each stand-in does less arithmetic than the part it replaces, so every replacement shows.
   for part in ("decomposition", "streams", "mixer"):
     assert rows[part]["fwd+bwd_GFLOP"] < rows["none"]["fwd+bwd_GFLOP"], part
+
 
 def test_train_step_bench_writes_a_row_per_config(tmp_path):
   run_bench_script(tmp_path, "bench_train.py", "--steps", "2",
