@@ -108,6 +108,7 @@ def base_config(task: str, model: str = "ms_ssm") -> ml_collections.ConfigDict:
   config.optimizer.schedule = "cosine"
   config.optimizer.warmup_steps = 0
   config.optimizer.warmup_epochs = 0.0  # > 0 wins over warmup_steps
+  config.optimizer.warmup_max_fraction = 0.0  # > 0 caps the warmup at this share of the run
   config.optimizer.end_lr_factor = 0.0
   config.optimizer.grad_clip_norm = 0.0  # 0 = off
   config.optimizer.grad_accum_steps = 1  # 1 = off
