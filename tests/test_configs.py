@@ -82,7 +82,8 @@ def test_base_config_has_the_schema():
   assert set(config.model) == model_lib.MODEL_CONFIG_KEYS
   assert set(config.optimizer) == {
       "lr", "ssm_lr", "mixer_lr", "weight_decay", "b1", "b2", "eps", "schedule", "warmup_steps",
-      "warmup_epochs", "end_lr_factor", "grad_clip_norm", "grad_accum_steps"}
+      "warmup_epochs", "warmup_max_fraction", "end_lr_factor", "grad_clip_norm",
+      "grad_accum_steps"}
   assert set(config.train) == {
       "seed", "global_batch_size", "eval_batch_size", "num_steps", "num_epochs", "log_every",
       "eval_every", "checkpoint_every", "keep_checkpoints", "eval_splits", "precision",
