@@ -188,9 +188,9 @@ def baseline_layers(*, s5_state: int, s5_blocks: int, bidirectional: bool,
 
   s5: S5's P, J and options (`c_init`, `dt_min`, `clip_eigs`). lru: P/2 complex states, the
   state S5 carries under conjugate symmetry (ours: equal state), on the ring r in
-  [0.9, 0.999], phase <= pi/10 of the widely used bidirectional LRU variant (BASELINES.md;
-  the LRU paper's per-task rings are not verified). s4d: N=64, S4D-Lin (the S4D paper's
-  defaults). s6: N=16 (Mamba's), causal by design. All but s6 take `bidirectional`.
+  [0.9, 0.999], phase <= pi/10 of the widely used bidirectional LRU variant
+  (docs/BASELINES.md; the LRU paper's per-task rings are not verified). s4d: N=64, S4D-Lin
+  (the S4D paper's defaults). s6: N=16 (Mamba's), causal by design. All but s6 take `bidirectional`.
   `siso_chunk_size` > 0 runs the per-channel layers (s4d, s6), whose B L H N states are the
   largest, as a chunked scan (same outputs, less memory).
   """
@@ -214,7 +214,7 @@ def ms_ssm_layers(*, num_levels: int, kernel_size: int, state_per_stream: int,
   """Layer settings of both MS-SSM variants (`ms_ssm`, `ms_ssm_s6`) on a task.
 
   The S4 variant (`ms_ssm`, time-invariant s4d_real streams) runs as an FFT convolution
-  (`mode="conv"`): the same outputs as the scan, and much faster (MS-SSM.md, "Memory": 5.8 ms
+  (`mode="conv"`): the same outputs as the scan, and much faster (docs/PAPER.md, "Memory": 5.8 ms
   vs 334 ms for the chunked scan at the paper's ListOps size; 9x on the CPU at the UEA sizes).
   The S6 variant has no convolution form: `scan_impl="auto"`, the fused Pallas kernel on a GPU
   (12-14x faster than the chunked scan at the paper's ListOps size on an H100, with less memory;

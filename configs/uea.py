@@ -1,4 +1,4 @@
-"""Any UEA multivariate time series problem, by name (DATA.md, "UEA multivariate archive").
+"""Any UEA multivariate time series problem, by name (docs/DATA.md, "UEA protocols").
 
     --config=configs/uea.py:<model>,dataset=EigenWorms[,protocol=uea_70_15_15,split_seed=2345]
     --config.data.manual_dir=/path/to/the/archive
