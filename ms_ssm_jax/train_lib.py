@@ -11,6 +11,7 @@ import functools
 import json
 import pathlib
 import re
+import shutil
 import time
 from typing import Any, Callable
 
@@ -512,10 +513,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   tx, schedules = optim.make_optimizer(config.optimizer, num_steps, steps_per_epoch,
                                        config.freeze)
   init_state = make_init_fn(model, tx, spec, config.train.seed)
-  with checkpointing.RunCheckpoints(workdir, keep=config.train.keep_checkpoints) as ckpt:
-    return _train(config, workdir, ckpt, mesh=mesh, spec=spec, model=model, tx=tx,
-                  schedules=schedules, init_state=init_state, num_steps=num_steps,
-                  steps_per_epoch=steps_per_epoch, command=command)
+  created = [path for path in (workdir, workdir / checkpointing.CHECKPOINTS_DIR,
+                               workdir / checkpointing.BEST_DIR) if not path.exists()]
+  try:
+    with checkpointing.RunCheckpoints(workdir, keep=config.train.keep_checkpoints) as ckpt:
+      return _train(config, workdir, ckpt, mesh=mesh, spec=spec, model=model, tx=tx,
+                    schedules=schedules, init_state=init_state, num_steps=num_steps,
+                    steps_per_epoch=steps_per_epoch, command=command)
+  except BaseException:
+    _remove_unless_started(workdir, created)
+    raise
+
+
+def _remove_unless_started(workdir: pathlib.Path, created: list[pathlib.Path]) -> None:
+  """Removes the directories this run created if it failed before writing config.json.
+
+  Otherwise a failed first try leaves `checkpoints/` and `best/` that look like a run to the
+  next command (eval.py, summarize_runs.py, a resume).
+  """
+  if jax.process_index() != 0 or (workdir / "config.json").exists():
+    return
+  for path in reversed(created):  # the workdir last
+    if path == workdir:
+      if path.is_dir() and not any(path.iterdir()):
+        path.rmdir()
+    else:
+      shutil.rmtree(path)
 
 
 def _train(config, workdir, ckpt, *, mesh, spec, model, tx, schedules, init_state, num_steps,

@@ -204,3 +204,15 @@ def test_inspect_run_finds_a_broken_running_variance(trained_run):
   result = saved.evaluate("validation")
   assert result["nonfinite_examples"] == result["num_examples"] and np.isnan(result["loss"])
   assert "running statistics" in train_lib.nonfinite_eval_warning("validation", 30, 3, 10)
+
+
+def test_a_run_that_fails_before_its_first_step_leaves_no_half_made_workdir(tmp_path):
+  config = tiny_config(init_from=str(tmp_path / "no_such_run"))
+  with pytest.raises(FileNotFoundError, match="no_such_run"):
+    train_lib.train_and_evaluate(config, tmp_path / "run")
+  assert not (tmp_path / "run").exists()  # no checkpoints/ or best/ without config.json
+  existing = tmp_path / "kept"
+  (existing / "notes").mkdir(parents=True)  # a directory the user made: only ours goes
+  with pytest.raises(FileNotFoundError):
+    train_lib.train_and_evaluate(config, existing)
+  assert sorted(p.name for p in existing.iterdir()) == ["notes"]
