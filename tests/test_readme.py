@@ -73,7 +73,8 @@ def test_every_readme_command_runs_at_toy_size(tmp_path):
     (tmp_path / name).symlink_to(REPO / name)
   zoo = tmp_path / "zoo"  # release_checkpoint.py writes here, not into the package
   shutil.copytree(REPO / "ms_ssm_jax" / "released", zoo)
-  env = {**os.environ, "PYTHONPATH": str(REPO), "MS_SSM_ZOO_DIR": str(zoo),
+  # One CPU device, as on a user's machine (conftest fakes 8 for the sharding tests).
+  env = {**os.environ, "XLA_FLAGS": "", "PYTHONPATH": str(REPO), "MS_SSM_ZOO_DIR": str(zoo),
          "TFDS_DATA_DIR": str(tmp_path / "tfds")}
   outputs = {}
   for command in filter(None, map(toy_command, readme_commands())):
