@@ -126,6 +126,7 @@ def base_config(task: str, model: str = "ms_ssm") -> ml_collections.ConfigDict:
   config.train.eval_splits = ("validation", "test")
   config.train.precision = "float32"
   config.train.remat = False  # recompute block activations in the backward pass (less memory)
+  config.train.profile_steps = 0  # > 0: a jax.profiler trace of this many steps, <workdir>/profile
 
   config.mesh = ml_collections.ConfigDict()
   config.mesh.data = -1  # all devices not used by the model axis

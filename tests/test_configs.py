@@ -87,7 +87,7 @@ def test_base_config_has_the_schema():
   assert set(config.train) == {
       "seed", "global_batch_size", "eval_batch_size", "num_steps", "num_epochs", "log_every",
       "eval_every", "checkpoint_every", "keep_checkpoints", "eval_splits", "precision",
-      "remat"}
+      "remat", "profile_steps"}
   # Placeholders: None by default, settable to a string (as from the command line).
   assert config.init_from is None and config.freeze is None
   config.freeze = "encoder/.*"
