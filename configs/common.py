@@ -108,6 +108,7 @@ def base_config(task: str, model: str = "ms_ssm") -> ml_collections.ConfigDict:
   config.optimizer.schedule = "cosine"
   config.optimizer.warmup_steps = 0
   config.optimizer.warmup_epochs = 0.0  # > 0 wins over warmup_steps
+  config.optimizer.warmup_max_fraction = 0.0  # > 0 caps the warmup at this share of the run
   config.optimizer.end_lr_factor = 0.0
   config.optimizer.grad_clip_norm = 0.0  # 0 = off
   config.optimizer.grad_accum_steps = 1  # 1 = off
@@ -125,6 +126,7 @@ def base_config(task: str, model: str = "ms_ssm") -> ml_collections.ConfigDict:
   config.train.eval_splits = ("validation", "test")
   config.train.precision = "float32"
   config.train.remat = False  # recompute block activations in the backward pass (less memory)
+  config.train.profile_steps = 0  # > 0: a jax.profiler trace of this many steps, <workdir>/profile
 
   config.mesh = ml_collections.ConfigDict()
   config.mesh.data = -1  # all devices not used by the model axis
@@ -187,9 +189,9 @@ def baseline_layers(*, s5_state: int, s5_blocks: int, bidirectional: bool,
 
   s5: S5's P, J and options (`c_init`, `dt_min`, `clip_eigs`). lru: P/2 complex states, the
   state S5 carries under conjugate symmetry (ours: equal state), on the ring r in
-  [0.9, 0.999], phase <= pi/10 of the widely used bidirectional LRU variant (BASELINES.md;
-  the LRU paper's per-task rings are not verified). s4d: N=64, S4D-Lin (the S4D paper's
-  defaults). s6: N=16 (Mamba's), causal by design. All but s6 take `bidirectional`.
+  [0.9, 0.999], phase <= pi/10 of the widely used bidirectional LRU variant
+  (docs/BASELINES.md; the LRU paper's per-task rings are not verified). s4d: N=64, S4D-Lin
+  (the S4D paper's defaults). s6: N=16 (Mamba's), causal by design. All but s6 take `bidirectional`.
   `siso_chunk_size` > 0 runs the per-channel layers (s4d, s6), whose B L H N states are the
   largest, as a chunked scan (same outputs, less memory).
   """
@@ -213,7 +215,7 @@ def ms_ssm_layers(*, num_levels: int, kernel_size: int, state_per_stream: int,
   """Layer settings of both MS-SSM variants (`ms_ssm`, `ms_ssm_s6`) on a task.
 
   The S4 variant (`ms_ssm`, time-invariant s4d_real streams) runs as an FFT convolution
-  (`mode="conv"`): the same outputs as the scan, and much faster (MS-SSM.md, "Memory": 5.8 ms
+  (`mode="conv"`): the same outputs as the scan, and much faster (docs/PAPER.md, "Memory": 5.8 ms
   vs 334 ms for the chunked scan at the paper's ListOps size; 9x on the CPU at the UEA sizes).
   The S6 variant has no convolution form: `scan_impl="auto"`, the fused Pallas kernel on a GPU
   (12-14x faster than the chunked scan at the paper's ListOps size on an H100, with less memory;

@@ -2,13 +2,13 @@
 
     --config=configs/imagenet.py:<model>
 
-Data: tfds `imagenet2012` (manual download, see DATA.md). 1,271,167 training images after
-the 10,000-image validation hold-out: 1,242 steps per epoch at batch 1,024.
+Data: tfds `imagenet2012` (manual download, see docs/DATA.md). 1,271,167 training images
+after the 10,000-image validation hold-out: 1,242 steps per epoch at batch 1,024.
 """
 
 from configs import common
 
-# The paper's ImageNet recipe (MS-SSM.md sec. 3) for every model: 24 layers x 256, S=3, K=4,
+# The paper's ImageNet recipe (docs/PAPER.md sec. 3) for every model: 24 layers x 256, S=3, K=4,
 # N=128, Adam lr 1e-3, 300 epochs, batch 1,024, 10 warmup epochs, cosine. Ours (not given):
 # weight decay 0.05 (usual for patch-sequence models trained with AdamW), LayerNorm, no
 # dropout, ssm_lr 1e-3, causal.

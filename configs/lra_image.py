@@ -9,7 +9,7 @@ paper's colour sCIFAR is `configs/scifar.py`.)
 from configs import common
 
 # S5's recipe for every model (lindermanlab/S5 bin/run_experiments/run_lra_cifar.sh; S5 paper
-# Table 11; MS-SSM.md sec. 3): 6 layers x 512, batch 50, 250 epochs, lr 4.5e-3 (lr_factor
+# Table 11; docs/PAPER.md sec. 3): 6 layers x 512, batch 50, 250 epochs, lr 4.5e-3 (lr_factor
 # 4.5 x ssm_lr 1e-3), weight decay 0.07, dropout 0.1, 1 warmup epoch, BatchNorm,
 # bidirectional; S5 with P=384 in 3 blocks, C lecun_normal, clipped eigenvalues.
 SETTINGS = {

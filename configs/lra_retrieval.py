@@ -10,7 +10,7 @@ A dual task: both documents go through the same encoder and blocks; the head cla
 from configs import common
 
 # S5's recipe for every model (lindermanlab/S5 bin/run_experiments/run_lra_aan.sh; S5 paper
-# Table 11; MS-SSM.md sec. 3): 6 layers x 128, batch 32, 20 epochs, lr 2e-3 (lr_factor 2 x
+# Table 11; docs/PAPER.md sec. 3): 6 layers x 128, batch 32, 20 epochs, lr 2e-3 (lr_factor 2 x
 # ssm_lr 1e-3), weight decay 0.05, no dropout, 1 warmup epoch, BatchNorm, bidirectional.
 # S5 trains log_step in the regular group there (dt_global); our optimizer does not.
 SETTINGS = {

@@ -10,7 +10,7 @@ per epoch at batch 50.
 from configs import common
 
 # S5's recipe for every model (lindermanlab/S5 bin/run_experiments/run_lra_imdb.sh; S5 paper
-# Table 11; MS-SSM.md sec. 3, which says MS-SSM follows S5's LRA setup): 6 layers x 256,
+# Table 11; docs/PAPER.md sec. 3, which says MS-SSM follows S5's LRA setup): 6 layers x 256,
 # batch 50, 35 epochs, lr 4e-3 (lr_factor 4 x ssm_lr 1e-3), weight decay 0.07, dropout 0.1,
 # no warmup, BatchNorm, bidirectional. S5 also trains log_step in the regular group there
 # (dt_global); our optimizer always gives it the SSM group.

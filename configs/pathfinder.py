@@ -13,7 +13,7 @@ from configs import common
 SOURCES = {"generated": "pathfinder32", "release": "lra_pathfinder32"}
 
 # S5's recipe for every model (lindermanlab/S5 bin/run_experiments/run_lra_pathfinder.sh;
-# S5 paper Table 11; MS-SSM.md sec. 3): 6 layers x 192, batch 64, 200 epochs, lr 4.5e-3
+# S5 paper Table 11; docs/PAPER.md sec. 3): 6 layers x 192, batch 64, 200 epochs, lr 4.5e-3
 # (lr_factor 5 x ssm_lr 9e-4), weight decay 0.03, dropout 0.05, 1 warmup epoch, BatchNorm
 # with momentum 0.9, bidirectional.
 SETTINGS = {

@@ -12,7 +12,7 @@ from configs import common
 SOURCES = {"generated": "pathx", "release": "lra_pathx"}
 
 # S5's recipe for every model (lindermanlab/S5 bin/run_experiments/run_lra_pathx.sh; S5 paper
-# Table 11; MS-SSM.md sec. 3): 6 layers x 128, batch 32, 75 epochs, lr 1.8e-3 (lr_factor 3 x
+# Table 11; docs/PAPER.md sec. 3): 6 layers x 128, batch 32, 75 epochs, lr 1.8e-3 (lr_factor 3 x
 # ssm_lr 6e-4), weight decay 0.06, no dropout, 1 warmup epoch, BatchNorm with momentum 0.9,
 # bidirectional, timescales from dt_min 1e-4 (longer memory; used for every layer here).
 SETTINGS = {

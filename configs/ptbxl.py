@@ -10,7 +10,7 @@ test; a standard scaler fitted on the training signals (the MultiresConv protoco
 
 from configs import common
 
-# The paper's PTB-XL recipe (MS-SSM.md sec. 3) for every model: 10 layers x 256, S=3, N=128,
+# The paper's PTB-XL recipe (docs/PAPER.md sec. 3) for every model: 10 layers x 256, S=3, N=128,
 # LayerNorm, AdamW, weight decay 0.06, dropout 0.2, 100 epochs, 5 warmup epochs, cosine.
 # Ours (not given): lr 4.5e-3 and K=2 (as on sCIFAR), batch 50, ssm_lr 1e-3, causal.
 SETTINGS = {

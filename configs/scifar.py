@@ -7,7 +7,7 @@ Data: tfds `cifar10`, 45,000 / 5,000 / 10,000: 900 steps per epoch at batch 50.
 
 from configs import common
 
-# The paper's sCIFAR recipe (MS-SSM.md sec. 3) for every model (ours for the baselines: a
+# The paper's sCIFAR recipe (docs/PAPER.md sec. 3) for every model (ours for the baselines: a
 # like-for-like comparison): 10 layers x 256, BatchNorm, lr 4.5e-3, weight decay 0.01 (the
 # paper says Adam with weight decay; here decoupled AdamW), 250 epochs, batch 50, 1 warmup
 # epoch, cosine. Ours: dropout 0.25 (not given), ssm_lr 1e-3 (S5's), causal (not mentioned).
@@ -23,7 +23,8 @@ SETTINGS = {
     # Baseline states: S5's LRA Image layer (P=384 in 3 blocks; run_lra_cifar.sh).
     **common.baseline_layers(s5_state=384, s5_blocks=3, bidirectional=False,
                              siso_chunk_size=128, c_init="lecun_normal", clip_eigs=True),
-    # Paper: S=3, K=2, N=128 (read as per stream, MS-SSM.md sec. 2); S6 variant chunked for memory.
+    # Paper: S=3, K=2, N=128 (read as per stream, docs/PAPER.md sec. 2); the S6 variant chunked
+    # for memory.
     **common.ms_ssm_layers(num_levels=3, kernel_size=2, state_per_stream=128,
                            bidirectional=False, scan_chunk_size=128),
 }

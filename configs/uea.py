@@ -1,4 +1,4 @@
-"""Any UEA multivariate time series problem, by name (DATA.md, "UEA multivariate archive").
+"""Any UEA multivariate time series problem, by name (docs/DATA.md, "UEA protocols").
 
     --config=configs/uea.py:<model>,dataset=EigenWorms[,protocol=uea_70_15_15,split_seed=2345]
     --config.data.manual_dir=/path/to/the/archive
@@ -14,14 +14,14 @@ from configs import common
 # Ours for every model: small causal networks trained by steps, in the spirit of the UEA
 # benchmarks of LRU and Log-NCDE (small widths; datasets of a few hundred sequences):
 # 4 layers x 64, dropout 0.1, batch 32, 10,000 steps, lr 1e-3, weight decay 0.01,
-# 500 warmup steps, evaluation every 500 steps.
+# 500 warmup steps (at most a quarter of the run, so short runs work), evaluation every 500 steps.
 SETTINGS = {
     "all": {
         "model.num_layers": 4, "model.d_model": 64, "model.dropout": 0.1,
         "train.global_batch_size": 32, "train.num_steps": 10_000,
         "train.eval_every": 500, "train.checkpoint_every": 500,
         "optimizer.lr": 1e-3, "optimizer.ssm_lr": 1e-3, "optimizer.weight_decay": 0.01,
-        "optimizer.warmup_steps": 500,
+        "optimizer.warmup_steps": 500, "optimizer.warmup_max_fraction": 0.25,
     },
     **common.baseline_layers(s5_state=64, s5_blocks=4, bidirectional=False,
                              siso_chunk_size=128),

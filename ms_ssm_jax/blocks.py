@@ -6,7 +6,7 @@ layer sees the same input whatever the padding holds, and BatchNorm takes its ba
 over valid steps only: with a causal layer, outputs at valid steps do not depend on padding.
 
 Blocks (`BLOCKS`):
-  `multires`  MultiresConv's block, which MS-SSM follows (MS-SSM.md, "Block"):
+  `multires`  MultiresConv's block, which MS-SSM follows (docs/PAPER.md, "Block"):
               post-norm `x -> layer -> GELU -> dropout -> Dense(H->2H) -> GLU -> dropout
               -> + x -> norm`; pre-norm moves the norm before the layer.
   `s5`        S5's block (Smith et al. 2023): the same residual scaffold with S5's channel
@@ -15,7 +15,7 @@ Blocks (`BLOCKS`):
   `mamba`     Mamba's block (Gu and Dao 2023), always pre-norm:
               `x + out_proj(layer(SiLU(conv(x'))) * SiLU(z))`, `[x', z] = in_proj(norm(x))`.
               With `conv_kernel = 0` the conv and its SiLU both go: the layer gets x'. This is
-              MS-SSM (S6)'s block (MS-SSM.md, "Block"): its decomposition replaces the conv,
+              MS-SSM (S6)'s block (docs/PAPER.md, "Block"): its decomposition replaces the conv,
               and the layer applies the SiLU to its bands (`band_activation="silu"`) while its
               S6 projections read x' itself.
 

@@ -19,6 +19,7 @@ import sys
 from typing import Any, Mapping, TextIO
 
 import numpy as np
+import tensorboardX
 from absl import logging
 
 
@@ -93,7 +94,11 @@ def _format_value(value: float) -> str:
 
 
 class MetricWriter:
-  """Writes metric rows to stdout, per-stream CSV files and one JSONL file.
+  """Writes metric rows to stdout, per-stream CSV files, one JSONL file and TensorBoard events.
+
+  The event files (tensorboardX, no TensorFlow) sit next to the CSV files in `metrics/`, so
+  `tensorboard --logdir workdirs` shows every run. A row's numbers become scalars tagged
+  `<stream>[/<each text value>]/<column>`, e.g. `eval/validation/accuracy`.
 
   Use as a context manager, or call `close()`.
   """
@@ -113,12 +118,14 @@ class MetricWriter:
     self._dir = pathlib.Path(workdir) / "metrics" if workdir is not None and is_writer else None
     self._csv_files: dict[str, tuple[TextIO, csv.DictWriter]] = {}
     self._jsonl: TextIO | None = None
+    self._events: tensorboardX.SummaryWriter | None = None
     if self._dir is not None:
       self._dir.mkdir(parents=True, exist_ok=True)
       for path in [*self._dir.glob("*.csv"), self._dir / "metrics.jsonl"]:
         if path.exists():
           _drop_rows_after(path, resume_step)
       self._jsonl = open(self._dir / "metrics.jsonl", "a")
+      self._events = tensorboardX.SummaryWriter(str(self._dir))
 
   def print(self, line: str) -> None:
     """Prints one line on process 0."""
@@ -139,6 +146,11 @@ class MetricWriter:
     file.flush()
     self._jsonl.write(json.dumps({"stream": stream, **row}) + "\n")
     self._jsonl.flush()
+    prefix = "/".join([stream, *(v for v in row.values() if isinstance(v, str))])
+    for key, value in row.items():
+      if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        self._events.add_scalar(f"{prefix}/{key}", value, row["step"])
+    self._events.flush()
 
   def _csv_writer(self, stream: str, columns: list[str]) -> tuple[TextIO, csv.DictWriter]:
     if stream not in self._csv_files:
@@ -162,6 +174,9 @@ class MetricWriter:
     if self._jsonl is not None:
       self._jsonl.close()
       self._jsonl = None
+    if self._events is not None:
+      self._events.close()
+      self._events = None
 
   def __enter__(self) -> MetricWriter:
     return self

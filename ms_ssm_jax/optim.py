@@ -163,8 +163,13 @@ def make_optimizer(
   if opt_cfg.grad_clip_norm < 0:
     raise ValueError(f"optimizer.grad_clip_norm must be >= 0 (0 = off), got "
                      f"{opt_cfg.grad_clip_norm}")
+  if not 0 <= opt_cfg.warmup_max_fraction < 1:
+    raise ValueError(f"optimizer.warmup_max_fraction must be in [0, 1) (0 = no cap), got "
+                     f"{opt_cfg.warmup_max_fraction}")
   num_updates = num_train_steps // accum
   warmup_updates = _warmup_steps(opt_cfg, steps_per_epoch) // accum
+  if opt_cfg.warmup_max_fraction > 0:  # short runs (e.g. a quick try) keep a decay phase
+    warmup_updates = min(warmup_updates, int(opt_cfg.warmup_max_fraction * num_updates))
   update_schedules = {
       "lr": make_schedule(opt_cfg.lr, opt_cfg, num_updates, warmup_updates),
       "ssm_lr": make_schedule(opt_cfg.ssm_lr, opt_cfg, num_updates, warmup_updates),

@@ -7,10 +7,12 @@ with explicit shardings. Steps return metric sums and counts; the host divides.
 
 from __future__ import annotations
 
+import csv
 import functools
 import json
 import pathlib
 import re
+import shutil
 import time
 from typing import Any, Callable
 
@@ -526,10 +528,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   tx, schedules = optim.make_optimizer(config.optimizer, num_steps, steps_per_epoch,
                                        config.freeze)
   init_state = make_init_fn(model, tx, spec, config.train.seed)
-  with checkpointing.RunCheckpoints(workdir, keep=config.train.keep_checkpoints) as ckpt:
-    return _train(config, workdir, ckpt, mesh=mesh, spec=spec, model=model, tx=tx,
-                  schedules=schedules, init_state=init_state, num_steps=num_steps,
-                  steps_per_epoch=steps_per_epoch, command=command)
+  created = [path for path in (workdir, workdir / checkpointing.CHECKPOINTS_DIR,
+                               workdir / checkpointing.BEST_DIR) if not path.exists()]
+  try:
+    with checkpointing.RunCheckpoints(workdir, keep=config.train.keep_checkpoints) as ckpt:
+      return _train(config, workdir, ckpt, mesh=mesh, spec=spec, model=model, tx=tx,
+                    schedules=schedules, init_state=init_state, num_steps=num_steps,
+                    steps_per_epoch=steps_per_epoch, command=command)
+  except BaseException:
+    _remove_unless_started(workdir, created)
+    raise
+
+
+def _remove_unless_started(workdir: pathlib.Path, created: list[pathlib.Path]) -> None:
+  """Removes the directories this run created if it failed before writing config.json.
+
+  Otherwise a failed first try leaves `checkpoints/` and `best/` that look like a run to the
+  next command (eval.py, summarize_runs.py, a resume).
+  """
+  if jax.process_index() != 0 or (workdir / "config.json").exists():
+    return
+  for path in reversed(created):  # the workdir last
+    if path == workdir:
+      if path.is_dir() and not any(path.iterdir()):
+        path.rmdir()
+    else:
+      shutil.rmtree(path)
 
 
 def _train(config, workdir, ckpt, *, mesh, spec, model, tx, schedules, init_state, num_steps,
@@ -586,15 +610,58 @@ def _train(config, workdir, ckpt, *, mesh, spec, model, tx, schedules, init_stat
   loop = _Loop(config=config, spec=spec, ckpt=ckpt, writer=writer, evaluator=evaluator,
                schedules=schedules, num_steps=num_steps, config_json=config_json,
                last_saved=start_step or None)
-  with checkpointing.PreemptionWatcher() as watcher, writer:
+  logging.info("resolved config:\n%s", config)
+  profiler = _ProfileWindow(workdir / "profile", first=start_step + 1,
+                            num_steps=config.train.profile_steps, writer=writer)
+  with checkpointing.PreemptionWatcher() as watcher, writer, profiler:
     for step in range(start_step, num_steps):
+      profiler.before(step)
       state, step_metrics = p_train_step(
           state, sharding.global_batch(mesh, next(batches), batch_size))
+      profiler.after(step + 1, step_metrics)
       if loop.after_step(step + 1, state, step_metrics, watcher.should_stop(step + 1)):
         break
     else:
       loop.write_results(workdir)
   return state
+
+
+class _ProfileWindow:
+  """A `jax.profiler` trace of `num_steps` train steps (0 = none) into `directory`.
+
+  It starts after step `first`, the compiling one, so that the trace shows steady steps;
+  TensorBoard's profile plugin or Perfetto reads it.
+  """
+
+  def __init__(self, directory: pathlib.Path, *, first: int, num_steps: int,
+               writer: metrics_lib.MetricWriter):
+    if num_steps < 0:
+      raise ValueError(f"config.train.profile_steps must be >= 0 (0 = off), got {num_steps}")
+    self._directory, self._writer = directory, writer
+    self._start, self._stop = first, first + num_steps
+    self._active = False
+
+  def before(self, step: int) -> None:
+    """Called before running step `step + 1`."""
+    if step == self._start and self._stop > self._start and jax.process_index() == 0:
+      jax.profiler.start_trace(str(self._directory))
+      self._active = True
+
+  def after(self, step: int, step_metrics: Any) -> None:
+    """Called once `step` steps are done."""
+    if self._active and step == self._stop:
+      jax.block_until_ready(step_metrics)
+      self.__exit__()
+      self._writer.print(f"profiled steps {self._start + 1}-{self._stop} into "
+                         f"{self._directory}")
+
+  def __enter__(self) -> _ProfileWindow:
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    if self._active:
+      jax.profiler.stop_trace()
+      self._active = False
 
 
 class _Loop:
@@ -609,6 +676,9 @@ class _Loop:
     self._best = ckpt.best_score()
     self._metrics = _TrainMetrics()
     self._timer = time.perf_counter()
+    self._first_step = (last_saved or 0) + 1
+    self._timed_steps = 0  # since the timer started, the compiling first step not counted
+    self._first_step_seconds = 0.0
     self._final_eval: dict[str, dict[str, float]] = {}
 
   def _due(self, step: int, every: int) -> bool:
@@ -619,6 +689,14 @@ class _Loop:
     """Handles the boundary after `step` steps; True when the run must stop (preemption)."""
     train = self._config.train
     self._metrics.add(step, step_metrics)
+    if step == self._first_step:  # the ETA must not count the compilation
+      jax.block_until_ready(step_metrics)
+      self._first_step_seconds = time.perf_counter() - self._timer
+      self._writer.print(f"step {step} (compiling the train step) took "
+                         f"{self._first_step_seconds:.1f} s")
+      self._timer, self._timed_steps = time.perf_counter(), 0
+    else:
+      self._timed_steps += 1
     evaluate = self._due(step, train.eval_every)
     save = self._due(step, train.checkpoint_every) or preempted
     if not (self._due(step, train.log_every) or evaluate or save):
@@ -633,15 +711,15 @@ class _Loop:
       self._ckpt.wait_until_finished()
       self._writer.print(f"preempted: saved step {step} to {self._ckpt.directory}; rerun the "
                          "same command to resume")
-    self._timer = time.perf_counter()
+    self._timer, self._timed_steps = time.perf_counter(), 0
     return preempted
 
   def _log(self, step: int) -> None:
-    num_steps = len(self._metrics)
     where = (f"last good checkpoint: step {self._last_saved} in {self._ckpt.directory}"
              if self._last_saved else "no checkpoint was saved yet")
     values = self._metrics.flush(where)
-    seconds_per_step = (time.perf_counter() - self._timer) / num_steps
+    seconds_per_step = ((time.perf_counter() - self._timer) / self._timed_steps
+                        if self._timed_steps else self._first_step_seconds)
     # The learning rates of the update that produced this step.
     values.update({name: float(schedule(step - 1))
                    for name, schedule in self._schedules.items()})
@@ -664,8 +742,10 @@ class _Loop:
       if nonfinite:
         self._writer.print(nonfinite_eval_warning(split, step, nonfinite, result["num_examples"]))
       self._writer.write("eval", step, {"split": split, **result})
-      self._writer.print(f"eval {split} @ {step}: " + ", ".join(
-          f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+      # Other splits (test) are recorded at every evaluation but printed only at the end, so
+      # that the printed log does not invite picking a step by its test score.
+      if split == SELECTION_SPLIT or step == self._num_steps:
+        self._writer.print(_eval_line(f"eval {split} @ {step}", result))
       self._final_eval[split] = result
       score = result[self._spec.metric]
       if split == SELECTION_SPLIT and (self._best is None or score > self._best):
@@ -673,8 +753,37 @@ class _Loop:
         self._ckpt.save_best(step, state.variables(), self._config_json, score, result)
 
   def write_results(self, workdir: pathlib.Path) -> None:
-    """results.json: the final evaluation and the best validation score."""
-    if jax.process_index() == 0:
-      results = {"num_steps": self._num_steps, "final": self._final_eval,
-                 f"best_{SELECTION_SPLIT}_{self._spec.metric}": self._best}
-      (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    """results.json: the final evaluation, the best validation score and every split's
+    evaluation at that step (read from metrics/eval.csv, which spans resumed sessions)."""
+    if jax.process_index() != 0:
+      return
+    at_best = evaluations_at_best(workdir / "metrics" / "eval.csv", self._spec.metric)
+    for split, result in at_best.get("splits", {}).items():
+      if split != SELECTION_SPLIT:
+        self._writer.print(_eval_line(f"{split} at the best {SELECTION_SPLIT} step "
+                                      f"({at_best['step']})", result))
+    results = {"num_steps": self._num_steps, "final": self._final_eval,
+               f"best_{SELECTION_SPLIT}_{self._spec.metric}": self._best,
+               f"at_best_{SELECTION_SPLIT}": at_best}
+    (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _eval_line(title: str, result: dict[str, Any]) -> str:
+  return f"{title}: " + ", ".join(
+      f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items())
+
+
+def evaluations_at_best(eval_csv: pathlib.Path, metric: str) -> dict[str, Any]:
+  """`{"step": s, "splits": {split: {column: value}}}` at the earliest step with the best
+  validation `metric` in an eval.csv; {} when the run never evaluated validation."""
+  if not eval_csv.is_file():
+    return {}
+  with eval_csv.open(newline="") as f:
+    rows = list(csv.DictReader(f))
+  scored = [(float(r[metric]), -int(r["step"])) for r in rows if r["split"] == SELECTION_SPLIT]
+  if not scored:
+    return {}
+  step = -max(scored)[1]
+  splits = {r["split"]: {k: float(v) for k, v in r.items() if k not in ("step", "split") and v}
+            for r in rows if int(r["step"]) == step}
+  return {"step": step, "splits": splits}

@@ -35,7 +35,7 @@ DATA_DIR="${DATA_DIR-gs://your-bucket/tensorflow_datasets}"
 CONFIG="${CONFIG:-configs/listops.py:ms_ssm}"
 GIT_URL="${GIT_URL:-}"  # empty: copy this checkout
 GIT_REF="${GIT_REF:-main}"  # a branch or tag of GIT_URL
-JAX_SPEC="${JAX_SPEC:-jax[tpu]==0.10.2}"
+JAX_SPEC="${JAX_SPEC:-jax[tpu]==0.11.2}"
 PYTHON_VERSION="${PYTHON_VERSION:-3.11}"
 SPOT="${SPOT:-false}"  # true: a Spot slice (cheaper, preemptible; rerun to resume)
 # ----

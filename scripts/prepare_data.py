@@ -48,7 +48,13 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, ml_collections.
   task_parser = argparse.ArgumentParser(add_help=False)
   task_parser.add_argument("--task", choices=data.list_tasks(), required=True,
                            help="the task whose data to build")
-  known, _ = task_parser.parse_known_args(argv)
+  lenient = argparse.ArgumentParser(add_help=False)
+  lenient.add_argument("--task")
+  known, _ = lenient.parse_known_args(argv)
+  if known.task not in data.list_tasks():  # --help, or no or an unknown --task: exits
+    argparse.ArgumentParser(description=__doc__, parents=[task_parser],
+                            formatter_class=argparse.RawDescriptionHelpFormatter
+                            ).parse_args(argv)
   config = data.default_data_config(known.task)
 
   parser = argparse.ArgumentParser(description=__doc__, parents=[task_parser],

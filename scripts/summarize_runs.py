@@ -4,7 +4,8 @@
 
 Columns: task, model, parameters, steps trained, median s/step, the last evaluation's test
 accuracy, the best validation accuracy and the test accuracy at that step (the UEA protocol's
-number). Runs that have not evaluated yet show "-".
+number). Runs that have not evaluated yet show "-"; directories that are not runs (no
+`config.json`) are skipped with a warning.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import pathlib
 import re
 import statistics
+import sys
 from typing import Any
 
 
@@ -79,10 +81,16 @@ def main() -> None:
   parser.add_argument("workdirs", nargs="+", type=pathlib.Path)
   parser.add_argument("--json", type=pathlib.Path, help="also write the numbers here")
   args = parser.parse_args()
-  missing = [str(w) for w in args.workdirs if not (w / "config.json").is_file()]
-  if missing:
-    raise SystemExit(f"not train.py run directories (no config.json): {', '.join(missing)}")
-  summaries = [summarize(w) for w in args.workdirs]
+  runs = []
+  for workdir in args.workdirs:
+    if (workdir / "config.json").is_file():
+      runs.append(workdir)
+    else:
+      print(f"skipping {workdir}: not a train.py run directory (no config.json)", file=sys.stderr)
+  if not runs:
+    raise SystemExit(f"none of the {len(args.workdirs)} directories is a train.py run "
+                     "(each has a config.json); pass run directories, e.g. workdirs/*")
+  summaries = [summarize(w) for w in runs]
   print(markdown(summaries))
   if args.json:
     args.json.write_text(json.dumps(summaries, indent=2) + "\n")

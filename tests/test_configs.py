@@ -82,11 +82,12 @@ def test_base_config_has_the_schema():
   assert set(config.model) == model_lib.MODEL_CONFIG_KEYS
   assert set(config.optimizer) == {
       "lr", "ssm_lr", "mixer_lr", "weight_decay", "b1", "b2", "eps", "schedule", "warmup_steps",
-      "warmup_epochs", "end_lr_factor", "grad_clip_norm", "grad_accum_steps"}
+      "warmup_epochs", "warmup_max_fraction", "end_lr_factor", "grad_clip_norm",
+      "grad_accum_steps"}
   assert set(config.train) == {
       "seed", "global_batch_size", "eval_batch_size", "num_steps", "num_epochs", "log_every",
       "eval_every", "checkpoint_every", "keep_checkpoints", "eval_splits", "precision",
-      "remat"}
+      "remat", "profile_steps"}
   # Placeholders: None by default, settable to a string (as from the command line).
   assert config.init_from is None and config.freeze is None
   config.freeze = "encoder/.*"

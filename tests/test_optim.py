@@ -1,5 +1,7 @@
 """Optimizer groups, frozen parameters, weight decay, schedules and accumulation."""
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -172,3 +174,25 @@ def test_gradient_accumulation():
 def test_bad_optimizer_configs_are_errors(updates, steps, match):
   with pytest.raises(ValueError, match=match):
     optim.make_optimizer(opt_config(**updates), steps, 0)
+
+
+def test_warmup_max_fraction_caps_the_warmup_of_short_runs():
+  cfg = opt_config(lr=1.0, warmup_steps=500, warmup_max_fraction=0.25)
+  _, schedules = optim.make_optimizer(cfg, 400, 0)  # warmup 500 > the whole run, capped at 100
+  assert float(schedules["lr"](50)) == pytest.approx(0.5)
+  assert float(schedules["lr"](100)) == pytest.approx(1.0)
+  _, schedules = optim.make_optimizer(cfg, 4000, 0)  # long runs keep warmup_steps
+  assert float(schedules["lr"](250)) == pytest.approx(0.5)
+
+
+def test_warmup_max_fraction_outside_0_1_is_an_error():
+  with pytest.raises(ValueError, match="warmup_max_fraction"):
+    optim.make_optimizer(opt_config(warmup_max_fraction=1.0), 100, 0)
+
+
+@pytest.mark.parametrize("num_steps", [10, 500, 2000])
+def test_the_uea_config_trains_for_any_number_of_steps(num_steps):
+  config = importlib.import_module("configs.uea").get_config("ms_ssm")
+  _, schedules = optim.make_optimizer(config.optimizer, num_steps, 0)
+  warmup = min(500, num_steps // 4)  # 2,000 steps keep the 500 of the documented runs
+  assert float(schedules["lr"](warmup)) == pytest.approx(config.optimizer.lr)

@@ -48,3 +48,21 @@ def test_a_run_without_evaluations_shows_dashes(tmp_path):
   summary = summarize_runs.summarize(write_run(tmp_path, "fresh", []))
   assert summary["final_test"] is None and summary["best_validation"] is None
   assert summarize_runs.markdown([summary]).splitlines()[-1].endswith("| - | - | - |")
+
+
+def test_directories_that_are_not_runs_are_skipped_with_a_warning(tmp_path, capsys, monkeypatch):
+  write_run(tmp_path, "run", [(100, "validation", 0.5), (100, "test", 0.4)])
+  (tmp_path / "ft").mkdir()  # e.g. a run that failed before writing config.json
+  monkeypatch.setattr(sys, "argv", ["summarize_runs.py", str(tmp_path / "run"),
+                                    str(tmp_path / "ft")])
+  summarize_runs.main()
+  out, err = capsys.readouterr()
+  assert "| run | uea:BasicMotions | s5 |" in out
+  assert "ft" not in out and f"skipping {tmp_path / 'ft'}" in err
+
+
+def test_no_run_directory_at_all_is_an_error(tmp_path, monkeypatch):
+  (tmp_path / "ft").mkdir()
+  monkeypatch.setattr(sys, "argv", ["summarize_runs.py", str(tmp_path / "ft")])
+  with pytest.raises(SystemExit, match="none of the 1 directories is a train.py run"):
+    summarize_runs.main()

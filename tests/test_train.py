@@ -204,3 +204,43 @@ def test_inspect_run_finds_a_broken_running_variance(trained_run):
   result = saved.evaluate("validation")
   assert result["nonfinite_examples"] == result["num_examples"] and np.isnan(result["loss"])
   assert "running statistics" in train_lib.nonfinite_eval_warning("validation", 30, 3, 10)
+
+
+def test_a_run_that_fails_before_its_first_step_leaves_no_half_made_workdir(tmp_path):
+  config = tiny_config(init_from=str(tmp_path / "no_such_run"))
+  with pytest.raises(FileNotFoundError, match="no_such_run"):
+    train_lib.train_and_evaluate(config, tmp_path / "run")
+  assert not (tmp_path / "run").exists()  # no checkpoints/ or best/ without config.json
+  existing = tmp_path / "kept"
+  (existing / "notes").mkdir(parents=True)  # a directory the user made: only ours goes
+  with pytest.raises(FileNotFoundError):
+    train_lib.train_and_evaluate(config, existing)
+  assert sorted(p.name for p in existing.iterdir()) == ["notes"]
+
+
+def test_results_hold_every_split_at_the_best_validation_step(trained_run):
+  workdir, _ = trained_run
+  evals = read_csv(workdir / "metrics" / "eval.csv")
+  best = max((r for r in evals if r["split"] == "validation"),
+             key=lambda r: (float(r["accuracy"]), -int(r["step"])))
+  test_at_best = next(r for r in evals if r["split"] == "test" and r["step"] == best["step"])
+  at_best = json.loads((workdir / "results.json").read_text())["at_best_validation"]
+  assert at_best["step"] == int(best["step"])
+  assert at_best["splits"]["test"]["accuracy"] == pytest.approx(float(test_at_best["accuracy"]))
+
+
+def test_the_log_prints_validation_during_training_and_test_at_the_end(tmp_path, capsys):
+  config = tiny_config(**{"train.num_steps": 4, "train.log_every": 2, "train.eval_every": 2,
+                          "train.eval_splits": ("validation", "test")})
+  train_lib.train_and_evaluate(config, tmp_path / "run")
+  out = capsys.readouterr().out
+  assert "eval validation @ 2" in out and "eval test @ 2" not in out
+  assert "eval test @ 4" in out and "test at the best validation step" in out
+  assert "step 1 (compiling the train step) took" in out
+
+
+def test_profile_steps_writes_a_trace_into_the_workdir(tmp_path, capsys):
+  config = tiny_config(**{"train.num_steps": 4, "train.profile_steps": 2})
+  train_lib.train_and_evaluate(config, tmp_path / "run")
+  assert list((tmp_path / "run" / "profile").rglob("*.xplane.pb"))
+  assert "profiled steps 2-3 into" in capsys.readouterr().out

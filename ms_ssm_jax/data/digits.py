@@ -1,7 +1,7 @@
 """Sequential digits (`sdigits`): scikit-learn's 8x8 handwritten digits as 64-step sequences.
 
-The only real image set that ships inside a registry package (DATA.md): the scikit-learn
-wheel carries `sklearn/datasets/data/digits.csv.gz`, 1,797 images of 8 x 8 pixels with
+The only real image set that ships inside a registry package (docs/DATA.md): the
+scikit-learn wheel carries `sklearn/datasets/data/digits.csv.gz`, 1,797 images of 8 x 8 pixels with
 intensities 0-16, from the test part of the UCI "Optical Recognition of Handwritten Digits"
 set (Alpaydin & Kaynak, 1998). Each CSV row holds the 64 pixels row by row, then the label.
 It is read from the installed distribution without importing scikit-learn

@@ -19,7 +19,7 @@ The paper's choices: S=3, K=4, per-level per-channel learned filters, S+2 stream
 raw input, S4D-real A with ZOH (or S6 conditioned on the raw input), scale-dependent A init,
 an input-dependent linear mixer without softmax.
 
-Our choices (fields, defaults in parentheses; docs: /work/shared/MS-SSM.md sec. 2):
+Our choices (fields, defaults in parentheses; docs: docs/PAPER.md sec. 2):
 - stream order slowest -> fastest `a^S, d^S, ..., d^1, x`, and the stratified init giving
   stream j `A = -(jN+1) .. -(jN+N)` (`scale_init="stratified_a"`, `raw_stream="fastest"`);
 - random filters LeCun-uniform (`filter_init="random"`); `approx_only` streams are `a^S..a^1`;
@@ -41,7 +41,7 @@ Our choices (fields, defaults in parentheses; docs: /work/shared/MS-SSM.md sec. 
   streams' outputs as FFT convolutions of the bands with the kernels `C diag(A_bar^l) B_bar`
   (per channel and stream for SISO backbones, one MIMO kernel per stream for s5 and lru),
   causal plus anti-causal when bidirectional; no states are stored, so at the paper's sizes
-  it is much faster than the (chunked) scan (/work/shared/MS-SSM.md, "Memory"). The
+  it is much faster than the (chunked) scan (docs/PAPER.md, "Memory"). The
   decomposition and the mixer are unchanged, and both modes have the same parameters, so a
   checkpoint trained in one mode loads in the other. `mode="scan"` (default) is the one for
   streaming and for s6.

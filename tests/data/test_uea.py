@@ -191,3 +191,18 @@ def test_registry_skips_only_families_not_written_yet(monkeypatch):
       registry.list_tasks()
   finally:
     registry._all_tasks.cache_clear()
+
+
+def test_prepare_data_help_works_without_a_task(capsys):
+  path = pathlib.Path(__file__).parents[2] / "scripts" / "prepare_data.py"
+  spec = importlib.util.spec_from_file_location("prepare_data", path)
+  script = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(script)
+  with pytest.raises(SystemExit) as exit_info:
+    script.parse_args(["--help"])
+  assert exit_info.value.code == 0
+  out = capsys.readouterr().out
+  assert "--task" in out and "japanese_vowels" in out and "--task <name> --help" in out
+  with pytest.raises(SystemExit) as exit_info:
+    script.parse_args([])
+  assert exit_info.value.code == 2 and "--task" in capsys.readouterr().err
