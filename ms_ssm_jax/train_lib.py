@@ -40,6 +40,7 @@ INIT_HEAD_MODES = ("keep", "reinit")
 HEAD_MODULE = "head"
 # The split whose score picks the best checkpoint.
 SELECTION_SPLIT = "validation"
+RESULTS_FILE = "results.json"
 
 
 class NonFiniteError(FloatingPointError):
@@ -546,6 +547,8 @@ def _train(config, workdir, ckpt, *, mesh, spec, model, tx, schedules, init_stat
   changed = {}
 
   def check_config(saved: dict[str, Any], where: str) -> None:
+    # Called for each checkpoint tried; the one restored (the last call) counts.
+    changed.clear()
     changed.update(run_config.check_resume(saved, config_json, where))
 
   restored = ckpt.restore_latest(state_items(with_shardings(abstract_state, shardings)),
@@ -609,9 +612,6 @@ def _train(config, workdir, ckpt, *, mesh, spec, model, tx, schedules, init_stat
     else:
       loop.write_results(workdir)
   return state
-
-
-RESULTS_FILE = "results.json"
 
 
 def write_results(workdir: pathlib.Path, num_steps: int, final: dict[str, dict[str, float]],
