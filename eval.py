@@ -24,6 +24,8 @@ from absl import flags
 from absl import logging
 import jax
 
+from ms_ssm_jax import checkpointing
+from ms_ssm_jax import data
 from ms_ssm_jax import sharding
 from ms_ssm_jax import train_lib
 from ms_ssm_jax import zoo
@@ -44,6 +46,8 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None,
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None, "Where results go (default: the run's workdir; with --zoo and "
     "--compare, results are only printed unless this is set).")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Show the Python traceback of errors (by "
+                             "default a bad run, checkpoint or flag prints one message).")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
                                    "host:port of process 0, for multi-process jobs.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
@@ -129,8 +133,14 @@ def main(argv: list[str]) -> None:
     row = _evaluate(_WORKDIR.value)
     if is_writer:
       print(markdown_table([row]))
-      _write([row], pathlib.Path(_OUTPUT_DIR.value or _WORKDIR.value),
-             f"eval_{_CHECKPOINT.value}_{_SPLIT.value}")
+      directory = pathlib.Path(_OUTPUT_DIR.value or _WORKDIR.value)
+      try:
+        _write([row], directory, f"eval_{_CHECKPOINT.value}_{_SPLIT.value}")
+      except OSError as e:
+        if _OUTPUT_DIR.value:
+          raise
+        raise OSError(f"cannot write the results into the run's workdir {directory} "
+                      f"({e.strerror}); pass --output_dir=<a writable directory>") from None
     return
   if _ZOO.value:
     row = _evaluate_zoo(_ZOO.value)
@@ -156,8 +166,18 @@ def main(argv: list[str]) -> None:
       (pathlib.Path(_OUTPUT_DIR.value) / f"compare_{_SPLIT.value}.md").write_text(table + "\n")
 
 
-if __name__ == "__main__":
+def _main_with_errors(argv: list[str]) -> None:
   try:
-    app.run(main)
-  except (FileNotFoundError, ValueError, KeyError) as e:
-    sys.exit(f"eval failed: {e}")
+    main(argv)
+  except (checkpointing.CheckpointMismatchError, checkpointing.CorruptCheckpointError,
+          zoo.ZooIntegrityError, data.MissingDataError, KeyError, ValueError, OSError) as e:
+    if _VERBOSE.value:
+      raise
+    # str(KeyError) is the repr of its message, quotes and escapes included.
+    text = e.args[0] if isinstance(e, KeyError) and e.args else e
+    sys.exit(f"eval failed: {type(e).__name__}: {text} (rerun with --verbose for the "
+             "traceback)")
+
+
+if __name__ == "__main__":
+  app.run(_main_with_errors)

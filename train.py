@@ -26,8 +26,10 @@ from ml_collections import config_flags
 
 from ms_ssm_jax import checkpointing
 from ms_ssm_jax import data
+from ms_ssm_jax import run_config
 from ms_ssm_jax import sharding
 from ms_ssm_jax import train_lib
+from ms_ssm_jax import workdir_lock
 from ms_ssm_jax import zoo
 
 _DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parent / "configs" / "default.py")
@@ -40,6 +42,8 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
                                    "host:port of process 0, for multi-process jobs.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Show the Python traceback of errors (by "
+                             "default a bad config, data or workdir prints one message).")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Initialize jax.distributed with auto-detection even when the "
     "environment does not list several processes (e.g. some TPU pod launchers).")
@@ -92,9 +96,25 @@ def main(argv: list[str]) -> None:
   try:
     train_lib.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
                                  command="python " + shlex.join(sys.argv))
-  except (train_lib.NonFiniteError, data.MissingDataError,
-          checkpointing.CheckpointMismatchError, zoo.ZooIntegrityError) as e:
-    sys.exit(f"training stopped: {type(e).__name__}: {e}")
+  except _USER_ERRORS as e:
+    if _VERBOSE.value:
+      raise
+    sys.exit(f"training stopped: {error_message(e)}")
+
+
+# What a user can cause: a bad config value, missing or mismatched data, a workdir or
+# checkpoint that cannot be used. Their messages say what to do; a traceback adds nothing.
+_USER_ERRORS = (train_lib.NonFiniteError, data.MissingDataError,
+                checkpointing.CheckpointMismatchError, checkpointing.CorruptCheckpointError,
+                zoo.ZooIntegrityError, run_config.ConfigChangedError,
+                workdir_lock.WorkdirLockedError, KeyError, ValueError, OSError)
+
+
+def error_message(error: Exception) -> str:
+  """`Type: message` of a user error, pointing to --verbose for the traceback."""
+  # str(KeyError) is the repr of its message, quotes and escapes included.
+  text = error.args[0] if isinstance(error, KeyError) and error.args else error
+  return f"{type(error).__name__}: {text} (rerun with --verbose for the traceback)"
 
 
 if __name__ == "__main__":

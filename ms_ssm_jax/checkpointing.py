@@ -7,9 +7,15 @@ Each step directory holds items:
   variables   {"params", "batch_stats"}: the model (what eval and fine-tuning load);
   train       {"step", "opt_state", "rng"}: the rest of the train state (checkpoints/ only);
   config      the run's config as JSON, so that eval can rebuild the model;
-  meta        JSON: step, and the score for best/.
+  meta        JSON: step, and the score for best/;
+  checksums   JSON: {item: {path: checksum}} of every array (`checksums.py`).
 Array items are restored into an abstract target (`jax.ShapeDtypeStruct`s with shardings),
 after a shape check whose error names the parameter path and both shapes.
+
+Integrity: a state with a NaN or infinite array is never saved (`NonFiniteStateError`); the
+checksums are saved in the same commit as the arrays and verified on every restore. Resume
+takes the latest intact checkpoint: a corrupt or unreadable one is moved to
+`<workdir>/corrupt_checkpoints/<step>` with a warning that names it.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import dataclasses
 import pathlib
 import signal
 import threading
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import numpy as np
@@ -26,20 +32,66 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
+from ms_ssm_jax import checksums
+
 CHECKPOINTS_DIR = "checkpoints"
 BEST_DIR = "best"
-VARIABLES, TRAIN, CONFIG, META = "variables", "train", "config", "meta"
+CORRUPT_DIR = "corrupt_checkpoints"
+VARIABLES, TRAIN, CONFIG, META, CHECKSUMS = "variables", "train", "config", "meta", "checksums"
 
 
 class CheckpointMismatchError(ValueError):
   """A checkpoint's arrays do not fit the model or train state they are loaded into."""
 
 
+class CorruptCheckpointError(ValueError):
+  """A checkpoint's arrays differ from the checksums saved with them, or are not finite."""
+
+
+class NonFiniteStateError(FloatingPointError):
+  """A state to be saved holds NaN or infinite values; it was not saved.
+
+  Attributes:
+    paths: the '/'-paths of the arrays that are not finite.
+  """
+
+  def __init__(self, message: str, paths: list[str]):
+    super().__init__(message)
+    self.paths = paths
+
+
+def _describe_paths(paths: list[str], limit: int = 5) -> str:
+  return ", ".join(paths[:limit]) + (f" and {len(paths) - limit} more" if len(paths) > limit
+                                     else "")
+
+
+def array_checksums(items: Mapping[str, Any], what: str) -> dict[str, dict[str, str]]:
+  """{item: {path: checksum}} of `items`' arrays; raises `NonFiniteStateError` if any is not
+  finite (one pass on the devices).
+
+  Args:
+    items: item name -> pytree of arrays (e.g. {"variables": ..., "train": ...}).
+    what: the state, for the error (e.g. "the state at step 120").
+  """
+  paths = [(name, path) for name, tree in items.items() for path in tree_paths(tree)]
+  leaves = [leaf for tree in items.values() for leaf in tree_paths(tree).values()]
+  all_finite, finite, sums = checksums.summarize(leaves)
+  if not all_finite:
+    bad = [f"{name}/{path}" for (name, path), ok in zip(paths, finite) if not ok]
+    raise NonFiniteStateError(f"{what} has NaN or infinite values in {_describe_paths(bad)}",
+                              bad)
+  result: dict[str, dict[str, str]] = {name: {} for name in items}
+  for (name, path), value in zip(paths, sums):
+    result[name][path] = value
+  return result
+
+
 def _item_handlers() -> dict[str, Any]:
   # PyTree handlers (not Standard) so that one manager can restore both into sharded abstract
   # targets and, for fine-tuning, into host numpy arrays.
   return {VARIABLES: ocp.PyTreeCheckpointHandler(), TRAIN: ocp.PyTreeCheckpointHandler(),
-          CONFIG: ocp.JsonCheckpointHandler(), META: ocp.JsonCheckpointHandler()}
+          CONFIG: ocp.JsonCheckpointHandler(), META: ocp.JsonCheckpointHandler(),
+          CHECKSUMS: ocp.JsonCheckpointHandler()}
 
 
 def _manager(directory: pathlib.Path, *, max_to_keep: int | None = None,
@@ -109,6 +161,7 @@ class RunCheckpoints:
       raise ValueError(f"config.train.keep_checkpoints must be >= 1, got {keep}")
     # orbax requires absolute paths; users pass relative workdirs.
     workdir = pathlib.Path(workdir).expanduser().absolute()
+    self._workdir = workdir
     self._latest = _manager(workdir / CHECKPOINTS_DIR, max_to_keep=keep, async_save=async_save)
     self._best = _manager(workdir / BEST_DIR, max_to_keep=1, async_save=async_save)
 
@@ -122,17 +175,72 @@ class RunCheckpoints:
   def save(self, step: int, items: Mapping[str, Any], config_json: Any) -> None:
     """Saves `items` ({"variables": ..., "train": ...}) at `step`, asynchronously.
 
-    Returns once the arrays are copied off the devices, so the caller may donate them.
+    Raises `NonFiniteStateError` (and saves nothing) if an array is not finite. Returns once
+    the arrays are copied off the devices, so the caller may donate them.
     """
+    sums = array_checksums(items, f"the state at step {step}")
     self._latest.save(step, args=ocp.args.Composite(
         **{VARIABLES: ocp.args.PyTreeSave(items[VARIABLES]),
            TRAIN: ocp.args.PyTreeSave(items[TRAIN]),
            CONFIG: ocp.args.JsonSave(config_json),
-           META: ocp.args.JsonSave({"step": int(step)})}), force=True)
+           META: ocp.args.JsonSave({"step": int(step)}),
+           CHECKSUMS: ocp.args.JsonSave(sums)}), force=True)
 
   def restore(self, step: int, abstract_items: Mapping[str, Any]) -> dict[str, Any]:
-    """Restores `abstract_items` ({"variables": ..., "train": ...}) of `step`, sharded."""
+    """Restores `abstract_items` ({"variables": ..., "train": ...}) of `step`, sharded, and
+    verifies their checksums (`CorruptCheckpointError`)."""
     return _restore_arrays(self._latest, step, abstract_items)
+
+  def restore_latest(self, abstract_items: Mapping[str, Any],
+                     check_config: Callable[[dict[str, Any], str], None]
+                     ) -> tuple[int, dict[str, Any]] | None:
+    """(step, items) of the latest intact checkpoint; None when there is none.
+
+    A checkpoint that is corrupt (checksum mismatch, NaN) or unreadable (truncated or garbage
+    files) is moved to `<workdir>/corrupt_checkpoints/` with a warning that names its step,
+    and the one before it is tried. `check_config(saved_config_json, where)` sees each
+    checkpoint's config before its arrays are read; its errors, and a checkpoint that does
+    not fit `abstract_items` (`CheckpointMismatchError`), propagate: they are config changes,
+    not damage.
+    """
+    steps = sorted(self._latest.all_steps(), reverse=True)
+    for step in steps:
+      where = f"{self.directory}/{step}"
+      try:
+        config_json = self._latest.restore(step, args=ocp.args.Composite(
+            **{CONFIG: ocp.args.JsonRestore()}))[CONFIG]
+      except Exception as e:  # pylint: disable=broad-except  # any damage means: fall back
+        self._set_aside(step, e)
+        continue
+      check_config(config_json, where)
+      try:
+        return step, _restore_arrays(self._latest, step, abstract_items)
+      except CheckpointMismatchError:
+        raise
+      except Exception as e:  # pylint: disable=broad-except
+        self._set_aside(step, e)
+    if steps:
+      raise CorruptCheckpointError(
+          f"no intact checkpoint in {self.directory}: steps {sorted(steps)} are corrupt or "
+          f"unreadable (moved to {self._workdir / CORRUPT_DIR}); rerun to start from step 0")
+    return None
+
+  def _set_aside(self, step: int, error: Exception) -> None:
+    """Warns about a damaged step and moves it out of the manager's directory (so that the
+    step can be saved again)."""
+    reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+    target = self._workdir / CORRUPT_DIR / str(step)
+    if jax.process_index() == 0:
+      target.parent.mkdir(parents=True, exist_ok=True)
+      suffix = 0
+      while target.exists():
+        suffix += 1
+        target = self._workdir / CORRUPT_DIR / f"{step}.{suffix}"
+      (self.directory / str(step)).rename(target)
+    multihost_utils.sync_global_devices(f"set aside checkpoint {step}")
+    self._latest.reload()
+    logging.warning("checkpoint %s/%d is corrupt or unreadable (%s); moved it to %s; trying "
+                    "the previous checkpoint", self.directory, step, reason, target)
 
   def best_score(self) -> float | None:
     """The score of the best checkpoint so far (None before the first)."""
@@ -144,7 +252,11 @@ class RunCheckpoints:
 
   def save_best(self, step: int, variables: Any, config_json: Any, score: float,
                 metrics: Mapping[str, float]) -> None:
-    """Replaces the best checkpoint by the model at `step` with validation `score`."""
+    """Replaces the best checkpoint by the model at `step` with validation `score`.
+
+    Raises `NonFiniteStateError` (and saves nothing) if an array is not finite.
+    """
+    sums = array_checksums({VARIABLES: variables}, f"the model at step {step}")
     if step in self._best.all_steps():
       # A resumed run re-evaluates steps after its last checkpoint; on hardware whose sums
       # are not bitwise reproducible the same step can score higher the second time.
@@ -153,7 +265,8 @@ class RunCheckpoints:
         **{VARIABLES: ocp.args.PyTreeSave(variables),
            CONFIG: ocp.args.JsonSave(config_json),
            META: ocp.args.JsonSave({"step": int(step), "score": float(score),
-                                    "metrics": {k: float(v) for k, v in metrics.items()}})}),
+                                    "metrics": {k: float(v) for k, v in metrics.items()}}),
+           CHECKSUMS: ocp.args.JsonSave(sums)}),
         force=True)
 
   def wait_until_finished(self) -> None:
@@ -184,10 +297,38 @@ def _restore_arrays(manager: ocp.CheckpointManager, step: int,
     check_shapes(tree_paths(abstract), tree_paths(metadata[name]), f"{where}/{name}",
                  "Use the config the checkpoint was saved with (it is stored with it), or a "
                  "fresh workdir.")
-  restored = manager.restore(step, args=ocp.args.Composite(**{
-      name: ocp.args.PyTreeRestore(abstract, restore_args=_restore_args(abstract))
-      for name, abstract in abstract_items.items()}))
-  return {name: restored[name] for name in abstract_items}
+  args = {name: ocp.args.PyTreeRestore(abstract, restore_args=_restore_args(abstract))
+          for name, abstract in abstract_items.items()}
+  restored = manager.restore(step, args=ocp.args.Composite(**args, **_checksums_arg(manager, step)))
+  items = {name: restored[name] for name in abstract_items}
+  _verify(items, restored[CHECKSUMS] if CHECKSUMS in restored else None, where)
+  return items
+
+
+def _checksums_arg(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
+  # Checkpoints saved before checksums were recorded have no such item (and orbax has no
+  # metadata for JSON items to tell).
+  if (pathlib.Path(manager.directory) / str(step) / CHECKSUMS).is_dir():
+    return {CHECKSUMS: ocp.args.JsonRestore()}
+  return {}
+
+
+def _verify(items: Mapping[str, Any], saved: Mapping[str, Any] | None, where: str) -> None:
+  """Raises `CorruptCheckpointError` unless `items` have the `saved` checksums and are
+  finite."""
+  try:
+    found = array_checksums(items, f"checkpoint {where}")
+  except NonFiniteStateError as e:
+    raise CorruptCheckpointError(str(e)) from None
+  if saved is None:
+    logging.warning("checkpoint %s has no checksums (saved by an older version): not verified",
+                    where)
+    return
+  bad = [f"{name}/{path}" for name in items for path, value in found[name].items()
+         if saved.get(name, {}).get(path) != value]
+  if bad:
+    raise CorruptCheckpointError(f"checkpoint {where}: checksum mismatch in "
+                                 f"{_describe_paths(bad)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,8 +411,13 @@ def load_variables(ref: CheckpointRef, abstract_variables: Any | None = None) ->
       raise CheckpointMismatchError(f"checkpoint {ref} has no model variables")
     target = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), metadata)
     restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
-    return manager.restore(ref.step, args=ocp.args.Composite(**{
-        VARIABLES: ocp.args.PyTreeRestore(target, restore_args=restore_args)}))[VARIABLES]
+    restored = manager.restore(ref.step, args=ocp.args.Composite(**{
+        VARIABLES: ocp.args.PyTreeRestore(target, restore_args=restore_args)},
+        **_checksums_arg(manager, ref.step)))
+    variables = restored[VARIABLES]
+    _verify({VARIABLES: variables}, restored[CHECKSUMS] if CHECKSUMS in restored else None,
+            str(ref))
+    return variables
   finally:
     manager.close()
 

@@ -193,16 +193,33 @@ def _plain(value: Any) -> Any:
 
 
 def _drop_rows_after(path: pathlib.Path, step: int) -> None:
-  """Rewrites a CSV or JSONL metric file without the rows whose step exceeds `step`."""
-  lines = path.read_text().splitlines(keepends=True)
+  """Rewrites a CSV or JSONL metric file without the rows whose step exceeds `step`, and
+  without a torn last line."""
+  original = path.read_text().splitlines(keepends=True)
+  lines = original
+  if lines and not lines[-1].endswith("\n"):
+    # A crash in the middle of a write leaves a torn last row; its step was not checkpointed.
+    logging.warning("%s: dropping its torn last line %r (the previous run died while "
+                    "writing it)", path, lines[-1][:80])
+    lines = lines[:-1]
   if path.suffix == ".jsonl":
-    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    kept = [line for number, line in enumerate(lines, start=1)
+            if line.strip() and _jsonl_step(path, number, line) <= step]
   else:
     rows = list(csv.reader(lines))
     if not rows:
-      return
-    step_column = rows[0].index("step")
-    kept = lines[:1] + [line for line, row in zip(lines[1:], rows[1:])
-                        if int(row[step_column]) <= step]
-  if len(kept) != len(lines):
+      kept = []
+    else:
+      step_column = rows[0].index("step")
+      kept = lines[:1] + [line for line, row in zip(lines[1:], rows[1:])
+                          if int(row[step_column]) <= step]
+  if kept != original:
     path.write_text("".join(kept))
+
+
+def _jsonl_step(path: pathlib.Path, number: int, line: str) -> int:
+  try:
+    return json.loads(line)["step"]
+  except (ValueError, KeyError) as e:
+    raise ValueError(f"{path}, line {number}, is not a metric row ({e}); remove the line "
+                     f"(or the file) and rerun") from None

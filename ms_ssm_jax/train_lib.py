@@ -7,6 +7,7 @@ with explicit shardings. Steps return metric sums and counts; the host divides.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import json
@@ -31,7 +32,9 @@ from ms_ssm_jax import metrics as metrics_lib
 from ms_ssm_jax import model as model_lib
 from ms_ssm_jax import optim
 from ms_ssm_jax import provenance
+from ms_ssm_jax import run_config
 from ms_ssm_jax import sharding
+from ms_ssm_jax import workdir_lock
 from ms_ssm_jax import zoo
 
 INIT_HEAD_MODES = ("keep", "reinit")
@@ -41,10 +44,15 @@ HEAD_MODULE = "head"
 SELECTION_SPLIT = "validation"
 # Train metrics under this prefix are per-layer mixer stability ratios (`mixer_ratios`).
 MIXER_RATIO_PREFIX = "mixer_ratio/"
+RESULTS_FILE = "results.json"
 
 
 class NonFiniteError(FloatingPointError):
-  """The loss or the gradient norm became NaN or Inf; the bad state was not saved."""
+  """The loss, the gradient norm or the state became NaN or Inf; the bad state was not saved."""
+
+# What to do about a NonFiniteError.
+_NONFINITE_ADVICE = ("Lower optimizer.lr, set optimizer.grad_clip_norm, or use "
+                     "train.precision='float32'.")
 
 
 @flax.struct.dataclass
@@ -491,8 +499,7 @@ class _TrainMetrics:
         if not np.isfinite(values[key]):
           raise NonFiniteError(
               f"non-finite {quantity} ({float(values[key])}) at step {step}; the run stopped "
-              f"and this state was not saved ({last_good}). Lower optimizer.lr, set "
-              "optimizer.grad_clip_norm, or use train.precision='float32'.")
+              f"and this state was not saved ({last_good}). {_NONFINITE_ADVICE}")
     weight = sum(float(v["weight_sum"]) for _, v in pending)
     ratios = {key: float(np.mean([v[key] for _, v in pending]))
               for key in pending[0][1] if key.startswith(MIXER_RATIO_PREFIX)}
@@ -521,7 +528,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   if config.train.log_every < 1:
     raise ValueError(f"config.train.log_every must be >= 1, got {config.train.log_every}")
   spec = data.get_task(config.data)
-  steps_per_epoch = -(-data.num_examples(config.data, "train") // batch_size)
+  num_train = data.num_examples(config.data, "train")
+  if batch_size > num_train:
+    logging.warning("config.train.global_batch_size=%d is larger than the %d training "
+                    "examples: every batch repeats examples", batch_size, num_train)
+  steps_per_epoch = -(-num_train // batch_size)
   num_steps = num_train_steps(config.train, steps_per_epoch)
   model = model_lib.build_model(config.model, spec, precision=config.train.precision,
                                 remat=config.train.remat)
@@ -530,11 +541,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   init_state = make_init_fn(model, tx, spec, config.train.seed)
   created = [path for path in (workdir, workdir / checkpointing.CHECKPOINTS_DIR,
                                workdir / checkpointing.BEST_DIR) if not path.exists()]
+  # The lock comes first: opening the checkpoint managers cleans up temporary directories,
+  # which may be another trainer's saves in flight.
+  lock = (workdir_lock.WorkdirLock(workdir) if jax.process_index() == 0
+          else contextlib.nullcontext())
   try:
-    with checkpointing.RunCheckpoints(workdir, keep=config.train.keep_checkpoints) as ckpt:
+    with lock, checkpointing.RunCheckpoints(workdir, keep=config.train.keep_checkpoints) as ckpt:
       return _train(config, workdir, ckpt, mesh=mesh, spec=spec, model=model, tx=tx,
                     schedules=schedules, init_state=init_state, num_steps=num_steps,
                     steps_per_epoch=steps_per_epoch, command=command)
+  except workdir_lock.WorkdirLockedError:
+    raise  # the workdir is another trainer's: leave it as it is
   except BaseException:
     _remove_unless_started(workdir, created)
     raise
@@ -564,13 +581,30 @@ def _train(config, workdir, ckpt, *, mesh, spec, model, tx, schedules, init_stat
   config_json = _config_json(config)
   abstract_state = jax.eval_shape(init_state)
   shardings = sharding.state_shardings(mesh, abstract_state)
-  start_step = ckpt.latest_step()
-  if start_step is not None:
-    state = state_from_items(
-        ckpt.restore(start_step, state_items(with_shardings(abstract_state, shardings))))
+  evaluator = Evaluator(mesh=mesh, model=model, spec=spec, data_config=config.data,
+                        batch_size=config.train.eval_batch_size,
+                        variable_shardings=shardings.variables())
+  changed = {}
+
+  def check_config(saved: dict[str, Any], where: str) -> None:
+    # Called for each checkpoint tried; the one restored (the last call) counts.
+    changed.clear()
+    changed.update(run_config.check_resume(saved, config_json, where))
+
+  restored = ckpt.restore_latest(state_items(with_shardings(abstract_state, shardings)),
+                                 check_config)
+  if restored is not None:
+    start_step, items = restored
+    state = state_from_items(items)
     if start_step >= num_steps:
       logging.warning("%s holds step %d of %d: training is complete", ckpt.directory,
                       start_step, num_steps)
+      if not (workdir / RESULTS_FILE).exists():
+        logging.warning("%s is missing: rewriting it from the final checkpoint",
+                        workdir / RESULTS_FILE)
+        final = {split: evaluator.evaluate(state.variables(), split)
+                 for split in config.train.eval_splits}
+        write_results(workdir, num_steps, final, ckpt.best_score(), spec.metric)
       return state
   else:
     start_step = 0
@@ -582,15 +616,11 @@ def _train(config, workdir, ckpt, *, mesh, spec, model, tx, schedules, init_stat
   summary = (f"{model_lib.summarize(config.model, spec)}\n"
              f"{model_summary(state.variables())}")
   if is_writer:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(json.dumps(config_json, indent=2) + "\n")
+    run_config.record(workdir, config_json, start_step)
     (workdir / "model_summary.txt").write_text(summary + "\n")
     provenance.record_session(workdir, start_step, command)
 
   p_train_step = jit_train_step(mesh, shardings, model=model, tx=tx, target=spec.target)
-  evaluator = Evaluator(mesh=mesh, model=model, spec=spec, data_config=config.data,
-                        batch_size=config.train.eval_batch_size,
-                        variable_shardings=shardings.variables())
   shard, num_shards = sharding.process_data_shard(mesh, batch_size)
   batches = data.make_iterator(
       config.data, "train", global_batch_size=batch_size, seed=config.train.seed,
@@ -604,6 +634,9 @@ def _train(config, workdir, ckpt, *, mesh, spec, model, tx, schedules, init_stat
   writer.print("\n".join(summary.splitlines()[:2]))
   if start_step:
     writer.print(f"resumed from {ckpt.directory}/{start_step}")
+    if changed:
+      writer.print(f"changed run settings: {run_config.describe(changed)} (history in "
+                   f"{workdir / run_config.HISTORY_DIR})")
   elif config.init_from:
     writer.print(f"fine-tuning from {config.init_from} (head: {config.init_head}, frozen: "
                  f"{config.freeze or 'nothing'})")
@@ -664,6 +697,19 @@ class _ProfileWindow:
       self._active = False
 
 
+def write_results(workdir: pathlib.Path, num_steps: int, final: dict[str, dict[str, float]],
+                  best: float | None, metric: str) -> dict[str, Any]:
+  """results.json: the final evaluation, the best validation score and every split's
+  evaluation at that step (read from metrics/eval.csv, which spans resumed sessions);
+  process 0 writes it. Returns the evaluations at the best step."""
+  at_best = evaluations_at_best(workdir / "metrics" / "eval.csv", metric)
+  if jax.process_index() == 0:
+    results = {"num_steps": num_steps, "final": final, f"best_{SELECTION_SPLIT}_{metric}": best,
+               f"at_best_{SELECTION_SPLIT}": at_best}
+    (workdir / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+  return at_best
+
+
 class _Loop:
   """What happens between train steps: logging, evaluation, checkpoints, preemption."""
 
@@ -702,11 +748,15 @@ class _Loop:
     if not (self._due(step, train.log_every) or evaluate or save):
       return False
     self._log(step)
-    if evaluate:
-      self._evaluate(step, state)
-    if save:
-      self._ckpt.save(step, state_items(state), self._config_json)
-      self._last_saved = step
+    try:
+      if evaluate:
+        self._evaluate(step, state)
+      if save:
+        self._ckpt.save(step, state_items(state), self._config_json)
+        self._last_saved = step
+    except checkpointing.NonFiniteStateError as e:
+      raise NonFiniteError(f"{e}; the run stopped and this state was not saved "
+                           f"({self._last_good()}). {_NONFINITE_ADVICE}") from None
     if preempted:
       self._ckpt.wait_until_finished()
       self._writer.print(f"preempted: saved step {step} to {self._ckpt.directory}; rerun the "
@@ -714,10 +764,13 @@ class _Loop:
     self._timer, self._timed_steps = time.perf_counter(), 0
     return preempted
 
+  def _last_good(self) -> str:
+    # Every saved checkpoint is finite (checkpointing refuses others).
+    return (f"last good checkpoint: step {self._last_saved} in {self._ckpt.directory}"
+            if self._last_saved else "no checkpoint was saved yet")
+
   def _log(self, step: int) -> None:
-    where = (f"last good checkpoint: step {self._last_saved} in {self._ckpt.directory}"
-             if self._last_saved else "no checkpoint was saved yet")
-    values = self._metrics.flush(where)
+    values = self._metrics.flush(self._last_good())
     seconds_per_step = ((time.perf_counter() - self._timer) / self._timed_steps
                         if self._timed_steps else self._first_step_seconds)
     # The learning rates of the update that produced this step.
@@ -753,19 +806,15 @@ class _Loop:
         self._ckpt.save_best(step, state.variables(), self._config_json, score, result)
 
   def write_results(self, workdir: pathlib.Path) -> None:
-    """results.json: the final evaluation, the best validation score and every split's
-    evaluation at that step (read from metrics/eval.csv, which spans resumed sessions)."""
+    """results.json (`write_results`), and the test line at the best validation step."""
+    at_best = write_results(workdir, self._num_steps, self._final_eval, self._best,
+                            self._spec.metric)
     if jax.process_index() != 0:
       return
-    at_best = evaluations_at_best(workdir / "metrics" / "eval.csv", self._spec.metric)
     for split, result in at_best.get("splits", {}).items():
       if split != SELECTION_SPLIT:
         self._writer.print(_eval_line(f"{split} at the best {SELECTION_SPLIT} step "
                                       f"({at_best['step']})", result))
-    results = {"num_steps": self._num_steps, "final": self._final_eval,
-               f"best_{SELECTION_SPLIT}_{self._spec.metric}": self._best,
-               f"at_best_{SELECTION_SPLIT}": at_best}
-    (workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 def _eval_line(title: str, result: dict[str, Any]) -> str:

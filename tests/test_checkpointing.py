@@ -11,6 +11,7 @@ import pytest
 
 from ms_ssm_jax import checkpointing
 from ms_ssm_jax import data
+from ms_ssm_jax import run_config
 from ms_ssm_jax import sharding
 from ms_ssm_jax import train_lib
 from tests.test_train import persistent_compilation_cache  # noqa: F401  (autouse)
@@ -118,11 +119,10 @@ def test_sigterm_saves_at_the_next_step_and_resumes_exactly(uninterrupted, tmp_p
   assert_trees_close(resumed.params, reference.params, atol=1e-6)
 
 
-def test_resume_with_another_model_names_the_parameter(uninterrupted):
+def test_resume_with_another_model_names_the_field(uninterrupted):
   workdir, _ = uninterrupted
-  with pytest.raises(checkpointing.CheckpointMismatchError,
-                     match=r"shape mismatch at params/encoder/projection/kernel: checkpoint "
-                           r"\(12, 8\) vs model \(12, 16\)"):
+  with pytest.raises(run_config.ConfigChangedError,
+                     match=r"different model.d_model \(model.d_model: 8 -> 16\)"):
     train_lib.train_and_evaluate(tiny_config(**{"model.d_model": 16}), workdir)
 
 

@@ -93,3 +93,23 @@ def test_eval_py_reports_a_missing_run(tmp_path):
   result = _run_eval_py(f"--workdir={tmp_path / 'nowhere'}")
   assert result.returncode != 0
   assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_eval_py_unwritable_workdir_points_to_output_dir(two_runs, tmp_path):
+  run = tmp_path / "run"
+  subprocess.run(["cp", "-r", str(two_runs["s5"]), str(run)], check=True)
+  # Root may write into read-only directories; a directory in the file's place fails for all.
+  (run / "eval_best_test.json").mkdir()
+  result = _run_eval_py(f"--workdir={run}", "--max_examples=16")
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  assert "pass --output_dir=" in result.stderr.strip().splitlines()[-1]
+
+
+def test_eval_py_garbage_metadata_is_one_line(two_runs, tmp_path):
+  run = tmp_path / "run"
+  subprocess.run(["cp", "-r", str(two_runs["s5"]), str(run)], check=True)
+  for metadata in run.glob("best/*/variables/_METADATA"):
+    metadata.write_text("garbage{")
+  result = _run_eval_py(f"--workdir={run}", "--max_examples=16")
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  assert result.stderr.strip().splitlines()[-1].startswith("eval failed: ")

@@ -244,3 +244,27 @@ def test_profile_steps_writes_a_trace_into_the_workdir(tmp_path, capsys):
   train_lib.train_and_evaluate(config, tmp_path / "run")
   assert list((tmp_path / "run" / "profile").rglob("*.xplane.pb"))
   assert "profiled steps 2-3 into" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("--config.train.global_batch_size=0",), "global_batch_size=0 must be a positive"),
+    pytest.param(("--config.init_from=no_such_model",), "not a zoo name",
+                 marks=pytest.mark.slow),
+    pytest.param(("--config.data.name=no_such_task",), "unknown task 'no_such_task'",
+                 marks=pytest.mark.slow),
+])
+def test_train_py_user_errors_are_one_line(tmp_path, args, expected):
+  result = _run_train_py(f"--workdir={tmp_path}", "--config.model.d_model=8",
+                         "--config.model.num_layers=1", *args)
+  assert result.returncode != 0
+  assert "Traceback" not in result.stderr
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("training stopped: ") and expected in last and "--verbose" in last
+
+
+def test_train_py_workdir_file_and_verbose_traceback(tmp_path):
+  (tmp_path / "file").write_text("")
+  result = _run_train_py(f"--workdir={tmp_path / 'file'}", "--config.model.d_model=8",
+                         "--config.model.num_layers=1", "--verbose")
+  assert result.returncode != 0
+  assert "Traceback" in result.stderr and "is a file" in result.stderr
