@@ -290,19 +290,25 @@ class WaveletDecomposition(nn.Module):
   streams: str = "details+approx+raw"
   centered: bool = False
 
-  @nn.compact
   def __call__(self, x: Array) -> Array:
+    phi, psi = self.filters(x.shape[-1], x.dtype)
+    return wavelet_bands(x, phi, psi, streams=self.streams, impl=self.impl,
+                         centered=self.centered)
+
+  @nn.compact
+  def filters(self, width: int, dtype: jnp.dtype) -> tuple[Array, Array]:
+    """The learned `(phi, psi)`, each `(S, K, H)` in `dtype` (shared filters broadcast; S = 0:
+    no parameters, empty filters)."""
     check_layout(self.num_levels, self.streams)
     if self.kernel_size < 2:
       raise ValueError(f"kernel_size must be >= 2, got {self.kernel_size}")
     if self.num_levels == 0:
-      return x[..., None]
+      empty = jnp.zeros((0, self.kernel_size, width), dtype)
+      return empty, empty
     stored_levels = 1 if self.share_filters else self.num_levels
-    shape = (stored_levels, self.kernel_size, x.shape[-1])
+    shape = (stored_levels, self.kernel_size, width)
     phi = self.param("phi", init_filter, self.filter_init, "phi", shape)
     psi = self.param("psi", init_filter, self.filter_init, "psi", shape)
     full_shape = (self.num_levels,) + shape[1:]
-    phi = jnp.broadcast_to(phi, full_shape).astype(x.dtype)
-    psi = jnp.broadcast_to(psi, full_shape).astype(x.dtype)
-    return wavelet_bands(x, phi, psi, streams=self.streams, impl=self.impl,
-                         centered=self.centered)
+    return (jnp.broadcast_to(phi, full_shape).astype(dtype),
+            jnp.broadcast_to(psi, full_shape).astype(dtype))
