@@ -40,7 +40,7 @@ def _powers(lam_bar: Array, length: int) -> Array:
   return jnp.exp(jnp.log(safe)[..., None] * steps)
 
 
-def _promote(u: Array, kernel: Array) -> Array:
+def promote(u: Array, kernel: Array) -> Array:
   """u in the dtype the convolution runs in: u's and the kernel's, at least float32."""
   return u.astype(jnp.result_type(jnp.float32, u.dtype, kernel.dtype))
 
@@ -77,7 +77,7 @@ def mimo_kernel(lam_bar: Array, b_bar: Array, c: Array, length: int) -> Array:
   return jnp.einsum("op,pl,pi->loi", c, _powers(lam_bar, length), b_bar)
 
 
-def _fft_size(length: int) -> int:
+def fft_size(length: int) -> int:
   """Smallest power of two >= 2L, so the circular convolution has no wrap-around."""
   return 1 << (2 * length - 1).bit_length()
 
@@ -92,9 +92,9 @@ def causal_conv(u: Array, kernel: Array) -> Array:
   Returns:
     `(B, L, ...)` outputs in u's dtype promoted with the kernel's (at least float32).
   """
-  u = _promote(u, kernel)
+  u = promote(u, kernel)
   length = u.shape[1]
-  n = _fft_size(length)
+  n = fft_size(length)
   u_f = jnp.fft.rfft(u, n=n, axis=1)
   k_f = jnp.fft.rfft(kernel, n=n, axis=-1)
   k_f = jnp.moveaxis(k_f, -1, 0)  # (F, ...)
@@ -118,9 +118,9 @@ def causal_conv_mimo(u: Array, kernel: Array) -> Array:
   Returns:
     `(B, L, H_out)` in u's dtype promoted with the kernel's (at least float32).
   """
-  u = _promote(u, kernel)
+  u = promote(u, kernel)
   length = u.shape[1]
-  n = _fft_size(length)
+  n = fft_size(length)
   u_f = jnp.fft.rfft(u, n=n, axis=1)
   k_f = jnp.fft.rfft(kernel, n=n, axis=0)
   y_f = jnp.einsum("foi,bfi->bfo", k_f, u_f)

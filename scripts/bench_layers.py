@@ -96,11 +96,14 @@ def layer_suite(mimo_state: int, siso_state: int) -> dict[str, tuple[str, dict]]
   per-stream S5 sharing P = mimo_state), SISO ones `siso_state` states per channel (S4D-real,
   MS-SSM with S4D-real streams splitting them, S6). MS-SSM layers come with the paper's
   input-dependent mixer and, as `..., static mixer`, with the static one, whose cost is
-  negligible: the difference is the cost of `E_t = W_E u_t`, an H x H(S+2) product per step."""
+  negligible: the difference is the cost of `E_t = W_E u_t`, an H x H(S+2) product per step.
+  `, conv` rows run `mode="conv"`: the FFT convolution, for MS-SSM with the decomposition,
+  the mixer weights and D folded into one kernel per channel (two with the paper's mixer)."""
   suite = {
       "s5": ("s5", {"state_size": mimo_state}),
       "lru": ("lru", {"state_size": mimo_state // 2}),
       "s4d (real)": ("s4d", {"state_size": siso_state, "a_init": "real"}),
+      "s4d (real), conv": ("s4d", {"state_size": siso_state, "a_init": "real", "mode": "conv"}),
       "s6": ("s6", {"state_size": siso_state}),
   }
   for levels in (1, 2, 4):
@@ -110,9 +113,13 @@ def layer_suite(mimo_state: int, siso_state: int) -> dict[str, tuple[str, dict]]
     suite[f"ms_ssm s5 x{streams} streams"] = ("ms_ssm", s5_streams)
     suite[f"ms_ssm s5 x{streams} streams, static mixer"] = (
         "ms_ssm", {**s5_streams, "mixer": "static"})
-    suite[f"ms_ssm s4d_real x{streams} streams"] = (
-        "ms_ssm", {"num_levels": levels, "backbone": "s4d_real",
-                   "total_state": siso_state // streams * streams})
+    siso_streams = {"num_levels": levels, "backbone": "s4d_real",
+                    "total_state": siso_state // streams * streams}
+    suite[f"ms_ssm s4d_real x{streams} streams"] = ("ms_ssm", siso_streams)
+    suite[f"ms_ssm s4d_real x{streams} streams, conv"] = (
+        "ms_ssm", {**siso_streams, "mode": "conv"})
+    suite[f"ms_ssm s4d_real x{streams} streams, conv, static mixer"] = (
+        "ms_ssm", {**siso_streams, "mode": "conv", "mixer": "static"})
   return suite
 
 
@@ -204,7 +211,7 @@ def bench_parts(log: bench_common.RowLog, lengths: list[int], tokens: int, width
   """Each MS-SSM layer of `layer_suite` whole and with one part at a time replaced by a cheap
   stand-in: the difference to the whole layer is what that part costs."""
   for name, layer_name, layer in selected_layers(width, mimo_state, siso_state, only):
-    if layer_name != "ms_ssm":
+    if layer_name != "ms_ssm" or layer.mode == "conv":  # conv folds the parts into one
       continue
     for length in lengths:
       params, u = layer_inputs(layer, length, tokens, width)

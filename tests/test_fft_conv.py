@@ -81,5 +81,5 @@ def test_float32_close_to_float64_scan():
 
 def test_fft_size_avoids_wraparound():
   for length in (1, 2, 3, 64, 65, 1000):
-    n = fft_conv._fft_size(length)
+    n = fft_conv.fft_size(length)
     assert n >= 2 * length - 1 and n & (n - 1) == 0

@@ -218,6 +218,36 @@ def wavelet_bands(x: Array, phi: Array, psi: Array, *, streams: str, impl: str,
   return jnp.stack(bands, axis=-1)
 
 
+def stream_filters(phi: Array, psi: Array, *, streams: str, centered: bool
+                   ) -> tuple[list[Array], list[int]]:
+  """Every stream's input as a filter of x: `v^j_t = sum_m filters[j][m] x_{t + C_j - m}`.
+
+  The linear-time-invariant view of `wavelet_bands` (which it equals, up to rounding, on
+  signals zero before t = 0 and beyond the end), used to fold the bands into the stream kernels.
+
+  Args:
+    phi, psi: `(S, K, H)` per-level filters (shared filters broadcast to S levels).
+    streams: one of `STREAM_LAYOUTS`.
+    centered: the bidirectional layers' centered bands.
+
+  Returns:
+    `(filters, lookaheads)`: S' causal filters `(R_j, H)` (the raw stream a unit impulse) and
+    their lookaheads `C_j` (0 unless centered), in stream order.
+  """
+  num_levels, kernel_size = phi.shape[0], phi.shape[1]
+  check_layout(num_levels, streams)
+  impulse = jnp.ones((1, phi.shape[2]), phi.dtype)
+  if num_levels == 0:
+    return [impulse], [0]
+  filters = filterbank_filters(phi, psi, streams)
+  lookaheads = [centered_lookahead(s, kernel_size) if centered else 0
+                for s in _band_levels(num_levels, streams)]
+  if streams == "details+approx+raw":
+    filters.append(impulse)
+    lookaheads.append(0)
+  return filters, lookaheads
+
+
 def init_filter(key: Array, filter_init: str, kind: str, shape: tuple[int, int, int]) -> Array:
   """The `(levels, K, H)` low-pass (`kind="phi"`) or high-pass (`"psi"`) filters at init."""
   if filter_init not in FILTER_INITS:
@@ -260,19 +290,25 @@ class WaveletDecomposition(nn.Module):
   streams: str = "details+approx+raw"
   centered: bool = False
 
-  @nn.compact
   def __call__(self, x: Array) -> Array:
+    phi, psi = self.filters(x.shape[-1], x.dtype)
+    return wavelet_bands(x, phi, psi, streams=self.streams, impl=self.impl,
+                         centered=self.centered)
+
+  @nn.compact
+  def filters(self, width: int, dtype: jnp.dtype) -> tuple[Array, Array]:
+    """The learned `(phi, psi)`, each `(S, K, H)` in `dtype` (shared filters broadcast; S = 0:
+    no parameters, empty filters)."""
     check_layout(self.num_levels, self.streams)
     if self.kernel_size < 2:
       raise ValueError(f"kernel_size must be >= 2, got {self.kernel_size}")
     if self.num_levels == 0:
-      return x[..., None]
+      empty = jnp.zeros((0, self.kernel_size, width), dtype)
+      return empty, empty
     stored_levels = 1 if self.share_filters else self.num_levels
-    shape = (stored_levels, self.kernel_size, x.shape[-1])
+    shape = (stored_levels, self.kernel_size, width)
     phi = self.param("phi", init_filter, self.filter_init, "phi", shape)
     psi = self.param("psi", init_filter, self.filter_init, "psi", shape)
     full_shape = (self.num_levels,) + shape[1:]
-    phi = jnp.broadcast_to(phi, full_shape).astype(x.dtype)
-    psi = jnp.broadcast_to(psi, full_shape).astype(x.dtype)
-    return wavelet_bands(x, phi, psi, streams=self.streams, impl=self.impl,
-                         centered=self.centered)
+    return (jnp.broadcast_to(phi, full_shape).astype(dtype),
+            jnp.broadcast_to(psi, full_shape).astype(dtype))

@@ -56,6 +56,7 @@ import jax
 import jax.numpy as jnp
 
 from ms_ssm_jax.ms_ssm import decomposition
+from ms_ssm_jax.ms_ssm import folded_conv
 from ms_ssm_jax.ms_ssm import mixer as mixer_lib
 from ms_ssm_jax.ms_ssm import streams as streams_lib
 from ms_ssm_jax.ssm import common
@@ -184,6 +185,10 @@ class MSSSMLayer(nn.Module):
       raise ValueError(f"scan_chunk_size must be >= 0 (0 = one full scan), "
                        f"got {self.scan_chunk_size}")
     streams_lib.check_mode(self.mode, self.backbone, self.scan_chunk_size, self.scan_impl)
+    if self.mode == "conv" and self.band_activation != "none":
+      raise ValueError(f"band_activation={self.band_activation!r} acts between the decomposition "
+                       "and the streams, so the layer is no convolution: use mode='scan' with it, "
+                       "or band_activation='none' with mode='conv'")
 
   @property
   def num_streams(self) -> int:
@@ -220,34 +225,71 @@ class MSSSMLayer(nn.Module):
     common.check_inputs(u, lengths, self.d_model)
     if self.bidirectional:
       u = common.zero_beyond_lengths(u, lengths)
-    bands = decomposition.WaveletDecomposition(
+    decomp = decomposition.WaveletDecomposition(
         num_levels=self.num_levels, kernel_size=self.kernel_size,
         share_filters=self.share_filters, filter_init=self.filter_init,
         impl=self.decomposition_impl, streams=self.streams, centered=self.bidirectional,
-        name="decomposition")(u)
-    if self.band_activation == "silu":
-      bands = jax.nn.silu(bands)
-    if self.bidirectional:
-      # Centered bands near the end look back into valid steps; zero them past the end so
-      # the reverse scan starts from a zero state at each sequence's last valid step.
-      bands = common.zero_beyond_lengths(bands, lengths)
+        name="decomposition")
     dt_rank = self.s6_dt_rank or math.ceil(self.d_model / 16)
-    y = streams_lib.StreamSSMs(
+    stream_ssms = streams_lib.StreamSSMs(
         backbone=self.backbone, state_per_stream=self.stream_state_size,
         ranks=self.stream_ranks(), scale_init=self.scale_init, dt_min=self.dt_min,
         dt_max=self.dt_max, s6_condition_on=self.s6_condition_on, s6_dt_rank=dt_rank,
         s5_blocks=self.s5_blocks, lru_r_min=self.lru_r_min, lru_r_max=self.lru_r_max,
         lru_max_phase=self.lru_max_phase, bidirectional=self.bidirectional,
         scan_chunk_size=self.scan_chunk_size, mode=self.mode, scan_impl=self.scan_impl,
-        name="streams")(bands, u)
-    input_term, z = mixer_lib.ScaleMixer(mixer=self.mixer, name="mixer").terms(
-        y.astype(u.dtype), u)
-    if self.d_skip:
-      d = self.param("D", nn.initializers.ones, (self.d_model,), jnp.float32)
-      z = z + d.astype(u.dtype) * u
+        name="streams")
+    mixer = mixer_lib.ScaleMixer(mixer=self.mixer, name="mixer")
+    d = self.param("D", nn.initializers.ones, (self.d_model,), jnp.float32) if self.d_skip else None
+    if self.mode == "conv" and self.backbone not in streams_lib.MIMO_BACKBONES:
+      input_term, z = self._folded_terms(u, lengths, decomp, stream_ssms, mixer, d)
+    else:
+      bands = decomp(u)
+      if self.band_activation == "silu":
+        bands = jax.nn.silu(bands)
+      if self.bidirectional:
+        # Centered bands near the end look back into valid steps; zero them past the end so
+        # the reverse scan starts from a zero state at each sequence's last valid step.
+        bands = common.zero_beyond_lengths(bands, lengths)
+      y = stream_ssms(bands, u)
+      input_term, z = mixer.terms(y.astype(u.dtype), u)
+      if d is not None:
+        z = z + d.astype(u.dtype) * u
     if input_term is not None:
       if self.is_mutable_collection("intermediates"):
         self.sow("intermediates", "mixer_input_ratio",
                  mixer_lib.input_ratio(input_term, z, lengths))
       z = z + input_term
     return z.astype(u.dtype)
+
+  def _folded_terms(self, u: Array, lengths: Array | None,
+                    decomp: decomposition.WaveletDecomposition,
+                    stream_ssms: streams_lib.StreamSSMs, mixer: mixer_lib.ScaleMixer,
+                    d: Array | None) -> tuple[Array | None, Array]:
+    """`mode="conv"` with SISO streams: the mixer's `(input_term, constant_term + D u)`, each
+    `(B, L, H)`, with the decomposition folded into the stream kernels (`folded_conv`)."""
+    width, num_streams = u.shape[-1], self.num_streams
+    dtype = jnp.result_type(u.dtype, jnp.float32)
+    phi, psi = decomp.filters(width, dtype)
+    filters, lookaheads = decomposition.stream_filters(phi, psi, streams=self.streams,
+                                                       centered=self.bidirectional)
+    streams = stream_ssms.discretized(width)
+    skip = jnp.zeros((width,), dtype) if d is None else d.astype(dtype)
+    # The stream outputs' weights: one folded kernel per output (D rides on the constant one).
+    if self.mixer in ("none", "static", "linear_input"):
+      params = mixer.weights(width, num_streams)
+      constant = params.get("weights", params.get("bias", jnp.ones((width, num_streams))))
+      mix = [constant] if self.mixer != "linear_input" else [params["weight"], constant]
+      mix = jnp.stack(mix, axis=-1)  # (H, S', Q)
+      skips = jnp.zeros(mix.shape[::2], dtype).at[:, -1].set(skip)
+    else:  # weights that mix the channels: the S' stream outputs themselves
+      mix, skips = jnp.broadcast_to(jnp.eye(num_streams), (width, num_streams, num_streams)), None
+    out = folded_conv.folded_convolution(
+        u, streams.kernel, filters, lookaheads, mix.astype(dtype),
+        bidirectional=self.bidirectional, lengths=lengths, skip=skips).astype(u.dtype)
+    if self.mixer == "linear_input":
+      return u * out[..., 0], out[..., 1]
+    if skips is not None:
+      return None, out[..., 0]
+    input_term, z = mixer.terms(out, u)
+    return input_term, z + skip.astype(u.dtype) * u

@@ -59,7 +59,6 @@ class ScaleMixer(nn.Module):
     input_term, constant_term = self.terms(y, u)
     return constant_term if input_term is None else input_term + constant_term
 
-  @nn.compact
   def terms(self, y: Array, u: Array) -> tuple[Array | None, Array]:
     """The mixed output split as `(input_term, constant_term)`, each `(B, L, H)`.
 
@@ -67,29 +66,21 @@ class ScaleMixer(nn.Module):
     `constant_term` the bias part; for the others `input_term` is None and `constant_term`
     is the whole output.
     """
-    check_mixer(self.mixer)
     width, streams = y.shape[-2], y.shape[-1]
+    params = self.weights(width, streams)
     if self.mixer == "none":
       return None, jnp.sum(y, axis=-1)
     if self.mixer in ("static", "linear_input"):
-      name = "weights" if self.mixer == "static" else "bias"
-      bias = self.param(name, nn.initializers.constant(1.0 / streams), (width, streams),
-                        jnp.float32)
+      bias = params["weights" if self.mixer == "static" else "bias"]
       constant_term = jnp.einsum("...hj,hj->...h", y, bias.astype(y.dtype))
       if self.mixer == "static":
         return None, constant_term
-      weight = self.param("weight", nn.initializers.normal(_INPUT_WEIGHT_INIT_SCALE),
-                          (width, streams), jnp.float32)
-      input_term = u.astype(y.dtype) * jnp.einsum("...hj,hj->...h", y, weight.astype(y.dtype))
+      input_term = u.astype(y.dtype) * jnp.einsum("...hj,hj->...h", y,
+                                                  params["weight"].astype(y.dtype))
       return input_term, constant_term
-    kernel = self.param("kernel",
-                        nn.initializers.normal(_INPUT_WEIGHT_INIT_SCALE / width**0.5),
-                        (width, width * streams), jnp.float32)
-    bias_value = 1.0 / streams if self.mixer == "linear_input_dense" else 0.0
-    bias = self.param("bias", nn.initializers.constant(bias_value), (width * streams,),
-                      jnp.float32)
-    input_weights = jnp.dot(u, kernel.astype(u.dtype)).reshape(u.shape[:-1] + (width, streams))
-    bias = bias.reshape(width, streams)
+    input_weights = jnp.dot(u, params["kernel"].astype(u.dtype))
+    input_weights = input_weights.reshape(u.shape[:-1] + (width, streams))
+    bias = params["bias"].reshape(width, streams)
     if self.mixer == "softmax_input":
       # Normalize in at least float32: bf16 exponentials of near-equal logits are coarse.
       softmax_dtype = jnp.promote_types(u.dtype, jnp.float32)
@@ -98,6 +89,29 @@ class ScaleMixer(nn.Module):
     input_term = jnp.einsum("...hj,...hj->...h", y, input_weights.astype(y.dtype))
     constant_term = jnp.einsum("...hj,hj->...h", y, bias.astype(y.dtype))
     return input_term, constant_term
+
+  @nn.compact
+  def weights(self, width: int, streams: int) -> dict[str, Array]:
+    """The mixer's parameters by name, float32 (none for `none`); callable without `y`, so
+    that the layer's folded convolution (`folded_conv`) can fold them into its kernels."""
+    check_mixer(self.mixer)
+    if self.mixer == "none":
+      return {}
+    if self.mixer in ("static", "linear_input"):
+      name = "weights" if self.mixer == "static" else "bias"
+      params = {name: self.param(name, nn.initializers.constant(1.0 / streams),
+                                 (width, streams), jnp.float32)}
+      if self.mixer == "linear_input":
+        params["weight"] = self.param("weight", nn.initializers.normal(_INPUT_WEIGHT_INIT_SCALE),
+                                      (width, streams), jnp.float32)
+      return params
+    kernel = self.param("kernel",
+                        nn.initializers.normal(_INPUT_WEIGHT_INIT_SCALE / width**0.5),
+                        (width, width * streams), jnp.float32)
+    bias_value = 1.0 / streams if self.mixer == "linear_input_dense" else 0.0
+    bias = self.param("bias", nn.initializers.constant(bias_value), (width * streams,),
+                      jnp.float32)
+    return {"kernel": kernel, "bias": bias}
 
 
 def input_ratio(input_term: Array, rest: Array, lengths: Array | None = None) -> Array:

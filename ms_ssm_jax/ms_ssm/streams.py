@@ -426,18 +426,21 @@ class StreamSSMs(nn.Module):
   mode: str = "scan"
   scan_impl: str = "associative"
 
-  @nn.compact
   def __call__(self, bands: Array, u: Array) -> Array:
     """Bands `(B, L, H, S')` and raw input `u` `(B, L, H)` -> `(B, L, H, S')`."""
     check_mode(self.mode, self.backbone, self.scan_chunk_size, self.scan_impl)
     width, num_streams = bands.shape[-2:]
     if num_streams != len(self.ranks):
       raise ValueError(f"{num_streams} bands but {len(self.ranks)} stream ranks")
+    return run_streams(self.discretized(width), bands, u, bidirectional=self.bidirectional,
+                       chunk_size=self.scan_chunk_size, mode=self.mode, impl=self.scan_impl)
+
+  @nn.compact
+  def discretized(self, width: int) -> LinearStreams | SelectiveStreams:
+    """The streams of `width` channels, discretized (one per rank)."""
     build = {"s4d_real": self._siso, "s4d_lin": self._siso, "s6": self._selective,
              "s5": self._s5, "lru": self._lru}[self.backbone]
-    streams = build(width, num_streams)
-    return run_streams(streams, bands, u, bidirectional=self.bidirectional,
-                       chunk_size=self.scan_chunk_size, mode=self.mode, impl=self.scan_impl)
+    return build(width, len(self.ranks))
 
   def _readouts(self, init_fn: Callable[..., Array], shape: tuple[int, ...]
                 ) -> tuple[Array, Array | None]:
