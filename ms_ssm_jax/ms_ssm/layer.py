@@ -49,6 +49,7 @@ Our choices (fields, defaults in parentheses; docs: /work/shared/MS-SSM.md sec. 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -56,6 +57,7 @@ import jax.numpy as jnp
 
 from ms_ssm_jax.ms_ssm import decomposition
 from ms_ssm_jax.ms_ssm import mixer as mixer_lib
+from ms_ssm_jax.ms_ssm import recurrent
 from ms_ssm_jax.ms_ssm import streams as streams_lib
 from ms_ssm_jax.ssm import common
 
@@ -242,3 +244,11 @@ class MSSSMLayer(nn.Module):
       d = self.param("D", nn.initializers.ones, (self.d_model,), jnp.float32)
       z = z + d.astype(u.dtype) * u
     return z.astype(u.dtype)
+
+  def init_state(self, batch_size: int, dtype: Any = jnp.float32) -> dict[str, Any]:
+    """Zero ring buffers and stream states for `step` on inputs of `dtype` (`recurrent`)."""
+    return recurrent.init_state(self, batch_size, dtype)
+
+  def step(self, state: dict[str, Any], u_t: Array) -> tuple[dict[str, Any], Array]:
+    """One sample: state, u_t `(B, H)` -> (state, y_t `(B, H)`) (`ms_ssm.recurrent`)."""
+    return recurrent.step(self, self.variables["params"], state, u_t)

@@ -134,7 +134,7 @@ class LRU(nn.Module):
     return y
 
   def init_state(self, batch_size: int, dtype: Any = jnp.float32) -> Array:
-    """Zero states (B, N) for `step`, in `dtype` (complex for complex states)."""
+    """Zero states (B, N) for `step` on inputs of `dtype` (`ssm.recurrent`)."""
     return recurrent.lru_init_state(self, batch_size, dtype)
 
   def step(self, state: Array, u_t: Array) -> tuple[Array, Array]:

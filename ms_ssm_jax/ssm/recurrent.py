@@ -9,9 +9,10 @@ discretized system as the parallel pass (`mode="scan"` or `"conv"` alike):
 
     x_t = A_bar x_{t-1} + B_bar u_t,   y_t = readout(x_t) + D u_t
 
-with the states `x` of `init_state` (zeros): S4D `(B, H, n)`, S5 `(B, P')`, LRU `(B, N)`, S6
-`(B, H, N)`; complex for the complex layers. States keep the dtype `init_state` gave them,
-so a step is a fixed point of its carry type (`jax.lax.scan`); outputs have u_t's dtype.
+with the states `x` of `init_state(batch_size, dtype)` (zeros; `dtype` is the inputs' dtype,
+states are at least float32 as in `ms_ssm_jax.scan`): S4D `(B, H, n)`, S5 `(B, P')`, LRU
+`(B, N)`, S6 `(B, H, N)`; complex for the complex layers. A step keeps the states' dtype, so it
+is a fixed point of its carry type (`jax.lax.scan`); outputs have u_t's dtype.
 Bidirectional layers read future samples and raise `check_causal`'s error.
 """
 
@@ -22,6 +23,7 @@ from typing import Any, Mapping
 import jax
 import jax.numpy as jnp
 
+from ms_ssm_jax import scan
 from ms_ssm_jax.ssm import init as ssm_init
 from ms_ssm_jax.ssm.discretize import discretize
 
@@ -44,9 +46,10 @@ def check_step_input(u_t: Array, d_model: int) -> None:
                      "sequence (B, L, H) one step at a time: u[:, t])")
 
 
-def complex_dtype(real_dtype: Any) -> jnp.dtype:
-  """The complex dtype with `real_dtype`'s precision (complex64 for float32 and below)."""
-  return jnp.result_type(real_dtype, jnp.float32, jnp.complex64)
+def state_dtype(input_dtype: Any, is_complex: bool) -> jnp.dtype:
+  """The states' dtype for inputs of `input_dtype`: at least float32, complex if asked."""
+  dtype = scan.state_dtype(input_dtype)
+  return jnp.result_type(dtype, jnp.complex64) if is_complex else dtype
 
 
 def _complex(parts: Array) -> Array:
@@ -68,8 +71,8 @@ def _output(y: Array, d: Array, u_t: Array) -> Array:
 
 def s4d_init_state(layer: Any, batch_size: int, dtype: Any) -> Array:
   check_causal(layer)
-  state_dtype = complex_dtype(dtype) if layer.is_complex else jnp.dtype(dtype)
-  return jnp.zeros((batch_size, layer.d_model, layer.num_modes), state_dtype)
+  return jnp.zeros((batch_size, layer.d_model, layer.num_modes),
+                   state_dtype(dtype, layer.is_complex))
 
 
 def s4d_step(layer: Any, params: Params, state: Array, u_t: Array) -> tuple[Array, Array]:
@@ -94,7 +97,7 @@ def s4d_step(layer: Any, params: Params, state: Array, u_t: Array) -> tuple[Arra
 
 def s5_init_state(layer: Any, batch_size: int, dtype: Any) -> Array:
   check_causal(layer)
-  return jnp.zeros((batch_size, layer.num_modes), complex_dtype(dtype))
+  return jnp.zeros((batch_size, layer.num_modes), state_dtype(dtype, True))
 
 
 def s5_step(layer: Any, params: Params, state: Array, u_t: Array, *,
@@ -124,7 +127,7 @@ def s5_step(layer: Any, params: Params, state: Array, u_t: Array, *,
 
 def lru_init_state(layer: Any, batch_size: int, dtype: Any) -> Array:
   check_causal(layer)
-  return jnp.zeros((batch_size, layer.state_size), complex_dtype(dtype))
+  return jnp.zeros((batch_size, layer.state_size), state_dtype(dtype, True))
 
 
 def lru_step(layer: Any, params: Params, state: Array, u_t: Array) -> tuple[Array, Array]:
@@ -149,7 +152,7 @@ def lru_step(layer: Any, params: Params, state: Array, u_t: Array) -> tuple[Arra
 
 
 def s6_init_state(layer: Any, batch_size: int, dtype: Any) -> Array:
-  return jnp.zeros((batch_size, layer.d_model, layer.state_size), dtype)
+  return jnp.zeros((batch_size, layer.d_model, layer.state_size), state_dtype(dtype, False))
 
 
 def s6_step(layer: Any, params: Params, state: Array, u_t: Array) -> tuple[Array, Array]:

@@ -177,7 +177,7 @@ class S4D(nn.Module):
     return y
 
   def init_state(self, batch_size: int, dtype: Any = jnp.float32) -> Array:
-    """Zero states (B, H, n) for `step`, in `dtype` (complex for complex states)."""
+    """Zero states (B, H, n) for `step` on inputs of `dtype` (`ssm.recurrent`)."""
     return recurrent.s4d_init_state(self, batch_size, dtype)
 
   def step(self, state: Array, u_t: Array) -> tuple[Array, Array]:

@@ -198,7 +198,7 @@ class S5(nn.Module):
         coeffs, readout_with(c_reverse), u_valid, reverse=True)
 
   def init_state(self, batch_size: int, dtype: Any = jnp.float32) -> Array:
-    """Zero states (B, P') for `step`, in `dtype` (complex for complex states)."""
+    """Zero states (B, P') for `step` on inputs of `dtype` (`ssm.recurrent`)."""
     return recurrent.s5_init_state(self, batch_size, dtype)
 
   def step(self, state: Array, u_t: Array) -> tuple[Array, Array]:

@@ -126,7 +126,7 @@ class S6(nn.Module):
     return (y + d * u).astype(u.dtype)
 
   def init_state(self, batch_size: int, dtype: Any = jnp.float32) -> Array:
-    """Zero states (B, H, N) for `step`, in `dtype` (complex for complex states)."""
+    """Zero states (B, H, N) for `step` on inputs of `dtype` (`ssm.recurrent`)."""
     return recurrent.s6_init_state(self, batch_size, dtype)
 
   def step(self, state: Array, u_t: Array) -> tuple[Array, Array]:
