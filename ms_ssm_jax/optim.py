@@ -6,13 +6,12 @@ Every parameter leaf gets one label (`label_params`), checked in this order:
   `ssm`       its leaf name is in `ssm.SSM_PARAM_NAMES` (eigenvalues, timescales, input
               matrix): Adam at `ssm_lr` (same schedule shape), no weight decay, as in S5
               (Smith et al. 2023).
-  `mixer`     only when `mixer_lr > 0`: the input-dependent kernel `W_E` of an MS-SSM scale
-              mixer (path ending in `mixer/kernel`): AdamW at `mixer_lr` (same schedule
-              shape) with `weight_decay`. A smaller rate kept the input-dependent mixer of a
-              small deep post-norm stack from diverging, not the paper's ListOps model
-              (README, "ListOps"). With `mixer_lr = 0`
-              the kernel is a `decay` leaf, and the optimizer state is as before the group
-              existed (older checkpoints resume).
+  `mixer`     only when `mixer_lr > 0`: the input weights of an MS-SSM scale mixer (path
+              ending in `mixer/weight`, the per-channel `w`, or `mixer/kernel`, the dense
+              `W_E`): AdamW at `mixer_lr` (same schedule shape) with `weight_decay`
+              (docs/RESULTS.md, "The scale mixer"). With `mixer_lr = 0` they are `decay`
+              leaves, and the optimizer state is as before the group existed (older
+              checkpoints resume).
   `no_decay`  a norm parameter (a path component containing "norm") or a bias (leaf name
               `bias` or ending in `_bias`): Adam at `lr`, no weight decay. S5's reference
               intends to exempt norms but does not; we do.
@@ -45,7 +44,7 @@ Schedule = Callable[[Any], Any]
 
 FROZEN, SSM, MIXER, NO_DECAY, DECAY = "frozen", "ssm", "mixer", "no_decay", "decay"
 LABELS: tuple[str, ...] = (FROZEN, SSM, MIXER, NO_DECAY, DECAY)
-_MIXER_KERNEL_SUFFIX = "mixer/kernel"
+_MIXER_INPUT_WEIGHTS = re.compile(r"(.*/)?mixer/(weight|kernel)")
 SCHEDULES: tuple[str, ...] = ("cosine", "constant")
 
 
@@ -80,7 +79,7 @@ def label_params(params: PyTree, freeze_regex: str | None = None,
     freeze_regex: None or "" freezes nothing; otherwise leaves whose '/'-joined path
       `re.fullmatch`es it are frozen. A pattern that matches no leaf is an error (a typo
       would otherwise train everything).
-    separate_mixer: label MS-SSM mixer kernels `mixer` (else `decay`).
+    separate_mixer: label the input weights of MS-SSM mixers `mixer` (else `decay`).
   """
   freeze = re.compile(freeze_regex) if freeze_regex else None
 
@@ -90,7 +89,7 @@ def label_params(params: PyTree, freeze_regex: str | None = None,
       return FROZEN
     if name.rsplit("/", 1)[-1] in SSM_PARAM_NAMES:
       return SSM
-    if separate_mixer and name.endswith(_MIXER_KERNEL_SUFFIX):
+    if separate_mixer and _MIXER_INPUT_WEIGHTS.fullmatch(name):
       return MIXER
     if _is_no_decay(name):
       return NO_DECAY

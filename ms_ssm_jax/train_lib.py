@@ -37,6 +37,8 @@ INIT_HEAD_MODES = ("keep", "reinit")
 HEAD_MODULE = "head"
 # The split whose score picks the best checkpoint.
 SELECTION_SPLIT = "validation"
+# Train metrics under this prefix are per-layer mixer stability ratios (`mixer_ratios`).
+MIXER_RATIO_PREFIX = "mixer_ratio/"
 
 
 class NonFiniteError(FloatingPointError):
@@ -99,9 +101,19 @@ def training_loss(params: Any, *, batch_stats: Any, batch: dict[str, jax.Array],
   sums and the BatchNorm updates as aux; `jax.grad` of it drives `train_step`."""
   logits, updates = model.apply({"params": params, "batch_stats": batch_stats}, batch,
                                 train=True, rngs={"dropout": dropout_key},
-                                mutable=["batch_stats"])
-  counts = loss_and_counts(logits, batch, target)
+                                mutable=["batch_stats", "intermediates"])
+  updates = dict(updates)
+  counts = {**loss_and_counts(logits, batch, target),
+            **mixer_ratios(updates.pop("intermediates", {}))}
   return counts["loss_sum"] / jnp.maximum(counts["weight_sum"], 1.0), (counts, updates)
+
+
+def mixer_ratios(intermediates: Any) -> dict[str, jax.Array]:
+  """`{"mixer_ratio/<layer path>": ratio}` from the `mixer_input_ratio` values that MS-SSM
+  layers with a linear-input mixer sow (`ms_ssm.mixer.input_ratio`); empty for other models."""
+  flat = flax.traverse_util.flatten_dict(intermediates, sep="/")
+  return {f"{MIXER_RATIO_PREFIX}{path.rsplit('/', 1)[0]}": jnp.max(jnp.stack(values))
+          for path, values in flat.items() if path.endswith("mixer_input_ratio")}
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,
@@ -480,9 +492,11 @@ class _TrainMetrics:
               f"and this state was not saved ({last_good}). Lower optimizer.lr, set "
               "optimizer.grad_clip_norm, or use train.precision='float32'.")
     weight = sum(float(v["weight_sum"]) for _, v in pending)
+    ratios = {key: float(np.mean([v[key] for _, v in pending]))
+              for key in pending[0][1] if key.startswith(MIXER_RATIO_PREFIX)}
     return {"loss": sum(float(v["loss_sum"]) for _, v in pending) / weight,
             "accuracy": sum(float(v["correct_sum"]) for _, v in pending) / weight,
-            "grad_norm": float(np.mean([v["grad_norm"] for _, v in pending]))}
+            "grad_norm": float(np.mean([v["grad_norm"] for _, v in pending])), **ratios}
 
 
 def _config_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -636,6 +650,10 @@ class _Loop:
     self._writer.write("train", step, values)
     shown = {"loss": values["loss"], "acc": values["accuracy"], "lr": values["lr"],
              "s/step": seconds_per_step, "ex/s": round(values["examples_per_s"])}
+    ratios = [v for k, v in values.items() if k.startswith(MIXER_RATIO_PREFIX)]
+    if ratios:
+      shown["grad"] = values["grad_norm"]
+      shown["mixer_ratio"] = max(ratios)
     self._writer.print(metrics_lib.progress_line(step, self._num_steps, shown,
                                                  seconds_per_step))
 

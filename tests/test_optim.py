@@ -47,7 +47,7 @@ def test_labels(model, layer_updates, separate_mixer):
     leaf = path.rsplit("/", 1)[-1]
     if leaf in SSM_PARAM_NAMES:
       assert label == optim.SSM, path
-    elif separate_mixer and path.endswith("/mixer/kernel"):
+    elif separate_mixer and path.endswith(("/mixer/kernel", "/mixer/weight")):
       assert label == optim.MIXER, path
     elif "norm" in path or leaf == "bias":
       assert label == optim.NO_DECAY, path
@@ -96,9 +96,9 @@ def test_one_step_decay_groups_and_frozen():
   assert np.all(new["ssm"]["Lambda_re"] < 1) and np.all(new["dense"]["bias"] < 1)
 
 
-def test_mixer_lr_sets_the_rate_of_the_mixer_kernel_only():
-  params = {"mixer": {"kernel": jnp.ones(2), "bias": jnp.ones(2)},
-            "dense": {"kernel": jnp.ones(2)}}
+def test_mixer_lr_sets_the_rate_of_the_mixer_input_weights_only():
+  params = {"mixer": {"kernel": jnp.ones(2), "bias": jnp.ones(2), "weight": jnp.ones(2)},
+            "dense": {"kernel": jnp.ones(2), "weight": jnp.ones(2)}}
   grads = jax.tree.map(jnp.ones_like, params)
   # b1 = b2 = 0, eps = 0, no decay: Adam's first update is -lr sign(g).
   base = dict(lr=0.1, weight_decay=0.0, schedule="constant", b1=0.0, b2=0.0, eps=0.0)
@@ -106,8 +106,10 @@ def test_mixer_lr_sets_the_rate_of_the_mixer_kernel_only():
     tx, schedules = optim.make_optimizer(opt_config(mixer_lr=mixer_lr, **base), 10, 0)
     updates, _ = tx.update(grads, tx.init(params), params)
     np.testing.assert_allclose(updates["mixer"]["kernel"], -expected, rtol=1e-6)
+    np.testing.assert_allclose(updates["mixer"]["weight"], -expected, rtol=1e-6)
     np.testing.assert_allclose(updates["mixer"]["bias"], -0.1, rtol=1e-6)
     np.testing.assert_allclose(updates["dense"]["kernel"], -0.1, rtol=1e-6)
+    np.testing.assert_allclose(updates["dense"]["weight"], -0.1, rtol=1e-6)
     assert ("mixer_lr" in schedules) == (mixer_lr > 0)
   with pytest.raises(ValueError, match="mixer_lr must be >= 0"):
     optim.make_optimizer(opt_config(mixer_lr=-1.0), 10, 0)

@@ -7,7 +7,7 @@ Efficient Sequence Modeling", COLM 2025, arXiv 2512.23824, sec. 3. Per channel h
                                                 kernel K, dilation 2^(s-1)): a^S, d^S..d^1, x
     streams  y^j_t = SSM^j(v^j)_t               one diagonal SSM per band, S4D-real (the
                                                 paper's MS-SSM (S4)) or S6 (MS-SSM (S6))
-    mixer    z_t[h] = sum_j E_t[h, j] y^j_t[h]   E_t = reshape(W_E u_t + b_E, (H, S')), no softmax
+    mixer    z_t[h] = sum_j E_t[h, j] y^j_t[h]   E_t[h, j] = w[h, j] u_t[h] + b[h, j], per channel
     output   out_t[h] = z_t[h] + D[h] u_t[h]
 
 Shapes: u `(B, L, H)` -> `(B, L, H)` in the dtype of u; bands and stream outputs
@@ -24,7 +24,8 @@ Our choices (fields, defaults in parentheses; docs: /work/shared/MS-SSM.md sec. 
   stream j `A = -(jN+1) .. -(jN+N)` (`scale_init="stratified_a"`, `raw_stream="fastest"`);
 - random filters LeCun-uniform (`filter_init="random"`); `approx_only` streams are `a^S..a^1`;
 - Delta log-uniform in [dt_min, dt_max] per channel, the same on every stream;
-- mixer bias `1/S'` and a small `W_E` (the layer starts as the average of its streams);
+- mixer bias `1/S'` and a small input weight `w` (the layer starts as the average of its
+  streams);
 - the D skip (per channel, init 1) is added after the mixer, so the input-dependent weights
   never scale it (`d_skip=True`);
 - `band_activation="silu"` applies SiLU to the bands before the SSMs (Mamba-block variant);
@@ -87,7 +88,9 @@ class MSSSMLayer(nn.Module):
     s6_dt_rank: rank of the step projection (s6); None: ceil(H / 16) as Mamba.
     s5_blocks: HiPPO-N blocks per stream (s5).
     lru_r_min, lru_r_max, lru_max_phase: the eigenvalue ring (lru).
-    mixer: one of `mixer.MIXERS`.
+    mixer: one of `mixer.MIXERS`. With a linear-input mixer, applying the layer with the
+      `intermediates` collection mutable sows `mixer_input_ratio`: mean |input-dependent
+      term| / mean |bias term + D u| (`mixer.input_ratio`), the train loop's stability metric.
     band_activation: one of `BAND_ACTIVATIONS`, between decomposition and SSMs.
     d_skip: add `D u` (D per channel, init 1).
     bidirectional: centered decomposition and a reverse scan over the valid length.
@@ -239,10 +242,16 @@ class MSSSMLayer(nn.Module):
         lru_max_phase=self.lru_max_phase, bidirectional=self.bidirectional,
         scan_chunk_size=self.scan_chunk_size, mode=self.mode, scan_impl=self.scan_impl,
         name="streams")(bands, u)
-    z = mixer_lib.ScaleMixer(mixer=self.mixer, name="mixer")(y.astype(u.dtype), u)
+    input_term, z = mixer_lib.ScaleMixer(mixer=self.mixer, name="mixer").terms(
+        y.astype(u.dtype), u)
     if self.d_skip:
       d = self.param("D", nn.initializers.ones, (self.d_model,), jnp.float32)
       z = z + d.astype(u.dtype) * u
+    if input_term is not None:
+      if self.is_mutable_collection("intermediates"):
+        self.sow("intermediates", "mixer_input_ratio",
+                 mixer_lib.input_ratio(input_term, z, lengths))
+      z = z + input_term
     return z.astype(u.dtype)
 
   def init_state(self, batch_size: int, dtype: Any = jnp.float32) -> dict[str, Any]:

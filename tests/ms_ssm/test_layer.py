@@ -122,7 +122,7 @@ def numpy_layer(params, u, *, backbone="s4d_real", bidirectional=False, num_leve
       state = a_bar[t] * state + b[t]
       y[t] += readout_reverse(state, t) if selective else readout_reverse(state)
   mixer = p["mixer"]
-  e = (u @ mixer["kernel"] + mixer["bias"]).reshape(length, H, -1)
+  e = mixer["weight"] * u[..., None] + mixer["bias"]  # the paper's per-channel E_t (eq. 4)
   return (e * y).sum(-1) + p["D"] * u
 
 
@@ -402,3 +402,24 @@ def test_silu_band_activation_runs_and_differs():
   assert out.shape == (B, L, H) and np.all(np.isfinite(out))
   assert not np.allclose(out, jax.jit(plain.apply)({"params": params}, u))
   assert math.isclose(float(jnp.mean(params["D"])), 1.0)
+
+
+def test_linear_input_mixer_sows_its_input_ratio():
+  """The train loop's stability metric: mean |w u y| / mean |b y + D u| over valid steps."""
+  layer, params = init_layer()
+  u, lengths = make_inputs(), jnp.asarray(LENGTHS)
+  params["mixer"]["weight"] = params["mixer"]["weight"] * 300.0  # an input term worth measuring
+  out, state = layer.apply({"params": params}, u, lengths, mutable=["intermediates"],
+                           capture_intermediates=lambda module, method: method == "terms")
+  (ratio,) = state["intermediates"]["mixer_input_ratio"]
+  ((input_term, constant_term),) = state["intermediates"]["mixer"]["terms"]
+  valid = (np.arange(L)[None, :] < LENGTHS[:, None])[..., None]
+  rest = np.asarray(constant_term) + np.asarray(params["D"]) * np.asarray(u)
+  want = (np.abs(np.asarray(input_term)) * valid).sum() / (np.abs(rest) * valid).sum()
+  assert 0.01 < want < 100
+  np.testing.assert_allclose(float(ratio), want, rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(out), np.asarray(input_term) + rest, rtol=1e-5,
+                             atol=1e-6)
+  _, static_state = make_layer(mixer="static").init_with_output(
+      jax.random.key(0), u, lengths, mutable=["params", "intermediates"])
+  assert "intermediates" not in static_state

@@ -3,7 +3,7 @@
 # ListOps (1 epoch) for MS-SSM at the paper's size and at S5's, S5 and LRU; the shipped time
 # series (2,000 steps) for MS-SSM, S5 and LRU. Packs logs and run directories (best checkpoints,
 # except the paper-size model's) into $1/runs.tar.gz and prints the summary table.
-source results/h100/accuracy_budget/lib.sh
+source scripts/experiments/lib.sh
 listops_budget="--config.train.num_epochs=1 --config.optimizer.warmup_epochs=0 --config.optimizer.warmup_steps=100 --config.train.eval_every=960 --config.train.checkpoint_every=960"
 small="--config.model.num_layers=8 --config.model.dropout=0.0 --config.model.layer_config.state_per_stream=16 --config.optimizer.weight_decay=0.04"
 ts_budget="--config.train.num_steps=2000"

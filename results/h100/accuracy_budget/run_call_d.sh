@@ -8,7 +8,7 @@
 #              --config.model.layer_config.mixer=linear_input --config.optimizer.lr=1e-3
 #   call_e/: RUN_TAG=prenorm bash run_call_d.sh OUTDIR \
 #              --config.model.layer_config.mixer=linear_input --config.model.prenorm=True
-source results/h100/accuracy_budget/lib.sh
+source scripts/experiments/lib.sh
 listops_budget="--config.train.num_epochs=1 --config.optimizer.warmup_epochs=0 --config.optimizer.warmup_steps=100 --config.train.eval_every=960 --config.train.checkpoint_every=960 --config.train.log_every=50"
 $PY scripts/prepare_data.py --task listops > $out/prepare_listops.log 2>&1
 dest=${1:?usage: run_call_d.sh OUTDIR [TRAIN FLAGS ...]}; shift

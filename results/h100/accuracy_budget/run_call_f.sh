@@ -5,7 +5,7 @@
 #   listops_ms_ssm_paper  the paper's size: 20 layers x 128, N=128 per stream (5.7M parameters)
 #   listops_ms_ssm_small  S5's size (8 layers x 128) with N=16 per stream, for the zoo
 # Logs, metrics and the small run's best checkpoint go to $1/runs.tar.gz.
-source results/h100/accuracy_budget/lib.sh
+source scripts/experiments/lib.sh
 budget="--config configs/listops.py:ms_ssm --config.train.num_epochs=1 --config.optimizer.warmup_epochs=0 --config.optimizer.warmup_steps=100 --config.train.eval_every=1920 --config.train.checkpoint_every=960 --config.train.log_every=100"
 $PY scripts/prepare_data.py --task listops > $out/prepare_listops.log 2>&1
 start_clock

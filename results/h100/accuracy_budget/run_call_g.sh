@@ -5,7 +5,7 @@
 # share the GPU: MS-SSM as configured (input-dependent mixer), MS-SSM with the static mixer
 # (the fix that made ListOps train, listops_stability/call2), and S5 then LRU. Evaluates at
 # step 1,250. Logs, metrics and best checkpoints go to $1/runs.tar.gz.
-source results/h100/accuracy_budget/lib.sh
+source scripts/experiments/lib.sh
 export XLA_PYTHON_CLIENT_MEM_FRACTION=0.3
 budget="--config.train.num_epochs=0.5 --config.optimizer.warmup_epochs=0 --config.optimizer.warmup_steps=250 --config.train.eval_every=1250 --config.train.checkpoint_every=1250 --config.train.log_every=125"
 start_clock  # $CLOCK counts the generation too

@@ -7,7 +7,7 @@
 # float32 matmuls (no TF32); then scripts/inspect_run.py on the first run's latest checkpoint.
 # "As is" is the task config of that day, post-norm with the input-dependent mixer, which the
 # mixer flag in $common pins (the task config has since moved to the static mixer). Logs go to $1.
-source results/h100/accuracy_budget/lib.sh
+source scripts/experiments/lib.sh
 common="--config configs/listops.py:ms_ssm --config.model.layer_config.mixer=linear_input --config.train.num_epochs=1 --config.optimizer.warmup_epochs=0 --config.optimizer.warmup_steps=100 --config.train.eval_every=100000 --config.train.checkpoint_every=100 --config.train.log_every=25"
 $PY scripts/prepare_data.py --task listops > $out/prepare_listops.log 2>&1
 train stability_as_is 120 $common

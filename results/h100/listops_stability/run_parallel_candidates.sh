@@ -11,7 +11,7 @@
 #   C  post-norm (the paper's block) + gradient clipping at norm 1
 #   D  post-norm + static mixer (no input-dependent weights: every block is linear in its input)
 # Logs and train CSVs go to $1/logs.tar.gz.
-source results/h100/accuracy_budget/lib.sh
+source scripts/experiments/lib.sh
 export XLA_PYTHON_CLIENT_MEM_FRACTION=0.23
 common="--config configs/listops.py:ms_ssm --config.train.num_epochs=1 --config.optimizer.warmup_epochs=0 --config.optimizer.warmup_steps=100 --config.train.eval_every=100000 --config.train.checkpoint_every=100000 --config.train.log_every=25 --config.train.remat=True"
 $PY scripts/prepare_data.py --task listops > $out/prepare_listops.log 2>&1

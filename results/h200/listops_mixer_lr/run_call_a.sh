@@ -8,7 +8,7 @@
 # repository root:
 #   CLOCK=530 bash results/h200/listops_mixer_lr/run_call_a.sh $OUT
 # Logs and metrics (no checkpoints) go to $OUT/runs.tar.gz.
-source results/h100/accuracy_budget/lib.sh
+source scripts/experiments/lib.sh
 export XLA_PYTHON_CLIENT_MEM_FRACTION=0.45
 budget="--config configs/listops.py:ms_ssm --config.model.layer_config.mixer=linear_input --config.train.num_epochs=1 --config.optimizer.warmup_epochs=0 --config.optimizer.warmup_steps=100 --config.train.eval_every=960 --config.train.checkpoint_every=960 --config.train.log_every=50"
 $PY scripts/prepare_data.py --task listops > $out/prepare_listops.log 2>&1

@@ -12,7 +12,7 @@
 #   EPOCHS=2 KEEP_RUNS=1 CLOCK=480 bash results/h200/pathfinder_budget/run.sh $OUT
 # EXTRA_FLAGS adds train.py flags to every run. Each call returns logs, metrics and the best
 # checkpoints (variables only, about 28 MB) in $OUT/runs.tar.gz(.part-*).
-source results/h100/accuracy_budget/lib.sh
+source scripts/experiments/lib.sh
 export XLA_PYTHON_CLIENT_MEM_FRACTION=0.3
 budget="--config.train.num_epochs=${EPOCHS:-3} --config.optimizer.warmup_epochs=0.5 --config.train.log_every=250 --config.train.keep_checkpoints=1 ${EXTRA_FLAGS:-}"
 start_clock  # $CLOCK counts the generation too (about a minute with 14 processes, once)

@@ -9,7 +9,7 @@
 # Its one call so far (call_a/, 2026-12-04) kept 3 checkpoints per run: 240 MB in 16 parts, of
 # which the device returned the first 4 (60 MB: every log, the summary and the complete
 # selective_copying_ms_ssm run, which is released); hence keep_checkpoints=1 now.
-source results/h100/accuracy_budget/lib.sh
+source scripts/experiments/lib.sh
 export XLA_PYTHON_CLIENT_MEM_FRACTION=0.2
 budget="--config.train.num_steps=4000 --config.optimizer.warmup_steps=400 --config.train.eval_every=1000 --config.train.checkpoint_every=1000 --config.train.log_every=250 --config.train.keep_checkpoints=1"
 run() {  # run MODEL TASK

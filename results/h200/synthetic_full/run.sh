@@ -9,7 +9,7 @@
 #   RESUME_FROM=<wd> CLOCK=450 bash results/h200/synthetic_full/run.sh $OUT     # next calls
 # TASKS="selective_copying" (default: both tasks) limits a call to one task.
 # Logs, metrics and checkpoints (the latest and the best of each run) go to $OUT/runs.tar.gz.
-source results/h100/accuracy_budget/lib.sh
+source scripts/experiments/lib.sh
 export XLA_PYTHON_CLIENT_MEM_FRACTION=0.2
 [ -n "${RESUME_FROM:-}" ] && resume_runs "$RESUME_FROM"
 settings="--config.train.log_every=500 --config.train.keep_checkpoints=1"
