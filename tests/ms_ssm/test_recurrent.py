@@ -20,7 +20,8 @@ LEVELS, KERNEL, LENGTH = 3, 3, 20
 CASES = {
     **{f"{backbone}_linear_input": dict(backbone=backbone)
        for backbone in ("s4d_real", "s4d_lin", "s5", "lru", "s6")},
-    **{f"s4d_real_{mixer}": dict(mixer=mixer) for mixer in ("static", "softmax_input", "linear_input_dense", "none")},
+    **{f"s4d_real_{mixer}": dict(mixer=mixer)
+       for mixer in ("static", "softmax_input", "linear_input_dense", "none")},
     "s4d_real_conv_approx_only_shared": dict(mode="conv", streams="approx_only",
                                              share_filters=True),
     "s5_conv_details_approx": dict(backbone="s5", mode="conv", streams="details+approx"),
