@@ -79,3 +79,12 @@ def test_train_step_bench_writes_a_row_per_config(tmp_path):
       ("configs/default.py:s5", "s5"), ("configs/default.py:lru", "lru")]
   for row in rows:
     assert row["step_ms"] > 0 and row["examples/s"] > 0 and row["loss_finite"], row
+
+
+def test_decode_bench_writes_a_row_per_model_and_batch(tmp_path):
+  run_bench_script(tmp_path, "bench_decode.py", "--models", "ms_ssm,s5", "--sizes", "default",
+                   "--batches", "2", "--steps", "4", "--repeats", "1")
+  rows = read_rows(tmp_path, "bench_decode")
+  assert [(row["model"], row["batch"]) for row in rows] == [("ms_ssm", 2), ("s5", 2)]
+  for row in rows:
+    assert row["step_ms"] > 0 and row["prefix_pass_ms"] > 0 and row["prefix_T"] == 4, row

@@ -50,6 +50,7 @@ Our choices (fields, defaults in parentheses; docs: docs/PAPER.md sec. 2):
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -58,6 +59,7 @@ import jax.numpy as jnp
 from ms_ssm_jax.ms_ssm import decomposition
 from ms_ssm_jax.ms_ssm import folded_conv
 from ms_ssm_jax.ms_ssm import mixer as mixer_lib
+from ms_ssm_jax.ms_ssm import recurrent
 from ms_ssm_jax.ms_ssm import streams as streams_lib
 from ms_ssm_jax.ssm import common
 
@@ -293,3 +295,11 @@ class MSSSMLayer(nn.Module):
       return None, out[..., 0]
     input_term, z = mixer.terms(out, u)
     return input_term, z + skip.astype(u.dtype) * u
+
+  def init_state(self, batch_size: int, dtype: Any = jnp.float32) -> dict[str, Any]:
+    """Zero ring buffers and stream states for `step` on inputs of `dtype` (`recurrent`)."""
+    return recurrent.init_state(self, batch_size, dtype)
+
+  def step(self, state: dict[str, Any], u_t: Array) -> tuple[dict[str, Any], Array]:
+    """One sample: state, u_t `(B, H)` -> (state, y_t `(B, H)`) (`ms_ssm.recurrent`)."""
+    return recurrent.step(self, self.variables["params"], state, u_t)

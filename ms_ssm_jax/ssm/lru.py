@@ -29,6 +29,7 @@ Shapes: u (B, L, H) -> y (B, L, H), in the dtype of u.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -37,6 +38,7 @@ import jax.numpy as jnp
 from ms_ssm_jax import fft_conv
 from ms_ssm_jax.ssm import common
 from ms_ssm_jax.ssm import init as ssm_init
+from ms_ssm_jax.ssm import recurrent
 
 Array = jax.Array
 
@@ -130,3 +132,11 @@ class LRU(nn.Module):
       y = y + common.run_recurrence(
           coeffs, readout_with(c_reverse), common.zero_beyond_lengths(u, lengths), reverse=True)
     return y
+
+  def init_state(self, batch_size: int, dtype: Any = jnp.float32) -> Array:
+    """Zero states (B, N) for `step` on inputs of `dtype` (`ssm.recurrent`)."""
+    return recurrent.lru_init_state(self, batch_size, dtype)
+
+  def step(self, state: Array, u_t: Array) -> tuple[Array, Array]:
+    """One sample: state, u_t `(B, H)` -> (state, y_t `(B, H)`) (`ssm.recurrent`)."""
+    return recurrent.lru_step(self, self.variables["params"], state, u_t)

@@ -28,6 +28,8 @@ Shapes: u (B, L, H) -> y (B, L, H), in the dtype of u.
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -36,6 +38,7 @@ import numpy as np
 from ms_ssm_jax import fft_conv
 from ms_ssm_jax.ssm import common
 from ms_ssm_jax.ssm import init as ssm_init
+from ms_ssm_jax.ssm import recurrent
 from ms_ssm_jax.ssm.discretize import discretize
 
 Array = jax.Array
@@ -172,3 +175,11 @@ class S4D(nn.Module):
           coeffs, readout_with(c_reverse), common.zero_beyond_lengths(u, lengths),
           chunk_size=self.scan_chunk_size, reverse=True)
     return y
+
+  def init_state(self, batch_size: int, dtype: Any = jnp.float32) -> Array:
+    """Zero states (B, H, n) for `step` on inputs of `dtype` (`ssm.recurrent`)."""
+    return recurrent.s4d_init_state(self, batch_size, dtype)
+
+  def step(self, state: Array, u_t: Array) -> tuple[Array, Array]:
+    """One sample: state, u_t `(B, H)` -> (state, y_t `(B, H)`) (`ssm.recurrent`)."""
+    return recurrent.s4d_step(self, self.variables["params"], state, u_t)

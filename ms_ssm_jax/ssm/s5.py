@@ -33,6 +33,8 @@ Shapes: u (B, L, H) -> y (B, L, H), in the dtype of u.
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -41,6 +43,7 @@ import numpy as np
 from ms_ssm_jax import fft_conv
 from ms_ssm_jax.ssm import common
 from ms_ssm_jax.ssm import init as ssm_init
+from ms_ssm_jax.ssm import recurrent
 from ms_ssm_jax.ssm.discretize import discretize
 
 Array = jax.Array
@@ -193,3 +196,12 @@ class S5(nn.Module):
       return readout_with(c)(forward + backward, None)
     return common.run_recurrence(coeffs, readout_with(c), u) + common.run_recurrence(
         coeffs, readout_with(c_reverse), u_valid, reverse=True)
+
+  def init_state(self, batch_size: int, dtype: Any = jnp.float32) -> Array:
+    """Zero states (B, P') for `step` on inputs of `dtype` (`ssm.recurrent`)."""
+    return recurrent.s5_init_state(self, batch_size, dtype)
+
+  def step(self, state: Array, u_t: Array) -> tuple[Array, Array]:
+    """One sample: state, u_t `(B, H)` -> (state, y_t `(B, H)`) (`ssm.recurrent`)."""
+    return recurrent.s5_step(self, self.variables["params"], state, u_t,
+                              clip_eigs_max_real=CLIP_EIGS_MAX_REAL)

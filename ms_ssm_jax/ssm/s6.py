@@ -23,6 +23,7 @@ Shapes: u (B, L, H) -> y (B, L, H), in the dtype of u.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -32,6 +33,7 @@ from ms_ssm_jax import pallas_scan
 from ms_ssm_jax import scan
 from ms_ssm_jax.ssm import common
 from ms_ssm_jax.ssm import init as ssm_init
+from ms_ssm_jax.ssm import recurrent
 from ms_ssm_jax.ssm.discretize import discretize
 
 Array = jax.Array
@@ -123,3 +125,10 @@ class S6(nn.Module):
     y = common.run_recurrence(coeffs, readout, xs, chunk_size=self.scan_chunk_size)
     return (y + d * u).astype(u.dtype)
 
+  def init_state(self, batch_size: int, dtype: Any = jnp.float32) -> Array:
+    """Zero states (B, H, N) for `step` on inputs of `dtype` (`ssm.recurrent`)."""
+    return recurrent.s6_init_state(self, batch_size, dtype)
+
+  def step(self, state: Array, u_t: Array) -> tuple[Array, Array]:
+    """One sample: state, u_t `(B, H)` -> (state, y_t `(B, H)`) (`ssm.recurrent`)."""
+    return recurrent.s6_step(self, self.variables["params"], state, u_t)

@@ -1,0 +1,95 @@
+"""MSSSMLayer's `step` (ring buffers, stream states, mixer) against its parallel pass."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ms_ssm_jax.ms_ssm import MSSSMLayer
+from ms_ssm_jax.ms_ssm import decomposition
+from ms_ssm_jax.ms_ssm import recurrent
+from tests.streaming_helpers import stepped_outputs
+from tests.streaming_helpers import to_float64
+
+BATCH, WIDTH = 2, 3
+# Longer than the widest filter (S=3, K=3: R_3 = 15 samples), so every ring buffer wraps.
+LEVELS, KERNEL, LENGTH = 3, 3, 20
+
+CASES = {
+    **{f"{backbone}_linear_input": dict(backbone=backbone)
+       for backbone in ("s4d_real", "s4d_lin", "s5", "lru", "s6")},
+    **{f"s4d_real_{mixer}": dict(mixer=mixer)
+       for mixer in ("static", "softmax_input", "linear_input_dense", "none")},
+    "s4d_real_conv_approx_only_shared": dict(mode="conv", streams="approx_only",
+                                             share_filters=True),
+    "s5_conv_details_approx": dict(backbone="s5", mode="conv", streams="details+approx"),
+    "s6_band_conditioned_silu": dict(backbone="s6", s6_condition_on="band",
+                                     band_activation="silu", raw_stream="slowest"),
+    "lru_no_levels_no_skip": dict(backbone="lru", num_levels=0, d_skip=False),
+    "s4d_real_filterbank_kernel_4": dict(decomposition_impl="filterbank", kernel_size=4),
+}
+
+
+def _layer(**fields) -> MSSSMLayer:
+  defaults = dict(num_levels=LEVELS, kernel_size=KERNEL, state_per_stream=4)
+  return MSSSMLayer(WIDTH, **{**defaults, **fields})
+
+
+def _inputs(dtype) -> jax.Array:
+  return jnp.asarray(np.random.default_rng(0).normal(size=(BATCH, LENGTH, WIDTH)), dtype)
+
+
+def _variables(layer):
+  # Random parameters away from the init (which has a near-constant mixer, D = 1, ...).
+  variables = layer.init(jax.random.key(1), jnp.zeros((1, 1, WIDTH)))
+  leaves, tree = jax.tree.flatten(variables)
+  keys = jax.random.split(jax.random.key(2), len(leaves))
+  return jax.tree.unflatten(tree, [leaf + 0.1 * jax.random.normal(k, leaf.shape, leaf.dtype)
+                                   for leaf, k in zip(leaves, keys)])
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_step_equals_parallel_pass_float64(x64, name):
+  layer = _layer(**CASES[name])
+  variables, u = to_float64(_variables(layer)), _inputs(jnp.float64)
+  stepped = stepped_outputs(layer, variables, u)
+  assert stepped.shape == u.shape and stepped.dtype == jnp.float64
+  np.testing.assert_allclose(stepped, layer.apply(variables, u), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("backbone", ["s4d_real", "s6"])
+def test_step_equals_parallel_pass_float32(backbone):
+  layer = _layer(backbone=backbone)
+  variables, u = _variables(layer), _inputs(jnp.float32)
+  np.testing.assert_allclose(stepped_outputs(layer, variables, u), layer.apply(variables, u),
+                             rtol=1e-4, atol=1e-4)
+
+
+def test_ring_buffers_hold_the_filters_past_samples():
+  layer = _layer()
+  sizes = recurrent.buffer_sizes(LEVELS, KERNEL)
+  assert sizes == tuple((KERNEL - 1) * 2**(s - 1) for s in (1, 2, 3)) == (2, 4, 8)
+  # The newest sample a level-S filter reads is R_S - 1 steps back through the cascade.
+  assert sum(sizes) + 1 == decomposition.receptive_field(LEVELS, KERNEL)
+  state = layer.apply(_variables(layer), BATCH, method="init_state")
+  assert [b.shape for b in state["buffers"]] == [(BATCH, size, WIDTH) for size in sizes]
+  assert state["streams"].shape == (BATCH, WIDTH, layer.num_streams, 4)
+
+
+def test_gradients_of_streamed_outputs_equal_the_parallel_ones(x64):
+  layer = _layer(backbone="s6")
+  variables, u = to_float64(_variables(layer)), _inputs(jnp.float64)
+  weights = jnp.asarray(np.random.default_rng(3).normal(size=u.shape))
+  stepped = jax.grad(lambda v: jnp.sum(weights * stepped_outputs(layer, v, u)))(variables)
+  parallel = jax.grad(lambda v: jnp.sum(weights * layer.apply(v, u)))(variables)
+  for got, want in zip(jax.tree.leaves(stepped), jax.tree.leaves(parallel)):
+    np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-10)
+
+
+def test_bidirectional_layer_refuses_to_step():
+  layer = _layer(bidirectional=True)
+  variables = layer.init(jax.random.key(0), jnp.zeros((1, 1, WIDTH)))
+  with pytest.raises(ValueError, match="bidirectional.*cannot stream"):
+    layer.apply(variables, BATCH, method="init_state")

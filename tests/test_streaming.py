@@ -1,0 +1,96 @@
+"""Streaming a whole model one sample at a time equals its parallel pass on every prefix."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ms_ssm_jax import model as model_lib
+from ms_ssm_jax import streaming
+from ms_ssm_jax import train_lib
+from tests.test_model import CONTINUOUS
+from tests.test_model import DUAL
+from tests.test_model import TOKENS
+from tests.test_model import tiny_config
+
+B, L = 2, 8
+
+# name -> (model preset, layer, task, model config updates): every block, norm, prenorm,
+# activation and pooling that a preset uses, two blocks deep.
+CASES = {
+    "ms_ssm_multires_batchnorm_mean": ("ms_ssm", "ms_ssm", CONTINUOUS, {}),
+    "ms_ssm_s6_mamba_last": ("ms_ssm_s6", "ms_ssm", TOKENS,
+                             {"pooling": "last", "layer_config.backbone": "s6"}),
+    "s5_block_prenorm_half_glu2": ("s5", "s5", CONTINUOUS, {"activation": "half_glu2"}),
+    "s6_mamba_conv": ("s6", "s6", TOKENS, {}),
+    "lru_per_step_logits": ("lru", "lru", CONTINUOUS, {"pooling": "none",
+                                                       "activation": "half_glu1"}),
+    "s4d_gelu_layernorm": ("s4d", "s4d", TOKENS, {"activation": "gelu", "norm": "layer"}),
+}
+
+
+def _perturbed(variables):
+  """Random variables away from the init (BatchNorm statistics included)."""
+  leaves, tree = jax.tree.flatten(variables)
+  keys = jax.random.split(jax.random.key(2), len(leaves))
+  return jax.tree.unflatten(tree, [leaf + 0.1 * jax.random.normal(k, leaf.shape, leaf.dtype)
+                                   for leaf, k in zip(leaves, keys)])
+
+
+def _inputs(spec, key):
+  if spec.input_type == "tokens":
+    return jax.random.randint(key, (B, L), 1, spec.vocab_size)
+  return jax.random.normal(key, (B, L, spec.num_channels))
+
+
+def _prefix_logits(model, variables, inputs):
+  """The parallel pass on every prefix 0..t: `(B, L, num_classes)`.
+
+  One eval pass over L copies with lengths 1..L: the layers are causal, so the valid steps
+  (all that the pooling reads) do not depend on the padding.
+  """
+  if model.pooling == "none":
+    return model.apply(variables, {"inputs": inputs, "lengths": jnp.full((B,), L)})
+  copies = jnp.repeat(inputs[None], L, axis=0).reshape((L * B,) + inputs.shape[1:])
+  lengths = jnp.repeat(jnp.arange(1, L + 1, dtype=jnp.int32), B)
+  logits = model.apply(variables, {"inputs": copies, "lengths": lengths}, train=False)
+  return jnp.swapaxes(logits.reshape(L, B, -1), 0, 1)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_streamed_logits_equal_the_parallel_pass_on_every_prefix(name):
+  preset, layer, spec, updates = CASES[name]
+  config = tiny_config(layer, model=preset, num_layers=2, **updates)
+  model = model_lib.build_model(config, spec)
+  variables = _perturbed(model.init(jax.random.key(0), model_lib.dummy_batch(spec, B)))
+  inputs = _inputs(spec, jax.random.key(3))
+  streamed = jax.jit(lambda v, x: streaming.stream_logits(model, v, x))(variables, inputs)
+  assert streamed.shape == (B, L, spec.num_classes) and streamed.dtype == jnp.float32
+  np.testing.assert_allclose(streamed, _prefix_logits(model, variables, inputs),
+                             rtol=1e-4, atol=1e-5)
+
+
+def test_released_model_streams_to_the_parallel_logits():
+  saved = train_lib.SavedModel.from_zoo("ms_ssm_japanese_vowels")
+  model, variables = saved.model, jax.device_get(saved.variables)
+  length = 29  # JapaneseVowels' longest sequence; longer than the widest wavelet filter
+  inputs = jax.random.normal(jax.random.key(0), (B, length, saved.spec.num_channels))
+  step = jax.jit(lambda v, s, x: streaming.stream_step(model, v, s, x))
+  state = streaming.init_stream(model, variables, B)
+  for t in range(length):
+    state, logits = step(variables, state, inputs[:, t])
+  parallel = model.apply(variables, {"inputs": inputs, "lengths": jnp.full((B,), length)})
+  np.testing.assert_allclose(logits, parallel, rtol=1e-4, atol=1e-4)
+  assert int(state["steps"]) == length
+
+
+def test_bidirectional_and_dual_models_refuse_to_stream():
+  config = tiny_config("s5", **{"layer_config.bidirectional": True})
+  model = model_lib.build_model(config, CONTINUOUS)
+  with pytest.raises(ValueError, match="bidirectional: their outputs depend on future"):
+    streaming.init_stream(model, {}, B)
+  dual = model_lib.build_model(tiny_config("s5"), DUAL)
+  with pytest.raises(ValueError, match="compares two whole sequences"):
+    streaming.init_stream(dual, {}, B)
