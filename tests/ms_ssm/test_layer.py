@@ -168,8 +168,8 @@ def test_zero_levels_is_the_plain_s4d_real_layer():
   s4d_params = {"A_re_log": streams["A_re_log"][:, 0], "B": streams["B"][:, 0],
                 "C": streams["C"][:, 0], "log_step": streams["log_step"][:, 0],
                 "D": params["D"]}
-  # One stream with E = 1 (W_E = 0): the mixer is the identity.
-  params = dict(params, mixer={"kernel": jnp.zeros_like(params["mixer"]["kernel"]),
+  # One stream with E = 1 (w = 0): the mixer is the identity.
+  params = dict(params, mixer={"weight": jnp.zeros_like(params["mixer"]["weight"]),
                                "bias": params["mixer"]["bias"]})
   np.testing.assert_array_equal(params["mixer"]["bias"], 1.0)
   u = make_inputs()
