@@ -10,8 +10,12 @@
 # with RESUME_FROM=<its wd/ folder>):
 #   CLOCK=540 bash scripts/experiments/listops_ablation.sh $OUT
 #   KEEP_RUNS=1 CLOCK=540 bash scripts/experiments/listops_ablation.sh $OUT
-# LANES picks lanes by name (default: all). FINAL=1 returns the checkpoints too, except the
-# paper-size runs' (68 MB each).
+# LANES picks lanes by name (default: all), SEEDS the seeds of each (default 0; seed s > 0
+# runs in listops_<lane>_seed<s>). FINAL=1 returns the checkpoints too, except the paper-size
+# runs' (68 MB each). Memory: 11 lanes at once ran the paper-size and S5-stream lanes out of
+# an H200's memory; give the paper-size lanes a call of their own.
+# The finalists, 4 epochs and 2 seeds against S5 (about 3 calls at ~0.45 s a step shared):
+#   LANES="s5 ms_bi_s5block ms_bi_pc_s5block" SEEDS="0 1" CLOCK=540 bash ... $OUT
 source scripts/experiments/lib.sh
 [ -n "${RESUME_FROM:-}" ] && resume_runs "$RESUME_FROM"
 # The lanes' common base pins the ListOps config of 2026-12-06 before this ablation (causal,
@@ -43,8 +47,11 @@ monitor=$!
 pids=()
 for lane in $lanes; do
   [ -n "${LANE[$lane]:-}" ] || { echo "unknown lane $lane; known: ${!LANE[*]}"; exit 2; }
-  train listops_$lane $(left) ${LANE[$lane]} &
-  pids+=($!)
+  for seed in ${SEEDS:-0}; do
+    name=listops_$lane; [ "$seed" = 0 ] || name=${name}_seed$seed
+    train $name $(left) ${LANE[$lane]} --config.train.seed=$seed &
+    pids+=($!)
+  done
 done
 wait "${pids[@]}"
 kill $monitor
