@@ -114,7 +114,7 @@ def layer_suite(mimo_state: int, siso_state: int) -> dict[str, tuple[str, dict]]
     suite[f"ms_ssm s5 x{streams} streams, static mixer"] = (
         "ms_ssm", {**s5_streams, "mixer": "static"})
     siso_streams = {"num_levels": levels, "backbone": "s4d_real",
-                    "total_state": siso_state // streams * streams}
+                    "total_state": max(1, siso_state // streams) * streams}
     suite[f"ms_ssm s4d_real x{streams} streams"] = ("ms_ssm", siso_streams)
     suite[f"ms_ssm s4d_real x{streams} streams, conv"] = (
         "ms_ssm", {**siso_streams, "mode": "conv"})
@@ -179,24 +179,25 @@ def bench_layers(log: bench_common.RowLog, lengths: list[int], tokens: int, widt
       log.add(_time_layer(row, layer.apply, params, u, repeats))
 
 
-# The MS-SSM layer's parts, and the cheap stand-in (same output shape) that replaces each in
-# the `parts` section: bands = copies of u, stream outputs = their bands, mixer = a plain sum.
-PART_STAND_INS: dict[str, tuple[type, Callable[..., Array]]] = {
+# The MS-SSM layer's parts, the method the layer calls on each, and the cheap stand-in (same
+# output) that replaces it in the `parts` section: bands = copies of u, stream outputs = their
+# bands, mixer = a plain sum with no input-dependent term.
+PART_STAND_INS: dict[str, tuple[type, str, Callable[..., Any]]] = {
     "decomposition": (
-        decomposition.WaveletDecomposition,
+        decomposition.WaveletDecomposition, "__call__",
         lambda module, u: jnp.repeat(
             u[..., None], decomposition.num_streams(module.num_levels, module.streams), -1)),
-    "streams": (streams_lib.StreamSSMs, lambda module, bands, u: bands),
-    "mixer": (mixer_lib.ScaleMixer, lambda module, y, u: jnp.sum(y, axis=-1)),
+    "streams": (streams_lib.StreamSSMs, "__call__", lambda module, bands, u: bands),
+    "mixer": (mixer_lib.ScaleMixer, "terms", lambda module, y, u: (None, jnp.sum(y, axis=-1))),
 }
 
 
 def apply_without(layer: nn.Module, part: str) -> Callable[[dict, Array], Array]:
   """`layer.apply` with the MS-SSM part `part` replaced by its stand-in (`PART_STAND_INS`)."""
-  part_class, stand_in = PART_STAND_INS[part]
+  part_class, method, stand_in = PART_STAND_INS[part]
 
   def replace(next_fun, args, kwargs, context):
-    if isinstance(context.module, part_class) and context.method_name == "__call__":
+    if isinstance(context.module, part_class) and context.method_name == method:
       return stand_in(context.module, *args, **kwargs)
     return next_fun(*args, **kwargs)
 
