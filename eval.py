@@ -26,6 +26,7 @@ import jax
 
 from ms_ssm_jax import checkpointing
 from ms_ssm_jax import data
+from ms_ssm_jax import quiet_logs
 from ms_ssm_jax import sharding
 from ms_ssm_jax import train_lib
 from ms_ssm_jax import zoo
@@ -123,6 +124,7 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS["verbosity"].present:
     # Progress goes to stdout; orbax's per-save INFO lines would bury it.
     logging.set_verbosity(logging.WARNING)
+    quiet_logs.quiet_dependency_logs()
   if sum(bool(flag.value) for flag in (_WORKDIR, _ZOO, _COMPARE)) != 1:
     raise app.UsageError("pass exactly one of --workdir, --zoo and --compare")
   sharding.initialize_distributed(

@@ -26,6 +26,7 @@ from ml_collections import config_flags
 
 from ms_ssm_jax import checkpointing
 from ms_ssm_jax import data
+from ms_ssm_jax import quiet_logs
 from ms_ssm_jax import run_config
 from ms_ssm_jax import sharding
 from ms_ssm_jax import train_lib
@@ -77,6 +78,7 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS["verbosity"].present:
     # Progress goes to stdout; orbax's per-save INFO lines would bury it.
     logging.set_verbosity(logging.WARNING)
+    quiet_logs.quiet_dependency_logs()
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
   if re.match(r"[a-zA-Z][\w+.-]*://", _WORKDIR.value):

@@ -100,6 +100,7 @@ def _manager(directory: pathlib.Path, *, max_to_keep: int | None = None,
   # their multi-process barriers share names and the processes fail or hang.
   options = ocp.CheckpointManagerOptions(
       max_to_keep=max_to_keep, read_only=read_only, create=not read_only,
+      save_interval_steps=0 if read_only else 1,  # orbax warns when it has to reset it
       enable_async_checkpointing=async_save, cleanup_tmp_directories=not read_only,
       multiprocessing_options=ocp.options.MultiprocessingOptions(
           barrier_sync_key_prefix=pathlib.Path(directory).name))

@@ -43,6 +43,7 @@ from ml_collections import config_dict
 import numpy as np
 import tensorflow_datasets as tfds
 
+from ms_ssm_jax.data import local_builder
 from ms_ssm_jax.data.task import MappedSource, TaskDef, TaskSpec
 
 PAD_ID = 0
@@ -363,7 +364,7 @@ BUILDER_CONFIGS = (
 )
 
 
-class ListOps(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class ListOps(local_builder.LocalBuilder, skip_registration=True):
   """Generated LRA ListOps; `inputs` are uint8 token ids, `label` the value of the expression."""
 
   name = "listops"

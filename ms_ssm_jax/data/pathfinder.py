@@ -22,6 +22,7 @@ from ml_collections import config_dict
 import numpy as np
 import tensorflow_datasets as tfds
 
+from ms_ssm_jax.data import local_builder
 from ms_ssm_jax.data import pathfinder_render
 from ms_ssm_jax.data.task import TaskDef, TaskSpec
 
@@ -76,7 +77,7 @@ BUILDER_CONFIGS = tuple(_lra_config(size) for size in (32, 64, 128)) + tuple(
 )
 
 
-class Pathfinder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class Pathfinder(local_builder.LocalBuilder, skip_registration=True):
   """Generated Pathfinder images: `image` (size, size) uint8, `label` 1 if markers connect."""
 
   name = "pathfinder_generated"

@@ -32,6 +32,7 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
+from ms_ssm_jax.data import local_builder
 from ms_ssm_jax.data import shipped
 from ms_ssm_jax.data import ts_format
 from ms_ssm_jax.data.task import (ChannelStandardizer, ExampleSource, MappedSource,
@@ -72,7 +73,7 @@ def default_config(name: str = "uea", dataset: str = "") -> ml_collections.Confi
   return config
 
 
-class UeaArchive(tfds.core.GeneratorBasedBuilder):
+class UeaArchive(local_builder.LocalBuilder):
   """A UEA/UCR problem's official TRAIN and TEST files; the builder config names the problem.
 
   Examples: `inputs` (l, C) float32 (NaN where missing), `label` the class index in the

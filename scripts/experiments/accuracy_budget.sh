@@ -1,6 +1,7 @@
 #!/bin/bash
-# Equal-budget accuracy runs on one GPU (one device call, ~9 minutes), from the repository root:
-# ListOps (1 epoch) for MS-SSM at the paper's size and at S5's, S5 and LRU; the shipped time
+# Equal-budget accuracy runs on one GPU (one device call, ~9 minutes), from the repository root,
+#   bash scripts/experiments/accuracy_budget.sh OUTDIR
+# # ListOps (1 epoch) for MS-SSM at the paper's size and at S5's, S5 and LRU; the shipped time
 # series (2,000 steps) for MS-SSM, S5 and LRU. Packs logs and run directories (best checkpoints,
 # except the paper-size model's) into $1/runs.tar.gz and prints the summary table.
 source scripts/experiments/lib.sh

@@ -3,8 +3,9 @@
 # repository root: generates the 200,000 images with 14 processes, then trains for half an
 # epoch (1,250 steps of 64) with configs/pathfinder.py otherwise unchanged, in three lanes that
 # share the GPU: MS-SSM as configured (input-dependent mixer), MS-SSM with the static mixer
-# (the fix that made ListOps train, listops_stability/call2), and S5 then LRU. Evaluates at
-# step 1,250. Logs, metrics and best checkpoints go to $1/runs.tar.gz.
+# (the fix that made ListOps train, results/h100/listops_stability/call2/), and S5 then LRU.
+# Evaluates at step 1,250. Logs, metrics and best checkpoints go to OUTDIR/runs.tar.gz:
+#   bash scripts/experiments/pathfinder_half_epoch.sh OUTDIR
 source scripts/experiments/lib.sh
 export XLA_PYTHON_CLIENT_MEM_FRACTION=0.3
 budget="--config.train.num_epochs=0.5 --config.optimizer.warmup_epochs=0 --config.optimizer.warmup_steps=250 --config.train.eval_every=1250 --config.train.checkpoint_every=1250 --config.train.log_every=125"

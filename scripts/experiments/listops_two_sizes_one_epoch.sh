@@ -1,7 +1,9 @@
 #!/bin/bash
 # One epoch of generated ListOps (1,920 steps of 50) for two MS-SSM models with the task config
-# (configs/listops.py:ms_ssm, static mixer and post-norm since session 6), side by side on one GPU
+# (configs/listops.py:ms_ssm, causal, post-norm, static mixer on 2026-11-23; the task
+# config has since moved to the ListOps ablations' winner), side by side on one GPU
 # in one device call (~9.5 minutes), from the repository root; evaluated at the end of the epoch:
+#   bash scripts/experiments/listops_two_sizes_one_epoch.sh OUTDIR
 #   listops_ms_ssm_paper  the paper's size: 20 layers x 128, N=128 per stream (5.7M parameters)
 #   listops_ms_ssm_small  S5's size (8 layers x 128) with N=16 per stream, for the zoo
 # Logs, metrics and the small run's best checkpoint go to $1/runs.tar.gz.

@@ -4,13 +4,14 @@
 # device call, from the repository root). Each process may use 23% of the GPU memory, so each runs
 # with remat (block activations recomputed in the backward pass; the same numbers, about a third
 # more compute). Logs every 25 steps, no evaluation. S5's reference: loss 1.96 at step 300, 1.73
-# at step 400 (listops_1000steps/).
+# at step 400 (results/h100/listops_1000steps/).
 # Each candidate names its norm and mixer: the task config has since moved to D.
 #   A  pre-norm + input-dependent mixer (the task config before this call) + bidirectional layers
 #   B  pre-norm + softmax mixer (the paper's ablation; bounded stream weights)
 #   C  post-norm (the paper's block) + gradient clipping at norm 1
 #   D  post-norm + static mixer (no input-dependent weights: every block is linear in its input)
-# Logs and train CSVs go to $1/logs.tar.gz.
+# Logs and train CSVs go to OUTDIR/logs.tar.gz:
+#   bash scripts/experiments/listops_stability_candidates.sh OUTDIR
 source scripts/experiments/lib.sh
 export XLA_PYTHON_CLIENT_MEM_FRACTION=0.23
 common="--config configs/listops.py:ms_ssm --config.train.num_epochs=1 --config.optimizer.warmup_epochs=0 --config.optimizer.warmup_steps=100 --config.train.eval_every=100000 --config.train.checkpoint_every=100000 --config.train.log_every=25 --config.train.remat=True"

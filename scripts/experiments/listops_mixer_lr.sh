@@ -4,9 +4,9 @@
 # (1,920 steps of 50) with configs/listops.py:ms_ssm (post-norm, 20 x 128, N=128) switched to
 # mixer=linear_input, once per rate in MIXER_LRS (default "3e-4 1e-3"), side by side on one
 # H200 in one device call (~9.5 minutes), evaluated at half and at the end of the epoch. The
-# static mixer's run at this budget reached 36.25% (accuracy_budget/call_f/). From the
+# static mixer's run at this budget reached 36.25% (results/h100/accuracy_budget/call_f/). From the
 # repository root:
-#   CLOCK=530 bash results/h200/listops_mixer_lr/run_call_a.sh $OUT
+#   CLOCK=530 bash scripts/experiments/listops_mixer_lr.sh $OUT
 # Logs and metrics (no checkpoints) go to $OUT/runs.tar.gz.
 source scripts/experiments/lib.sh
 export XLA_PYTHON_CLIENT_MEM_FRACTION=0.45

@@ -5,16 +5,17 @@
 # 100 warmup steps, cosine), three times: the paper's input-dependent mixer (`linear_input`),
 # the same with its kernel W_E at a 10x smaller learning rate (`optimizer.mixer_lr=3e-4`), and
 # the static mixer. Each run takes about 20 minutes on 2 CPU cores. From the repository root:
-#   bash results/cpu/listops_mixer_small/run.sh WORKDIR [RUN ...]
+#   bash scripts/experiments/listops_mixer_small_cpu.sh WORKDIR [RUN ...]
 # (RUN: a name in `flags` below; default the three above) writes WORKDIR/<run> and copies its
-# train.csv and eval.csv next to this script. The stored linear_input_train.csv ends at step 451
-# (that run was stopped by a time limit, so it has no eval.csv). The mixer_lr runs are from
-# 2026-12-04 (linear_input_mixer_lr_3e-4 with a local patch that is now `optimizer.mixer_lr`,
-# identical at the steps compared), the others from 2026-11-23.
+# train.csv and eval.csv to $DEST (default results/cpu/listops_mixer_small). The stored
+# linear_input_train.csv ends at step 451 (that run was stopped by a time limit, so it has no
+# eval.csv). The mixer_lr runs are from 2026-12-04 (linear_input_mixer_lr_3e-4 with a local
+# patch that is now `optimizer.mixer_lr`, identical at the steps compared), the others from
+# 2026-11-23.
 set -e
-out=${1:?usage: run.sh WORKDIR}
+out=${1:?usage: listops_mixer_small_cpu.sh WORKDIR [RUN ...]}
 small="--config configs/listops.py:ms_ssm --config.data.max_length=256 --config.data.min_tree_length=50 --config.data.max_tree_length=250 --config.data.num_train=20000 --config.data.num_validation=500 --config.data.num_test=500 --config.data.data_dir=$out/data --config.model.d_model=32 --config.model.layer_config.state_per_stream=16 --config.train.global_batch_size=32 --config.train.num_epochs=0 --config.train.num_steps=600 --config.optimizer.warmup_epochs=0 --config.optimizer.warmup_steps=100 --config.train.log_every=25 --config.train.eval_every=600 --config.train.checkpoint_every=600"
-here=$(dirname "$0")
+dest=${DEST:-results/cpu/listops_mixer_small}
 declare -A flags=(
   [linear_input]="--config.model.layer_config.mixer=linear_input"
   [linear_input_mixer_lr_3e-4]="--config.model.layer_config.mixer=linear_input --config.optimizer.mixer_lr=3e-4"
@@ -25,6 +26,6 @@ declare -A flags=(
 runs=${*:2}
 for run in ${runs:-linear_input linear_input_mixer_lr_3e-4 static}; do
   .venv/bin/python train.py $small ${flags[$run]:?unknown run $run} --workdir $out/$run
-  cp $out/$run/metrics/train.csv $here/${run}_train.csv
-  cp $out/$run/metrics/eval.csv $here/${run}_eval.csv
+  cp $out/$run/metrics/train.csv $dest/${run}_train.csv
+  cp $out/$run/metrics/eval.csv $dest/${run}_eval.csv
 done

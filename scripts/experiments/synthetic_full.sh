@@ -5,8 +5,8 @@
 # every run checkpoints each 1,000 steps and at the deadline, and with RESUME_FROM=<dir of run
 # directories from the previous call> the runs resume from there (train.py picks up the latest
 # checkpoint; a finished run returns at once). From the repository root:
-#   CLOCK=480 bash results/h200/synthetic_full/run.sh $OUT                      # first call
-#   RESUME_FROM=<wd> CLOCK=450 bash results/h200/synthetic_full/run.sh $OUT     # next calls
+#   CLOCK=480 bash scripts/experiments/synthetic_full.sh $OUT                  # first call
+#   RESUME_FROM=<wd> CLOCK=450 bash scripts/experiments/synthetic_full.sh $OUT # next calls
 # TASKS="selective_copying" (default: both tasks) limits a call to one task.
 # Logs, metrics and checkpoints (the latest and the best of each run) go to $OUT/runs.tar.gz.
 source scripts/experiments/lib.sh

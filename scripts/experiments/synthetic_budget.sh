@@ -4,11 +4,12 @@
 # S6 variants), S5 and LRU, each 4,000 steps of 64 (the config's 20,000 cut to fit the call;
 # warmup 400 instead of 1,000), otherwise unchanged. Four lanes share the GPU; a run still going
 # at the deadline is stopped and checkpointed (resumable). From the repository root:
-#   CLOCK=540 bash results/h200/synthetic_budget/run_call_a.sh $OUT
+#   CLOCK=540 bash scripts/experiments/synthetic_budget.sh $OUT
 # Logs, metrics and checkpoints (the latest of each run) go to $OUT/runs.tar.gz(.part-*).
-# Its one call so far (call_a/, 2026-12-04) kept 3 checkpoints per run: 240 MB in 16 parts, of
-# which the device returned the first 4 (60 MB: every log, the summary and the complete
-# selective_copying_ms_ssm run, which is released); hence keep_checkpoints=1 now.
+# Its one call so far (results/h200/synthetic_budget/call_a/, 2026-12-04) kept 3 checkpoints
+# per run: 240 MB in 16 parts, of which the device returned the first 4 (60 MB: every log, the
+# summary and the complete selective_copying_ms_ssm run, which is released); hence
+# keep_checkpoints=1 now.
 source scripts/experiments/lib.sh
 export XLA_PYTHON_CLIENT_MEM_FRACTION=0.2
 budget="--config.train.num_steps=4000 --config.optimizer.warmup_steps=400 --config.train.eval_every=1000 --config.train.checkpoint_every=1000 --config.train.log_every=250 --config.train.keep_checkpoints=1"

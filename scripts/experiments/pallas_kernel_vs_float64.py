@@ -1,3 +1,9 @@
+"""The fused Pallas selective scan against a float64 `lax.scan` reference: y and all gradients.
+
+The ad-hoc check of the kernel's first GPU run (results/h100/pallas_first_run/, kept as it ran;
+tests/test_pallas_scan.py is the maintained check). From the repository root, on a GPU:
+    JAX_PLATFORMS=cuda python scripts/experiments/pallas_kernel_vs_float64.py
+"""
 import time, jax, jax.numpy as jnp, numpy as np
 jax.config.update("jax_enable_x64", True)
 from ms_ssm_jax import pallas_scan as ps

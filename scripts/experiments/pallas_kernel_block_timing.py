@@ -1,3 +1,10 @@
+"""Forward and forward+backward time of the fused Pallas scan for a few block shapes.
+
+The ad-hoc timing of the kernel's first GPU run (results/h100/pallas_first_run/, kept as it
+ran; `scripts/bench_layers.py --section kernels` is the maintained benchmark). From the
+repository root, on a GPU:
+    python scripts/experiments/pallas_kernel_block_timing.py
+"""
 import time, sys, jax, jax.numpy as jnp, numpy as np
 from ms_ssm_jax import pallas_scan as ps
 print(jax.devices(), jax.__version__)

@@ -8,8 +8,8 @@
 # previous call (make the next call within the device's idle window).
 # A machine that was handed back in between has neither; the runs then start over. From the
 # repository root, first call, then each next one:
-#   EPOCHS=2 CLOCK=480 bash results/h200/pathfinder_budget/run.sh $OUT
-#   EPOCHS=2 KEEP_RUNS=1 CLOCK=480 bash results/h200/pathfinder_budget/run.sh $OUT
+#   EPOCHS=2 CLOCK=480 bash scripts/experiments/pathfinder_budget.sh $OUT
+#   EPOCHS=2 KEEP_RUNS=1 CLOCK=480 bash scripts/experiments/pathfinder_budget.sh $OUT
 # EXTRA_FLAGS adds train.py flags to every run. Each call returns logs, metrics and the best
 # checkpoints (variables only, about 28 MB) in $OUT/runs.tar.gz(.part-*).
 source scripts/experiments/lib.sh

@@ -1,9 +1,9 @@
 #!/bin/bash
 # Equal-budget time-series comparison on the CPU: MS-SSM, S5 and LRU on UEA/UCR problems shipped
 # in the aeon wheel, configs/uea.py unchanged except the budget (2,000 steps instead of 10,000).
-# Usage, from the repository root: bash results/cpu/ts_budget/run.sh WORKROOT [DATASET ...]
-# (default: the four in the README table). Runs that finished are skipped.
-root=${1:?usage: run.sh WORKROOT [DATASET ...]}; shift; mkdir -p $root
+# Usage, from the repository root: bash scripts/experiments/ts_budget_cpu.sh WORKROOT [DATASET
+# ...]# (default: the four in the README table). Runs that finished are skipped.
+root=${1:?usage: ts_budget_cpu.sh WORKROOT [DATASET ...]}; shift; mkdir -p $root
 datasets=${*:-JapaneseVowels ItalyPowerDemand BasicMotions GunPoint}
 py=${PYTHON:-.venv/bin/python}
 for d in $datasets; do

@@ -1,0 +1,51 @@
+#!/bin/bash
+# The fused Pallas kernel on a GPU, one device call (~9 minutes) per round, from the repository
+# root: its tests compiled by Triton, the bare-kernel rows of the layer benchmark (issue 8) at
+# the paper's ListOps size, and the 20-layer ListOps train step. Writes logs and JSON into OUTDIR:
+#   ROUND=1 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # call1/
+#   ROUND=2 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # call2/
+#   ROUND=3 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # call3/
+# 1: all layer/kernel rows (block shapes including state blocks) and the S4 and S6 variants'
+#    train step with the Pallas scan and remat.
+# 2: after round 1 set the default blocks: the tests verbose (a timeout still names each
+#    result), the Pallas rows and a few bare-kernel shapes around the new default (T=8,
+#    H_blk=32, N_blk=16, 2 warps), and the ListOps train step of every model with remat.
+# 3: after `state_loop` (one program walks all state blocks: no (B, G, N / N_blk, L, H) partial
+#    sums of y, du, ddelta) and `delta=None` (the s4d_real streams no longer read a tensor of
+#    ones nor compute its gradient): the Pallas rows, the bare kernel at the default shape with
+#    and without the state loop (and with 32 states per pass), and the S6 variant's train step
+#    with Pallas and remat (its first step compiles for ~60 s).
+out=${1:?usage: kernels_on_gpu.sh OUTDIR}; mkdir -p $out; PY=${PYTHON:-python3}
+export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1 BENCH_RESULTS_DIR=$out
+round=${ROUND:?set ROUND=1, 2 or 3 (see the header)}
+case $round in
+  1) tests=(150 -q)
+     kernels=(300)
+     train=(100 --configs configs/listops.py:ms_ssm,configs/listops.py:ms_ssm_s6
+            --set model.layer_config.mode=scan --set model.layer_config.scan_impl=pallas
+            --set train.remat=True) ;;
+  2) tests=(200 -v)
+     kernels=(120 --only pallas
+              --kernel_blocks 8x32x16x1x2,8x64x16x1x2,8x32x32x1x2,8x32x16x4x2,8x32x16x16x2)
+     train=(150 --configs configs/listops.py:ms_ssm,configs/listops.py:ms_ssm_s6,configs/listops.py:s5,configs/listops.py:lru
+            --set train.remat=True) ;;
+  3) tests=(200 -v)
+     kernels=(150 --only pallas
+              --kernel_blocks 8x32x16x1x2,8x32x16x1x2x1,8x32x32x1x2x1,8x32x16x1x4x1)
+     train=(180 --configs configs/listops.py:ms_ssm_s6 --set train.remat=True) ;;
+  *) echo "ROUND=$round: choose 1, 2 or 3"; exit 2 ;;
+esac
+timeout ${tests[0]} $PY -m pytest ${tests[1]} -p no:cacheprovider tests/test_pallas_scan.py \
+  tests/test_pallas_impl.py > $out/gpu_tests.log 2>&1; echo "tests exit $?" >> $out/gpu_tests.log
+timeout ${kernels[0]} $PY scripts/bench_layers.py --section kernels --batch 50 --lengths 2048 \
+  --states 16,128 --repeats 10 "${kernels[@]:1}" > $out/bench_kernels.log 2>&1
+timeout ${train[0]} $PY scripts/bench_train.py --steps 10 "${train[@]:1}" \
+  > $out/bench_train.log 2>&1
+if [ $round = 1 ]; then
+  tail -3 $out/gpu_tests.log; grep -v "^|---" $out/bench_kernels.log | tail -40
+  tail -8 $out/bench_train.log
+else
+  grep -c PASSED $out/gpu_tests.log; grep -E "FAILED|exit" $out/gpu_tests.log
+  grep -v "^|---" $out/bench_kernels.log | grep "^| [mb]"
+  grep -v "^W1" $out/bench_train.log | tail -8
+fi

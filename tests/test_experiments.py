@@ -1,0 +1,73 @@
+"""results/ holds outputs only; every experiment driver lives in scripts/experiments/ and is named.
+
+Each output folder's README names the command that produced it, so a driver that moves or is
+renamed must take every reference (results READMEs, docs) with it.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import subprocess
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+EXPERIMENTS = REPO / "scripts" / "experiments"
+RUNNABLE_SUFFIXES = {".sh", ".py", ".sbatch"}
+# A path under scripts/ as the docs write it, e.g. `bash scripts/experiments/speed_rows.sh $OUT`.
+SCRIPT_REFERENCE = re.compile(r"scripts/[\w/.-]+\.(?:sh|py)")
+
+
+def documents() -> list[pathlib.Path]:
+  return [*(REPO / "results").rglob("*.md"), *(REPO / "docs").glob("*.md"), REPO / "README.md"]
+
+
+def test_results_holds_no_runnable_files():
+  runnable = [str(path.relative_to(REPO)) for path in (REPO / "results").rglob("*")
+              if path.is_file() and (path.suffix in RUNNABLE_SUFFIXES
+                                     or path.stat().st_mode & 0o111)]
+  assert not runnable, f"move these to scripts/experiments/: {runnable}"
+
+
+def test_every_results_folder_with_outputs_has_a_readme():
+  missing = []
+  for folder in sorted({path.parent for path in (REPO / "results").rglob("*") if path.is_file()}):
+    # A folder is covered by its own README or by the README of the experiment folder above it
+    # (e.g. accuracy_budget/README.md names call_a/ ... call_g/).
+    covered = any((parent / "README.md").is_file()
+                  for parent in (folder, *folder.parents) if parent != REPO / "results"
+                  and REPO / "results" in parent.parents)
+    if not covered:
+      missing.append(str(folder.relative_to(REPO)))
+  assert not missing, f"results folders without a README naming their command: {missing}"
+
+
+def test_every_script_the_docs_name_exists():
+  missing = {f"{document.relative_to(REPO)}: {reference}"
+             for document in documents()
+             for reference in SCRIPT_REFERENCE.findall(document.read_text())
+             if not (REPO / reference).is_file()}
+  assert not missing, sorted(missing)
+
+
+def test_every_experiment_is_named_by_a_results_readme_or_the_docs():
+  named = {reference for document in documents()
+           for reference in SCRIPT_REFERENCE.findall(document.read_text())}
+  drivers = {str(path.relative_to(REPO)) for path in EXPERIMENTS.iterdir()
+             if path.suffix in (".sh", ".py") and path.name != "lib.sh"}
+  assert drivers - named == set(), "drivers no document names (what did they produce?)"
+
+
+@pytest.mark.parametrize("script", sorted(path.name for path in EXPERIMENTS.glob("*.sh")))
+def test_experiment_script_parses(script):
+  result = subprocess.run(["bash", "-n", str(EXPERIMENTS / script)], capture_output=True,
+                          text=True, check=False)
+  assert result.returncode == 0, result.stderr
+
+
+def test_kernels_on_gpu_asks_for_its_round(tmp_path):
+  result = subprocess.run(["bash", str(EXPERIMENTS / "kernels_on_gpu.sh"), str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, check=False)
+  assert result.returncode != 0
+  assert "set ROUND=1, 2 or 3" in result.stderr
