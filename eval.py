@@ -26,8 +26,8 @@ import jax
 
 from ms_ssm_jax import checkpointing
 from ms_ssm_jax import data
+from ms_ssm_jax import evaluation
 from ms_ssm_jax import sharding
-from ms_ssm_jax import train_lib
 from ms_ssm_jax import zoo
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run (or checkpoint) to evaluate.")
@@ -58,14 +58,14 @@ _PATH_SUFFIXES = ("_dir", "_path", "_file")
 
 
 def _evaluate(path: str) -> dict[str, Any]:
-  result, info = train_lib.evaluate_checkpoint(
+  result, info = evaluation.evaluate_checkpoint(
       path, _SPLIT.value, prefer=_CHECKPOINT.value, batch_size=_BATCH_SIZE.value,
       data_overrides=_data_overrides(), max_examples=_MAX_EXAMPLES.value)
   return {"run": path, "split": _SPLIT.value, **info, **result}
 
 
 def _evaluate_zoo(name: str) -> dict[str, Any]:
-  model = train_lib.SavedModel.from_zoo(name, batch_size=_BATCH_SIZE.value,
+  model = evaluation.SavedModel.from_zoo(name, batch_size=_BATCH_SIZE.value,
                                         data_overrides=_data_overrides())
   result = model.evaluate(_SPLIT.value, _MAX_EXAMPLES.value)
   return {"run": f"zoo:{name}", "split": _SPLIT.value, **model.info, **result}
