@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import functools
 import pathlib
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import flax.linen as nn
 import jax
@@ -100,6 +100,35 @@ class Evaluator:
     return result
 
 
+def override_data_config(saved: ml_collections.ConfigDict, overrides: Mapping[str, Any],
+                         where: str) -> ml_collections.ConfigDict:
+  """The data config of a saved model with `overrides` (field -> value) applied.
+
+  An override of `name` evaluates on another task (e.g. `lra_listops`, the LRA release files of
+  a model trained on `listops`): its fields start from that task's defaults, and those that the
+  saved task has too keep the saved values, so that only what differs must be given.
+
+  Args:
+    saved: the data config the model was trained with.
+    overrides: fields to replace; each must be a field of the (new) task's data config.
+    where: the saved model, for the error.
+  """
+  name = overrides.get("name", saved.name)
+  if name == saved.name:
+    config = saved.copy_and_resolve_references()
+  else:
+    config = data.default_data_config(name)
+    for key, value in saved.items():
+      if key != "name" and key in config:
+        config[key] = value
+  for key, value in overrides.items():
+    if key not in config:
+      raise KeyError(f"the data config of task {name!r} ({where}) has no field {key!r}; it has "
+                     f"{', '.join(sorted(config))}")
+    config[key] = value
+  return config
+
+
 class SavedModel:
   """A saved model (checkpoint or zoo entry) on all devices, ready to evaluate (data parallel).
 
@@ -117,14 +146,11 @@ class SavedModel:
     """Rebuilds the model of `config_json` and loads its variables with `load(target)`.
 
     `target` is a pytree of `ShapeDtypeStruct`s with shardings that the loaded variables
-    must match; `checkpoint` and `step` describe the source for `info`.
+    must match; `checkpoint` and `step` describe the source for `info`. `data_overrides`
+    replace fields of the saved data config (`override_data_config`).
     """
     config = ml_collections.ConfigDict(config_json)
-    for key, value in (data_overrides or {}).items():
-      if key not in config.data:
-        raise KeyError(f"data config of {checkpoint} has no field {key!r}; it has "
-                       f"{sorted(config.data)}")
-      config.data[key] = value
+    config.data = override_data_config(config.data, data_overrides or {}, checkpoint)
     spec = data.get_task(config.data)
     model = model_lib.build_model(config.model, spec, precision=config.train.precision)
     mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "model": 1}))
