@@ -4,18 +4,23 @@ r"""Evaluates trained models: one run, a released (zoo) model, or several runs s
     python eval.py --zoo=ms_ssm_japanese_vowels              # a released model, by name
     python eval.py --zoo=ms_ssm_japanese_vowels --max_examples=200   # its first 200 examples
     python eval.py --compare=/tmp/ms_ssm,/tmp/s5 --split=test --output_dir=/tmp/cmp
+    python eval.py --zoo=ms_ssm_listops --config.data.name=lra_listops \
+        --config.data.data_dir=/data/lra_release    # another data source of the task
 
 Each model is rebuilt from the config saved with its checkpoint (for a zoo entry, the config
 in the zoo manifest). `--workdir` and `--compare` take run workdirs, checkpoint directories or
-step directories.
+step directories. `--config.data.<field>=value` replaces fields of the saved data config, typed
+as train.py types them; `--config.data.name` evaluates on another task, whose other fields
+keep the saved values where the saved task has them and take the task's defaults otherwise
+(`evaluation.override_data_config`).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import pathlib
+import re
 import sys
 from typing import Any
 
@@ -25,10 +30,9 @@ from absl import logging
 import jax
 
 from ms_ssm_jax import checkpointing
-from ms_ssm_jax import data
+from ms_ssm_jax import cli
+from ms_ssm_jax import evaluation
 from ms_ssm_jax import quiet_logs
-from ms_ssm_jax import sharding
-from ms_ssm_jax import train_lib
 from ms_ssm_jax import zoo
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run (or checkpoint) to evaluate.")
@@ -42,38 +46,58 @@ _CHECKPOINT = flags.DEFINE_enum("checkpoint", "best", ["best", "latest"],
                                 "Which checkpoint of a run workdir.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", None,
                                    "Global eval batch size (default: the run's).")
-_DATA_DIR = flags.DEFINE_string("data_dir", None,
-                                "Replaces the runs' config.data.data_dir (data elsewhere).")
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None, "Where results go (default: the run's workdir; with --zoo and "
     "--compare, results are only printed unless this is set).")
-_VERBOSE = flags.DEFINE_bool("verbose", False, "Show the Python traceback of errors (by "
-                             "default a bad run, checkpoint or flag prints one message).")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
-                                   "host:port of process 0, for multi-process jobs.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+# The `--config.data.*` arguments, kept aside by `_parse_flags` (their types depend on the task).
+_DATA_OVERRIDE_ARGS: list[str] = []
 
 # Data config fields that depend on the machine, not on the task.
 _PATH_SUFFIXES = ("_dir", "_path", "_file")
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+  """`cli.parse_flags` of all but the `--config.data.*` arguments, which are kept aside."""
+  others, overrides = cli.split_data_overrides(argv)
+  _DATA_OVERRIDE_ARGS[:] = overrides
+  misplaced = [arg for arg in others[1:] if re.match(r"--(no)?config\b", arg)]
+  if misplaced:
+    sys.exit(f"FATAL Flags parsing error: {misplaced[0]}: eval.py overrides only data fields "
+             "(--config.data.<field>=value); the model and its training settings come from "
+             "the saved config")
+  return cli.parse_flags(others)
+
+
 def _evaluate(path: str) -> dict[str, Any]:
-  result, info = train_lib.evaluate_checkpoint(
+  ref = checkpointing.find_checkpoint(path, prefer=_CHECKPOINT.value)
+  saved_task = checkpointing.load_config_json(ref)["data"]["name"]
+  result, info = evaluation.evaluate_checkpoint(
       path, _SPLIT.value, prefer=_CHECKPOINT.value, batch_size=_BATCH_SIZE.value,
-      data_overrides=_data_overrides(), max_examples=_MAX_EXAMPLES.value)
+      data_overrides=_data_overrides(saved_task), max_examples=_MAX_EXAMPLES.value)
   return {"run": path, "split": _SPLIT.value, **info, **result}
 
 
 def _evaluate_zoo(name: str) -> dict[str, Any]:
-  model = train_lib.SavedModel.from_zoo(name, batch_size=_BATCH_SIZE.value,
-                                        data_overrides=_data_overrides())
+  saved_task = zoo.get_entry(name).config["data"]["name"]
+  model = evaluation.SavedModel.from_zoo(name, batch_size=_BATCH_SIZE.value,
+                                         data_overrides=_data_overrides(saved_task))
   result = model.evaluate(_SPLIT.value, _MAX_EXAMPLES.value)
   return {"run": f"zoo:{name}", "split": _SPLIT.value, **model.info, **result}
 
 
-def _data_overrides() -> dict[str, Any] | None:
-  return {"data_dir": _DATA_DIR.value} if _DATA_DIR.value else None
+def _data_overrides(saved_task: str) -> dict[str, Any] | None:
+  if not _DATA_OVERRIDE_ARGS:
+    return None
+  return cli.parse_data_overrides(_DATA_OVERRIDE_ARGS, saved_task)
+
+
+def _task_overridden() -> bool:
+  return any(arg.startswith("--config.data.name=") for arg in _DATA_OVERRIDE_ARGS)
+
+
+def _stem(prefix: str, row: dict[str, Any]) -> str:
+  """A results file name; evaluations on another task than the trained one name it."""
+  return f"{prefix}_{_SPLIT.value}" + (f"_on_{row['task']}" if _task_overridden() else "")
 
 
 def _check_same_task(rows: list[dict[str, Any]]) -> None:
@@ -127,9 +151,7 @@ def main(argv: list[str]) -> None:
     quiet_logs.quiet_dependency_logs()
   if sum(bool(flag.value) for flag in (_WORKDIR, _ZOO, _COMPARE)) != 1:
     raise app.UsageError("pass exactly one of --workdir, --zoo and --compare")
-  sharding.initialize_distributed(
-      os.environ, coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
-      process_id=_PROCESS_ID.value, force=False)
+  cli.initialize_distributed()
   is_writer = jax.process_index() == 0
   if _WORKDIR.value:
     row = _evaluate(_WORKDIR.value)
@@ -137,7 +159,7 @@ def main(argv: list[str]) -> None:
       print(markdown_table([row]))
       directory = pathlib.Path(_OUTPUT_DIR.value or _WORKDIR.value)
       try:
-        _write([row], directory, f"eval_{_CHECKPOINT.value}_{_SPLIT.value}")
+        _write([row], directory, _stem(f"eval_{_CHECKPOINT.value}", row))
       except OSError as e:
         if _OUTPUT_DIR.value:
           raise
@@ -149,11 +171,12 @@ def main(argv: list[str]) -> None:
     if is_writer:
       print(markdown_table([row]))
       stored = zoo.get_entry(_ZOO.value).metrics
-      print(f"manifest: test accuracy {stored['test_accuracy']:.4f} on "
-            f"{stored['test_examples']} examples, {stored['slice_accuracy']:.4f} on the first "
-            f"{stored['slice_examples']} (evaluated on {stored['eval_device']})")
+      if not _task_overridden():  # the manifest's numbers are on the trained task
+        print(f"manifest: test accuracy {stored['test_accuracy']:.4f} on "
+              f"{stored['test_examples']} examples, {stored['slice_accuracy']:.4f} on the "
+              f"first {stored['slice_examples']} (evaluated on {stored['eval_device']})")
       if _OUTPUT_DIR.value:
-        _write([row], pathlib.Path(_OUTPUT_DIR.value), f"eval_zoo_{_ZOO.value}_{_SPLIT.value}")
+        _write([row], pathlib.Path(_OUTPUT_DIR.value), _stem(f"eval_zoo_{_ZOO.value}", row))
     return
   if len(_COMPARE.value) < 2:
     raise app.UsageError("--compare needs at least two runs")
@@ -164,22 +187,19 @@ def main(argv: list[str]) -> None:
     print(f"task {rows[0]['task']}, split {_SPLIT.value} ({_CHECKPOINT.value} checkpoints):")
     print(table)
     if _OUTPUT_DIR.value:
-      _write(rows, pathlib.Path(_OUTPUT_DIR.value), f"compare_{_SPLIT.value}")
-      (pathlib.Path(_OUTPUT_DIR.value) / f"compare_{_SPLIT.value}.md").write_text(table + "\n")
+      stem = _stem("compare", rows[0])
+      _write(rows, pathlib.Path(_OUTPUT_DIR.value), stem)
+      (pathlib.Path(_OUTPUT_DIR.value) / f"{stem}.md").write_text(table + "\n")
 
 
 def _main_with_errors(argv: list[str]) -> None:
   try:
     main(argv)
-  except (checkpointing.CheckpointMismatchError, checkpointing.CorruptCheckpointError,
-          zoo.ZooIntegrityError, data.MissingDataError, KeyError, ValueError, OSError) as e:
-    if _VERBOSE.value:
+  except cli.USER_ERRORS as e:
+    if cli.VERBOSE.value:
       raise
-    # str(KeyError) is the repr of its message, quotes and escapes included.
-    text = e.args[0] if isinstance(e, KeyError) and e.args else e
-    sys.exit(f"eval failed: {type(e).__name__}: {text} (rerun with --verbose for the "
-             "traceback)")
+    sys.exit(f"eval failed: {cli.error_message(e)}")
 
 
 if __name__ == "__main__":
-  app.run(_main_with_errors)
+  app.run(_main_with_errors, flags_parser=_parse_flags)

@@ -12,7 +12,6 @@ Rerunning the same command resumes from the latest checkpoint in the workdir.
 
 from __future__ import annotations
 
-import os
 import pathlib
 import re
 import shlex
@@ -24,14 +23,11 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from ms_ssm_jax import checkpointing
-from ms_ssm_jax import data
+from ms_ssm_jax import cli
 from ms_ssm_jax import quiet_logs
 from ms_ssm_jax import run_config
-from ms_ssm_jax import sharding
 from ms_ssm_jax import train_lib
 from ms_ssm_jax import workdir_lock
-from ms_ssm_jax import zoo
 
 _DEFAULT_CONFIG = str(pathlib.Path(__file__).resolve().parent / "configs" / "default.py")
 
@@ -39,37 +35,6 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", _DEFAULT_CONFIG, "Config file (`path.py` or `path.py:arg`); override fields "
     "with --config.a.b=value.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics).")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
-                                   "host:port of process 0, for multi-process jobs.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
-_VERBOSE = flags.DEFINE_bool("verbose", False, "Show the Python traceback of errors (by "
-                             "default a bad config, data or workdir prints one message).")
-_DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False, "Initialize jax.distributed with auto-detection even when the "
-    "environment does not list several processes (e.g. some TPU pod launchers).")
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  """absl flag parsing whose errors are one line (a mistyped config key is named)."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    sys.exit(f"FATAL Flags parsing error: {e}\nPass --helpshort or --helpfull to see help.")
-  except (KeyError, AttributeError) as e:
-    # ml_collections wraps the KeyError (with its "did you mean") in an AttributeError.
-    cause = e
-    while cause.args and isinstance(cause.args[0], (KeyError, AttributeError)):
-      cause = cause.args[0]
-    message = " ".join(str(cause.args[0] if cause.args else cause).split())
-    key = re.match(r"'([\w.]+)'", message)
-    culprits = [arg.split("=", 1)[0] for arg in argv
-                if key and arg.startswith("--config.")
-                and key.group(1) in arg.split("=", 1)[0].split(".")]
-    where = f" {', '.join(culprits)}" if culprits else ""
-    sys.exit(f"FATAL Flags parsing error: unknown config key{where}: {message}")
-  except (OSError, ValueError) as e:  # a missing config file, a bad config arg
-    sys.exit(f"FATAL Flags parsing error: {type(e).__name__}: {e}")
 
 
 def main(argv: list[str]) -> None:
@@ -87,10 +52,7 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"--workdir={_WORKDIR.value}: URLs are not supported yet; mount the "
                          "bucket on every host (gcsfuse, docs/SCALING.md) and pass the mounted "
                          "path")
-  if sharding.initialize_distributed(
-      os.environ, coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
-      process_id=_PROCESS_ID.value, force=_DISTRIBUTED.value):
-    logging.info("jax.distributed: process %d of %d", jax.process_index(), jax.process_count())
+  cli.initialize_distributed()
   if jax.process_index() == 0:
     print(f"JAX {jax.__version__}: {jax.device_count()} devices "
           f"({jax.local_device_count()} local, {jax.process_count()} processes): "
@@ -98,26 +60,12 @@ def main(argv: list[str]) -> None:
   try:
     train_lib.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
                                  command="python " + shlex.join(sys.argv))
-  except _USER_ERRORS as e:
-    if _VERBOSE.value:
+  except (*cli.USER_ERRORS, train_lib.NonFiniteError, run_config.ConfigChangedError,
+          workdir_lock.WorkdirLockedError) as e:
+    if cli.VERBOSE.value:
       raise
-    sys.exit(f"training stopped: {error_message(e)}")
-
-
-# What a user can cause: a bad config value, missing or mismatched data, a workdir or
-# checkpoint that cannot be used. Their messages say what to do; a traceback adds nothing.
-_USER_ERRORS = (train_lib.NonFiniteError, data.MissingDataError,
-                checkpointing.CheckpointMismatchError, checkpointing.CorruptCheckpointError,
-                zoo.ZooIntegrityError, run_config.ConfigChangedError,
-                workdir_lock.WorkdirLockedError, KeyError, ValueError, OSError)
-
-
-def error_message(error: Exception) -> str:
-  """`Type: message` of a user error, pointing to --verbose for the traceback."""
-  # str(KeyError) is the repr of its message, quotes and escapes included.
-  text = error.args[0] if isinstance(error, KeyError) and error.args else error
-  return f"{type(error).__name__}: {text} (rerun with --verbose for the traceback)"
+    sys.exit(f"training stopped: {cli.error_message(e)}")
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -1,4 +1,5 @@
-"""Metric computation on the host and metric writers (stdout, CSV and JSONL in the workdir).
+"""Metrics: per-batch loss and counts (on the devices), host-side metrics, and the writers
+(stdout, CSV, JSONL and TensorBoard events in the workdir).
 
 Files, one row per logged event, appended across resumes:
   <workdir>/metrics/<stream>.csv     (stream: "train", "eval")
@@ -18,9 +19,59 @@ import pathlib
 import sys
 from typing import Any, Mapping, TextIO
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import tensorboardX
 from absl import logging
+from flax import traverse_util
+
+# Train metrics under this prefix are per-layer mixer stability ratios (`mixer_ratios`).
+MIXER_RATIO_PREFIX = "mixer_ratio/"
+
+
+def loss_and_counts(logits: jax.Array, batch: dict[str, jax.Array], target: str
+                    ) -> dict[str, jax.Array]:
+  """Weighted sums of the loss and of correct predictions over a batch.
+
+  Args:
+    logits: (B, C).
+    batch: `labels` (B,) int32 for target "class" or (B, C) multi-hot for "multilabel", and
+      `weights` (B,) (0 for padding examples).
+    target: "class" (softmax cross-entropy) or "multilabel" (sigmoid binary cross-entropy,
+      mean over classes; accuracy is the mean per-label accuracy at threshold 0.5).
+
+  Returns:
+    {"loss_sum", "correct_sum", "weight_sum", "nonfinite_sum"} (examples of nonzero weight whose
+    loss is NaN or infinite), float32 scalars. Padding examples never add to the loss sum.
+  """
+  weights = batch["weights"].astype(jnp.float32)
+  logits = logits.astype(jnp.float32)
+  if logits.ndim != 2:
+    raise ValueError(f"the loss needs one logit vector per example, (B, num_classes); "
+                     f"got logits of shape {logits.shape} (use model pooling 'mean' or 'last')")
+  labels = batch["labels"]
+  if target == "class":
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+  elif target == "multilabel":
+    losses = optax.sigmoid_binary_cross_entropy(logits, labels).mean(axis=-1)
+    correct = ((logits > 0) == (labels > 0.5)).astype(jnp.float32).mean(axis=-1)
+  else:
+    raise ValueError(f"unknown target {target!r}; expected 'class' or 'multilabel'")
+  counted = weights > 0
+  return {"loss_sum": jnp.sum(jnp.where(counted, losses * weights, 0.0)),
+          "correct_sum": jnp.sum(correct * weights), "weight_sum": jnp.sum(weights),
+          "nonfinite_sum": jnp.sum(counted & ~jnp.isfinite(losses)).astype(jnp.float32)}
+
+
+def mixer_ratios(intermediates: Any) -> dict[str, jax.Array]:
+  """`{"mixer_ratio/<layer path>": ratio}` from the `mixer_input_ratio` values that MS-SSM
+  layers with a linear-input mixer sow (`ms_ssm.mixer.input_ratio`); empty for other models."""
+  flat = traverse_util.flatten_dict(intermediates, sep="/")
+  return {f"{MIXER_RATIO_PREFIX}{path.rsplit('/', 1)[0]}": jnp.max(jnp.stack(values))
+          for path, values in flat.items() if path.endswith("mixer_input_ratio")}
 
 
 def macro_auroc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:

@@ -247,6 +247,14 @@ def dummy_batch(task_spec: TaskSpec, batch_size: int,
   return batch
 
 
+def init_variables(model: nn.Module, spec: TaskSpec, key: jax.Array) -> dict[str, Any]:
+  """Fresh model variables: {"params", "batch_stats"} ({} when the model has no BatchNorm)."""
+  params_key, dropout_key = jax.random.split(key)
+  variables = model.init({"params": params_key, "dropout": dropout_key},
+                         dummy_batch(spec, 1), train=False)
+  return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelSummary:
   """Parameter and state counts of a model, for printing.

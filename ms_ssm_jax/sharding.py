@@ -113,6 +113,12 @@ def state_shardings(mesh: Mesh, abstract_tree: Any,
       abstract_tree)
 
 
+def with_shardings(abstract: Any, shardings: Any) -> Any:
+  """`ShapeDtypeStruct`s of `abstract` carrying `shardings` (a restore target)."""
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                      abstract, shardings)
+
+
 def process_data_shard(mesh: Mesh, global_batch_size: int) -> tuple[int, int]:
   """Which part of each global batch this process must supply.
 

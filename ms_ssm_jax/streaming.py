@@ -1,6 +1,6 @@
 """Streaming inference: a whole model fed one sample at a time, a prediction after every sample.
 
-    saved = train_lib.SavedModel.from_zoo("ms_ssm_japanese_vowels")
+    saved = evaluation.SavedModel.from_zoo("ms_ssm_japanese_vowels")
     model, variables = saved.model, saved.variables
     state = streaming.init_stream(model, variables, batch_size=1)
     step = jax.jit(functools.partial(streaming.stream_step, model))

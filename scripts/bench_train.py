@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import bench_common  # noqa: E402
 from configs import common  # noqa: E402
-from ms_ssm_jax import data, model as model_lib, optim, sharding, train_lib  # noqa: E402
+from ms_ssm_jax import data, layers, model as model_lib, optim, sharding, train_lib  # noqa: E402
 
 
 def load_config(spec: str):
@@ -84,7 +84,7 @@ def bench_config(name: str, config, steps: int) -> dict:
     times.append(time.perf_counter() - start)
   step_ms = float(np.median(times) * 1e3)
   return {"config": name, "task": spec.name, "layer": config.model.layer,
-          "params": train_lib.parameter_count(state.params), "batch": batch_size,
+          "params": layers.count_parameters(state.params), "batch": batch_size,
           "L": spec.max_length, "step_ms": step_ms, "examples/s": batch_size / step_ms * 1e3,
           "first_step_s": compile_s, "loss_finite": bool(np.isfinite(float(metrics["loss_sum"])))}
 

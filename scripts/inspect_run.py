@@ -29,6 +29,7 @@ import numpy as np
 
 from ms_ssm_jax import checkpointing
 from ms_ssm_jax import data
+from ms_ssm_jax import evaluation
 from ms_ssm_jax import model as model_lib
 from ms_ssm_jax import train_lib
 
@@ -121,7 +122,7 @@ def main() -> None:
   args = parser.parse_args()
 
   overrides = {"data_dir": args.data_dir} if args.data_dir else None
-  saved = train_lib.SavedModel.from_checkpoint(args.workdir, prefer=args.checkpoint,
+  saved = evaluation.SavedModel.from_checkpoint(args.workdir, prefer=args.checkpoint,
                                                data_overrides=overrides)
   config, spec, model = saved.config, saved.spec, saved.model
   variables = jax.device_get(saved.variables)

@@ -26,8 +26,8 @@ from typing import Any, Sequence
 import jax
 
 from ms_ssm_jax import checkpointing
+from ms_ssm_jax import evaluation
 from ms_ssm_jax import provenance
-from ms_ssm_jax import train_lib
 from ms_ssm_jax import zoo
 
 TEST_SPLIT = "test"
@@ -104,7 +104,7 @@ def release(args: argparse.Namespace) -> zoo.ZooEntry:
   ref = checkpointing.find_checkpoint(run_dir, prefer=args.checkpoint)
   facts = training_facts(run_dir, ref.step, args)
   config_json = checkpointing.load_config_json(ref)
-  model = train_lib.SavedModel(
+  model = evaluation.SavedModel(
       config_json, lambda target: checkpointing.load_variables(ref, target),
       checkpoint=str(ref), step=ref.step, batch_size=args.batch_size,
       data_overrides={"data_dir": args.data_dir} if args.data_dir else None)

@@ -18,15 +18,15 @@ import jax
 import numpy as np
 
 from ms_ssm_jax import data
+from ms_ssm_jax import evaluation
 from ms_ssm_jax import streaming
-from ms_ssm_jax import train_lib
 
 _ZOO = flags.DEFINE_string("zoo", "ms_ssm_japanese_vowels", "A released model's name.")
 _EXAMPLE = flags.DEFINE_integer("example", 0, "Which test example to stream.")
 _SPLIT = flags.DEFINE_string("split", "test", "The split to take the example from.")
 
 
-def _example(saved: train_lib.SavedModel, index: int) -> dict[str, np.ndarray]:
+def _example(saved: evaluation.SavedModel, index: int) -> dict[str, np.ndarray]:
   """The `index`-th example of the split as a batch of one (its valid steps only)."""
   batches = data.make_iterator(saved.config.data, _SPLIT.value, global_batch_size=1, seed=0,
                                shuffle=False, drop_remainder=False, max_examples=index + 1,
@@ -39,7 +39,7 @@ def _example(saved: train_lib.SavedModel, index: int) -> dict[str, np.ndarray]:
 
 def main(argv: list[str]) -> None:
   del argv
-  saved = train_lib.SavedModel.from_zoo(_ZOO.value)
+  saved = evaluation.SavedModel.from_zoo(_ZOO.value)
   model, variables = saved.model, jax.device_get(saved.variables)
   batch = _example(saved, _EXAMPLE.value)
   length = batch["inputs"].shape[1]

@@ -27,6 +27,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import train  # noqa: E402  (needs the repository root on the path)
+from ms_ssm_jax import cli  # noqa: E402
 from ms_ssm_jax import data  # noqa: E402
 from ms_ssm_jax import sharding  # noqa: E402
 
@@ -87,4 +88,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=train.parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -11,6 +11,7 @@ import pytest
 
 from ms_ssm_jax import checkpointing
 from ms_ssm_jax import data
+from ms_ssm_jax import finetune
 from ms_ssm_jax import run_config
 from ms_ssm_jax import sharding
 from ms_ssm_jax import train_lib
@@ -42,7 +43,7 @@ def test_save_restore_roundtrip(tmp_path, monkeypatch):
   ckpt.wait_until_finished()
   assert ckpt.latest_step() == 3
   assert sorted(int(p.name) for p in (tmp_path / "run" / "checkpoints").iterdir()) == [2, 3]
-  abstract = train_lib.with_shardings(items, shardings)
+  abstract = sharding.with_shardings(items, shardings)
   restored = ckpt.restore(3, abstract)
   ckpt.close()
   assert_trees_close(restored, items, atol=0)
@@ -160,4 +161,4 @@ def test_missing_init_from_is_a_clear_error(tmp_path):
 
 def test_unknown_init_head_is_rejected(tmp_path):
   with pytest.raises(ValueError, match="init_head"):
-    train_lib.fine_tune_variables({}, str(tmp_path), "replace")
+    finetune.fine_tune_variables({}, str(tmp_path), "replace")

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ms_ssm_jax import evaluation
 from ms_ssm_jax import model as model_lib
 from ms_ssm_jax import streaming
-from ms_ssm_jax import train_lib
 from tests.test_model import CONTINUOUS
 from tests.test_model import DUAL
 from tests.test_model import TOKENS
@@ -73,7 +73,7 @@ def test_streamed_logits_equal_the_parallel_pass_on_every_prefix(name):
 
 
 def test_released_model_streams_to_the_parallel_logits():
-  saved = train_lib.SavedModel.from_zoo("ms_ssm_japanese_vowels")
+  saved = evaluation.SavedModel.from_zoo("ms_ssm_japanese_vowels")
   model, variables = saved.model, jax.device_get(saved.variables)
   length = 29  # JapaneseVowels' longest sequence; longer than the widest wavelet filter
   inputs = jax.random.normal(jax.random.key(0), (B, length, saved.spec.num_channels))

@@ -19,6 +19,8 @@ import pytest
 from configs import common
 from ms_ssm_jax import checkpointing
 from ms_ssm_jax import data
+from ms_ssm_jax import evaluation
+from ms_ssm_jax import metrics
 from ms_ssm_jax import train_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -75,7 +77,7 @@ def trained_run(tmp_path_factory):
   with pytest.MonkeyPatch.context() as patch:
     # Any retrace (new shapes, dtypes or shardings between steps) raises here.
     patch.setattr(train_lib, "train_step", chex.assert_max_traces(train_lib.train_step, n=1))
-    patch.setattr(train_lib, "eval_step", chex.assert_max_traces(train_lib.eval_step, n=1))
+    patch.setattr(evaluation, "eval_step", chex.assert_max_traces(evaluation.eval_step, n=1))
     state = train_lib.train_and_evaluate(config, workdir)
   return workdir, state
 
@@ -170,10 +172,10 @@ def test_train_py_mistyped_key_names_it(tmp_path):
 def test_loss_sums_skip_padding_and_count_nonfinite_examples():
   logits = np.array([[1.0, 0.0], [np.nan, 0.0], [0.0, np.inf]], np.float32)
   batch = {"labels": np.array([0, 1, 0]), "weights": np.array([1.0, 0.0, 1.0], np.float32)}
-  counts = jax.device_get(train_lib.loss_and_counts(logits, batch, "class"))
+  counts = jax.device_get(metrics.loss_and_counts(logits, batch, "class"))
   assert counts["nonfinite_sum"] == 1  # the infinite logit; the NaN one is a padding example
   batch["weights"] = np.array([1.0, 0.0, 0.0], np.float32)
-  counts = jax.device_get(train_lib.loss_and_counts(logits, batch, "class"))
+  counts = jax.device_get(metrics.loss_and_counts(logits, batch, "class"))
   assert np.isfinite(counts["loss_sum"]) and counts["nonfinite_sum"] == 0
 
 
@@ -182,7 +184,7 @@ def test_inspect_run_finds_a_broken_running_variance(trained_run):
   import inspect_run  # pylint: disable=g-import-not-at-top
 
   workdir, _ = trained_run
-  saved = train_lib.SavedModel.from_checkpoint(workdir, prefer="latest")
+  saved = evaluation.SavedModel.from_checkpoint(workdir, prefer="latest")
   model, spec = saved.model, saved.spec
   variables = jax.device_get(saved.variables)
   batch = inspect_run.first_batch(saved.config.data, "validation", 4)
@@ -203,7 +205,7 @@ def test_inspect_run_finds_a_broken_running_variance(trained_run):
   saved.variables = variables
   result = saved.evaluate("validation")
   assert result["nonfinite_examples"] == result["num_examples"] and np.isnan(result["loss"])
-  assert "running statistics" in train_lib.nonfinite_eval_warning("validation", 30, 3, 10)
+  assert "running statistics" in evaluation.nonfinite_eval_warning("validation", 30, 3, 10)
 
 
 def test_a_run_that_fails_before_its_first_step_leaves_no_half_made_workdir(tmp_path):

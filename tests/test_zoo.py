@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 
 from ms_ssm_jax import checkpointing
+from ms_ssm_jax import evaluation
+from ms_ssm_jax import finetune
 from ms_ssm_jax import train_lib
 from ms_ssm_jax import zoo
 from ms_ssm_jax.data import uea
@@ -76,7 +78,7 @@ def test_entry_file_matches_the_manifest_and_the_model(entry):
                                        entry.config["model"]["layer"])
   assert {"command", "device", "date"} <= {k for k, v in entry.to_json().items() if v}
   # Rebuilds the model from the stored config; every array must fit it.
-  model = train_lib.SavedModel.from_zoo(entry.name)
+  model = evaluation.SavedModel.from_zoo(entry.name)
   assert model.info["params"] > 0
 
 
@@ -98,7 +100,7 @@ def test_entry_reproduces_its_slice_accuracy(entry, generated_data_dir):
   overrides = ({"data_dir": str(generated_data_dir)} if entry.task in GENERATED_TASKS
                else None)
   # A batch that splits over the tests' 8 CPU devices; eval-mode metrics do not depend on it.
-  model = train_lib.SavedModel.from_zoo(entry.name, data_overrides=overrides,
+  model = evaluation.SavedModel.from_zoo(entry.name, data_overrides=overrides,
                                         batch_size=5 * jax.device_count())
   result = model.evaluate("test", metrics["slice_examples"])
   assert result["num_examples"] == metrics["slice_examples"]
@@ -156,10 +158,10 @@ def test_release_script_writes_a_verified_entry(tiny_zoo):
   for path in saved:
     np.testing.assert_array_equal(released[path], saved[path], err_msg=path)
   # The metrics are those of the checkpoint, on the whole test split and on the slice.
-  test, _ = train_lib.evaluate_checkpoint(run, "test")
+  test, _ = evaluation.evaluate_checkpoint(run, "test")
   assert entry.metrics["test_accuracy"] == pytest.approx(test["accuracy"], abs=1e-9)
   assert entry.metrics["test_examples"] == test["num_examples"] == 370
-  model = train_lib.SavedModel.from_zoo(TINY_NAME, directory=directory)
+  model = evaluation.SavedModel.from_zoo(TINY_NAME, directory=directory)
   assert model.evaluate("test", 50) == pytest.approx(
       {"loss": entry.metrics["slice_loss"], "accuracy": entry.metrics["slice_accuracy"],
        "num_examples": 50}, rel=1e-6)
@@ -220,11 +222,11 @@ def test_init_from_errors_are_clear(tiny_zoo, tmp_path, monkeypatch):
   directory, _, _ = tiny_zoo
   monkeypatch.setenv(zoo.ZOO_DIR_ENV, str(directory))
   with pytest.raises(FileNotFoundError, match=f"not a zoo name \\(zoo entries: {TINY_NAME}\\)"):
-    train_lib.fine_tune_variables({}, "no_such_model", "keep")
+    finetune.fine_tune_variables({}, "no_such_model", "keep")
   monkeypatch.chdir(tmp_path)
   (tmp_path / TINY_NAME).mkdir()
   with pytest.raises(ValueError, match=f"names both a zoo entry and the path.*./{TINY_NAME}"):
-    train_lib.fine_tune_variables({}, TINY_NAME, "keep")
+    finetune.fine_tune_variables({}, TINY_NAME, "keep")
   with pytest.raises(ValueError, match="re-initializes nothing"):
-    train_lib.fine_tune_variables({"params": {"head": {"kernel": np.zeros(1)}}}, TINY_NAME,
+    finetune.fine_tune_variables({"params": {"head": {"kernel": np.zeros(1)}}}, TINY_NAME,
                                   "encoder/.*")
