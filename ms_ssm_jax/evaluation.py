@@ -236,6 +236,7 @@ def evaluations_at_best(eval_csv: pathlib.Path, metric: str) -> dict[str, Any]:
   if not scored:
     return {}
   step = -max(scored)[1]
-  splits = {r["split"]: {k: float(v) for k, v in r.items() if k not in ("step", "split") and v}
+  splits = {r["split"]: {k: int(float(v)) if k == "num_examples" else float(v)
+                         for k, v in r.items() if k not in ("step", "split") and v}
             for r in rows if int(r["step"]) == step}
   return {"step": step, "splits": splits}
