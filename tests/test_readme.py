@@ -84,4 +84,4 @@ def test_every_readme_command_runs_at_toy_size(tmp_path):
     outputs[command] = run.stdout + run.stderr
   zoo_eval = next(out for command, out in outputs.items() if "--zoo=ms_ssm_japanese_vowels" in
                   command and "eval.py" in command)
-  assert "0.9757" in zoo_eval  # the accuracy the README states
+  assert "0.9703" in zoo_eval  # the accuracy the README states
