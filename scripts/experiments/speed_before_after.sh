@@ -12,7 +12,8 @@
 # Writes $OUT/<before|after>/bench_<section>.json and bench_train.json, logs in $OUT/logs, and
 # $OUT/compare.md: every timed column of both sides and the ratio after / before.
 # TOY=1 runs the same steps at toy sizes (a CPU dry run of the driver, not a measurement);
-# BEFORE_TREE moves the old checkout from /tmp/before.
+# BEFORE_TREE moves the old checkout from /tmp/before. Like every driver here it sources lib.sh,
+# which empties /tmp/logs and /tmp/wd: mind that on a shared machine.
 set -u
 export CLOCK=${CLOCK:-520}
 source scripts/experiments/lib.sh
@@ -68,7 +69,7 @@ $PY - "$dest" > $dest/compare.md 2>&1 <<'EOF'
 import json, os, sys
 
 dest = sys.argv[1]
-timed = ("_ms", "_GFLOP", "_traffic_GB", "_temp_GB", "step_ms")
+timed = ("_ms", "_GFLOP", "_traffic_GB", "_temp_GB", "_peak_GB", "step_ms")
 for name in sorted(os.listdir(os.path.join(dest, "after")) if os.path.isdir(
     os.path.join(dest, "after")) else []):
   sides = {}
