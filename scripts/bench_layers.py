@@ -17,6 +17,7 @@ Usage:
   python scripts/bench_layers.py --section scan --lengths 1024,4096,16384,65536
   python scripts/bench_layers.py --section layers --lengths 1024,4096
   python scripts/bench_layers.py --section parts --lengths 4096 --only "s5 x6"
+  python scripts/bench_layers.py --section layers --lengths 4096 --only "=s5,s4d (real), conv"
   python scripts/bench_layers.py --section kernels --batch 50 --lengths 2048 --states 16,128
 Results also go to results/bench_<section>.json (or $BENCH_RESULTS_DIR), rewritten after every
 row, so a run stopped by a time limit keeps its finished rows.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
 import sys
 from typing import Any, Callable, Iterator
 
@@ -151,11 +153,21 @@ def _time_layer(row: dict, apply: Callable[[dict, Array], Array], params: dict,
   return row
 
 
+def parse_only(text: str) -> list[str]:
+  """`--only`'s filters: split at commas not followed by a space (names hold ", ")."""
+  return [v for v in re.split(r",(?! )", text) if v]
+
+
+def matches(only: str, name: str) -> bool:
+  """A filter matches names containing it, or, written `=name`, that name alone."""
+  return only[1:] == name if only.startswith("=") else only in name
+
+
 def selected_layers(width: int, mimo_state: int, siso_state: int,
                     only: list[str]) -> Iterator[tuple[str, str, nn.Module]]:
   """`(suite name, registry name, layer)` of the `layer_suite` entries matching `only`."""
   for name, (layer_name, overrides) in layer_suite(mimo_state, siso_state).items():
-    if not only or any(o in name for o in only):
+    if not only or any(matches(o, name) for o in only):
       cfg = layers.default_layer_config(layer_name)
       cfg.update(overrides)
       yield name, layer_name, layers.make_layer(layer_name, width, cfg)
@@ -243,7 +255,7 @@ def bench_kernels(log: bench_common.RowLog, batch: int, length: int, width: int,
   for n in states:
     for backbone in ("s4d_real", "s6"):
       for variant, overrides in kernel_variants(backbone).items():
-        if only and not any(name in variant for name in only):
+        if only and not any(matches(o, variant) for o in only):
           continue
         cfg = layers.default_layer_config("ms_ssm")
         cfg.update({"num_levels": levels, "backbone": backbone, "state_per_stream": n,
@@ -293,8 +305,10 @@ def main() -> None:
   parser.add_argument("--mimo_state", type=int, default=256)
   parser.add_argument("--siso_state", type=int, default=64)
   parser.add_argument("--only", default="",
-                      help="layers, parts: comma-separated layer-name filters; "
-                           "kernels: variant filters")
+                      help="layers, parts: layer-name filters; kernels: variant filters; "
+                           "separated by commas without a space after them (names hold "
+                           "', '); a filter matches names containing it, `=name` that name "
+                           "alone")
   parser.add_argument("--lengths", default="1024,4096,16384,65536")
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--states", default="256",
@@ -324,17 +338,17 @@ def main() -> None:
                    f"{args.kernel_blocks}")
     bench_kernels(log, args.batch, lengths[0], args.width, args.levels,
                   [int(v) for v in args.states.split(",")], args.repeats, blocks,
-                  [v for v in args.only.split(",") if v])
+                  parse_only(args.only))
     columns = ["what", "variant", "N", "B", "L", "H", "streams", "fwd_ms", "fwd_temp_GB",
                "fwd_peak_GB", "fwd+bwd_ms", "fwd+bwd_temp_GB", "fwd+bwd_peak_GB"]
   elif args.section == "parts":
     bench_parts(log, lengths, args.tokens, args.width, args.mimo_state, args.siso_state,
-                args.repeats, [v for v in args.only.split(",") if v])
+                args.repeats, parse_only(args.only))
     columns = ["layer", "replaced", "L", "B", "fwd_ms", "fwd+bwd_ms", "fwd+bwd_GFLOP",
                "fwd+bwd_traffic_GB", "fwd+bwd_temp_GB"]
   else:
     bench_layers(log, lengths, args.tokens, args.width, args.mimo_state, args.siso_state,
-                 args.repeats, [v for v in args.only.split(",") if v])
+                 args.repeats, parse_only(args.only))
     columns = ["layer", "L", "B", "H", "floats/step", "params", "fwd_ms", "fwd+bwd_ms",
                "fwd+bwd_GFLOP", "fwd+bwd_traffic_GB", "fwd+bwd_temp_GB", "tokens/s (fwd+bwd)"]
   if not log.rows:

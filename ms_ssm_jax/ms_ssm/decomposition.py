@@ -28,6 +28,7 @@ past samples.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import flax.linen as nn
@@ -143,44 +144,149 @@ def filterbank_filters(phi: Array, psi: Array, streams: str) -> list[Array]:
   return [approx_filters[-1]] + detail_filters[::-1]
 
 
-def _band_levels(num_levels: int, streams: str) -> list[int]:
-  """The level of each wavelet band in stream order (for the centered shifts)."""
+def stream_lookaheads(num_levels: int, kernel_size: int, streams: str, centered: bool
+                      ) -> tuple[int, ...]:
+  """`C_j` of every stream, in stream order: the steps each band is read late (0 if causal)."""
+  return tuple(centered_lookahead(level, kernel_size) if centered else 0
+               for _, level in _band_sources(num_levels, streams))
+
+
+def _delayed(x: Array, dilation: int, taps: int) -> list[Array]:
+  """`[x[t - dilation l] for l < taps]` along axis 1, zero before t = 0 (one pad, K slices)."""
+  length, span = x.shape[1], dilation * (taps - 1)
+  padded = jnp.pad(x, [(0, 0), (span, 0), (0, 0)])
+  return [padded[:, span - dilation * l:span - dilation * l + length] for l in range(taps)]
+
+
+def _advanced(x: Array, dilation: int, taps: int) -> list[Array]:
+  """`[x[t + dilation l] for l < taps]` along axis 1, zero from t = L on."""
+  length, span = x.shape[1], dilation * (taps - 1)
+  padded = jnp.pad(x, [(0, 0), (0, span), (0, 0)])
+  return [padded[:, dilation * l:dilation * l + length] for l in range(taps)]
+
+
+def _filter(views: list[Array], taps: Array) -> Array:
+  """`sum_l views[l] * taps[l]`: one level's filter applied to its K shifted views."""
+  out = views[0] * taps[0]
+  for view, tap in zip(views[1:], taps[1:]):
+    out = out + view * tap
+  return out
+
+
+def _band_sources(num_levels: int, streams: str) -> list[tuple[str, int]]:
+  """What each stream reads, in stream order: `("a", s)` (a^s), `("d", s)` (d^s) or `("x", 0)`."""
+  if num_levels == 0:
+    return [("x", 0)]
   if streams == "approx_only":
-    return list(range(num_levels, 0, -1))
-  return [num_levels] + list(range(num_levels, 0, -1))
+    return [("a", s) for s in range(num_levels, 0, -1)]
+  sources = [("a", num_levels)] + [("d", s) for s in range(num_levels, 0, -1)]
+  return sources + [("x", 0)] if streams == "details+approx+raw" else sources
 
 
-def cascade_bands(x: Array, phi: Array, psi: Array, streams: str) -> list[Array]:
-  """Causal wavelet bands by the level-by-level cascade, in stream order (raw excluded).
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def cascade_bands(x: Array, phi: Array, psi: Array, streams: str, lookaheads: tuple[int, ...]
+                  ) -> Array:
+  """All streams' inputs by the level-by-level cascade: `(B, L, H, S')`, stream order.
+
+  Band j is the causal band read `lookaheads[j]` steps later (the centered bands), zero
+  beyond the end of x. The custom gradient (`_cascade_bwd`) stores only x and the filters:
+  it recomputes the approximations, reads the band cotangents band-major once, and runs the
+  transposed cascade with each level's 2K filter gradients reduced in float32, where plain
+  autodiff would write K broadcasts per level and read the stacked cotangents once per band.
 
   Args:
     x: `(B, L, H)`.
-    phi, psi: `(S, K, H)`.
-    streams: the stream layout.
-
-  Returns:
-    A list of `(B, L, H)` bands.
+    phi, psi: `(S, K, H)` per-level filters (S >= 1), in x's dtype.
+    streams: one of `STREAM_LAYOUTS`.
+    lookaheads: `C_j` per stream (all 0 for causal bands).
   """
-  approx, details = [], []
-  current = x
-  for level in range(1, phi.shape[0] + 1):
-    pair = jnp.stack([phi[level - 1], psi[level - 1]], axis=-1)  # (K, H, 2)
-    out = causal_dilated_conv(current, pair, 2**(level - 1))
-    current = out[..., 0]
-    approx.append(current)
-    details.append(out[..., 1])
-  if streams == "approx_only":
-    return approx[::-1]
-  return [approx[-1]] + details[::-1]
+  return _cascade_fwd(x, phi, psi, streams, lookaheads)[0]
 
 
-def filterbank_bands(x: Array, phi: Array, psi: Array, streams: str) -> list[Array]:
+def _approximations(x: Array, phi: Array, levels: int) -> list[Array]:
+  """`[a^0 = x, a^1, ..., a^levels]`."""
+  out = [x]
+  for s in range(1, levels + 1):
+    out.append(_filter(_delayed(out[-1], 2**(s - 1), phi.shape[1]), phi[s - 1]))
+  return out
+
+
+def _cascade_fwd(x, phi, psi, streams, lookaheads):
+  length = x.shape[1]
+  # The centered bands read the causal ones C_j steps later, so the causal transform runs over
+  # max(C_j) zeros past the end to see the whole signal.
+  padded = jnp.pad(x, [(0, 0), (0, max(lookaheads)), (0, 0)])
+  levels = {("x", 0): padded}
+  current = padded
+  for s in range(1, phi.shape[0] + 1):
+    views = _delayed(current, 2**(s - 1), phi.shape[1])
+    if streams != "approx_only":
+      levels[("d", s)] = _filter(views, psi[s - 1])
+    current = levels[("a", s)] = _filter(views, phi[s - 1])
+  sources = _band_sources(phi.shape[0], streams)
+  bands = [levels[source][:, c:c + length] for source, c in zip(sources, lookaheads)]
+  return jnp.stack(bands, axis=-1), (x, phi, psi)
+
+
+def _correlate(views: list[Array], cotangent: Array) -> Array:
+  """`(K, H)`: `sum_{b, t} views[l][b, t, h] cotangent[b, t, h]`, accumulated in float32 or
+  wider."""
+  dtype = jnp.promote_types(cotangent.dtype, jnp.float32)
+  return jnp.stack([jnp.sum(v * cotangent, axis=(0, 1), dtype=dtype) for v in views])
+
+
+def _cascade_bwd(streams, lookaheads, residuals, g):
+  x, phi, psi = residuals
+  num_levels, taps = phi.shape[0], phi.shape[1]
+  length, extra = x.shape[1], max(lookaheads)
+  # One transpose to band-major: every band's cotangent is then read contiguously (a band of
+  # the (..., S') layout read alone costs a read of all S' bands).
+  g_bands = jnp.moveaxis(g, -1, 0)
+  cotangents = {}
+  for j, (source, c) in enumerate(zip(_band_sources(num_levels, streams), lookaheads)):
+    # The band read c steps later: its cotangent lands on the causal band at t + c.
+    cotangents[source] = jnp.pad(g_bands[j], [(0, 0), (c, extra - c), (0, 0)])
+  padded = jnp.pad(x, [(0, 0), (0, extra), (0, 0)])
+  approx = _approximations(padded, phi, num_levels - 1)
+  zeros = jnp.zeros((taps, phi.shape[2]), phi.dtype)
+  d_phi, d_psi = [zeros] * num_levels, [zeros] * num_levels
+  g_approx = cotangents[("a", num_levels)]
+  for s in range(num_levels, 0, -1):
+    dilation = 2**(s - 1)
+    views = _delayed(approx[s - 1], dilation, taps)
+    # Every use of a cotangent reads the one padded copy (its first view is the cotangent):
+    # a second consumer of the band would read all S' bands once more.
+    g_views = _advanced(g_approx, dilation, taps)
+    d_phi[s - 1] = _correlate(views, g_views[0])
+    g_below = _filter(g_views, phi[s - 1])
+    if ("d", s) in cotangents:
+      g_views = _advanced(cotangents[("d", s)], dilation, taps)
+      d_psi[s - 1] = _correlate(views, g_views[0])
+      g_below = g_below + _filter(g_views, psi[s - 1])
+    below = ("a", s - 1) if s > 1 else ("x", 0)
+    if below in cotangents:
+      g_below = g_below + cotangents[below]
+    g_approx = g_below
+  return (g_approx[:, :length].astype(x.dtype), jnp.stack(d_phi).astype(phi.dtype),
+          jnp.stack(d_psi).astype(psi.dtype))
+
+
+cascade_bands.defvjp(_cascade_fwd, _cascade_bwd)
+
+
+def filterbank_bands(x: Array, phi: Array, psi: Array, streams: str,
+                     lookaheads: tuple[int, ...]) -> Array:
   """The same bands as `cascade_bands`, by one parallel bank of composed filters."""
+  length = x.shape[1]
+  padded = jnp.pad(x, [(0, 0), (0, max(lookaheads)), (0, 0)])
   filters = filterbank_filters(phi, psi, streams)
   longest = max(f.shape[0] for f in filters)
   bank = jnp.stack([jnp.pad(f, [(0, longest - f.shape[0]), (0, 0)]) for f in filters], -1)
-  out = causal_dilated_conv(x, bank, 1)
-  return [out[..., j] for j in range(len(filters))]
+  out = causal_dilated_conv(padded, bank, 1)
+  bands = [out[:, c:c + length, :, j] for j, c in enumerate(lookaheads[:len(filters)])]
+  if streams == "details+approx+raw":
+    bands.append(x)
+  return jnp.stack(bands, axis=-1)
 
 
 def wavelet_bands(x: Array, phi: Array, psi: Array, *, streams: str, impl: str,
@@ -204,18 +310,9 @@ def wavelet_bands(x: Array, phi: Array, psi: Array, *, streams: str, impl: str,
   check_layout(num_levels, streams)
   if num_levels == 0:
     return x[..., None]
-  length = x.shape[1]
-  levels = _band_levels(num_levels, streams)
-  lookaheads = [centered_lookahead(s, kernel_size) if centered else 0 for s in levels]
-  # The centered bands read the causal ones C_s steps later, so the causal transform must run
-  # over max(C_s) zeros past the end to see the whole signal.
-  padded = jnp.pad(x, [(0, 0), (0, max(lookaheads)), (0, 0)])
+  lookaheads = stream_lookaheads(num_levels, kernel_size, streams, centered)
   compute = cascade_bands if impl == "cascade" else filterbank_bands
-  bands = compute(padded, phi, psi, streams)
-  bands = [band[:, c:c + length] for band, c in zip(bands, lookaheads)]
-  if streams == "details+approx+raw":
-    bands.append(x)
-  return jnp.stack(bands, axis=-1)
+  return compute(x, phi, psi, streams, lookaheads)
 
 
 def stream_filters(phi: Array, psi: Array, *, streams: str, centered: bool
@@ -240,12 +337,9 @@ def stream_filters(phi: Array, psi: Array, *, streams: str, centered: bool
   if num_levels == 0:
     return [impulse], [0]
   filters = filterbank_filters(phi, psi, streams)
-  lookaheads = [centered_lookahead(s, kernel_size) if centered else 0
-                for s in _band_levels(num_levels, streams)]
   if streams == "details+approx+raw":
     filters.append(impulse)
-    lookaheads.append(0)
-  return filters, lookaheads
+  return filters, list(stream_lookaheads(num_levels, kernel_size, streams, centered))
 
 
 def init_filter(key: Array, filter_init: str, kind: str, shape: tuple[int, int, int]) -> Array:

@@ -219,3 +219,62 @@ def test_errors_name_the_fix():
   with pytest.raises(ValueError, match="unknown decomposition_impl"):
     decomposition.wavelet_bands(x, jnp.ones((1, 2, 2)), jnp.ones((1, 2, 2)),
                                 streams="details+approx", impl="fft", centered=False)
+
+
+def numpy_bands_vjp(x, phi, psi, cotangent, streams, centered, eps=1e-3):
+  """`<cotangent, numpy_bands>`'s gradient in (x, phi, psi) by central differences; float64
+  (exact up to rounding: the bands are linear in each single coordinate)."""
+  args = [np.array(a, np.float64) for a in (x, phi, psi)]
+  grads = []
+  for i, arg in enumerate(args):
+    grad = np.zeros_like(arg)
+    for index in np.ndindex(arg.shape):
+      values = []
+      for sign in (1, -1):
+        shifted = [a.copy() for a in args]
+        shifted[i][index] += sign * eps
+        values.append(np.sum(cotangent * numpy_bands(*shifted, streams=streams,
+                                                     centered=centered)))
+      grad[index] = (values[0] - values[1]) / (2 * eps)
+    grads.append(grad)
+  return grads
+
+
+@pytest.mark.parametrize("centered", [False, True])
+@pytest.mark.parametrize("streams", decomposition.STREAM_LAYOUTS)
+def test_gradients_match_float64_reference(x64, streams, centered):
+  """The cascade's custom gradient (recomputed levels, band-major cotangents) and the
+  filterbank's autodiff gradient against central differences of the float64 loop."""
+  phi, psi = random_filters(9, num_levels=2, kernel_size=3, width=2)
+  rng = np.random.default_rng(10)
+  x = rng.normal(size=(2, 11, 2))
+  cotangent = rng.normal(size=(2, 11, 2, decomposition.num_streams(2, streams)))
+  ref = numpy_bands_vjp(x, phi, psi, cotangent, streams, centered)
+  for impl in decomposition.DECOMPOSITION_IMPLS:
+    loss = lambda *args, impl=impl: jnp.sum(jnp.asarray(cotangent) * decomposition.wavelet_bands(
+        *args, streams=streams, impl=impl, centered=centered))
+    got = jax.grad(loss, argnums=(0, 1, 2))(jnp.asarray(x), jnp.asarray(phi), jnp.asarray(psi))
+    for g, r, name in zip(got, ref, ("x", "phi", "psi")):
+      np.testing.assert_allclose(np.asarray(g), r, rtol=1e-7, atol=1e-7, err_msg=f"{impl} {name}")
+
+
+def test_cascade_gradient_float32_and_bfloat16():
+  """float32 gradients agree with the float64 ones; bf16 inputs give bf16 gradients whose
+  filter gradients were accumulated in float32 (error of bf16 rounding, not of the sums)."""
+  phi, psi = random_filters(11, num_levels=3, kernel_size=4, width=4)
+  x = np.random.default_rng(12).normal(size=(2, 300, 4))
+
+  def grads(dtype):
+    loss = lambda *args: jnp.sum(decomposition.wavelet_bands(
+        *args, streams="details+approx+raw", impl="cascade", centered=False
+    ).astype(jnp.float32) ** 2)
+    args = [jnp.asarray(a, dtype) for a in (x, phi, psi)]
+    return jax.grad(loss, argnums=(0, 1, 2))(*args)
+
+  with jax.enable_x64(True):
+    ref = [np.asarray(g) for g in grads(jnp.float64)]
+  for dtype, tol in ((jnp.float32, 1e-5), (jnp.bfloat16, 5e-2)):
+    for g, r in zip(grads(dtype), ref):
+      assert g.dtype == dtype
+      scale = np.max(np.abs(r))
+      np.testing.assert_allclose(np.asarray(g, np.float64) / scale, r / scale, atol=tol)
