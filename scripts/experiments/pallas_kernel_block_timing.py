@@ -5,7 +5,10 @@ ran; `scripts/bench_layers.py --section kernels` is the maintained benchmark). F
 repository root, on a GPU:
     python scripts/experiments/pallas_kernel_block_timing.py
 """
-import time, sys, jax, jax.numpy as jnp, numpy as np
+import time
+import jax
+import jax.numpy as jnp
+import numpy as np
 from ms_ssm_jax import pallas_scan as ps
 print(jax.devices(), jax.__version__)
 def timeit(f, *args, n=10):

@@ -4,9 +4,12 @@ The ad-hoc check of the kernel's first GPU run (results/h100/pallas_first_run/, 
 tests/test_pallas_scan.py is the maintained check). From the repository root, on a GPU:
     JAX_PLATFORMS=cuda python scripts/experiments/pallas_kernel_vs_float64.py
 """
-import time, jax, jax.numpy as jnp, numpy as np
+import time
+import jax
+import jax.numpy as jnp
+import numpy as np
 jax.config.update("jax_enable_x64", True)
-from ms_ssm_jax import pallas_scan as ps
+from ms_ssm_jax import pallas_scan as ps  # noqa: E402 (after enabling float64)
 
 def ref(u, delta, a, b=None, c=None, bch=None, cch=None, reverse=False):
   B,L,G,H = u.shape; N=a.shape[-1]
