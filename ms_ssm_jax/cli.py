@@ -65,7 +65,8 @@ def _one_line_flag_errors(argv: list[str]) -> Iterator[None]:
   try:
     yield
   except flags.Error as e:
-    sys.exit(f"FATAL Flags parsing error: {e}\nPass --helpshort or --helpfull to see help.")
+    sys.exit(f"FATAL Flags parsing error: {_without_traceback(str(e))}\n"
+             "Pass --helpshort or --helpfull to see help.")
   except (KeyError, AttributeError) as e:
     # ml_collections wraps the KeyError (with its "did you mean") in an AttributeError.
     cause = e
@@ -80,6 +81,15 @@ def _one_line_flag_errors(argv: list[str]) -> Iterator[None]:
     sys.exit(f"FATAL Flags parsing error: unknown config key{where}: {message}")
   except (OSError, ValueError) as e:  # a missing config file, a bad config arg
     sys.exit(f"FATAL Flags parsing error: {type(e).__name__}: {e}")
+
+
+def _without_traceback(message: str) -> str:
+  """A flag error's message on one line: ml_collections embeds the traceback of an error
+  raised in a config file's `get_config`; its last line names the error."""
+  head, traceback_sep, rest = message.partition("Traceback (most recent call last):")
+  if not traceback_sep:
+    return message
+  return f"{' '.join(head.split())} {rest.strip().splitlines()[-1]}"
 
 
 def split_data_overrides(argv: list[str]) -> tuple[list[str], list[str]]:

@@ -264,6 +264,14 @@ def test_train_py_user_errors_are_one_line(tmp_path, args, expected):
   assert last.startswith("training stopped: ") and expected in last and "--verbose" in last
 
 
+def test_train_py_config_file_errors_are_one_line(tmp_path):
+  result = _run_train_py(f"--workdir={tmp_path}", "--config=configs/uea.py:nomodel")
+  assert result.returncode != 0
+  assert "Traceback" not in result.stderr
+  assert ("ValueError: unknown model 'nomodel' in config arg 'nomodel'; choose one of"
+          in result.stderr)
+
+
 def test_train_py_workdir_file_and_verbose_traceback(tmp_path):
   (tmp_path / "file").write_text("")
   result = _run_train_py(f"--workdir={tmp_path / 'file'}", "--config.model.d_model=8",
