@@ -158,7 +158,7 @@ def step(layer: Any, params: Params, state: State, u_t: Array) -> tuple[State, A
       layer, params.get("decomposition", {}), position, state["buffers"], u_t)
   if layer.band_activation == "silu":
     bands = jax.nn.silu(bands)
-  streams, y = streams_step(layer, params["streams"], state["streams"], bands, u_t)
+  streams, y = streams_step(layer, params.get("streams", {}), state["streams"], bands, u_t)
   # The mixer module itself on a one-step sequence: every mixer reads only u_t and y_t.
   z = mixer_lib.ScaleMixer(mixer=layer.mixer, parent=None).apply(
       {"params": params.get("mixer", {})}, y.astype(u_t.dtype)[:, None], u_t[:, None])[:, 0]
