@@ -19,6 +19,9 @@ Models (`with_model`) and the scaffold each one gets before task settings:
              replaced by the decomposition (mamba_conv_kernel = 0; SiLU on the bands inside
              the layer), pre-norm LayerNorm.
 Task configs set the state size (N per stream for MS-SSM; 16, Mamba's N, until they do).
+  ms_ssm_s5  MS-SSM with a per-stream S5 (ours, beyond the paper: S5 at equal state): S5's
+             block and its bidirectional recipe. Only the task configs that set its sizes
+             (listops) offer it.
   s5         S5's block (Smith et al. 2023; reference `run_train.py` defaults): pre-norm,
              BatchNorm with momentum 0.95, half_glu1.
   lru        LRU (Orvieto et al. 2023, Fig. 1): pre-norm block with a GLU MLP; BatchNorm.
@@ -37,7 +40,7 @@ from ml_collections import config_dict
 from ms_ssm_jax import data
 from ms_ssm_jax import layers
 
-MODELS: tuple[str, ...] = ("ms_ssm", "ms_ssm_s6", "s5", "lru", "s4d", "s6")
+MODELS: tuple[str, ...] = ("ms_ssm", "ms_ssm_s6", "ms_ssm_s5", "s5", "lru", "s4d", "s6")
 
 # Per model: the sequence layer, overrides of its defaults, and the block scaffold.
 _MODEL_PRESETS: dict[str, dict[str, Any]] = {
@@ -46,6 +49,10 @@ _MODEL_PRESETS: dict[str, dict[str, Any]] = {
     "ms_ssm_s6": dict(layer="ms_ssm", layer_config={"backbone": "s6", "state_per_stream": 16,
                                                     "band_activation": "silu"},
                       block="mamba", norm="layer", prenorm=True, mamba_conv_kernel=0),
+    "ms_ssm_s5": dict(layer="ms_ssm", layer_config={"backbone": "s5", "state_per_stream": 16,
+                                                    "bidirectional": True},
+                      block="s5", norm="batch", prenorm=True, activation="half_glu1",
+                      batchnorm_momentum=0.95),
     "s5": dict(layer="s5", layer_config={}, block="s5", norm="batch", prenorm=True,
                activation="half_glu1", batchnorm_momentum=0.95),
     "lru": dict(layer="lru", layer_config={}, block="s5", norm="batch", prenorm=True,

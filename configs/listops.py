@@ -53,6 +53,16 @@ SETTINGS["ms_ssm"].update({
     "model.block": "s5", "model.prenorm": True, "model.activation": "half_glu2",
     "model.batchnorm_momentum": 0.95, "model.dropout": 0.0, "optimizer.weight_decay": 0.04,
 })
+# Ours: MS-SSM with per-stream S5s in S5's ListOps model and recipe (8 layers, bidirectional,
+# half_glu2, no dropout, weight decay 0.04): N=16 per stream in 8 HiPPO-N blocks (S5's P and J),
+# as an FFT convolution.
+SETTINGS["ms_ssm_s5"] = {
+    **SETTINGS["s5"], "model.layer_config.num_levels": 3, "model.layer_config.kernel_size": 4,
+    "model.layer_config.state_per_stream": 16, "model.layer_config.s5_blocks": 8,
+    "model.layer_config.mode": "conv",
+}
+for _key in ("state_size", "blocks", "c_init"):
+  del SETTINGS["ms_ssm_s5"][f"model.layer_config.{_key}"]
 SIZES = ("paper", "s5")
 _S5_SIZE = {"model.num_layers": 8, "model.layer_config.state_per_stream": 16}
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import importlib
+import math
 import types
 import typing
 from typing import Any, Iterator, Mapping
@@ -33,6 +34,15 @@ __all__ = [
 
 # Fields every layer has that are not hyperparameters: set by make_layer or by flax.
 _NON_CONFIG_FIELDS = frozenset({"d_model", "parent", "name"})
+
+# Fields removed from a layer, with the one value the layer still implements. Released models
+# store every field they were trained with (ms_ssm_jax/released/manifest.json); a stored retired
+# field at this value is dropped when the layer is rebuilt, any other value is an error.
+RETIRED_FIELDS: Mapping[str, Mapping[str, Any]] = {
+    "ms_ssm": {"share_filters": False, "filter_init": "random", "decomposition_impl": "cascade",
+               "raw_stream": "fastest", "s6_dt_rank": None, "lru_r_min": 0.9, "lru_r_max": 0.999,
+               "lru_max_phase": math.pi / 10, "d_skip": True},
+}
 
 
 class _LazyLayerRegistry(collections.abc.Mapping):
@@ -125,8 +135,8 @@ def make_layer(name: str, d_model: int, cfg: Mapping[str, Any] | None = None, *,
     module_name: the flax name of the module (its parameter path in the parent).
 
   Raises:
-    ValueError: for an unknown layer name (listing the known ones) or unknown config keys
-      (naming them).
+    ValueError: for an unknown layer name (listing the known ones), unknown config keys
+      (naming them), or a retired field (`RETIRED_FIELDS`) at a value no longer implemented.
   """
   cls = layer_class(name)
   if cfg is None:
@@ -135,6 +145,12 @@ def make_layer(name: str, d_model: int, cfg: Mapping[str, Any] | None = None, *,
     values = cfg.to_dict()
   else:
     values = dict(cfg)
+  for key, value in RETIRED_FIELDS.get(name, {}).items():
+    if key in values:
+      if values[key] != value:
+        raise ValueError(f"layer {name!r} no longer has the field {key!r}; only {key}={value!r} "
+                         f"is implemented (got {values[key]!r}): drop the field")
+      del values[key]
   known = [f.name for f in _hyperparameter_fields(cls)]
   unknown = sorted(set(values) - set(known))
   if unknown:

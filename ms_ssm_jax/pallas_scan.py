@@ -13,22 +13,18 @@ pass no delta, which stands for steps of 1, with `a = Delta A`, `b_ch = B_bar` (
 
 The forward kernel keeps the `(H_blk, N_blk)` states of one batch element, channel block and
 state block in registers, walks the sequence in chunks of T steps (unrolled), and writes only
-its share of `y` (a partial sum over its states) plus the state entering every K-th chunk
-(`chunks_per_entry`, default 1). The backward kernel (a `jax.custom_vjp`) walks the chunks in
-reverse: it recomputes a chunk's entry state from the last saved one (K > 1) and its T states
-from that, then runs the adjoint recurrence
+its share of `y` (a partial sum over its states) plus the state entering every chunk. The
+backward kernel (a `jax.custom_vjp`) walks the chunks in reverse: it recomputes a chunk's T
+states from its saved entry state, then runs the adjoint recurrence
 
     g_t = exp(delta_{t+1} a) g_{t+1} + c_t c_ch dy_t
 
 back through them, emitting gradients for `u`, `delta`, `a`, `b_t`, `c_t`, `b_ch`, `c_ch`.
 Memory: the `(B, L, G, H)` inputs and outputs, the `(B, L, G, N)` projections, and `B G H N L /
-(K T)` saved states (one per K chunks; the backward recomputes the other chunks' entry states
-from them). Sums over a program's channels are partial sums, one per channel block (`b_t`,
-`c_t` gradients: `(B, G, H / H_blk, L, N)`), added up by XLA. Sums over states (`y`, `du`,
-`ddelta`) are partial sums `(B, G, N / N_blk, L, H)` when each state block is its own program
-(the default), and are accumulated in place when one program walks all the state blocks
-(`state_loop`: no partial sums, N / N_blk times fewer programs). No per-step state reaches GPU
-memory.
+T` saved chunk entry states. Sums over a program's channels are partial sums, one per channel
+block (`b_t`, `c_t` gradients: `(B, G, H / H_blk, L, N)`), and sums over states (`y`, `du`,
+`ddelta`) partial sums `(B, G, N / N_blk, L, H)`, one per state block; XLA adds them up. No
+per-step state reaches GPU memory.
 
 Layout: time-major blocks `(L, H_blk)` and `(L, N_blk)`, states `(H_blk, N_blk)` with the states
 on the lane axis. Splitting N over programs (`block_states` < N) gives each program fewer
@@ -57,23 +53,16 @@ class KernelOptions:
 
   Attributes:
     chunk: T, steps unrolled per chunk.
-    chunks_per_entry: K; the state entering every K-th chunk is saved (every K T steps), and
-      the backward recomputes the other chunks' entry states from it.
     block_channels: H_blk, channels per program (a power of 2 dividing the padded H).
     block_states: N_blk, states held at once (a power of 2 dividing the padded N).
-    state_loop: each program walks all N states, N_blk at a time, and accumulates y, du and
-      ddelta in place; otherwise each N_blk block is its own program and those sums are
-      partial sums over blocks, added up by XLA.
     num_warps: Triton warps per program (GPU only).
     has_delta: whether delta is given (else 1: the time-invariant case, no ddelta).
     has_b, has_c: whether time-varying `b_t`, `c_t` are given.
     interpret: run the kernels in the Pallas interpreter (CPU tests).
   """
   chunk: int
-  chunks_per_entry: int
   block_channels: int
   block_states: int
-  state_loop: bool
   num_warps: int
   has_delta: bool
   has_b: bool
@@ -138,23 +127,21 @@ class _Coefficients(NamedTuple):
   exp_a: Array | None
 
 
-def _coefficients(a_ref, b_ch_ref, c_ch_ref, states, has_delta: bool) -> _Coefficients:
-  a = a_ref[:, states]
-  return _Coefficients(a, b_ch_ref[:, states], c_ch_ref[:, states],
-                       None if has_delta else jnp.exp(a))
+def _coefficients(a_ref, b_ch_ref, c_ch_ref, has_delta: bool) -> _Coefficients:
+  a = a_ref[...]
+  return _Coefficients(a, b_ch_ref[...], c_ch_ref[...], None if has_delta else jnp.exp(a))
 
 
-def _loader(states, u_ref, delta_ref, b_ref, c_ref=None, dy_ref=None):
-  """`load(t)`: step t's `_StepInputs` from the refs, b_t and c_t restricted to `states`.
+def _loader(u_ref, delta_ref, b_ref, c_ref=None, dy_ref=None):
+  """`load(t)`: step t's `_StepInputs` from the refs.
 
   The kernels load a whole chunk's steps before its math and stores: a compiler that cannot
   prove two refs disjoint keeps a load after a store to another output, so per-step loads
   would each wait out a memory round trip (not yet timed against that order on a GPU).
   """
   maybe = lambda ref, t: None if ref is None else ref[t]
-  maybe_states = lambda ref, t: None if ref is None else ref[t, states]
-  return lambda t: _StepInputs(u_ref[t], maybe(delta_ref, t), maybe_states(b_ref, t),
-                               maybe_states(c_ref, t), maybe(dy_ref, t))
+  return lambda t: _StepInputs(u_ref[t], maybe(delta_ref, t), maybe(b_ref, t), maybe(c_ref, t),
+                               maybe(dy_ref, t))
 
 
 def _decay(step: _StepInputs, coef: _Coefficients) -> Array:
@@ -181,31 +168,6 @@ def _div(index, divisor: int):
   return jax.lax.div(index, jax.lax.convert_element_type(divisor, index.dtype))
 
 
-def _write(ref, index, value: Array, accumulate: bool) -> None:
-  """`ref[index] = value`, or `+= value` when an earlier state block wrote it."""
-  ref[index] = ref[index] + value if accumulate else value
-
-
-def _over_state_blocks(run, num_states: int, options: KernelOptions) -> None:
-  """Calls `run(states, accumulate)` for the program's states.
-
-  Without `state_loop`, once for all of them (`states` a full slice). With it, once per
-  `N_blk` slice (`pl.ds`): the first pass writes the sums over states (y, du, ddelta), the
-  others add to them.
-  """
-  block = options.block_states
-  if not options.state_loop or num_states == block:
-    run(slice(None), False)
-    return
-  run(pl.ds(0, block), False)
-
-  def later_block(n, carry):
-    run(pl.ds(n * block, block), True)
-    return carry
-
-  jax.lax.fori_loop(1, num_states // block, later_block, 0)
-
-
 def _split_refs(refs, options: KernelOptions):
   """`(u, delta, a, b_ch, c_ch, b, c)` input refs (None where not given), and the rest."""
   refs = list(refs)
@@ -220,31 +182,20 @@ def _split_refs(refs, options: KernelOptions):
 def _forward_kernel(*refs, options: KernelOptions):
   inputs, (y_ref, entry_ref) = _split_refs(refs, options)
   u_ref, delta_ref, a_ref, b_ch_ref, c_ch_ref, b_ref, c_ref = inputs
-  chunk, per_entry = options.chunk, options.chunks_per_entry
+  chunk = options.chunk
+  coef = _coefficients(a_ref, b_ch_ref, c_ch_ref, options.has_delta)
+  shape = coef.a.shape
+  load = _loader(u_ref, delta_ref, b_ref, c_ref)
 
-  def state_block_pass(states, accumulate: bool):
-    coef = _coefficients(a_ref, b_ch_ref, c_ch_ref, states, options.has_delta)
-    shape = coef.a.shape
-    load = _loader(states, u_ref, delta_ref, b_ref, c_ref)
+  def chunk_body(index, x):
+    entry_ref[index] = x  # the backward recomputes the chunk's states from it
+    steps = [load(index * chunk + s) for s in range(chunk)]
+    for s, step in enumerate(steps):
+      x = _next_state(x, step, coef)
+      y_ref[index * chunk + s] = jnp.sum(x * coef.c_ch * _factor(step.c, shape), axis=1)
+    return x
 
-    def chunk_body(index, x):
-      steps = [load(index * chunk + s) for s in range(chunk)]
-      for s, step in enumerate(steps):
-        x = _next_state(x, step, coef)
-        _write(y_ref, index * chunk + s,
-               jnp.sum(x * coef.c_ch * _factor(step.c, shape), axis=1), accumulate)
-      return x
-
-    def segment_body(segment, x):  # saves the state entering each run of `per_entry` chunks
-      entry_ref[segment, :, states] = x
-      if per_entry == 1:
-        return chunk_body(segment, x)
-      return jax.lax.fori_loop(segment * per_entry, (segment + 1) * per_entry, chunk_body, x)
-
-    num_segments = entry_ref.shape[0]
-    jax.lax.fori_loop(0, num_segments, segment_body, jnp.zeros(shape, jnp.float32))
-
-  _over_state_blocks(state_block_pass, a_ref.shape[-1], options)
+  jax.lax.fori_loop(0, entry_ref.shape[0], chunk_body, jnp.zeros(shape, jnp.float32))
 
 
 def _backward_kernel(*refs, options: KernelOptions):
@@ -255,75 +206,55 @@ def _backward_kernel(*refs, options: KernelOptions):
   da_ref, db_ch_ref, dc_ch_ref, *rest = rest
   db_ref = rest.pop(0) if options.has_b else None
   dc_ref = rest.pop(0) if options.has_c else None
-  chunk, per_entry = options.chunk, options.chunks_per_entry
+  chunk = options.chunk
   num_chunks = u_ref.shape[0] // chunk
+  coef = _coefficients(a_ref, b_ch_ref, c_ch_ref, options.has_delta)
+  shape = coef.a.shape
+  load = _loader(u_ref, delta_ref, b_ref, c_ref, dy_ref)
 
-  def state_block_pass(states, accumulate: bool):
-    coef = _coefficients(a_ref, b_ch_ref, c_ch_ref, states, options.has_delta)
-    shape = coef.a.shape
-    load = _loader(states, u_ref, delta_ref, b_ref, c_ref, dy_ref)
-    load_recurrence = _loader(states, u_ref, delta_ref, b_ref)
+  def chunk_body(k, carry):
+    g_next, da, db_ch, dc_ch = carry  # g_next = exp(delta_{t+1} a) g_{t+1}: the adjoint carry
+    index = num_chunks - 1 - k
+    steps = [load(index * chunk + s) for s in range(chunk)]
+    x_states = [entry_ref[index]]
+    for step in steps:  # recompute the chunk's states from its entry state
+      x_states.append(_next_state(x_states[-1], step, coef))
+    for s in reversed(range(chunk)):
+      t, step = index * chunk + s, steps[s]
+      b_t, c_t = _factor(step.b, shape), _factor(step.c, shape)
+      x, x_prev = x_states[s + 1], x_states[s]
+      dy = _column(step.dy, shape)
+      dy_x = dy * x
+      g = g_next + dy * coef.c_ch * c_t  # dL/dx_t
+      # Readout: y_t = sum_n c_t c_ch x_t.
+      dc_ch = dc_ch + dy_x * c_t
+      if dc_ref is not None:
+        dc_ref[t] = jnp.sum(dy_x * coef.c_ch, axis=0)
+      # Input term: delta_t u_t b_t b_ch.
+      g_in = jnp.sum(g * coef.b_ch * b_t, axis=1)  # (Hb,)
+      g_scaled = g * _column(_scaled_input(step), shape)
+      db_ch = db_ch + g_scaled * b_t
+      if db_ref is not None:
+        db_ref[t] = jnp.sum(g_scaled * coef.b_ch, axis=0)
+      # Decay exp(delta_t a): dL/d(delta_t a) = g_t x_{t-1} exp(delta_t a). Recomputed
+      # rather than kept from the loop above, which would hold T more tiles in registers.
+      decay = _decay(step, coef)
+      g_exponent = g * x_prev * decay
+      if step.delta is None:
+        da = da + g_exponent
+        du_ref[t] = g_in
+      else:
+        da = da + g_exponent * _column(step.delta, shape)
+        du_ref[t] = g_in * step.delta
+        ddelta_ref[t] = g_in * step.u + jnp.sum(g_exponent * coef.a, axis=1)
+      g_next = decay * g
+    return g_next, da, db_ch, dc_ch
 
-    def chunk_entry(index):
-      """The state entering chunk `index`, recomputed from the saved state of its segment."""
-      if per_entry == 1:
-        return entry_ref[index, :, states]
-      segment = _div(index, per_entry)
-
-      def advance(j, x):
-        for step in [load_recurrence(j * chunk + s) for s in range(chunk)]:
-          x = _next_state(x, step, coef)
-        return x
-
-      return jax.lax.fori_loop(segment * per_entry, index, advance,
-                               entry_ref[segment, :, states])
-
-    def chunk_body(k, carry):
-      g_next, da, db_ch, dc_ch = carry  # g_next = exp(delta_{t+1} a) g_{t+1}: the adjoint carry
-      index = num_chunks - 1 - k
-      steps = [load(index * chunk + s) for s in range(chunk)]
-      x_states = [chunk_entry(index)]
-      for step in steps:  # recompute the chunk's states from its entry state
-        x_states.append(_next_state(x_states[-1], step, coef))
-      for s in reversed(range(chunk)):
-        t, step = index * chunk + s, steps[s]
-        b_t, c_t = _factor(step.b, shape), _factor(step.c, shape)
-        x, x_prev = x_states[s + 1], x_states[s]
-        dy = _column(step.dy, shape)
-        dy_x = dy * x
-        g = g_next + dy * coef.c_ch * c_t  # dL/dx_t
-        # Readout: y_t = sum_n c_t c_ch x_t.
-        dc_ch = dc_ch + dy_x * c_t
-        if dc_ref is not None:
-          dc_ref[t, states] = jnp.sum(dy_x * coef.c_ch, axis=0)
-        # Input term: delta_t u_t b_t b_ch.
-        g_in = jnp.sum(g * coef.b_ch * b_t, axis=1)  # (Hb,)
-        g_scaled = g * _column(_scaled_input(step), shape)
-        db_ch = db_ch + g_scaled * b_t
-        if db_ref is not None:
-          db_ref[t, states] = jnp.sum(g_scaled * coef.b_ch, axis=0)
-        # Decay exp(delta_t a): dL/d(delta_t a) = g_t x_{t-1} exp(delta_t a). Recomputed
-        # rather than kept from the loop above, which would hold T more tiles in registers.
-        decay = _decay(step, coef)
-        g_exponent = g * x_prev * decay
-        if step.delta is None:
-          da = da + g_exponent
-          _write(du_ref, t, g_in, accumulate)
-        else:
-          da = da + g_exponent * _column(step.delta, shape)
-          _write(du_ref, t, g_in * step.delta, accumulate)
-          _write(ddelta_ref, t, g_in * step.u + jnp.sum(g_exponent * coef.a, axis=1),
-                 accumulate)
-        g_next = decay * g
-      return g_next, da, db_ch, dc_ch
-
-    zeros = jnp.zeros(shape, jnp.float32)
-    _, da, db_ch, dc_ch = jax.lax.fori_loop(0, num_chunks, chunk_body, (zeros,) * 4)
-    da_ref[:, states] = da
-    db_ch_ref[:, states] = db_ch
-    dc_ch_ref[:, states] = dc_ch
-
-  _over_state_blocks(state_block_pass, a_ref.shape[-1], options)
+  zeros = jnp.zeros(shape, jnp.float32)
+  _, da, db_ch, dc_ch = jax.lax.fori_loop(0, num_chunks, chunk_body, (zeros,) * 4)
+  da_ref[...] = da
+  db_ch_ref[...] = db_ch
+  dc_ch_ref[...] = dc_ch
 
 
 # ----------------------------------------------------------------------------------------------
@@ -333,8 +264,8 @@ def _backward_kernel(*refs, options: KernelOptions):
 
 
 def _num_entries(length: int, options: KernelOptions) -> int:
-  """Saved states: one per K chunks of the padded length (a multiple of K T)."""
-  return length // (options.chunk * options.chunks_per_entry)
+  """Saved states: one per chunk of the padded length (a multiple of T)."""
+  return length // options.chunk
 
 
 def _specs(batch: int, length: int, groups: int, channels: int, states: int,
@@ -342,8 +273,7 @@ def _specs(batch: int, length: int, groups: int, channels: int, states: int,
   """Grid and block specs shared by both kernels.
 
   One program per (batch element, group, channel block h, state block n); the last grid axis
-  enumerates the (h, n) pairs, n fastest. With `state_loop` there is one state block of all
-  the states (the program walks them in N_blk slices).
+  enumerates the (h, n) pairs, n fastest.
   """
   sq = pl.squeezed
   state_blocks = _grid_state_blocks(states, options)
@@ -387,8 +317,8 @@ def _compiler_params(options: KernelOptions):
 
 
 def _grid_state_blocks(states: int, options: KernelOptions) -> int:
-  """State blocks on the grid: Np / N_blk, or 1 with `state_loop`."""
-  return 1 if options.state_loop else states // options.block_states
+  """State blocks on the grid: Np / N_blk."""
+  return states // options.block_states
 
 
 def _state_partial_shape(u: Array, states: int, options: KernelOptions) -> jax.ShapeDtypeStruct:
@@ -501,10 +431,8 @@ def selective_scan(
     c_channel: Array | None = None,
     reverse: bool = False,
     chunk: int | None = None,
-    chunks_per_entry: int = 1,
     block_channels: int | None = None,
     block_states: int | None = None,
-    state_loop: bool = False,
     num_warps: int = 2,
     interpret: bool | None = None,
 ) -> Array:
@@ -520,16 +448,10 @@ def selective_scan(
     b_channel, c_channel: `(G, H, N)` per-channel input/readout factors, or None (1).
     reverse: run from the last step to the first.
     chunk: T, steps per chunk (default from `default_block`).
-    chunks_per_entry: K; the forward saves one state per K T steps (memory `B G H N L / (K T)`
-      floats) and the backward recomputes each chunk's entry state from its segment's, about
-      (K - 1) / 2 more chunk recomputations per chunk. At most the number of chunks.
     block_channels: channels per program, a power of 2 (default from `default_block`).
     block_states: states held at once, a power of 2 no larger than N rounded up to a power of 2
       (default from `default_block`). TPU tiling wants all of them or a multiple of 128, and
       `block_channels` a multiple of 128.
-    state_loop: one program per channel block walks all the states, `block_states` at a
-      time, accumulating y, du and ddelta in place: no `(B, G, N / N_blk, L, H)` partial sums,
-      N / N_blk times fewer programs. Otherwise each state block is its own program.
     num_warps: Triton warps per program (GPU).
     interpret: run in the Pallas interpreter; default: on the CPU backend only.
 
@@ -545,18 +467,16 @@ def selective_scan(
   block_states = block_states or default_states
   max_states = _next_power_of_2(num_states)
   is_power_of_2 = lambda n: n >= 1 and not n & (n - 1)
-  if chunk < 1 or chunks_per_entry < 1 or not is_power_of_2(block_channels):
-    raise ValueError(f"chunk and chunks_per_entry must be >= 1 and block_channels a power of 2; "
-                     f"got {chunk}, {chunks_per_entry}, {block_channels}")
-  chunks_per_entry = min(chunks_per_entry, -(-length // chunk))
+  if chunk < 1 or not is_power_of_2(block_channels):
+    raise ValueError(f"chunk must be >= 1 and block_channels a power of 2; got {chunk}, "
+                     f"{block_channels}")
   if not is_power_of_2(block_states) or block_states > max_states:
     raise ValueError(f"block_states must be a power of 2 no larger than {max_states} (N = "
                      f"{num_states} rounded up to a power of 2); got {block_states}")
   if interpret is None:
     interpret = jax.default_backend() == "cpu"
-  options = KernelOptions(chunk=chunk, chunks_per_entry=chunks_per_entry,
-                          block_channels=block_channels, block_states=block_states,
-                          state_loop=state_loop, num_warps=num_warps,
+  options = KernelOptions(chunk=chunk, block_channels=block_channels, block_states=block_states,
+                          num_warps=num_warps,
                           has_delta=delta is not None, has_b=b is not None, has_c=c is not None,
                           interpret=interpret)
 
@@ -567,7 +487,7 @@ def selective_scan(
   # Group-major, time reversed for a reverse scan. Padded steps come after the last one and
   # have no input (and delta = 0: decay 1), so no valid output or gradient sees them; padded
   # channels and states have zero input and readout factors.
-  pad_length = -length % (chunk * chunks_per_entry)
+  pad_length = -length % chunk
   pad_channels = -channels % block_channels
   pad_states = max_states - num_states
 

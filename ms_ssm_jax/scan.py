@@ -99,7 +99,6 @@ def linear_recurrence(
     *,
     reverse: bool = False,
     initial_state: Array | None = None,
-    block_size: int = 0,
 ) -> Array:
   """All states of `x_t = a_t x_{t-1} + b_t` (or `x_{t+1}` when `reverse`).
 
@@ -109,9 +108,6 @@ def linear_recurrence(
     reverse: run from the last step to the first.
     initial_state: `(..., P)`, the state before the first step (after the last one when
       `reverse`); zero when None.
-    block_size: 0 runs the associative scan over single steps. T > 0 runs it over blocks of
-      T steps whose composition is unrolled inside one fused elementwise kernel (see
-      `_blocked_scan`): fewer passes over memory, same result up to rounding.
 
   Returns:
     `(..., L, P)` states, in the promoted dtype of `a` and `b` (at least float32).
@@ -131,59 +127,8 @@ def linear_recurrence(
     edge = -1 if reverse else 0
     carry_in = a[..., edge, :] * initial_state.astype(dtype)
     b = b.at[..., edge, :].add(carry_in)
-  if block_size < 0:
-    raise ValueError(f"block_size must be >= 0, got {block_size}")
-  if block_size > 1 and length > block_size:
-    return _blocked_scan(a, b, reverse=reverse, block_size=block_size)
   _, states = jax.lax.associative_scan(_combine, (a, b), reverse=reverse, axis=b.ndim - 2)
   return states
-
-
-def _blocked_scan(a: Array, b: Array, *, reverse: bool, block_size: int) -> Array:
-  """Associative scan over blocks of T steps, each block's steps composed in registers.
-
-  Three passes instead of the ~2 log2(L) of a step-level scan:
-    1. every block's end state from a zero start (reads `b` once, writes `L/T` states);
-    2. `lax.associative_scan` over the blocks' `(prod a, end state)` pairs (small);
-    3. every step's state, restarting each block from its incoming carry (reads `b` once,
-       writes the states once).
-  Each unrolled block is a chain of T multiply-adds that XLA fuses into one kernel.
-
-  Args:
-    a: decays broadcastable to `b`, already shaped `(1|..., L, P)`.
-    b: `(..., L, P)`.
-  """
-  if reverse:
-    flipped = _blocked_scan(jnp.flip(a, -2), jnp.flip(b, -2), reverse=False, block_size=block_size)
-    return jnp.flip(flipped, -2)
-  length = b.shape[-2]
-  num_blocks = -(-length // block_size)
-  pad = num_blocks * block_size - length
-  if pad:
-    # Steps with a = 1, b = 0 leave the state unchanged; their outputs are dropped.
-    time_pad = [(0, 0)] * (b.ndim - 2) + [(0, pad), (0, 0)]
-    a = jnp.pad(a, time_pad, constant_values=1)
-    b = jnp.pad(b, time_pad)
-  blocks_shape = lambda x: x.reshape(x.shape[:-2] + (num_blocks, block_size, x.shape[-1]))
-  a, b = blocks_shape(a), blocks_shape(b)
-
-  def run_block(carry: Array) -> tuple[list[Array], Array]:
-    states, decay = [], None
-    for t in range(block_size):
-      a_t = a[..., t, :]
-      carry = a_t * carry + b[..., t, :]
-      decay = a_t if decay is None else decay * a_t
-      states.append(carry)
-    return states, decay
-
-  block_states, block_decay = run_block(jnp.zeros((), b.dtype))
-  _, block_ends = jax.lax.associative_scan(
-      _combine, (block_decay, block_states[-1]), axis=b.ndim - 3)
-  incoming = jnp.concatenate(
-      [jnp.zeros_like(block_ends[..., :1, :]), block_ends[..., :-1, :]], axis=-2)
-  states, _ = run_block(incoming)
-  states = jnp.stack(states, axis=-2).reshape(b.shape[:-3] + (-1, b.shape[-1]))
-  return states[..., :length, :]
 
 
 def chunked_linear_recurrence(

@@ -63,7 +63,7 @@ def _sequential(a, b):
 
 
 def bench_scan(log: bench_common.RowLog, lengths: list[int], batch: int, states: int,
-               repeats: int, block_sizes: list[int]) -> None:
+               repeats: int) -> None:
   bandwidth = bench_common.copy_bandwidth_gbs()
   print(f"copy bandwidth: {bandwidth:.0f} GB/s (read + write)")
   rng = np.random.default_rng(0)
@@ -77,10 +77,6 @@ def bench_scan(log: bench_common.RowLog, lengths: list[int], batch: int, states:
         "associative, a (B,L,P)": (scan.linear_recurrence, a_var, 24),
         "sequential lax.scan, a (P,)": (_sequential, a_inv, 16),
     }
-    for block in block_sizes:
-      blocked = functools.partial(scan.linear_recurrence, block_size=block)
-      variants[f"blocked T={block}, a (P,)"] = (blocked, a_inv, 16)
-      variants[f"blocked T={block}, a (B,L,P)"] = (blocked, a_var, 24)
     for name, (fn, a, bytes_per_element) in variants.items():
       timing = bench_common.time_fn(fn, a, b, repeats=repeats)
       floor_ms = bytes_per_element * b.size / (bandwidth * 1e9) * 1e3
@@ -275,22 +271,19 @@ def bench_kernels(log: bench_common.RowLog, batch: int, length: int, width: int,
               jax.random.normal(keys[2], (batch, length, groups, n)),
               jax.random.normal(keys[3], (batch, length, groups, n)))
     timed = set()
-    for chunk, block, state_block, per_entry, warps, *loop in block_options:
+    for chunk, block, state_block, warps in block_options:
       state_block = min(state_block or n, n)  # 0 (or more than N): all states in one program
-      state_loop = bool(loop and loop[0]) and state_block < n
-      shape = (chunk, block, state_block, per_entry, warps, state_loop)
+      shape = (chunk, block, state_block, warps)
       if shape in timed:
         continue
       timed.add(shape)
       scan_fn = functools.partial(pallas_scan.selective_scan, chunk=chunk, block_channels=block,
-                                  block_states=state_block, chunks_per_entry=per_entry,
-                                  num_warps=warps, state_loop=state_loop)
+                                  block_states=state_block, num_warps=warps)
       kernel = lambda u, d, a, b, c: scan_fn(u, d, a, b=b, c=c)
       fns = {"fwd": kernel,
              "fwd+bwd": jax.grad(lambda *x: jnp.sum(kernel(*x) ** 2), argnums=(0, 1, 2, 3, 4))}
       row = {"what": "bare kernel",
-             "variant": f"T={chunk} H_blk={block} N_blk={state_block} K={per_entry} "
-                        f"warps={warps}" + (" state loop" if state_loop else ""), "N": n,
+             "variant": f"T={chunk} H_blk={block} N_blk={state_block} warps={warps}", "N": n,
              "B": batch, "L": length, "H": width, "streams": groups}
       log.add(_timed_row(row, fns, inputs, repeats))
 
@@ -315,26 +308,22 @@ def main() -> None:
                       help="scan: P, complex states per step; kernels: N per stream, a list")
   parser.add_argument("--levels", type=int, default=3, help="kernels: S, decomposition levels")
   parser.add_argument("--kernel_blocks",
-                      default="8x16x0x1x4,8x32x0x1x4,8x16x32x1x4,8x32x32x1x4,8x64x16x1x4,"
-                              "8x32x16x1x2,8x16x64x1x4,16x32x32x1x4,8x16x0x4x4,8x32x32x4x4,"
-                              "8x32x32x16x4",
-                      help="kernels: bare-kernel shapes TxH_blkxN_blkxKxwarps[x1] to time "
-                           "(N_blk 0: all N states in one program; K: chunks per saved state; "
-                           "a trailing x1: one program walks all state blocks, state_loop)")
+                      default="8x16x0x4,8x32x0x4,8x16x32x4,8x32x32x4,8x64x16x4,8x32x16x2,"
+                              "8x16x64x4,16x32x32x4",
+                      help="kernels: bare-kernel shapes TxH_blkxN_blkxwarps to time "
+                           "(N_blk 0: all N states in one program)")
   parser.add_argument("--repeats", type=int, default=20)
-  parser.add_argument("--block_sizes", default="8,16,32", help="blocked-scan variants to time")
   args = parser.parse_args()
   lengths = [int(v) for v in args.lengths.split(",")]
   print(f"device: {bench_common.device_description()}, jax {jax.__version__}")
   log = bench_common.RowLog(f"bench_{args.section}", vars(args))
   if args.section == "scan":
-    block_sizes = [int(v) for v in args.block_sizes.split(",") if v]
-    bench_scan(log, lengths, args.batch, int(args.states), args.repeats, block_sizes)
+    bench_scan(log, lengths, args.batch, int(args.states), args.repeats)
     columns = ["L", "B", "P", "variant", "ms", "floor_ms", "fraction_of_floor", "temp_GB"]
   elif args.section == "kernels":
     blocks = [tuple(int(v) for v in b.split("x")) for b in args.kernel_blocks.split(",") if b]
-    if any(len(shape) not in (5, 6) for shape in blocks):
-      parser.error(f"--kernel_blocks takes TxH_blkxN_blkxKxwarps[x1] shapes; got "
+    if any(len(shape) != 4 for shape in blocks):
+      parser.error(f"--kernel_blocks takes TxH_blkxN_blkxwarps shapes; got "
                    f"{args.kernel_blocks}")
     bench_kernels(log, args.batch, lengths[0], args.width, args.levels,
                   [int(v) for v in args.states.split(",")], args.repeats, blocks,

@@ -32,6 +32,10 @@ def _task_spec(config: ml_collections.ConfigDict) -> TaskSpec:
 def test_every_model_of_every_config_builds(file):
   module = importlib.import_module(f"configs.{file}")
   for model_name in common.MODELS:
+    if model_name == "ms_ssm_s5" and file != "listops":
+      with pytest.raises(ValueError, match="no settings for model 'ms_ssm_s5'"):
+        module.get_config(model_name)
+      continue
     config = module.get_config(model_name)
     assert config.is_locked
     spec = _task_spec(config)
@@ -63,9 +67,9 @@ def test_model_presets():
   listops = importlib.import_module("configs.listops")
   paper = listops.get_config("ms_ssm")
   assert (paper.model.num_layers, paper.model.d_model, paper.optimizer.weight_decay) == (
-      20, 128, 0.03)
-  assert paper.model.layer_config.num_levels == 3 and paper.model.block == "multires"
-  assert paper.model.layer_config.mode == "conv"
+      20, 128, 0.04)
+  assert paper.model.layer_config.num_levels == 3 and paper.model.block == "s5"
+  assert (paper.model.layer_config.mode, paper.model.layer_config.mixer) == ("conv", "static")
   s6 = listops.get_config("ms_ssm_s6")
   assert (s6.model.layer_config.backbone, s6.model.block, s6.model.mamba_conv_kernel) == (
       "s6", "mamba", 0)
@@ -113,3 +117,27 @@ def test_unknown_keys_are_errors_naming_the_key():
                     {"model.layer_config.state_sise": 3})
   with pytest.raises(KeyError, match="'modle'"):
     common.override(common.base_config("listops"), {"modle.d_model": 3})
+
+
+def test_ms_ssm_s5_preset_is_s5s_listops_model_with_s5_streams():
+  config = importlib.import_module("configs.listops").get_config("ms_ssm_s5")
+  layer_config = config.model.layer_config
+  assert (config.model.layer, layer_config.backbone, layer_config.bidirectional,
+          layer_config.s5_blocks, layer_config.mode) == ("ms_ssm", "s5", True, 8, "conv")
+  assert (config.model.block, config.model.activation, config.model.num_layers) == (
+      "s5", "half_glu2", 8)
+
+
+@pytest.mark.parametrize("task", ["listops", "ptbxl"])
+def test_every_ablation_row_builds_and_changes_one_thing(task):
+  ablations = importlib.import_module("configs.ablations")
+  full = ablations.get_config(f"full,task={task}").model.layer_config.to_dict()
+  for row, changes in ablations.ROWS.items():
+    config = ablations.get_config(f"{row},task={task}")
+    spec = _task_spec(config)
+    model = model_lib.build_model(config.model, spec)
+    jax.eval_shape(lambda m=model, s=spec: m.init(jax.random.key(0), model_lib.dummy_batch(s, 1)))
+    changed = {k for k, v in config.model.layer_config.to_dict().items() if full[k] != v}
+    assert changed == {k for k, v in changes.items() if full[k] != v}, row
+  with pytest.raises(ValueError, match="unknown ablation row 'no_mixer'"):
+    ablations.get_config("no_mixer")

@@ -100,3 +100,13 @@ def test_ms_ssm_resolves_lazily_with_placeholder_fields():
   assert config.state_per_stream is None
   config.state_per_stream = 4
   assert layers.make_layer("ms_ssm", 8, config).state_per_stream == 4
+
+
+def test_retired_fields_load_at_their_value_and_fail_otherwise():
+  """Released models store fields removed since (ms_ssm_jax/released/manifest.json)."""
+  stored = {"state_per_stream": 4, **layers.RETIRED_FIELDS["ms_ssm"]}
+  layer = layers.make_layer("ms_ssm", 8, stored)
+  assert layer.state_per_stream == 4
+  assert not any(hasattr(layer, key) for key in layers.RETIRED_FIELDS["ms_ssm"])
+  with pytest.raises(ValueError, match="no longer has the field 'd_skip'; only d_skip=True"):
+    layers.make_layer("ms_ssm", 8, {**stored, "d_skip": False})

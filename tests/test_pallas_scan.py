@@ -55,12 +55,7 @@ CASES = [  # (shape kwargs, kernel options): padding of L, H and N, several chun
     (dict(length=1, channels=1, states=1), dict()),
     (dict(length=37, channels=4, states=3), dict(chunk=3, block_channels=4)),
     (dict(channels=3, states=6), dict(chunk=5, block_channels=2, block_states=4)),
-    (dict(length=37), dict(chunk=3, chunks_per_entry=4)),  # 13 chunks, saved states every 4
-    (dict(length=16), dict(chunk=2, chunks_per_entry=100)),  # K capped at the 8 chunks
-    # One program walks the state blocks: 3 padded to 4 states in blocks of 2; 8 in blocks of 4.
-    (dict(length=37, states=3), dict(chunk=3, block_states=2, state_loop=True)),
-    (dict(length=16, channels=8, states=8), dict(chunk=4, chunks_per_entry=2, block_states=4,
-                                                 block_channels=4, state_loop=True)),
+    (dict(length=37, states=3), dict(chunk=3, block_states=2)),  # 13 chunks, N 3 padded to 4
 ]
 
 
@@ -100,7 +95,7 @@ def test_gradients_match_float64_reference(x64, reverse, shape, options):
 
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("options", [dict(chunk=4, block_channels=2),
-                                     dict(chunk=3, block_states=2, state_loop=True)])
+                                     dict(chunk=3, block_states=2)])
 def test_without_delta_matches_unit_steps(x64, reverse, options):
   """`delta=None` (the time-invariant streams) is the recurrence with delta = 1: outputs and
   the gradients of every other input."""
@@ -140,17 +135,16 @@ def _pallas_output_shapes(fn, *args) -> list[tuple[int, ...]]:
   return shapes
 
 
-@pytest.mark.parametrize("state_loop,state_blocks", [(False, 4), (True, 1)])
-def test_state_loop_drops_the_partial_sums(state_loop, state_blocks):
+def test_state_blocks_leave_partial_sums():
   """Per-state-block partial sums of y, du and ddelta `(B, G, N / N_blk, L, H)`: 4 blocks of 2
-  states as programs of their own, 1 with the state loop."""
+  states, each a program of its own."""
   inputs = random_inputs(12, length=16, channels=4, states=8)
-  options = dict(chunk=4, block_channels=4, block_states=2, state_loop=state_loop)
+  options = dict(chunk=4, block_channels=4, block_states=2)
   grad = jax.grad(lambda u: jnp.sum(fused(dict(inputs, u=u), **options)))
   sequence_outputs = [s for s in _pallas_output_shapes(grad, inputs["u"])
                       if s[-2:] == (16, 4) and len(s) == 5]
   assert len(sequence_outputs) == 3  # y; du and ddelta
-  assert all(s == (2, 3, state_blocks, 16, 4) for s in sequence_outputs)
+  assert all(s == (2, 3, 4, 16, 4) for s in sequence_outputs)
 
 
 def test_matches_associative_scan_of_the_same_coefficients(x64):
@@ -193,14 +187,12 @@ def test_jit_and_long_sequence(x64):
   assert relative_error(y, reference.sequential_selective_scan(**inputs)) < 1e-5
 
 
-@pytest.mark.parametrize("chunks_per_entry,saved", [(1, 8), (4, 2), (8, 1)])
-def test_saved_states_shrink_with_chunks_per_entry(chunks_per_entry, saved):
-  """The backward's residuals hold one state per K chunks: (B, G, L / (K T), H, N)."""
+def test_saved_states_one_per_chunk():
+  """The backward's residuals hold one state per chunk: (B, G, L / T, H, N)."""
   inputs = random_inputs(9, length=64)
-  _, vjp_fn = jax.vjp(lambda u: fused(dict(inputs, u=u), chunk=8,
-                                      chunks_per_entry=chunks_per_entry), inputs["u"])
+  _, vjp_fn = jax.vjp(lambda u: fused(dict(inputs, u=u), chunk=8), inputs["u"])
   [entries] = [x for x in jax.tree.leaves(vjp_fn) if getattr(x, "ndim", 0) == 5]
-  assert entries.shape[:3] == (2, 3, saved)
+  assert entries.shape[:3] == (2, 3, 8)
 
 
 @pytest.mark.parametrize("bad,message", [
@@ -218,9 +210,9 @@ def test_bad_inputs_raise_clear_errors(bad, message):
 
 
 @pytest.mark.parametrize("options", [dict(block_channels=3), dict(block_states=3),
-                                     dict(block_states=16), dict(chunks_per_entry=0)])
+                                     dict(block_states=16), dict(chunk=-1)])
 def test_bad_kernel_options_raise_clear_errors(options):
-  with pytest.raises(ValueError, match="power of 2"):
+  with pytest.raises(ValueError, match="power of 2|chunk must be"):
     fused(random_inputs(8), **options)
 
 
@@ -231,20 +223,18 @@ def test_default_blocks():
   assert pallas_scan.default_block(5, 6, "tpu") == (8, 128, 8)
 
 
-@pytest.mark.parametrize("states,block_states,chunks_per_entry,state_loop,has_delta", [
-    (16, None, 1, False, True), (256, 128, 4, False, True), (256, 128, 1, True, False)])
-def test_kernels_lower_for_tpu(monkeypatch, states, block_states, chunks_per_entry, state_loop,
-                               has_delta):
+@pytest.mark.parametrize("states,block_states,has_delta", [
+    (16, None, True), (256, 128, True), (256, 128, False)])
+def test_kernels_lower_for_tpu(monkeypatch, states, block_states, has_delta):
   """Both kernels pass the Mosaic (TPU) lowering with the TPU default blocks, with a state
-  block, and with the state loop and no delta; not run on a TPU."""
+  block, and with no delta; not run on a TPU."""
   monkeypatch.setattr(pallas_scan.jax, "default_backend", lambda: "tpu")  # TPU defaults
   shapes = [(2, 64, 2, 128)] * 2 + [(2, 128, states)] + [(2, 64, 2, states)] * 2
   args = [jax.ShapeDtypeStruct(shape, jnp.float32) for shape in shapes]
 
   def forward(u, delta, a, b, c):
     return pallas_scan.selective_scan(u, delta if has_delta else None, a, b=b, c=c,
-                                      interpret=False, block_states=block_states,
-                                      chunks_per_entry=chunks_per_entry, state_loop=state_loop)
+                                      interpret=False, block_states=block_states)
 
   backward = jax.grad(lambda *x: forward(*x).sum(), argnums=tuple(range(5)))
   for fn in (forward, backward):
@@ -252,10 +242,8 @@ def test_kernels_lower_for_tpu(monkeypatch, states, block_states, chunks_per_ent
     assert "tpu_custom_call" in lowered.as_text()
 
 
-@pytest.mark.parametrize("block_states,chunks_per_entry,state_loop,has_delta", [
-    (16, 1, False, True), (8, 4, False, True), (4, 1, True, False), (4, 4, True, True)])
-def test_kernels_lower_to_triton(monkeypatch, block_states, chunks_per_entry, state_loop,
-                                 has_delta):
+@pytest.mark.parametrize("block_states,has_delta", [(16, True), (8, True), (4, False)])
+def test_kernels_lower_to_triton(monkeypatch, block_states, has_delta):
   """Both kernels pass the Pallas-to-Triton lowering (what a GPU compiles) on any machine."""
   monkeypatch.setattr(pallas_scan.jax, "default_backend", lambda: "gpu")  # Triton params
   shapes = [(2, 64, 2, 32)] * 2 + [(2, 32, 16)] + [(2, 64, 2, 16)] * 2
@@ -263,8 +251,7 @@ def test_kernels_lower_to_triton(monkeypatch, block_states, chunks_per_entry, st
 
   def forward(u, delta, a, b, c):
     return pallas_scan.selective_scan(u, delta if has_delta else None, a, b=b, c=c,
-                                      interpret=False, block_states=block_states,
-                                      chunks_per_entry=chunks_per_entry, state_loop=state_loop)
+                                      interpret=False, block_states=block_states)
 
   backward = jax.grad(lambda *x: forward(*x).sum(), argnums=tuple(range(5)))
   for fn in (forward, backward):

@@ -50,20 +50,6 @@ def test_matches_sequential_float64(x64, reverse, complex_, time_varying, length
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("time_varying", [False, True])
-@pytest.mark.parametrize("length", [37, 4096])
-def test_blocked_matches_sequential_float64(x64, reverse, time_varying, length):
-  rng = np.random.default_rng(length + reverse)
-  shape_b = (2, length, 6)
-  a, b = random_coeffs(rng, shape_b if time_varying else (6,), shape_b, True)
-  x0 = random_coeffs(rng, (6,), (2, 6), True)[1]
-  got = jitted(scan.linear_recurrence, reverse=reverse, block_size=16)(
-      jnp.asarray(a), jnp.asarray(b), initial_state=x0)
-  ref = sequential_recurrence(jnp.asarray(a), jnp.asarray(b), reverse=reverse, initial_state=x0)
-  assert rel_err(got, ref) < 1e-5
-
-
-@pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("complex_", [False, True])
 def test_float32_matches_float64_reference(x64, reverse, complex_):
   rng = np.random.default_rng(7)
@@ -71,11 +57,9 @@ def test_float32_matches_float64_reference(x64, reverse, complex_):
   ref = loop_recurrence(a, b, reverse=reverse)
   a32 = a.astype(np.complex64 if complex_ else np.float32)
   b32 = b.astype(a32.dtype)
-  for block_size in (0, 16):
-    got = jitted(scan.linear_recurrence, reverse=reverse, block_size=block_size)(
-        jnp.asarray(a32), jnp.asarray(b32))
-    assert got.dtype == a32.dtype
-    assert rel_err(got, ref) < 1e-4
+  got = jitted(scan.linear_recurrence, reverse=reverse)(jnp.asarray(a32), jnp.asarray(b32))
+  assert got.dtype == a32.dtype
+  assert rel_err(got, ref) < 1e-4
 
 
 def test_two_references_agree(x64):
@@ -125,10 +109,8 @@ def test_gradients_match_finite_differences(x64):
   a, b = random_coeffs(rng, (1, 9, 3), (1, 9, 3), False, max_abs=0.9)
   x0 = rng.normal(size=(1, 3))
   for reverse in (False, True):
-    for block_size in (0, 4):
-      fn = lambda a, b, x0: scan.linear_recurrence(
-          a, b, reverse=reverse, initial_state=x0, block_size=block_size)
-      check_grads(fn, (jnp.asarray(a), jnp.asarray(b), jnp.asarray(x0)), order=1, modes=["rev"])
+    fn = lambda a, b, x0: scan.linear_recurrence(a, b, reverse=reverse, initial_state=x0)
+    check_grads(fn, (jnp.asarray(a), jnp.asarray(b), jnp.asarray(x0)), order=1, modes=["rev"])
 
 
 def test_causality_exact():
@@ -149,8 +131,6 @@ def test_shape_errors():
     scan.linear_recurrence(jnp.ones((1, 3, 5)), jnp.ones((2, 4, 5)))
   with pytest.raises(ValueError, match="length"):
     scan.linear_recurrence(jnp.ones((1, 5)), jnp.ones((2, 4, 5)))
-  with pytest.raises(ValueError, match="block_size"):
-    scan.linear_recurrence(jnp.ones(3), jnp.ones((2, 4, 3)), block_size=-1)
   with pytest.raises(ValueError, match=r"\(\.\.\., L, P\)"):
     scan.linear_recurrence(jnp.ones(3), jnp.ones(3))
 

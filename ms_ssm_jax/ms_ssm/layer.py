@@ -21,19 +21,22 @@ an input-dependent linear mixer without softmax.
 
 Our choices (fields, defaults in parentheses; docs: docs/PAPER.md sec. 2):
 - stream order slowest -> fastest `a^S, d^S, ..., d^1, x`, and the stratified init giving
-  stream j `A = -(jN+1) .. -(jN+N)` (`scale_init="stratified_a"`, `raw_stream="fastest"`);
-- random filters LeCun-uniform (`filter_init="random"`); `approx_only` streams are `a^S..a^1`;
+  stream j `A = -(jN+1) .. -(jN+N)` (`scale_init="stratified_a"`);
+- random filters LeCun-uniform, one pair per level and channel; `approx_only` streams are
+  `a^S..a^1`;
 - Delta log-uniform in [dt_min, dt_max] per channel, the same on every stream;
 - mixer bias `1/S'` and a small input weight `w` (the layer starts as the average of its
   streams);
 - the D skip (per channel, init 1) is added after the mixer, so the input-dependent weights
-  never scale it (`d_skip=True`);
+  never scale it;
+- S6 streams project their step with rank ceil(H / 16), as Mamba;
 - `band_activation="silu"` applies SiLU to the bands before the SSMs (Mamba-block variant);
   S6 projections and the skip still read the raw input u;
 - bidirectional: the centered decomposition, and a second scan in reverse with the same
   coefficients and its own readout C_reverse; inputs and bands beyond `lengths` are zeroed so
   that padding never reaches a valid output;
-- per-stream s5 and lru backbones (MIMO streams), stratified on their own decay ranges;
+- per-stream s5 and lru backbones (MIMO streams), stratified on their own decay ranges (lru:
+  the ring r in [0.9, 0.999], phase <= pi/10 of our LRU baseline);
 - `scan_chunk_size > 0`: the chunked, rematerialized scan (memory B T P instead of B L P);
 - `scan_impl="pallas"` (s4d_real, s6): the fused kernel (`ms_ssm_jax.pallas_scan`) discretizes,
   recurs and reads out all streams in one launch, storing no per-step states;
@@ -75,25 +78,19 @@ class MSSSMLayer(nn.Module):
     d_model: H, the number of channels.
     num_levels: S, wavelet levels (0: the plain backbone).
     kernel_size: K >= 2, taps per wavelet filter.
-    share_filters: one filter pair per channel for all levels.
-    filter_init: one of `decomposition.FILTER_INITS`.
-    decomposition_impl: `cascade` or `filterbank` (same outputs).
     streams: one of `decomposition.STREAM_LAYOUTS`.
-    backbone: one of `streams.BACKBONES`.
+    backbone: one of `streams.BACKBONES`; `none` mixes the bands themselves (no SSM, no
+      state: leave `state_per_stream` and `total_state` unset; `mode="scan"`).
     state_per_stream: N per stream; set exactly one of this and `total_state`.
     total_state: S' N, split evenly over the streams.
     scale_init: one of `streams.SCALE_INITS`.
-    raw_stream: timescale of the raw stream, `fastest` or `slowest`.
     dt_min, dt_max: range of the log-uniform step init.
     s6_condition_on: `raw` or `band` (s6).
-    s6_dt_rank: rank of the step projection (s6); None: ceil(H / 16) as Mamba.
     s5_blocks: HiPPO-N blocks per stream (s5).
-    lru_r_min, lru_r_max, lru_max_phase: the eigenvalue ring (lru).
     mixer: one of `mixer.MIXERS`. With a linear-input mixer, applying the layer with the
       `intermediates` collection mutable sows `mixer_input_ratio`: mean |input-dependent
       term| / mean |bias term + D u| (`mixer.input_ratio`), the train loop's stability metric.
     band_activation: one of `BAND_ACTIVATIONS`, between decomposition and SSMs.
-    d_skip: add `D u` (D per channel, init 1).
     bidirectional: centered decomposition and a reverse scan over the valid length.
     scan_chunk_size: 0 = one associative scan; T > 0 = chunks of T steps (`mode="scan"`,
       `scan_impl="associative"`).
@@ -106,26 +103,17 @@ class MSSSMLayer(nn.Module):
   d_model: int
   num_levels: int = 3
   kernel_size: int = 4
-  share_filters: bool = False
-  filter_init: str = "random"
-  decomposition_impl: str = "cascade"
   streams: str = "details+approx+raw"
   backbone: str = "s4d_real"
   state_per_stream: int | None = None
   total_state: int | None = None
   scale_init: str = "stratified_a"
-  raw_stream: str = "fastest"
   dt_min: float = 1e-3
   dt_max: float = 1e-1
   s6_condition_on: str = "raw"
-  s6_dt_rank: int | None = None
   s5_blocks: int = 1
-  lru_r_min: float = 0.9
-  lru_r_max: float = 0.999
-  lru_max_phase: float = math.pi / 10
   mixer: str = "linear_input"
   band_activation: str = "none"
-  d_skip: bool = True
   bidirectional: bool = False
   scan_chunk_size: int = 0
   mode: str = "scan"
@@ -142,19 +130,27 @@ class MSSSMLayer(nn.Module):
       raise ValueError(f"kernel_size must be >= 2 (a 1-tap filter has no scale), "
                        f"got {self.kernel_size}")
     decomposition.check_layout(self.num_levels, self.streams)
-    common.check_choice("filter_init", self.filter_init, decomposition.FILTER_INITS)
-    needed_kernel = {"haar": 2, "db2": 4}.get(self.filter_init)
-    if needed_kernel is not None and self.kernel_size != needed_kernel:
-      raise ValueError(f"filter_init={self.filter_init!r} needs kernel_size={needed_kernel}, "
-                       f"got {self.kernel_size}")
-    common.check_choice("decomposition_impl", self.decomposition_impl,
-                        decomposition.DECOMPOSITION_IMPLS)
     common.check_choice("backbone", self.backbone, streams_lib.BACKBONES)
     common.check_choice("scale_init", self.scale_init, streams_lib.SCALE_INITS)
     common.check_choice("s6_condition_on", self.s6_condition_on, streams_lib.S6_CONDITIONS)
     common.check_choice("band_activation", self.band_activation, BAND_ACTIVATIONS)
     mixer_lib.check_mixer(self.mixer)
-    self.stream_ranks()  # raises for a raw_stream that the stream layout cannot honour
+    if self.backbone == "none":
+      self._check_no_ssm()
+    else:
+      self._check_state()
+    if not 0.0 < self.dt_min <= self.dt_max:
+      raise ValueError(f"need 0 < dt_min <= dt_max, got [{self.dt_min}, {self.dt_max}]")
+    if self.scan_chunk_size < 0:
+      raise ValueError(f"scan_chunk_size must be >= 0 (0 = one full scan), "
+                       f"got {self.scan_chunk_size}")
+    streams_lib.check_mode(self.mode, self.backbone, self.scan_chunk_size, self.scan_impl)
+    if self.mode == "conv" and self.band_activation != "none":
+      raise ValueError(f"band_activation={self.band_activation!r} acts between the decomposition "
+                       "and the streams, so the layer is no convolution: use mode='scan' with it, "
+                       "or band_activation='none' with mode='conv'")
+
+  def _check_state(self) -> None:
     if (self.state_per_stream is None) == (self.total_state is None):
       raise ValueError(
           "set exactly one of state_per_stream (N per stream) and total_state (split evenly "
@@ -170,27 +166,18 @@ class MSSSMLayer(nn.Module):
     if self.backbone in ("s4d_lin", "s5") and n % 2:
       raise ValueError(f"backbone={self.backbone!r} keeps conjugate pairs: the state per "
                        f"stream must be even, got {n}")
-    if self.backbone in streams_lib.MIMO_BACKBONES and self.scale_init == "random_uniform_in_block":
-      raise ValueError("s5 and lru draw their timescales at random within each block already; "
-                       "use scale_init='stratified_a' or 'shared'")
     if self.backbone == "s5" and n % (2 * self.s5_blocks):
       raise ValueError(f"s5 needs the state per stream ({n}) divisible by 2 * s5_blocks "
                        f"({2 * self.s5_blocks})")
-    if not 0.0 < self.dt_min <= self.dt_max:
-      raise ValueError(f"need 0 < dt_min <= dt_max, got [{self.dt_min}, {self.dt_max}]")
-    if not 0.0 <= self.lru_r_min < self.lru_r_max <= 1.0:
-      raise ValueError(f"need 0 <= lru_r_min < lru_r_max <= 1, got "
-                       f"[{self.lru_r_min}, {self.lru_r_max}]")
-    if self.s6_dt_rank is not None and self.s6_dt_rank < 1:
-      raise ValueError(f"s6_dt_rank must be >= 1 or None (ceil(H/16)), got {self.s6_dt_rank}")
-    if self.scan_chunk_size < 0:
-      raise ValueError(f"scan_chunk_size must be >= 0 (0 = one full scan), "
-                       f"got {self.scan_chunk_size}")
-    streams_lib.check_mode(self.mode, self.backbone, self.scan_chunk_size, self.scan_impl)
-    if self.mode == "conv" and self.band_activation != "none":
-      raise ValueError(f"band_activation={self.band_activation!r} acts between the decomposition "
-                       "and the streams, so the layer is no convolution: use mode='scan' with it, "
-                       "or band_activation='none' with mode='conv'")
+
+  def _check_no_ssm(self) -> None:
+    if self.state_per_stream is not None or self.total_state is not None:
+      raise ValueError("backbone='none' has no stream states: leave state_per_stream and "
+                       f"total_state unset (got {self.state_per_stream}, {self.total_state})")
+    if self.mode != "scan" or self.scan_impl != "associative" or self.scan_chunk_size:
+      raise ValueError("backbone='none' runs no SSM: use mode='scan', scan_impl='associative' and "
+                       f"scan_chunk_size=0 (got {self.mode!r}, {self.scan_impl!r}, "
+                       f"{self.scan_chunk_size})")
 
   @property
   def num_streams(self) -> int:
@@ -200,14 +187,16 @@ class MSSSMLayer(nn.Module):
   @property
   def stream_state_size(self) -> int:
     """N, the state per stream (from `state_per_stream` or `total_state / S'`)."""
+    if self.backbone == "none":
+      return 0
     if self.state_per_stream is not None:
       return self.state_per_stream
     return self.total_state // self.num_streams
 
   def stream_ranks(self) -> tuple[int, ...]:
-    """Timescale rank (0 = slowest) of each stream in band order."""
-    return streams_lib.stream_ranks(self.num_streams, self.streams == "details+approx+raw"
-                                    and self.num_levels > 0, self.raw_stream)
+    """Timescale rank (0 = slowest) of each stream in band order: the bands come slowest
+    first (`a^S, d^S, ..., d^1`, then the raw input), so `0..S'-1`."""
+    return tuple(range(self.num_streams))
 
   def state_counts(self) -> common.StateCounts:
     """States per channel (S' N, the number the paper matches against baselines), in total,
@@ -228,21 +217,18 @@ class MSSSMLayer(nn.Module):
     if self.bidirectional:
       u = common.zero_beyond_lengths(u, lengths)
     decomp = decomposition.WaveletDecomposition(
-        num_levels=self.num_levels, kernel_size=self.kernel_size,
-        share_filters=self.share_filters, filter_init=self.filter_init,
-        impl=self.decomposition_impl, streams=self.streams, centered=self.bidirectional,
-        name="decomposition")
-    dt_rank = self.s6_dt_rank or math.ceil(self.d_model / 16)
+        num_levels=self.num_levels, kernel_size=self.kernel_size, streams=self.streams,
+        centered=self.bidirectional, name="decomposition")
     stream_ssms = streams_lib.StreamSSMs(
         backbone=self.backbone, state_per_stream=self.stream_state_size,
         ranks=self.stream_ranks(), scale_init=self.scale_init, dt_min=self.dt_min,
-        dt_max=self.dt_max, s6_condition_on=self.s6_condition_on, s6_dt_rank=dt_rank,
-        s5_blocks=self.s5_blocks, lru_r_min=self.lru_r_min, lru_r_max=self.lru_r_max,
-        lru_max_phase=self.lru_max_phase, bidirectional=self.bidirectional,
+        dt_max=self.dt_max, s6_condition_on=self.s6_condition_on,
+        s6_dt_rank=math.ceil(self.d_model / 16), s5_blocks=self.s5_blocks,
+        bidirectional=self.bidirectional,
         scan_chunk_size=self.scan_chunk_size, mode=self.mode, scan_impl=self.scan_impl,
         name="streams")
     mixer = mixer_lib.ScaleMixer(mixer=self.mixer, name="mixer")
-    d = self.param("D", nn.initializers.ones, (self.d_model,), jnp.float32) if self.d_skip else None
+    d = self.param("D", nn.initializers.ones, (self.d_model,), jnp.float32)
     if self.mode == "conv" and self.backbone not in streams_lib.MIMO_BACKBONES:
       input_term, z = self._folded_terms(u, lengths, decomp, stream_ssms, mixer, d)
     else:
@@ -253,10 +239,9 @@ class MSSSMLayer(nn.Module):
         # Centered bands near the end look back into valid steps; zero them past the end so
         # the reverse scan starts from a zero state at each sequence's last valid step.
         bands = common.zero_beyond_lengths(bands, lengths)
-      y = stream_ssms(bands, u)
+      y = bands if self.backbone == "none" else stream_ssms(bands, u)
       input_term, z = mixer.terms(y.astype(u.dtype), u)
-      if d is not None:
-        z = z + d.astype(u.dtype) * u
+      z = z + d.astype(u.dtype) * u
     if input_term is not None:
       if self.is_mutable_collection("intermediates"):
         self.sow("intermediates", "mixer_input_ratio",
@@ -267,7 +252,7 @@ class MSSSMLayer(nn.Module):
   def _folded_terms(self, u: Array, lengths: Array | None,
                     decomp: decomposition.WaveletDecomposition,
                     stream_ssms: streams_lib.StreamSSMs, mixer: mixer_lib.ScaleMixer,
-                    d: Array | None) -> tuple[Array | None, Array]:
+                    d: Array) -> tuple[Array | None, Array]:
     """`mode="conv"` with SISO streams: the mixer's `(input_term, constant_term + D u)`, each
     `(B, L, H)`, with the decomposition folded into the stream kernels (`folded_conv`)."""
     width, num_streams = u.shape[-1], self.num_streams
@@ -276,7 +261,7 @@ class MSSSMLayer(nn.Module):
     filters, lookaheads = decomposition.stream_filters(phi, psi, streams=self.streams,
                                                        centered=self.bidirectional)
     streams = stream_ssms.discretized(width)
-    skip = jnp.zeros((width,), dtype) if d is None else d.astype(dtype)
+    skip = d.astype(dtype)
     # The stream outputs' weights: one folded kernel per output (D rides on the constant one).
     if self.mixer in ("none", "static", "linear_input"):
       params = mixer.weights(width, num_streams)

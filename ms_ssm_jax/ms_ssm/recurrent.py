@@ -55,6 +55,7 @@ def stream_state_shape(layer: Any, batch_size: int) -> tuple[tuple[int, ...], bo
       "s4d_lin": ((batch_size, layer.d_model, streams, n // 2), True),
       "s5": ((batch_size, streams, n // 2), True),
       "lru": ((batch_size, streams, n), True),
+      "none": ((batch_size, 0), False),
   }[layer.backbone]
 
 
@@ -123,6 +124,8 @@ def _linear_coefficients(backbone: str, params: Params) -> tuple[Array, Array, A
 def streams_step(layer: Any, params: Params, state: Array, bands: Array,
                  u_t: Array) -> tuple[Array, Array]:
   """One step of all streams: bands `(B, H, S')`, u_t `(B, H)` -> (state, y `(B, H, S')`)."""
+  if layer.backbone == "none":
+    return state, bands
   if layer.backbone == "s6":
     a = -jnp.exp(params["A_log"])  # (H, S', N)
     rank, n = params["dt_proj"].shape[1], a.shape[-1]
@@ -155,12 +158,11 @@ def step(layer: Any, params: Params, state: State, u_t: Array) -> tuple[State, A
       layer, params.get("decomposition", {}), position, state["buffers"], u_t)
   if layer.band_activation == "silu":
     bands = jax.nn.silu(bands)
-  streams, y = streams_step(layer, params["streams"], state["streams"], bands, u_t)
+  streams, y = streams_step(layer, params.get("streams", {}), state["streams"], bands, u_t)
   # The mixer module itself on a one-step sequence: every mixer reads only u_t and y_t.
   z = mixer_lib.ScaleMixer(mixer=layer.mixer, parent=None).apply(
       {"params": params.get("mixer", {})}, y.astype(u_t.dtype)[:, None], u_t[:, None])[:, 0]
-  if layer.d_skip:
-    z = z + params["D"].astype(u_t.dtype) * u_t
+  z = z + params["D"].astype(u_t.dtype) * u_t
   largest = max(buffer_sizes(layer.num_levels, layer.kernel_size), default=1)
   new_state = {"position": (position + 1) % largest, "buffers": buffers, "streams": streams}
   return new_state, z.astype(u_t.dtype)

@@ -22,13 +22,12 @@ total state. Bidirectional layers add one reverse call with the same coefficient
 readout `C_reverse`.
 
 Scale-dependent init (paper Fig. 2, App. C; the ordering and the MIMO splits are ours). Stream j
-has a timescale rank r_j (0 = slowest; see `stream_ranks`):
+has a timescale rank r_j (0 = slowest: the band order, `MSSSMLayer.stream_ranks`):
   stratified_a             |A| of rank r = r N + 1, ..., r N + N: together S4D-real over S' N
                            states (s4d_lin: the frequencies pi k of S4D-Lin, likewise cut);
   shared                   every stream |A| = 1..N (the paper's "Mamba init" ablation);
-  random_uniform_in_block  |A| uniform in [r N + 1/2, r N + N + 1/2), per channel and state;
   s5: the log-Delta range [log dt_min, log dt_max] cut into S' blocks, rank 0 the smallest
-      steps; lru: the radius range [r_min, r_max] cut into S' blocks, rank 0 nearest to 1.
+      steps; lru: the radius range [0.9, 0.999] cut into S' blocks, rank 0 nearest to 1.
 Delta (SISO, s6) is log-uniform in [dt_min, dt_max] per channel and the same on every stream.
 
 The coefficients `(a, b)` and the readouts are separate methods of `LinearStreams` and
@@ -70,9 +69,9 @@ from ms_ssm_jax.ssm.discretize import discretize
 Array = jax.Array
 PyTree = Any
 
-BACKBONES: tuple[str, ...] = ("s4d_real", "s4d_lin", "s6", "s5", "lru")
-SCALE_INITS: tuple[str, ...] = ("stratified_a", "shared", "random_uniform_in_block")
-RAW_STREAM_POSITIONS: tuple[str, ...] = ("fastest", "slowest")
+# "none": no SSM, the stream outputs are the bands themselves (the paper's "no SSM" ablation).
+BACKBONES: tuple[str, ...] = ("s4d_real", "s4d_lin", "s6", "s5", "lru", "none")
+SCALE_INITS: tuple[str, ...] = ("stratified_a", "shared")
 S6_CONDITIONS: tuple[str, ...] = ("raw", "band")
 MIMO_BACKBONES: tuple[str, ...] = ("s5", "lru")
 LTI_BACKBONES: tuple[str, ...] = ("s4d_real", "s4d_lin", "s5", "lru")
@@ -80,36 +79,18 @@ LTI_BACKBONES: tuple[str, ...] = ("s4d_real", "s4d_lin", "s5", "lru")
 PALLAS_BACKBONES: tuple[str, ...] = ("s4d_real", "s6")
 # Mamba floors the initial selective step here (Gu and Dao 2023, reference init).
 _S6_DT_FLOOR = 1e-4
-
-
-def stream_ranks(num_streams: int, has_raw: bool, raw_stream: str) -> tuple[int, ...]:
-  """Timescale rank of each stream in band order (0 = slowest).
-
-  The bands come slowest first (`a^S, d^S, ..., d^1`, then the raw input `x`), so the ranks
-  are `0..S'-1`; with `raw_stream="slowest"` the raw input takes rank 0 and the bands shift.
-  """
-  common.check_choice("raw_stream", raw_stream, RAW_STREAM_POSITIONS)
-  if raw_stream == "fastest" or num_streams == 1:
-    return tuple(range(num_streams))
-  if not has_raw:
-    raise ValueError("raw_stream='slowest' needs a raw stream: use "
-                     "streams='details+approx+raw' or raw_stream='fastest'")
-  return tuple(range(1, num_streams)) + (0,)
+# The lru streams' eigenvalue ring: radius in [0.9, 0.999], phase <= pi/10, as our LRU baseline
+# (configs/common.py, docs/BASELINES.md).
+LRU_R_MIN, LRU_R_MAX, LRU_MAX_PHASE = 0.9, 0.999, math.pi / 10
 
 
 # ----------------------------------------------------------------------------------------------
 # Scale-dependent inits. Each returns per-stream values in band order for the given ranks.
 
 
-def decay_rates(key: Array, ranks: tuple[int, ...], n: int, scale_init: str,
-                num_channels: int) -> Array:
+def decay_rates(ranks: tuple[int, ...], n: int, scale_init: str, num_channels: int) -> Array:
   """`|A|` of the real backbones (s4d_real, s6): `(H, S', n)` float32."""
   num_streams = len(ranks)
-  rank = np.asarray(ranks)[:, None]
-  if scale_init == "random_uniform_in_block":
-    shape = (num_channels, num_streams, n)
-    unit = jax.random.uniform(key, shape, jnp.float32)
-    return jnp.asarray(rank * n + 0.5, jnp.float32) + n * unit
   if scale_init == "stratified_a":
     rates = -ssm_init.s4d_real_eigenvalues(num_streams * n).reshape(num_streams, n)[ranks, :]
   else:
@@ -117,14 +98,10 @@ def decay_rates(key: Array, ranks: tuple[int, ...], n: int, scale_init: str,
   return jnp.broadcast_to(jnp.asarray(rates, jnp.float32), (num_channels, num_streams, n))
 
 
-def lin_frequencies(key: Array, ranks: tuple[int, ...], n: int, scale_init: str,
+def lin_frequencies(ranks: tuple[int, ...], n: int, scale_init: str,
                     num_channels: int) -> Array:
   """Imaginary parts `pi k` of S4D-Lin (`n` complex states per stream): `(H, S', n)`."""
   num_streams = len(ranks)
-  rank = np.asarray(ranks)[:, None]
-  if scale_init == "random_uniform_in_block":
-    unit = jax.random.uniform(key, (num_channels, num_streams, n), jnp.float32)
-    return jnp.asarray(math.pi * rank * n, jnp.float32) + math.pi * n * unit
   if scale_init == "stratified_a":
     freqs = ssm_init.s4d_lin_eigenvalues(num_streams * n).imag.reshape(num_streams, n)[ranks, :]
   else:
@@ -132,16 +109,9 @@ def lin_frequencies(key: Array, ranks: tuple[int, ...], n: int, scale_init: str,
   return jnp.broadcast_to(jnp.asarray(freqs, jnp.float32), (num_channels, num_streams, n))
 
 
-def _check_mimo_scale_init(scale_init: str) -> None:
-  if scale_init == "random_uniform_in_block":
-    raise ValueError("s5 and lru already draw their timescales at random within each block; "
-                     "use scale_init='stratified_a' (blocks) or 'shared'")
-
-
 def s5_log_steps(key: Array, ranks: tuple[int, ...], n: int, scale_init: str, dt_min: float,
                  dt_max: float) -> Array:
   """`log Delta` of the per-stream S5s: `(S', n)`, rank r in the r-th block of the log range."""
-  _check_mimo_scale_init(scale_init)
   keys = jax.random.split(key, len(ranks))
   if scale_init == "shared":
     return jnp.stack([ssm_init.log_uniform(k, (n,), dt_min, dt_max) for k in keys])
@@ -150,10 +120,11 @@ def s5_log_steps(key: Array, ranks: tuple[int, ...], n: int, scale_init: str, dt
                     for k, r in zip(keys, ranks)])
 
 
-def lru_rings(key: Array, ranks: tuple[int, ...], n: int, scale_init: str, r_min: float,
-              r_max: float, max_phase: float) -> tuple[Array, Array]:
-  """`(nu_log, theta_log)` `(S', n)`: rank r on the r-th ring of `[r_min, r_max]` from the top."""
-  _check_mimo_scale_init(scale_init)
+def lru_rings(key: Array, ranks: tuple[int, ...], n: int, scale_init: str
+              ) -> tuple[Array, Array]:
+  """`(nu_log, theta_log)` `(S', n)`: rank r on the r-th ring of `[LRU_R_MIN, LRU_R_MAX]` from
+  the top."""
+  r_min, r_max, max_phase = LRU_R_MIN, LRU_R_MAX, LRU_MAX_PHASE
   keys = jax.random.split(key, len(ranks))
   if scale_init == "shared":
     rings = [ssm_init.lru_ring_init(k, n, r_min, r_max, max_phase) for k in keys]
@@ -395,13 +366,12 @@ class StreamSSMs(nn.Module):
     backbone: one of `BACKBONES`.
     state_per_stream: N (real states per stream and channel for SISO backbones; per stream
       for s5, whose N/2 complex states are conjugate pairs; complex states for lru).
-    ranks: timescale rank of each stream, from `stream_ranks`.
+    ranks: timescale rank of each stream (`MSSSMLayer.stream_ranks`).
     scale_init: one of `SCALE_INITS`.
     dt_min, dt_max: the log-uniform step range.
     s6_condition_on: one of `S6_CONDITIONS`.
     s6_dt_rank: R, the rank of the selective step projection.
     s5_blocks: J, HiPPO-N blocks per stream (s5).
-    lru_r_min, lru_r_max, lru_max_phase: the LRU ring (lru).
     bidirectional: add a reverse scan with its own readout.
     scan_chunk_size: 0 = one associative scan; T > 0 = chunks of T steps (`mode="scan"`,
       `scan_impl="associative"`).
@@ -418,9 +388,6 @@ class StreamSSMs(nn.Module):
   s6_condition_on: str = "raw"
   s6_dt_rank: int = 1
   s5_blocks: int = 1
-  lru_r_min: float = 0.9
-  lru_r_max: float = 0.999
-  lru_max_phase: float = math.pi / 10
   bidirectional: bool = False
   scan_chunk_size: int = 0
   mode: str = "scan"
@@ -458,7 +425,7 @@ class StreamSSMs(nn.Module):
     ranks, scale = self.ranks, self.scale_init
     if self.backbone == "s4d_real":
       n = self.state_per_stream
-      rates = self.param("A_re_log", lambda key: jnp.log(decay_rates(key, ranks, n, scale, width)))
+      rates = self.param("A_re_log", lambda _: jnp.log(decay_rates(ranks, n, scale, width)))
       a = -jnp.exp(rates)
       b = self.param("B", nn.initializers.ones, (width, num_streams, n), jnp.float32)
       c, c_reverse = self._readouts(nn.initializers.normal(1.0), (width, num_streams, n))
@@ -467,7 +434,7 @@ class StreamSSMs(nn.Module):
       n = self.state_per_stream // 2
       shape = (width, num_streams, n)
       rates = self.param("A_re_log", nn.initializers.constant(math.log(0.5)), shape, jnp.float32)
-      freqs = self.param("A_im", lambda key: lin_frequencies(key, ranks, n, scale, width))
+      freqs = self.param("A_im", lambda _: lin_frequencies(ranks, n, scale, width))
       a = jax.lax.complex(-jnp.exp(rates), freqs)
       b = _complex(self.param("B", lambda _: jnp.stack(
           [jnp.ones(shape, jnp.float32), jnp.zeros(shape, jnp.float32)], axis=-1)))
@@ -483,7 +450,7 @@ class StreamSSMs(nn.Module):
   def _selective(self, width: int, num_streams: int) -> SelectiveStreams:
     n, rank = self.state_per_stream, self.s6_dt_rank
     rates = self.param(
-        "A_log", lambda key: jnp.log(decay_rates(key, self.ranks, n, self.scale_init, width)))
+        "A_log", lambda _: jnp.log(decay_rates(self.ranks, n, self.scale_init, width)))
     outputs = rank + (3 if self.bidirectional else 2) * n
     x_proj = self.param("x_proj", nn.initializers.normal(width**-0.5),
                         (width, num_streams, outputs), jnp.float32)
@@ -527,9 +494,7 @@ class StreamSSMs(nn.Module):
   def _lru(self, width: int, num_streams: int) -> LinearStreams:
     """Per-stream LRU (full complex states, trained gamma) on stratified rings."""
     n = self.state_per_stream
-    rings = functools.partial(lru_rings, ranks=self.ranks, n=n, scale_init=self.scale_init,
-                              r_min=self.lru_r_min, r_max=self.lru_r_max,
-                              max_phase=self.lru_max_phase)
+    rings = functools.partial(lru_rings, ranks=self.ranks, n=n, scale_init=self.scale_init)
     nu_log = self.param("nu_log", lambda key: rings(key)[0])
     theta_log = self.param("theta_log", lambda key: rings(key)[1])
     gamma_log = self.param("gamma_log", lambda _: ssm_init.lru_gamma_log(nu_log))

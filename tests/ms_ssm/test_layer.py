@@ -222,24 +222,21 @@ def test_stratified_init_orders_the_streams(backbone):
     np.testing.assert_array_equal(step, jnp.broadcast_to(step[:, :1], step.shape))
 
 
-def test_raw_stream_slowest_and_the_other_inits():
-  layer = make_layer(raw_stream="slowest")
-  ranks = layer.stream_ranks()
-  assert ranks == (1, 2, 3, 4, 0)
+def test_the_inits_order_the_streams_by_rank():
+  ranks = make_layer().stream_ranks()
+  assert ranks == (0, 1, 2, 3, 4)
   key = jax.random.key(0)
-  rates = np.asarray(streams_lib.decay_rates(key, ranks, N, "stratified_a", H))
-  np.testing.assert_allclose(rates[:, -1], np.broadcast_to(np.arange(1, N + 1), (H, N)))
+  rates = np.asarray(streams_lib.decay_rates(ranks, N, "stratified_a", H))
+  np.testing.assert_allclose(rates[:, 0], np.broadcast_to(np.arange(1, N + 1), (H, N)))
   _assert_ordered_by_rank(np.moveaxis(np.exp(-0.01 * rates), 1, 0), ranks)
   steps = np.exp(np.asarray(streams_lib.s5_log_steps(key, ranks, N, "stratified_a", 1e-3, 1e-1)))
   _assert_ordered_by_rank(np.exp(-0.5 * steps), ranks)
-  nu_log, _ = streams_lib.lru_rings(key, ranks, N, "stratified_a", 0.9, 0.999, 0.3)
-  _assert_ordered_by_rank(np.exp(-np.exp(np.asarray(nu_log))), ranks)
-  shared = np.asarray(streams_lib.decay_rates(key, ranks, N, "shared", H))
+  nu_log, _ = streams_lib.lru_rings(key, ranks, N, "stratified_a")
+  radii = np.exp(-np.exp(np.asarray(nu_log)))
+  _assert_ordered_by_rank(radii, ranks)
+  assert np.all(radii >= streams_lib.LRU_R_MIN) and np.all(radii <= streams_lib.LRU_R_MAX)
+  shared = np.asarray(streams_lib.decay_rates(ranks, N, "shared", H))
   np.testing.assert_allclose(shared, np.broadcast_to(np.arange(1, N + 1), shared.shape))
-  random = np.asarray(streams_lib.decay_rates(key, (0, 1, 2, 3, 4), N,
-                                              "random_uniform_in_block", H))
-  for j in range(5):
-    assert np.all(random[:, j] >= j * N + 0.5) and np.all(random[:, j] < (j + 1) * N + 0.5)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -372,12 +369,8 @@ def test_state_sizes_and_counts():
     (dict(state_per_stream=4, mixer="attention"), "unknown mixer"),
     (dict(state_per_stream=4, streams="details"), "unknown streams"),
     (dict(state_per_stream=4, scale_init="hippo"), "scale_init='hippo'"),
-    (dict(state_per_stream=4, filter_init="haar"), "needs kernel_size=2"),
     (dict(state_per_stream=3, backbone="s5"), "must be even"),
-    (dict(state_per_stream=4, backbone="lru", scale_init="random_uniform_in_block"),
-     "at random within each block"),
-    (dict(state_per_stream=4, streams="details+approx", raw_stream="slowest"),
-     "raw_stream='slowest' needs a raw stream"),
+    (dict(state_per_stream=4, scale_init="random_uniform_in_block"), "scale_init="),
     (dict(state_per_stream=4, band_activation="gelu"), "band_activation='gelu'"),
     (dict(state_per_stream=4, scan_chunk_size=-1), "scan_chunk_size must be >= 0"),
     (dict(state_per_stream=4, num_levels=0, streams="approx_only"), "num_levels=0"),
@@ -423,3 +416,38 @@ def test_linear_input_mixer_sows_its_input_ratio():
   _, static_state = make_layer(mixer="static").init_with_output(
       jax.random.key(0), u, lengths, mutable=["params", "intermediates"])
   assert "intermediates" not in static_state
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_no_ssm_mixes_the_bands_themselves(x64, bidirectional):
+  """backbone='none' (the paper's "no SSM" ablation): the mixer and D skip on the bands."""
+  layer = MSSSMLayer(d_model=H, backbone="none", bidirectional=bidirectional)
+  u = make_inputs(1, jnp.float64)
+  lengths = jnp.asarray(LENGTHS) if bidirectional else None
+  params = layer.init(jax.random.key(0), u, lengths)["params"]
+  assert set(params) == {"decomposition", "mixer", "D"}
+  params["mixer"]["weight"] = jnp.asarray(np.random.default_rng(2).normal(size=(H, 5)))
+  y = np.asarray(layer.apply({"params": params}, u, lengths))
+  valid = (np.arange(L)[None, :] < (LENGTHS if bidirectional else np.full(B, L))[:, None])[..., None]
+  x = np.asarray(u) * valid
+  bands = numpy_bands(x, params["decomposition"]["phi"], params["decomposition"]["psi"],
+                      centered=bidirectional) * valid[..., None]
+  mixer = params["mixer"]
+  expected = (np.einsum("blhj,hj->blh", bands, mixer["bias"])
+              + x * np.einsum("blhj,hj->blh", bands, mixer["weight"]) + params["D"] * x)
+  mask = valid[..., 0]  # bidirectional outputs beyond the length are unspecified
+  np.testing.assert_allclose(y[mask], expected[mask], rtol=1e-10, atol=1e-12)
+  assert layer.state_counts().per_channel == 0
+  if not bidirectional:
+    changed = np.asarray(layer.apply({"params": params}, u.at[:, 9:].add(1.0)))
+    np.testing.assert_array_equal(changed[:, :9], y[:, :9])
+    assert not np.allclose(changed[:, 9:], y[:, 9:])
+
+
+@pytest.mark.parametrize("fields,message", [
+    (dict(state_per_stream=4), "backbone='none' has no stream states"),
+    (dict(mode="conv"), "backbone='none' runs no SSM"),
+])
+def test_no_ssm_config_errors(fields, message):
+  with pytest.raises(ValueError, match=message):
+    MSSSMLayer(d_model=H, backbone="none", **fields)
