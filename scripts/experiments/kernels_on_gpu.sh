@@ -15,6 +15,8 @@
 #    ones nor compute its gradient): the Pallas rows, the bare kernel at the default shape with
 #    and without the state loop (and with 32 states per pass), and the S6 variant's train step
 #    with Pallas and remat (its first step compiles for ~60 s).
+# Rounds 2 and 3 name kernel blocks with the state-loop and chunks-per-entry parts that the
+# kernel lost on 2026-12-06 (no config used them): they run at commits before f603a14 only.
 out=${1:?usage: kernels_on_gpu.sh OUTDIR}; mkdir -p $out; PY=${PYTHON:-python3}
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1 BENCH_RESULTS_DIR=$out
 round=${ROUND:?set ROUND=1, 2 or 3 (see the header)}
