@@ -5,7 +5,7 @@
 Every row is the paper's S6 variant (`ms_ssm_s6`, on which the paper ran its ablations) with
 one change. ListOps at S5's size (`configs/listops.py:ms_ssm_s6,size=s5`: 8 layers, N=16 per
 stream); PTB-XL at the paper's size (`configs/ptbxl.py:ms_ssm_s6`, `--config.data.data_dir`).
-Rows (`ROWS`) and the paper's ListOps accuracy / PTB-XL AUROC (docs/MS-SSM spec, sec. 4):
+Rows (`ROWS`) and the paper's ListOps accuracy / PTB-XL AUROC (docs/PAPER.md, sec. 2):
   full               the variant as configured                               63.04 / 0.939
   no_ssm             decomposition only: the mixer merges the bands          62.59 / 0.936
   static_mixer       E[h, j] = b[h, j]                                       61.28 / 0.932
