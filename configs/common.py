@@ -229,7 +229,8 @@ def _set(config: ml_collections.ConfigDict, key: str, value: Any, dotted: str) -
 
 def override(config: ml_collections.ConfigDict,
              updates: Mapping[str, Any]) -> ml_collections.ConfigDict:
-  """Sets dotted keys (`"model.layer_config.state_size": 64`); unknown keys are an error."""
+  """Sets dotted keys (`"model.layer_config.state_size": 64`), as scripts and tests change a
+  built config; unknown keys are an error naming them."""
   for dotted, value in updates.items():
     *parents, key = dotted.split(".")
     node = config
@@ -298,6 +299,8 @@ def ms_ssm_layer(config: ml_collections.ConfigDict, model: str, *, num_levels: i
   README, "Fast paths") and on TPU, elsewhere an associative scan chunked by `scan_chunk_size`
   (0 = one full scan).
   """
+  if model not in ("ms_ssm", "ms_ssm_s6"):
+    raise ValueError(f"{model!r} is not one of the paper's MS-SSM variants (ms_ssm, ms_ssm_s6)")
   layer = config.model.layer_config
   layer.num_levels = num_levels
   layer.kernel_size = kernel_size
@@ -306,76 +309,9 @@ def ms_ssm_layer(config: ml_collections.ConfigDict, model: str, *, num_levels: i
   if model == "ms_ssm":
     layer.mode = "conv"
     layer.scan_chunk_size = 0
-  elif model == "ms_ssm_s6":
+  else:
     layer.scan_chunk_size = scan_chunk_size
     layer.scan_impl = "auto"
-  else:
-    raise ValueError(f"{model!r} is not one of the paper's MS-SSM variants (ms_ssm, ms_ssm_s6)")
-
-
-def settings_for(model: str, settings: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-  """`settings["all"]` updated with `settings[model]`; every model must have an entry."""
-  if model not in settings:
-    raise ValueError(f"this config has no settings for model {model!r}; it has "
-                     f"{', '.join(k for k in settings if k != 'all')}")
-  return {**settings.get("all", {}), **settings[model]}
-
-
-def baseline_layers(*, s5_state: int, s5_blocks: int, bidirectional: bool,
-                    siso_chunk_size: int = 0, **s5_options: Any) -> dict[str, dict[str, Any]]:
-  """Layer settings of the baselines on a task whose S5 recipe has P states in J blocks.
-
-  s5: S5's P, J and options (`c_init`, `dt_min`, `clip_eigs`). lru: P/2 complex states, the
-  state S5 carries under conjugate symmetry (ours: equal state), on the ring r in
-  [0.9, 0.999], phase <= pi/10 of the widely used bidirectional LRU variant
-  (docs/BASELINES.md; the LRU paper's per-task rings are not verified). s4d: N=64, S4D-Lin
-  (the S4D paper's defaults). s6: N=16 (Mamba's), causal by design. All but s6 take `bidirectional`.
-  `siso_chunk_size` > 0 runs the per-channel layers (s4d, s6), whose B L H N states are the
-  largest, as a chunked scan (same outputs, less memory).
-  """
-  return {
-      "s5": {"model.layer_config.state_size": s5_state, "model.layer_config.blocks": s5_blocks,
-             "model.layer_config.bidirectional": bidirectional,
-             **{f"model.layer_config.{k}": v for k, v in s5_options.items()}},
-      "lru": {"model.layer_config.state_size": s5_state // 2, "model.layer_config.r_min": 0.9,
-              "model.layer_config.r_max": 0.999, "model.layer_config.max_phase": math.pi / 10,
-              "model.layer_config.bidirectional": bidirectional},
-      "s4d": {"model.layer_config.state_size": 64, "model.layer_config.a_init": "lin",
-              "model.layer_config.bidirectional": bidirectional,
-              "model.layer_config.scan_chunk_size": siso_chunk_size},
-      "s6": {"model.layer_config.state_size": 16,
-             "model.layer_config.scan_chunk_size": siso_chunk_size},
-  }
-
-
-def ms_ssm_layers(*, num_levels: int, kernel_size: int, state_per_stream: int,
-                  bidirectional: bool, scan_chunk_size: int) -> dict[str, dict[str, Any]]:
-  """Layer settings of both MS-SSM variants (`ms_ssm`, `ms_ssm_s6`) on a task.
-
-  The S4 variant (`ms_ssm`, time-invariant s4d_real streams) runs as an FFT convolution
-  (`mode="conv"`): the same outputs as the scan, and much faster (docs/PAPER.md, "Memory": 5.8 ms
-  vs 334 ms for the chunked scan at the paper's ListOps size; 9x on the CPU at the UEA sizes).
-  The S6 variant has no convolution form: `scan_impl="auto"`, the fused Pallas kernel on a GPU
-  (12-14x faster than the chunked scan at the paper's ListOps size on an H100, with less memory;
-  README, "Fast paths") and on TPU, elsewhere an associative scan chunked by `scan_chunk_size`
-  (0 = one full scan).
-  """
-  layer = {"model.layer_config.num_levels": num_levels,
-           "model.layer_config.kernel_size": kernel_size,
-           "model.layer_config.state_per_stream": state_per_stream,
-           "model.layer_config.bidirectional": bidirectional}
-  return {"ms_ssm": {**layer, "model.layer_config.mode": "conv",
-                     "model.layer_config.scan_chunk_size": 0},
-          "ms_ssm_s6": {**layer, "model.layer_config.scan_chunk_size": scan_chunk_size,
-                        "model.layer_config.scan_impl": "auto"}}
-
-
-def make_config(task: str, model: str, settings: Mapping[str, Mapping[str, Any]]
-                ) -> ml_collections.ConfigDict:
-  """`base_config(task, model)` with `settings_for(model, settings)` applied, locked."""
-  config = base_config(task, model)
-  override(config, settings_for(model, settings))
-  return lock(config)
 
 
 def lock(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
