@@ -1,4 +1,4 @@
-"""The base config (every field of docs/DESIGN.md's schema), the models, shared recipes, the arg parser.
+"""The base config (docs/DESIGN.md's schema), the models, shared layer recipes, the arg parser.
 
 A task config file reads top-down, fields set as code (big_vision's style):
 
