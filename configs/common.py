@@ -1,38 +1,28 @@
-"""The base config (every field of docs/DESIGN.md's schema), model presets and the arg parser.
+"""The base config (docs/DESIGN.md's schema), the models, shared layer recipes, the arg parser.
 
-A task config file does
-
-    SETTINGS = {"all": {"train.global_batch_size": 50, ...},   # dotted keys, checked
-                "ms_ssm": {"model.d_model": 128, ...}, "s5": {...}, ...}
+A task config file reads top-down, fields set as code (big_vision's style):
 
     def get_config(arg=None):
-      args = common.parse_arg(arg, source="generated")        # "s5,source=release"
-      return common.make_config("listops", args.model, SETTINGS)
+      args = common.parse_arg(arg, source="generated")      # "s5,source=release"
+      config = common.task_config("listops", args.model)    # locked: a misspelt field fails
+      config.model.num_layers = 8
+      config.optimizer.lr = 3e-3
+      if args.model in common.BASELINES:
+        common.baseline_layer(config, args.model, s5_state=16, s5_blocks=8, bidirectional=True)
+      else:
+        common.ms_ssm_layer(config, args.model, num_levels=3, kernel_size=4, ...)
+      return config
 
 and is used as `--config=configs/listops.py:s5,source=release`. `arg` names the model first:
-one of `MODELS`, then optional `key=value` options that the file declares.
-
-Models (`with_model`) and the scaffold each one gets before task settings:
-  ms_ssm     MS-SSM (S4 variant, paper): real diagonal streams, `multires` post-norm block
-             with BatchNorm and GLU (MultiresConv's block, which the paper follows).
-  ms_ssm_s6  MS-SSM (S6 variant, paper): selective streams in a `mamba` block whose conv is
-             replaced by the decomposition (mamba_conv_kernel = 0; SiLU on the bands inside
-             the layer), pre-norm LayerNorm.
-Task configs set the state size (N per stream for MS-SSM; 16, Mamba's N, until they do).
-  ms_ssm_s5  MS-SSM with a per-stream S5 (ours, beyond the paper: S5 at equal state): S5's
-             block and its bidirectional recipe. Only the task configs that set its sizes
-             (listops) offer it.
-  s5         S5's block (Smith et al. 2023; reference `run_train.py` defaults): pre-norm,
-             BatchNorm with momentum 0.95, half_glu1.
-  lru        LRU (Orvieto et al. 2023, Fig. 1): pre-norm block with a GLU MLP; BatchNorm.
-  s4d        S4D (Gu et al. 2022): S4's post-norm block (GELU, then Dense+GLU): `multires`.
-  s6         Mamba (Gu and Dao 2023): `mamba` block with its causal conv of kernel 4.
+one of `MODELS`, then optional `key=value` options that the file declares. The model's preset
+(layer, block scaffold; `_PRESETS`) is set by `task_config` before the file's settings, and the
+layer's fields come from its dataclass (`layers.default_layer_config`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import ml_collections
 from ml_collections import config_dict
@@ -41,26 +31,101 @@ from ms_ssm_jax import data
 from ms_ssm_jax import layers
 
 MODELS: tuple[str, ...] = ("ms_ssm", "ms_ssm_s6", "ms_ssm_s5", "s5", "lru", "s4d", "s6")
+BASELINES: tuple[str, ...] = ("s5", "lru", "s4d", "s6")
+# The models a task config offers unless it names others: `ms_ssm_s5` needs sizes that only
+# some task configs set.
+TASK_MODELS: tuple[str, ...] = ("ms_ssm", "ms_ssm_s6", *BASELINES)
 
-# Per model: the sequence layer, overrides of its defaults, and the block scaffold.
-_MODEL_PRESETS: dict[str, dict[str, Any]] = {
-    "ms_ssm": dict(layer="ms_ssm", layer_config={"state_per_stream": 16}, block="multires",
-                   norm="batch", prenorm=False, activation="glu"),
-    "ms_ssm_s6": dict(layer="ms_ssm", layer_config={"backbone": "s6", "state_per_stream": 16,
-                                                    "band_activation": "silu"},
-                      block="mamba", norm="layer", prenorm=True, mamba_conv_kernel=0),
-    "ms_ssm_s5": dict(layer="ms_ssm", layer_config={"backbone": "s5", "state_per_stream": 16,
-                                                    "bidirectional": True},
-                      block="s5", norm="batch", prenorm=True, activation="half_glu1",
-                      batchnorm_momentum=0.95),
-    "s5": dict(layer="s5", layer_config={}, block="s5", norm="batch", prenorm=True,
-               activation="half_glu1", batchnorm_momentum=0.95),
-    "lru": dict(layer="lru", layer_config={}, block="s5", norm="batch", prenorm=True,
-                activation="glu"),
-    "s4d": dict(layer="s4d", layer_config={}, block="multires", norm="batch", prenorm=False,
-                activation="glu"),
-    "s6": dict(layer="s6", layer_config={}, block="mamba", norm="layer", prenorm=True,
-               mamba_conv_kernel=4),
+
+def _use_layer(model: ml_collections.ConfigDict, layer: str) -> None:
+  """Sets `model.layer` and its fields at their dataclass defaults, locked."""
+  model.layer = layer
+  model.layer_config = layers.default_layer_config(layer)
+  model.layer_config.lock()
+
+
+def _ms_ssm(model: ml_collections.ConfigDict) -> None:
+  """MS-SSM (S4 variant, paper): real diagonal streams, `multires` post-norm block with
+  BatchNorm and GLU (MultiresConv's block, which the paper follows)."""
+  _use_layer(model, "ms_ssm")
+  model.layer_config.state_per_stream = 16  # task configs set N per stream
+  model.block = "multires"
+  model.norm = "batch"
+  model.prenorm = False
+  model.activation = "glu"
+
+
+def _ms_ssm_s6(model: ml_collections.ConfigDict) -> None:
+  """MS-SSM (S6 variant, paper): selective streams in a `mamba` block whose conv is replaced
+  by the decomposition (no conv; SiLU on the bands inside the layer), pre-norm LayerNorm."""
+  _use_layer(model, "ms_ssm")
+  model.layer_config.backbone = "s6"
+  model.layer_config.state_per_stream = 16  # Mamba's N, until the task config sets it
+  model.layer_config.band_activation = "silu"
+  model.block = "mamba"
+  model.norm = "layer"
+  model.prenorm = True
+  model.mamba_conv_kernel = 0
+
+
+def _ms_ssm_s5(model: ml_collections.ConfigDict) -> None:
+  """MS-SSM with a per-stream S5 (ours, beyond the paper: S5 at equal state): S5's block and
+  its bidirectional recipe."""
+  _use_layer(model, "ms_ssm")
+  model.layer_config.backbone = "s5"
+  model.layer_config.state_per_stream = 16
+  model.layer_config.bidirectional = True
+  _s5_block(model)
+
+
+def _s5_block(model: ml_collections.ConfigDict) -> None:
+  """S5's block (reference `run_train.py` defaults): pre-norm, BatchNorm with momentum 0.95,
+  half_glu1."""
+  model.block = "s5"
+  model.norm = "batch"
+  model.prenorm = True
+  model.activation = "half_glu1"
+  model.batchnorm_momentum = 0.95
+
+
+def _s5(model: ml_collections.ConfigDict) -> None:
+  """S5 (Smith et al. 2023) in its block."""
+  _use_layer(model, "s5")
+  _s5_block(model)
+
+
+def _lru(model: ml_collections.ConfigDict) -> None:
+  """LRU (Orvieto et al. 2023, Fig. 1): pre-norm block with a GLU MLP; BatchNorm."""
+  _use_layer(model, "lru")
+  model.block = "s5"
+  model.norm = "batch"
+  model.prenorm = True
+  model.activation = "glu"
+
+
+def _s4d(model: ml_collections.ConfigDict) -> None:
+  """S4D (Gu et al. 2022) in S4's post-norm block (GELU, then Dense+GLU): `multires`."""
+  _use_layer(model, "s4d")
+  model.block = "multires"
+  model.norm = "batch"
+  model.prenorm = False
+  model.activation = "glu"
+
+
+def _s6(model: ml_collections.ConfigDict) -> None:
+  """Mamba (Gu and Dao 2023): `mamba` block with its causal conv of kernel 4."""
+  _use_layer(model, "s6")
+  model.block = "mamba"
+  model.norm = "layer"
+  model.prenorm = True
+  model.mamba_conv_kernel = 4
+
+
+# Per model: sets the sequence layer (dataclass defaults and preset changes) and the block
+# scaffold on `config.model`. Fields a preset leaves alone keep their values.
+_PRESETS: dict[str, Callable[[ml_collections.ConfigDict], None]] = {
+    "ms_ssm": _ms_ssm, "ms_ssm_s6": _ms_ssm_s6, "ms_ssm_s5": _ms_ssm_s5, "s5": _s5,
+    "lru": _lru, "s4d": _s4d, "s6": _s6,
 }
 
 # Data config fields that may be None: optional paths, overridable as strings.
@@ -148,17 +213,11 @@ def base_config(task: str, model: str = "ms_ssm") -> ml_collections.ConfigDict:
 def with_model(config: ml_collections.ConfigDict, model: str) -> ml_collections.ConfigDict:
   """Sets `config.model` to `model`'s layer (default hyperparameters) and block scaffold.
 
-  Task settings (sizes, state, learning rates) are applied afterwards with `override`.
+  Task settings (sizes, state, learning rates) are set afterwards.
   """
-  if model not in _MODEL_PRESETS:
+  if model not in _PRESETS:
     raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
-  preset = dict(_MODEL_PRESETS[model])
-  config.model.layer = preset.pop("layer")
-  config.model.layer_config = layers.default_layer_config(config.model.layer)
-  for key, value in preset.pop("layer_config").items():
-    _set(config.model.layer_config, key, value, f"model.layer_config.{key}")
-  for key, value in preset.items():
-    _set(config.model, key, value, f"model.{key}")
+  _PRESETS[model](config.model)
   return config
 
 
@@ -170,7 +229,8 @@ def _set(config: ml_collections.ConfigDict, key: str, value: Any, dotted: str) -
 
 def override(config: ml_collections.ConfigDict,
              updates: Mapping[str, Any]) -> ml_collections.ConfigDict:
-  """Sets dotted keys (`"model.layer_config.state_size": 64`); unknown keys are an error."""
+  """Sets dotted keys (`"model.layer_config.state_size": 64`), as scripts and tests change a
+  built config; unknown keys are an error naming them."""
   for dotted, value in updates.items():
     *parents, key = dotted.split(".")
     node = config
@@ -182,44 +242,54 @@ def override(config: ml_collections.ConfigDict,
   return config
 
 
-def settings_for(model: str, settings: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-  """`settings["all"]` updated with `settings[model]`; every model must have an entry."""
-  if model not in settings:
-    raise ValueError(f"this config has no settings for model {model!r}; it has "
-                     f"{', '.join(k for k in settings if k != 'all')}")
-  return {**settings.get("all", {}), **settings[model]}
+def task_config(task: str, model: str) -> ml_collections.ConfigDict:
+  """`base_config(task, model)`, locked: the task file then sets fields, and a misspelt field
+  (`config.model.num_layer = 8`) is an error naming it, as on the command line."""
+  return lock(base_config(task, model))
 
 
-def baseline_layers(*, s5_state: int, s5_blocks: int, bidirectional: bool,
-                    siso_chunk_size: int = 0, **s5_options: Any) -> dict[str, dict[str, Any]]:
-  """Layer settings of the baselines on a task whose S5 recipe has P states in J blocks.
+def baseline_layer(config: ml_collections.ConfigDict, model: str, *, s5_state: int,
+                   s5_blocks: int, bidirectional: bool, siso_chunk_size: int = 0,
+                   **s5_fields: Any) -> None:
+  """Sets the layer of baseline `model` on a task whose S5 recipe has P states in J blocks.
 
-  s5: S5's P, J and options (`c_init`, `dt_min`, `clip_eigs`). lru: P/2 complex states, the
-  state S5 carries under conjugate symmetry (ours: equal state), on the ring r in
-  [0.9, 0.999], phase <= pi/10 of the widely used bidirectional LRU variant
-  (docs/BASELINES.md; the LRU paper's per-task rings are not verified). s4d: N=64, S4D-Lin
-  (the S4D paper's defaults). s6: N=16 (Mamba's), causal by design. All but s6 take `bidirectional`.
-  `siso_chunk_size` > 0 runs the per-channel layers (s4d, s6), whose B L H N states are the
-  largest, as a chunked scan (same outputs, less memory).
+  s5: S5's P, J and fields (`c_init`, `clip_eigs`). lru: P/2 complex states, the state S5
+  carries under conjugate symmetry (ours: equal state), on the ring r in [0.9, 0.999], phase
+  <= pi/10 of the widely used bidirectional LRU variant (docs/BASELINES.md; the LRU paper's
+  per-task rings are not verified). s4d: N=64, S4D-Lin (the S4D paper's defaults). s6: N=16
+  (Mamba's), causal by design. All but s6 take `bidirectional`. `siso_chunk_size` > 0 runs the
+  per-channel layers (s4d, s6), whose B L H N states are the largest, as a chunked scan (same
+  outputs, less memory).
   """
-  return {
-      "s5": {"model.layer_config.state_size": s5_state, "model.layer_config.blocks": s5_blocks,
-             "model.layer_config.bidirectional": bidirectional,
-             **{f"model.layer_config.{k}": v for k, v in s5_options.items()}},
-      "lru": {"model.layer_config.state_size": s5_state // 2, "model.layer_config.r_min": 0.9,
-              "model.layer_config.r_max": 0.999, "model.layer_config.max_phase": math.pi / 10,
-              "model.layer_config.bidirectional": bidirectional},
-      "s4d": {"model.layer_config.state_size": 64, "model.layer_config.a_init": "lin",
-              "model.layer_config.bidirectional": bidirectional,
-              "model.layer_config.scan_chunk_size": siso_chunk_size},
-      "s6": {"model.layer_config.state_size": 16,
-             "model.layer_config.scan_chunk_size": siso_chunk_size},
-  }
+  layer = config.model.layer_config
+  if model == "s5":
+    layer.state_size = s5_state
+    layer.blocks = s5_blocks
+    layer.bidirectional = bidirectional
+    for key, value in s5_fields.items():
+      layer[key] = value
+  elif model == "lru":
+    layer.state_size = s5_state // 2
+    layer.r_min = 0.9
+    layer.r_max = 0.999
+    layer.max_phase = math.pi / 10
+    layer.bidirectional = bidirectional
+  elif model == "s4d":
+    layer.state_size = 64
+    layer.a_init = "lin"
+    layer.bidirectional = bidirectional
+    layer.scan_chunk_size = siso_chunk_size
+  elif model == "s6":
+    layer.state_size = 16
+    layer.scan_chunk_size = siso_chunk_size
+  else:
+    raise ValueError(f"{model!r} is not a baseline; baselines are {', '.join(BASELINES)}")
 
 
-def ms_ssm_layers(*, num_levels: int, kernel_size: int, state_per_stream: int,
-                  bidirectional: bool, scan_chunk_size: int) -> dict[str, dict[str, Any]]:
-  """Layer settings of both MS-SSM variants (`ms_ssm`, `ms_ssm_s6`) on a task.
+def ms_ssm_layer(config: ml_collections.ConfigDict, model: str, *, num_levels: int,
+                 kernel_size: int, state_per_stream: int, bidirectional: bool,
+                 scan_chunk_size: int) -> None:
+  """Sets the layer of an MS-SSM variant of the paper (`ms_ssm`, `ms_ssm_s6`) on a task.
 
   The S4 variant (`ms_ssm`, time-invariant s4d_real streams) runs as an FFT convolution
   (`mode="conv"`): the same outputs as the scan, and much faster (docs/PAPER.md, "Memory": 5.8 ms
@@ -229,22 +299,19 @@ def ms_ssm_layers(*, num_levels: int, kernel_size: int, state_per_stream: int,
   README, "Fast paths") and on TPU, elsewhere an associative scan chunked by `scan_chunk_size`
   (0 = one full scan).
   """
-  layer = {"model.layer_config.num_levels": num_levels,
-           "model.layer_config.kernel_size": kernel_size,
-           "model.layer_config.state_per_stream": state_per_stream,
-           "model.layer_config.bidirectional": bidirectional}
-  return {"ms_ssm": {**layer, "model.layer_config.mode": "conv",
-                     "model.layer_config.scan_chunk_size": 0},
-          "ms_ssm_s6": {**layer, "model.layer_config.scan_chunk_size": scan_chunk_size,
-                        "model.layer_config.scan_impl": "auto"}}
-
-
-def make_config(task: str, model: str, settings: Mapping[str, Mapping[str, Any]]
-                ) -> ml_collections.ConfigDict:
-  """`base_config(task, model)` with `settings_for(model, settings)` applied, locked."""
-  config = base_config(task, model)
-  override(config, settings_for(model, settings))
-  return lock(config)
+  if model not in ("ms_ssm", "ms_ssm_s6"):
+    raise ValueError(f"{model!r} is not one of the paper's MS-SSM variants (ms_ssm, ms_ssm_s6)")
+  layer = config.model.layer_config
+  layer.num_levels = num_levels
+  layer.kernel_size = kernel_size
+  layer.state_per_stream = state_per_stream
+  layer.bidirectional = bidirectional
+  if model == "ms_ssm":
+    layer.mode = "conv"
+    layer.scan_chunk_size = 0
+  else:
+    layer.scan_chunk_size = scan_chunk_size
+    layer.scan_impl = "auto"
 
 
 def lock(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -264,12 +331,14 @@ def _parse_value(key: str, text: str, default: Any) -> Any:
     raise ValueError(f"option {key!r} takes a {type(default).__name__}, got {text!r}") from None
 
 
-def parse_arg(arg: str | None, **options: Any) -> ml_collections.ConfigDict:
+def parse_arg(arg: str | None, *, models: tuple[str, ...] = TASK_MODELS,
+              **options: Any) -> ml_collections.ConfigDict:
   """Parses `get_config`'s arg: `"<model>"` or `"<model>,key=value,..."` (or None/"").
 
   Args:
     arg: the string after ':' in `--config=configs/<task>.py:<arg>`. The model defaults to
       `ms_ssm`.
+    models: the models this config file offers (a subset of `MODELS`).
     **options: the keys this config file accepts, with their defaults (which set the type).
 
   Returns:
@@ -291,4 +360,7 @@ def parse_arg(arg: str | None, **options: Any) -> ml_collections.ConfigDict:
       raise ValueError(f"unknown config arg option {key!r} in {arg!r}; this config accepts "
                        f"{', '.join(sorted(options)) or 'no options'}")
     parsed[key] = _parse_value(key, text.strip(), options[key])
+  if parsed.model not in models:
+    raise ValueError(f"this config has no settings for model {parsed.model!r}; it has "
+                     f"{', '.join(models)}")
   return lock(parsed)

@@ -8,35 +8,43 @@ images); `source=release` reads the LRA release PNGs (task `lra_pathfinder32`, a
 split of 200,000). Either way 2,500 steps per epoch at batch 64.
 """
 
+import ml_collections
+
 from configs import common
 
 SOURCES = {"generated": "pathfinder32", "release": "lra_pathfinder32"}
 
-# S5's recipe for every model (lindermanlab/S5 bin/run_experiments/run_lra_pathfinder.sh;
-# S5 paper Table 11; docs/PAPER.md sec. 3): 6 layers x 192, batch 64, 200 epochs, lr 4.5e-3
-# (lr_factor 5 x ssm_lr 9e-4), weight decay 0.03, dropout 0.05, 1 warmup epoch, BatchNorm
-# with momentum 0.9, bidirectional.
-SETTINGS = {
-    "all": {
-        "model.num_layers": 6, "model.d_model": 192, "model.dropout": 0.05,
-        "model.batchnorm_momentum": 0.9,
-        "train.global_batch_size": 64, "train.num_epochs": 200.0,
-        "train.eval_every": 2500, "train.checkpoint_every": 2500,
-        "optimizer.lr": 4.5e-3, "optimizer.ssm_lr": 9e-4, "optimizer.weight_decay": 0.03,
-        "optimizer.warmup_epochs": 1.0,
-    },
-    **common.baseline_layers(s5_state=256, s5_blocks=8, bidirectional=True,
-                             siso_chunk_size=128, c_init="trunc_standard_normal"),
-    # The paper gives no Pathfinder settings. Ours: its S, K, N of every task it specifies
-    # (3, 4, 128 per stream), bidirectional like S5's recipe; S6 variant chunked for memory.
-    **common.ms_ssm_layers(num_levels=3, kernel_size=4, state_per_stream=128,
-                           bidirectional=True, scan_chunk_size=128),
-}
 
-
-def get_config(arg: str | None = None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   args = common.parse_arg(arg, source="generated")
   if args.source not in SOURCES:
     raise ValueError(f"source={args.source!r} is not supported; choose one of "
                      f"{', '.join(SOURCES)}")
-  return common.make_config(SOURCES[args.source], args.model, SETTINGS)
+  config = common.task_config(SOURCES[args.source], args.model)
+
+  # S5's recipe for every model (lindermanlab/S5 bin/run_experiments/run_lra_pathfinder.sh;
+  # S5 paper Table 11; docs/PAPER.md sec. 3): 6 layers x 192, batch 64, 200 epochs, lr 4.5e-3
+  # (lr_factor 5 x ssm_lr 9e-4), weight decay 0.03, dropout 0.05, 1 warmup epoch, BatchNorm
+  # with momentum 0.9, bidirectional.
+  config.model.num_layers = 6
+  config.model.d_model = 192
+  config.model.dropout = 0.05
+  config.model.batchnorm_momentum = 0.9
+  config.train.global_batch_size = 64
+  config.train.num_epochs = 200.0
+  config.train.eval_every = 2500
+  config.train.checkpoint_every = 2500
+  config.optimizer.lr = 4.5e-3
+  config.optimizer.ssm_lr = 9e-4
+  config.optimizer.weight_decay = 0.03
+  config.optimizer.warmup_epochs = 1.0
+
+  if args.model in common.BASELINES:
+    common.baseline_layer(config, args.model, s5_state=256, s5_blocks=8, bidirectional=True,
+                          siso_chunk_size=128, c_init="trunc_standard_normal")
+  else:
+    # The paper gives no Pathfinder settings. Ours: its S, K, N of every task it specifies
+    # (3, 4, 128 per stream), bidirectional like S5's recipe; S6 variant chunked for memory.
+    common.ms_ssm_layer(config, args.model, num_levels=3, kernel_size=4, state_per_stream=128,
+                        bidirectional=True, scan_chunk_size=128)
+  return config

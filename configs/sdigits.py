@@ -8,24 +8,34 @@ the seeded validation (180) and test (360) hold-outs: 40 steps per epoch at batc
 config's 600 steps are 15 epochs (about 3 minutes on 2 CPU cores for MS-SSM).
 """
 
+import ml_collections
+
 from configs import common
 
-# Ours for every model: 4 causal layers x 64, dropout 0.1, batch 32, 600 steps, lr 3e-3 /
-# ssm_lr 1e-3 / weight decay 0.01, 50 warmup steps, cosine.
-SETTINGS = {
-    "all": {
-        "model.num_layers": 4, "model.d_model": 64, "model.dropout": 0.1,
-        "train.global_batch_size": 32, "train.eval_batch_size": 120, "train.num_steps": 600,
-        "train.log_every": 50, "train.eval_every": 100, "train.checkpoint_every": 100,
-        "optimizer.lr": 3e-3, "optimizer.ssm_lr": 1e-3, "optimizer.weight_decay": 0.01,
-        "optimizer.warmup_steps": 50,
-    },
-    **common.baseline_layers(s5_state=64, s5_blocks=4, bidirectional=False),
-    **common.ms_ssm_layers(num_levels=3, kernel_size=4, state_per_stream=16,
-                           bidirectional=False, scan_chunk_size=0),
-}
 
-
-def get_config(arg: str | None = None):
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   args = common.parse_arg(arg)
-  return common.make_config("sdigits", args.model, SETTINGS)
+  config = common.task_config("sdigits", args.model)
+
+  # Ours for every model: 4 causal layers x 64, dropout 0.1, batch 32, 600 steps, lr 3e-3 /
+  # ssm_lr 1e-3 / weight decay 0.01, 50 warmup steps, cosine.
+  config.model.num_layers = 4
+  config.model.d_model = 64
+  config.model.dropout = 0.1
+  config.train.global_batch_size = 32
+  config.train.eval_batch_size = 120
+  config.train.num_steps = 600
+  config.train.log_every = 50
+  config.train.eval_every = 100
+  config.train.checkpoint_every = 100
+  config.optimizer.lr = 3e-3
+  config.optimizer.ssm_lr = 1e-3
+  config.optimizer.weight_decay = 0.01
+  config.optimizer.warmup_steps = 50
+
+  if args.model in common.BASELINES:
+    common.baseline_layer(config, args.model, s5_state=64, s5_blocks=4, bidirectional=False)
+  else:
+    common.ms_ssm_layer(config, args.model, num_levels=3, kernel_size=4, state_per_stream=16,
+                        bidirectional=False, scan_chunk_size=0)
+  return config

@@ -1,6 +1,10 @@
 """Every config file loads with every model and builds its model (shapes only, no compute)."""
 
 import importlib
+import os
+import pathlib
+import subprocess
+import sys
 
 import jax
 import ml_collections
@@ -8,9 +12,11 @@ import pytest
 
 from configs import common
 from ms_ssm_jax import data
+from ms_ssm_jax import layers
 from ms_ssm_jax import model as model_lib
 from ms_ssm_jax.data.task import TaskSpec
 
+REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG_FILES = ("default", "listops", "lra_text", "lra_retrieval", "lra_image", "pathfinder",
                 "pathx", "scifar", "smnist", "sdigits", "imagenet", "ptbxl", "uea", "synthetic")
 
@@ -141,3 +147,47 @@ def test_every_ablation_row_builds_and_changes_one_thing(task):
     assert changed == {k for k, v in changes.items() if full[k] != v}, row
   with pytest.raises(ValueError, match="unknown ablation row 'no_mixer'"):
     ablations.get_config("no_mixer")
+
+
+@pytest.mark.parametrize("model_name", common.MODELS)
+def test_every_preset_has_its_layers_dataclass_fields(model_name):
+  config = common.task_config("japanese_vowels", model_name)
+  assert set(config.model.layer_config) == set(
+      layers.default_layer_config(config.model.layer)), model_name
+
+
+def test_a_task_file_cannot_set_a_misspelt_field():
+  config = common.task_config("listops", "ms_ssm")
+  with pytest.raises(AttributeError, match="num_layer"):
+    config.model.num_layer = 8
+  with pytest.raises(AttributeError, match="num_level"):
+    config.model.layer_config.num_level = 3
+  with pytest.raises(KeyError, match="c_int"):
+    common.baseline_layer(common.task_config("listops", "s5"), "s5", s5_state=16, s5_blocks=8,
+                          bidirectional=True, c_int="lecun_normal")
+
+
+def test_layer_recipes_refuse_a_model_they_do_not_set():
+  config = common.task_config("listops", "s5")
+  with pytest.raises(ValueError, match="'ms_ssm_s5' is not a baseline"):
+    common.baseline_layer(config, "ms_ssm_s5", s5_state=16, s5_blocks=8, bidirectional=True)
+  with pytest.raises(ValueError, match="'s5' is not one of the paper's MS-SSM variants"):
+    common.ms_ssm_layer(config, "s5", num_levels=3, kernel_size=4, state_per_stream=16,
+                        bidirectional=False, scan_chunk_size=0)
+
+
+def test_the_models_a_config_offers():
+  with pytest.raises(ValueError, match="no settings for model 's5'; it has ms_ssm, ms_ssm_s6"):
+    common.parse_arg("s5,size=s5", models=("ms_ssm", "ms_ssm_s6"), size="paper")
+  assert common.parse_arg("ms_ssm_s5", models=common.MODELS).model == "ms_ssm_s5"
+  assert set(common.TASK_MODELS) == set(common.MODELS) - {"ms_ssm_s5"}
+
+
+def test_an_unknown_layer_key_on_the_command_line_is_a_one_line_error_naming_it(tmp_path):
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
+  result = subprocess.run(
+      [sys.executable, str(REPO / "train.py"), "--config=configs/default.py:s5",
+       "--config.model.layer_config.nope=1", f"--workdir={tmp_path}"],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+  assert result.returncode != 0 and "Traceback" not in result.stderr
+  assert "unknown config key --config.model.layer_config.nope" in result.stderr
