@@ -229,7 +229,7 @@ class MSSSMLayer(nn.Module):
         name="streams")
     mixer = mixer_lib.ScaleMixer(mixer=self.mixer, name="mixer")
     d = self.param("D", nn.initializers.ones, (self.d_model,), jnp.float32)
-    if self.mode == "conv" and self.backbone not in streams_lib.MIMO_BACKBONES:
+    if self.mode == "conv":
       input_term, z = self._folded_terms(u, lengths, decomp, stream_ssms, mixer, d)
     else:
       bands = decomp(u)
@@ -253,14 +253,18 @@ class MSSSMLayer(nn.Module):
                     decomp: decomposition.WaveletDecomposition,
                     stream_ssms: streams_lib.StreamSSMs, mixer: mixer_lib.ScaleMixer,
                     d: Array) -> tuple[Array | None, Array]:
-    """`mode="conv"` with SISO streams: the mixer's `(input_term, constant_term + D u)`, each
-    `(B, L, H)`, with the decomposition folded into the stream kernels (`folded_conv`)."""
+    """`mode="conv"`: the mixer's `(input_term, constant_term + D u)`, each `(B, L, H)`, with
+    the decomposition folded into the stream kernels (`folded_conv`)."""
     width, num_streams = u.shape[-1], self.num_streams
     dtype = jnp.result_type(u.dtype, jnp.float32)
     phi, psi = decomp.filters(width, dtype)
     filters, lookaheads = decomposition.stream_filters(phi, psi, streams=self.streams,
                                                        centered=self.bidirectional)
     streams = stream_ssms.discretized(width)
+    kernel_fn = streams.kernel
+    if streams.mimo:  # (S', L, H_out, H_in) -> (H_out, H_in, S', L)
+      kernel_fn = lambda length, reverse: jnp.transpose(
+          streams.kernel(length, reverse=reverse), (2, 3, 0, 1))
     skip = d.astype(dtype)
     # The stream outputs' weights: one folded kernel per output (D rides on the constant one).
     if self.mixer in ("none", "static", "linear_input"):
@@ -272,7 +276,7 @@ class MSSSMLayer(nn.Module):
     else:  # weights that mix the channels: the S' stream outputs themselves
       mix, skips = jnp.broadcast_to(jnp.eye(num_streams), (width, num_streams, num_streams)), None
     out = folded_conv.folded_convolution(
-        u, streams.kernel, filters, lookaheads, mix.astype(dtype),
+        u, kernel_fn, filters, lookaheads, mix.astype(dtype),
         bidirectional=self.bidirectional, lengths=lengths, skip=skips).astype(u.dtype)
     if self.mixer == "linear_input":
       return u * out[..., 0], out[..., 1]
