@@ -11,14 +11,7 @@ The layer picks Q: 1 for the `none` and `static` mixers (the whole layer, D incl
 convolution: the cost of an S4D layer), 2 for the per-channel input-dependent mixer
 (`u_t (k_w * u)_t + (k_b * u)_t`), S' for the dense mixers (the stream outputs themselves).
 
-MIMO streams (s5, lru) have kernels `K_j[l]` `(H_out, H_in)` that read every band channel:
-`y^j = sum_l K_j[l] v^j_{t-l}`, so the folded kernel is `G_j[d][o, i] = sum_m K_j[d-m][o, i]
-f_j[m, i]` (the band taps of input channel i broadcast over H_out), mixed per output channel
-into Q kernels `(H_out, H_in)` per lag; the FFT product is then a `(H_out, H_in)` matrix per
-frequency.
-
-Shapes: `u` `(B, L, H)`; stream kernels `(H, S', L')` (SISO) or `(H_out, H_in, S', L')`
-(MIMO); band filters `(R_j, H)` with lookahead
+Shapes: `u` `(B, L, H)`; stream kernels `(H, S', L')`; band filters `(R_j, H)` with lookahead
 `C_j` (band `v^j_t` reads `u` at `t + C_j - m`, m < R_j); mixing weights `M` `(H, S', Q)`.
 
 Exactness at the sequence ends. The band-wise layer (the scan, or the band-wise convolution)
@@ -72,19 +65,18 @@ def compose(kernels: Array, h: Array, before: int, length: int) -> Array:
   """`g[d] = sum_p h[p] k[d - p]` for lags `d = -before .. length-1` (k zero before lag 0).
 
   Args:
-    kernels: `(H, S', length + before)` (or longer) stream kernels, lag 0 first, or MIMO
-      `(H_out, H, S', length + before)` (the taps of input channel h broadcast over H_out).
+    kernels: `(H, S', length + before)` (or longer) stream kernels, lag 0 first.
     h: `(P, H, S')` taps at offsets `p = -before .. P - 1 - before`.
     before: the largest lookahead.
     length: L.
 
   Returns:
-    `(H, S', before + L)` (or `(H_out, H, S', before + L)`): entry `i` is lag `i - before`.
+    `(H, S', before + L)`: entry `i` is lag `i - before`.
   """
   after = h.shape[0] - 1 - before
   size = before + length
   # padded[x + after] = k[x - before] for x in [0, size), zero for negative lags.
-  padded = jnp.pad(kernels[..., :size], [(0, 0)] * (kernels.ndim - 1) + [(before + after, 0)])
+  padded = jnp.pad(kernels[..., :size], [(0, 0), (0, 0), (before + after, 0)])
   g = None
   for index in range(h.shape[0]):
     p = index - before
@@ -124,18 +116,14 @@ def _boundary_bands(window: Array, h: Array, offsets: np.ndarray) -> Array:
 
 
 def _boundary_response(kernels: Array, bands: Array, mix: Array, length: int) -> Array:
-  """`out[b, tau, o, q] = sum_{i, j, c} k_j[o, c, tau + 1 + i] M[o, j, q] bands[b, i, c, j]`
-  (MIMO kernels `(H_out, H_in, S', L')`; SISO kernels `(H, S', L')` have `c = o` only).
+  """`out[b, tau, h, q] = sum_{i, j} k_j[h, tau + 1 + i] M[h, j, q] bands[b, i, h, j]`.
 
   The kernels' response at steps `tau = 0 .. L-1` to bands placed `1 + i` steps beyond them.
   """
-  mimo = kernels.ndim == 4
-  weighted = jnp.einsum("bicj,ojq->bicojq" if mimo else "bihj,hjq->bihjq", bands, mix)
+  weighted = jnp.einsum("bihj,hjq->bihjq", bands, mix)
   out = None
   for i in range(bands.shape[1]):
-    window = kernels[..., 1 + i:1 + i + length]
-    term = (jnp.einsum("ocjt,bcojq->btoq", window, weighted[:, i]) if mimo
-            else jnp.einsum("hjt,bhjq->bthq", window, weighted[:, i]))
+    term = jnp.einsum("hjt,bhjq->bthq", kernels[..., 1 + i:1 + i + length], weighted[:, i])
     out = term if out is None else out + term
   return out
 
@@ -143,14 +131,12 @@ def _boundary_response(kernels: Array, bands: Array, mix: Array, length: int) ->
 def folded_convolution(u: Array, kernel_fn: Callable[..., Array], filters: Sequence[Array],
                        lookaheads: Sequence[int], mix: Array, *, bidirectional: bool,
                        lengths: Array | None = None, skip: Array | None = None) -> Array:
-  """Q mixtures of the stream outputs, `sum_j M[h, j, q] y^j`, by one FFT of `u` per channel
-  (and, for MIMO kernels, one product with the `(H_out, H_in)` folded spectra per frequency).
+  """Q mixtures of the stream outputs, `sum_j M[h, j, q] y^j`, by one FFT of `u` per channel.
 
   Args:
     u: `(B, L, H)` layer inputs (zero beyond `lengths` when bidirectional).
-    kernel_fn: `(length, reverse) -> (H, S', length)` real SISO stream kernels, or
-      `(H_out, H_in, S', length)` MIMO ones (`reverse` the reverse scan's, for bidirectional
-      layers). A band's taps act on its input channel, so they broadcast over H_out.
+    kernel_fn: `(length, reverse) -> (H, S', length)` real stream kernels (`reverse` the
+      reverse scan's, for bidirectional layers).
     filters, lookaheads: S' band filters `(R_j, H)` and their lookaheads `C_j`
       (`decomposition.stream_filters`).
     mix: `(H, S', Q)` weights of the stream outputs.
@@ -173,23 +159,13 @@ def folded_convolution(u: Array, kernel_fn: Callable[..., Array], filters: Seque
     backward = kernel_fn(length + after, reverse=True)
     g_r = compose(backward, jnp.flip(h, axis=0), after, length)
     g = g + _mirror(_circular(g_r, after, n))
-  mimo = g.ndim == 4
-  if mimo:
-    g = jnp.einsum("oijn,ojq->oiqn", g, mix.astype(g.dtype))
-    if skip is not None:  # D acts per channel: the diagonal of lag 0.
-      g = g.at[jnp.arange(g.shape[0]), jnp.arange(g.shape[0]), :, 0].add(skip.astype(g.dtype))
-  else:
-    g = jnp.einsum("hjn,hjq->hqn", g, mix.astype(g.dtype))
-    if skip is not None:
-      g = g.at[..., 0].add(skip.astype(g.dtype))
+  g = jnp.einsum("hjn,hjq->hqn", g, mix.astype(g.dtype))
+  if skip is not None:
+    g = g.at[..., 0].add(skip.astype(g.dtype))
   u = fft_conv.promote(u, g)
-  spectrum = jnp.fft.rfft(g, axis=-1)  # (H, Q, F) or (H_out, H_in, Q, F)
+  spectrum = jnp.fft.rfft(g, axis=-1)  # (H, Q, F)
   u_f = jnp.fft.rfft(u, n=n, axis=1)  # (B, F, H)
-  if mimo:
-    out_f = jnp.einsum("bfi,oiqf->bfoq", u_f, spectrum)
-  else:
-    out_f = u_f[..., None] * jnp.moveaxis(spectrum, -1, 0)
-  out = jnp.fft.irfft(out_f, n=n, axis=1)[:, :length]
+  out = jnp.fft.irfft(u_f[..., None] * jnp.moveaxis(spectrum, -1, 0), n=n, axis=1)[:, :length]
   if before == 0:
     return out
   # The bands at t' = -i (i = 1..before) read u_s with s = -i - p >= 0.

@@ -241,7 +241,11 @@ class MSSSMLayer(nn.Module):
         name="streams")
     mixer = mixer_lib.ScaleMixer(mixer=self.mixer, name="mixer")
     d = self.param("D", nn.initializers.ones, (self.d_model,), jnp.float32)
-    if self.mode == "conv":
+    # MIMO (s5, lru) streams stay band-wise: their folded kernels `(L, H, H)` per stream make
+    # the time-domain composition and the boundary corrections cost more than the S' FFT
+    # products they save (XLA cost analysis, B=16, L=4096, H=128, S=4, causal static mixer,
+    # forward+backward: 269 GFLOP / 755 GB folded against 225 GFLOP / 95 GB band-wise).
+    if self.mode == "conv" and self.backbone not in streams_lib.MIMO_BACKBONES:
       input_term, z = self._folded_terms(u, lengths, decomp, stream_ssms, mixer, d)
     else:
       bands = decomp(u)
@@ -266,16 +270,12 @@ class MSSSMLayer(nn.Module):
                     | decomposition.Conv1DDecomposition,
                     stream_ssms: streams_lib.StreamSSMs, mixer: mixer_lib.ScaleMixer,
                     d: Array) -> tuple[Array | None, Array]:
-    """`mode="conv"`: the mixer's `(input_term, constant_term + D u)`, each `(B, L, H)`, with
-    the decomposition folded into the stream kernels (`folded_conv`)."""
+    """`mode="conv"` with SISO streams: the mixer's `(input_term, constant_term + D u)`, each
+    `(B, L, H)`, with the decomposition folded into the stream kernels (`folded_conv`)."""
     width, num_streams = u.shape[-1], self.num_streams
     dtype = jnp.result_type(u.dtype, jnp.float32)
     filters, lookaheads = decomp.stream_filters(width, dtype)
     streams = stream_ssms.discretized(width)
-    kernel_fn = streams.kernel
-    if streams.mimo:  # (S', L, H_out, H_in) -> (H_out, H_in, S', L)
-      kernel_fn = lambda length, reverse: jnp.transpose(
-          streams.kernel(length, reverse=reverse), (2, 3, 0, 1))
     skip = d.astype(dtype)
     # The stream outputs' weights: one folded kernel per output (D rides on the constant one).
     if self.mixer in ("none", "static", "linear_input"):
@@ -287,7 +287,7 @@ class MSSSMLayer(nn.Module):
     else:  # weights that mix the channels: the S' stream outputs themselves
       mix, skips = jnp.broadcast_to(jnp.eye(num_streams), (width, num_streams, num_streams)), None
     out = folded_conv.folded_convolution(
-        u, kernel_fn, filters, lookaheads, mix.astype(dtype),
+        u, streams.kernel, filters, lookaheads, mix.astype(dtype),
         bidirectional=self.bidirectional, lengths=lengths, skip=skips).astype(u.dtype)
     if self.mixer == "linear_input":
       return u * out[..., 0], out[..., 1]

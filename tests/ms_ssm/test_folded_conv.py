@@ -1,4 +1,4 @@
-"""The folded convolution (`mode="conv"`) against the scan and the band-wise path.
+"""The folded convolution (`mode="conv"`, SISO streams) against the scan and the band-wise path.
 
 The band-wise reference is the layer's old conv path, kept here only: the bands of the
 decomposition, each convolved with its stream kernel (`StreamSSMs` in conv mode), then the
@@ -82,11 +82,9 @@ def _assert_close_at(valid, got, want, rtol):
   np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * np.abs(want).max())
 
 
-# MIMO streams (s5, lru): every mixer on s5; lru differs from s5 only in its kernel.
 CASES = [(mixer, bidirectional, backbone)
          for mixer in mixer_lib.MIXERS for bidirectional in (False, True)
-         for backbone in ("s4d_real", "s4d_lin", "s5")]
-CASES += [("linear_input", bidirectional, "lru") for bidirectional in (False, True)]
+         for backbone in ("s4d_real", "s4d_lin")]
 
 
 @pytest.mark.parametrize("mixer,bidirectional,backbone", CASES)
@@ -119,10 +117,9 @@ def test_folded_equals_scan_other_depths_float64(x64, num_levels):
 
 
 @pytest.mark.parametrize("bidirectional", [False, True])
-@pytest.mark.parametrize("backbone", ["s4d_real", "s5"])
-def test_folded_equals_scan_float32(bidirectional, backbone):
-  layer = _layer("linear_input", bidirectional, backbone)
-  params = _params("linear_input", bidirectional, backbone, dtype=jnp.float32)
+def test_folded_equals_scan_float32(bidirectional):
+  layer = _layer("linear_input", bidirectional)
+  params = _params("linear_input", bidirectional, dtype=jnp.float32)
   u, lengths = _inputs(jnp.float32), jnp.asarray(LENGTHS)
   scan_y = layer.apply({"params": params}, u, lengths)
   folded_y = layer.clone(mode="conv").apply({"params": params}, u, lengths)
@@ -130,28 +127,25 @@ def test_folded_equals_scan_float32(bidirectional, backbone):
   _assert_close_at(_valid(bidirectional), folded_y, scan_y, 2e-5)
 
 
-@pytest.mark.parametrize("backbone", ["s4d_real", "s5"])
-def test_folded_is_causal_and_ignores_padding(x64, backbone):
-  layer = _layer("linear_input", False, backbone, mode="conv")
-  params, u = _params("linear_input", False, backbone), _inputs()
+def test_folded_is_causal_and_ignores_padding(x64):
+  layer = _layer("linear_input", False, mode="conv")
+  params, u = _params("linear_input", False), _inputs()
   y = layer.apply({"params": params}, u)
   changed = layer.apply({"params": params}, u.at[:, 9:].set(5.0))
   # FFT rounding spreads over all steps: equal up to it before step 9, different after.
   _assert_close_at(np.broadcast_to(np.arange(L) < 9, (B, L)), changed, y, 1e-13)
   assert not np.allclose(changed[:, 9:], y[:, 9:])
   # Bidirectional: what lies beyond a sequence's length never reaches its valid outputs.
-  bi = _layer("linear_input", True, backbone, mode="conv")
-  params, lengths = _params("linear_input", True, backbone), jnp.asarray(LENGTHS)
+  bi = _layer("linear_input", True, mode="conv")
+  params, lengths = _params("linear_input", True), jnp.asarray(LENGTHS)
   y = bi.apply({"params": params}, u, lengths)
   noisy = jnp.where(_valid(True)[..., None], u, 7.0)
   _assert_close_at(_valid(True), bi.apply({"params": params}, noisy, lengths), y, 1e-13)
 
 
-@pytest.mark.parametrize("backbone", ["s4d_real", "s5"])
-def test_folded_gradients_equal_scan_float64(x64, backbone):
-  layer = _layer("linear_input", True, backbone)
-  params, u = _params("linear_input", True, backbone), _inputs()
-  lengths = jnp.asarray(LENGTHS)
+def test_folded_gradients_equal_scan_float64(x64):
+  layer = _layer("linear_input", True)
+  params, u, lengths = _params("linear_input", True), _inputs(), jnp.asarray(LENGTHS)
   valid = jnp.asarray(_valid(True))[..., None]
 
   def loss(layer):
