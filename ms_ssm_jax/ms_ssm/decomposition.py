@@ -39,6 +39,9 @@ import numpy as np
 Array = jax.Array
 
 STREAM_LAYOUTS: tuple[str, ...] = ("details+approx+raw", "details+approx", "approx_only")
+# The layer's front end: the learned wavelet cascade, or the paper's "plain Conv1D instead of
+# the decomposition" ablation (`Conv1DDecomposition`).
+DECOMPOSITIONS: tuple[str, ...] = ("wavelet", "conv1d")
 FILTER_INITS: tuple[str, ...] = ("random", "haar", "db2", "identity_lowpass")
 DECOMPOSITION_IMPLS: tuple[str, ...] = ("cascade", "filterbank")
 
@@ -389,6 +392,11 @@ class WaveletDecomposition(nn.Module):
     return wavelet_bands(x, phi, psi, streams=self.streams, impl=self.impl,
                          centered=self.centered)
 
+  def stream_filters(self, width: int, dtype: jnp.dtype) -> tuple[list[Array], list[int]]:
+    """Every stream's input as a filter of x and its lookahead (`stream_filters`)."""
+    phi, psi = self.filters(width, dtype)
+    return stream_filters(phi, psi, streams=self.streams, centered=self.centered)
+
   @nn.compact
   def filters(self, width: int, dtype: jnp.dtype) -> tuple[Array, Array]:
     """The learned `(phi, psi)`, each `(S, K, H)` in `dtype` (shared filters broadcast; S = 0:
@@ -406,3 +414,52 @@ class WaveletDecomposition(nn.Module):
     full_shape = (self.num_levels,) + shape[1:]
     return (jnp.broadcast_to(phi, full_shape).astype(dtype),
             jnp.broadcast_to(psi, full_shape).astype(dtype))
+
+
+class Conv1DDecomposition(nn.Module):
+  """The paper's "plain Conv1D instead of the decomposition" ablation (Table 5), `(B, L, H)` ->
+  `(B, L, H, num_streams)`.
+
+  Each band of the layout (every stream but the raw input, which stays the raw input) is one
+  learned depthwise causal convolution of x: `v^j_t = sum_{m < R} w_j[m, h] x_{t + C - m}`.
+  Ours (the paper gives no kernel size): R = `receptive_field(S, K)`, the widest wavelet band's
+  reach, so that the ablation changes the structure of the filters, not how far they see;
+  C = 0, or `centered_lookahead(S, K)` when centered; taps LeCun-uniform over R (as the
+  `random` wavelet filters).
+
+  Attributes:
+    num_levels: S >= 1 (sets R and the number of bands, as for the wavelet layout).
+    kernel_size: K >= 2.
+    streams: one of `STREAM_LAYOUTS`.
+    centered: non-causal centered bands (bidirectional layers).
+  """
+
+  num_levels: int = 3
+  kernel_size: int = 4
+  streams: str = "details+approx+raw"
+  centered: bool = False
+
+  def __call__(self, x: Array) -> Array:
+    filters, lookaheads = self.stream_filters(x.shape[-1], x.dtype)
+    bands = []
+    for taps, lookahead in zip(filters, lookaheads):
+      padded = jnp.pad(x, [(0, 0), (0, lookahead), (0, 0)])
+      bands.append(causal_dilated_conv(padded, taps[..., None], 1)[:, lookahead:, :, 0])
+    return jnp.stack(bands, axis=-1)
+
+  @nn.compact
+  def stream_filters(self, width: int, dtype: jnp.dtype) -> tuple[list[Array], list[int]]:
+    """S' causal filters `(R_j, H)` in `dtype` and their lookaheads, as `stream_filters`."""
+    check_layout(self.num_levels, self.streams)
+    num_bands = num_streams(self.num_levels, self.streams)
+    raw = self.streams == "details+approx+raw"
+    size = receptive_field(self.num_levels, self.kernel_size)
+    bound = math.sqrt(3.0 / size)
+    taps = self.param("taps", lambda key: jax.random.uniform(
+        key, (num_bands - raw, size, width), jnp.float32, -bound, bound))
+    lookahead = centered_lookahead(self.num_levels, self.kernel_size) if self.centered else 0
+    filters, lookaheads = [f.astype(dtype) for f in taps], [lookahead] * (num_bands - raw)
+    if raw:
+      filters.append(jnp.ones((1, width), dtype))
+      lookaheads.append(0)
+    return filters, lookaheads

@@ -30,6 +30,8 @@ Our choices (fields, defaults in parentheses; docs: docs/PAPER.md sec. 2):
 - the D skip (per channel, init 1) is added after the mixer, so the input-dependent weights
   never scale it;
 - S6 streams project their step with rank ceil(H / 16), as Mamba;
+- `decomposition="conv1d"` (the paper's "plain Conv1D" ablation) replaces each band by one
+  learned depthwise causal convolution of u as long as the widest band's receptive field;
 - `band_activation="silu"` applies SiLU to the bands before the SSMs (Mamba-block variant);
   S6 projections and the skip still read the raw input u;
 - bidirectional: the centered decomposition, and a second scan in reverse with the same
@@ -91,6 +93,10 @@ class MSSSMLayer(nn.Module):
       `intermediates` collection mutable sows `mixer_input_ratio`: mean |input-dependent
       term| / mean |bias term + D u| (`mixer.input_ratio`), the train loop's stability metric.
     band_activation: one of `BAND_ACTIVATIONS`, between decomposition and SSMs.
+    decomposition: one of `decomposition.DECOMPOSITIONS`: `wavelet` (the paper's layer) or
+      `conv1d` (the paper's "plain Conv1D" ablation: each band one learned depthwise causal
+      convolution reaching as far as the widest wavelet band, `Conv1DDecomposition`; no
+      `step`).
     bidirectional: centered decomposition and a reverse scan over the valid length.
     scan_chunk_size: 0 = one associative scan; T > 0 = chunks of T steps (`mode="scan"`,
       `scan_impl="associative"`).
@@ -114,6 +120,7 @@ class MSSSMLayer(nn.Module):
   s5_blocks: int = 1
   mixer: str = "linear_input"
   band_activation: str = "none"
+  decomposition: str = "wavelet"
   bidirectional: bool = False
   scan_chunk_size: int = 0
   mode: str = "scan"
@@ -134,6 +141,10 @@ class MSSSMLayer(nn.Module):
     common.check_choice("scale_init", self.scale_init, streams_lib.SCALE_INITS)
     common.check_choice("s6_condition_on", self.s6_condition_on, streams_lib.S6_CONDITIONS)
     common.check_choice("band_activation", self.band_activation, BAND_ACTIVATIONS)
+    common.check_choice("decomposition", self.decomposition, decomposition.DECOMPOSITIONS)
+    if self.decomposition == "conv1d" and self.num_levels < 1:
+      raise ValueError("decomposition='conv1d' replaces the bands of num_levels >= 1 wavelet "
+                       f"levels; got num_levels={self.num_levels}")
     mixer_lib.check_mixer(self.mixer)
     if self.backbone == "none":
       self._check_no_ssm()
@@ -216,9 +227,10 @@ class MSSSMLayer(nn.Module):
     common.check_inputs(u, lengths, self.d_model)
     if self.bidirectional:
       u = common.zero_beyond_lengths(u, lengths)
-    decomp = decomposition.WaveletDecomposition(
-        num_levels=self.num_levels, kernel_size=self.kernel_size, streams=self.streams,
-        centered=self.bidirectional, name="decomposition")
+    front_end = (decomposition.WaveletDecomposition if self.decomposition == "wavelet"
+                 else decomposition.Conv1DDecomposition)
+    decomp = front_end(num_levels=self.num_levels, kernel_size=self.kernel_size,
+                       streams=self.streams, centered=self.bidirectional, name="decomposition")
     stream_ssms = streams_lib.StreamSSMs(
         backbone=self.backbone, state_per_stream=self.stream_state_size,
         ranks=self.stream_ranks(), scale_init=self.scale_init, dt_min=self.dt_min,
@@ -229,6 +241,10 @@ class MSSSMLayer(nn.Module):
         name="streams")
     mixer = mixer_lib.ScaleMixer(mixer=self.mixer, name="mixer")
     d = self.param("D", nn.initializers.ones, (self.d_model,), jnp.float32)
+    # MIMO (s5, lru) streams stay band-wise: their folded kernels `(L, H, H)` per stream make
+    # the time-domain composition and the boundary corrections cost more than the S' FFT
+    # products they save (XLA cost analysis, B=16, L=4096, H=128, S=4, causal static mixer,
+    # forward+backward: 269 GFLOP / 755 GB folded against 225 GFLOP / 95 GB band-wise).
     if self.mode == "conv" and self.backbone not in streams_lib.MIMO_BACKBONES:
       input_term, z = self._folded_terms(u, lengths, decomp, stream_ssms, mixer, d)
     else:
@@ -250,16 +266,15 @@ class MSSSMLayer(nn.Module):
     return z.astype(u.dtype)
 
   def _folded_terms(self, u: Array, lengths: Array | None,
-                    decomp: decomposition.WaveletDecomposition,
+                    decomp: decomposition.WaveletDecomposition
+                    | decomposition.Conv1DDecomposition,
                     stream_ssms: streams_lib.StreamSSMs, mixer: mixer_lib.ScaleMixer,
                     d: Array) -> tuple[Array | None, Array]:
     """`mode="conv"` with SISO streams: the mixer's `(input_term, constant_term + D u)`, each
     `(B, L, H)`, with the decomposition folded into the stream kernels (`folded_conv`)."""
     width, num_streams = u.shape[-1], self.num_streams
     dtype = jnp.result_type(u.dtype, jnp.float32)
-    phi, psi = decomp.filters(width, dtype)
-    filters, lookaheads = decomposition.stream_filters(phi, psi, streams=self.streams,
-                                                       centered=self.bidirectional)
+    filters, lookaheads = decomp.stream_filters(width, dtype)
     streams = stream_ssms.discretized(width)
     skip = d.astype(dtype)
     # The stream outputs' weights: one folded kernel per output (D rides on the constant one).
@@ -283,8 +298,15 @@ class MSSSMLayer(nn.Module):
 
   def init_state(self, batch_size: int, dtype: Any = jnp.float32) -> dict[str, Any]:
     """Zero ring buffers and stream states for `step` on inputs of `dtype` (`recurrent`)."""
+    self._check_steppable()
     return recurrent.init_state(self, batch_size, dtype)
 
   def step(self, state: dict[str, Any], u_t: Array) -> tuple[dict[str, Any], Array]:
     """One sample: state, u_t `(B, H)` -> (state, y_t `(B, H)`) (`ms_ssm.recurrent`)."""
+    self._check_steppable()
     return recurrent.step(self, self.variables["params"], state, u_t)
+
+  def _check_steppable(self) -> None:
+    if self.decomposition != "wavelet":
+      raise ValueError(f"step runs the wavelet cascade; decomposition={self.decomposition!r} "
+                       "(an ablation) has no step: use the parallel call")

@@ -278,3 +278,33 @@ def test_cascade_gradient_float32_and_bfloat16():
       assert g.dtype == dtype
       scale = np.max(np.abs(r))
       np.testing.assert_allclose(np.asarray(g, np.float64) / scale, r / scale, atol=tol)
+
+
+@pytest.mark.parametrize("centered", [False, True])
+@pytest.mark.parametrize("streams", ["details+approx+raw", "approx_only"])
+def test_conv1d_decomposition_matches_float64_loop(x64, centered, streams):
+  """The "plain Conv1D" ablation: band j is `sum_{m < R} w_j[m] x_{t + C - m}` (zero outside x),
+  R = R_S; the raw stream (when in the layout) stays the raw input."""
+  num_levels, kernel_size = 2, 3
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 17, 3)))
+  module = decomposition.Conv1DDecomposition(num_levels=num_levels, kernel_size=kernel_size,
+                                             streams=streams, centered=centered)
+  params = module.init(jax.random.key(0), x)
+  taps = np.asarray(params["params"]["taps"])
+  size = decomposition.receptive_field(num_levels, kernel_size)
+  raw = streams == "details+approx+raw"
+  assert taps.shape == (decomposition.num_streams(num_levels, streams) - raw, size, 3)
+  lookahead = (size - 1) // 2 if centered else 0
+  xs = np.asarray(x)
+  want = np.zeros(xs.shape + (taps.shape[0],))
+  for j in range(taps.shape[0]):
+    for t in range(xs.shape[1]):
+      for m in range(size):
+        if 0 <= t + lookahead - m < xs.shape[1]:
+          want[:, t, :, j] += taps[j, m] * xs[:, t + lookahead - m]
+  got = np.asarray(module.apply(params, x))
+  np.testing.assert_allclose(got[..., :taps.shape[0]], want, rtol=1e-12, atol=1e-12)
+  if raw:
+    np.testing.assert_array_equal(got[..., -1], xs)
+  # LeCun-uniform over the R taps.
+  assert np.abs(taps).max() <= math.sqrt(3.0 / size) and taps.std() > 0.3 * math.sqrt(1.0 / size)

@@ -191,3 +191,28 @@ def test_folded_convolution_one_kernel_reproduces_band_convolutions(x64):
 def test_band_activation_with_conv_is_an_error():
   with pytest.raises(ValueError, match="band_activation='silu'.*mode='scan'"):
     MSSSMLayer(d_model=H, state_per_stream=4, band_activation="silu", mode="conv")
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_conv1d_decomposition_scan_equals_folded_float64(x64, bidirectional):
+  """The "plain Conv1D" ablation's bands fold into the kernels like the wavelet's; its params
+  are `decomposition/taps` instead of `phi`, `psi`."""
+  layer = _layer("linear_input", bidirectional).clone(decomposition="conv1d")
+  u, lengths = _inputs(), jnp.asarray(LENGTHS)
+  params = layer.init(jax.random.key(0), u, lengths)["params"]
+  assert set(params["decomposition"]) == {"taps"}
+  rng = np.random.default_rng(1)
+  params = jax.tree.map(lambda p: p + 0.1 * rng.normal(size=p.shape), params)
+  scan_y = layer.apply({"params": params}, u, lengths)
+  folded_y = layer.clone(mode="conv").apply({"params": params}, u, lengths)
+  _assert_close_at(_valid(bidirectional), folded_y, scan_y, 1e-12)
+
+
+def test_conv1d_decomposition_errors():
+  with pytest.raises(ValueError, match="decomposition='haar' is not supported"):
+    MSSSMLayer(d_model=H, state_per_stream=4, decomposition="haar")
+  with pytest.raises(ValueError, match="conv1d.*num_levels >= 1"):
+    MSSSMLayer(d_model=H, num_levels=0, state_per_stream=4, decomposition="conv1d")
+  layer = MSSSMLayer(d_model=H, state_per_stream=4, decomposition="conv1d")
+  with pytest.raises(ValueError, match="no step"):
+    layer.init_state(2)
