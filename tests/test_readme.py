@@ -24,11 +24,13 @@ TOY_FLAGS = ("--config.train.num_steps=4 --config.train.num_epochs=0 "
              "--config.train.eval_every=2 --config.train.checkpoint_every=2 "
              "--config.train.log_every=2 --config.optimizer.warmup_steps=0 "
              "--config.optimizer.warmup_epochs=0")
+_LISTOPS_TOY_FLAGS = ("--config.data.num_train=64 --config.data.num_validation=16 "
+                      "--config.data.num_test=16 --config.data.max_length=128 "
+                      "--config.data.min_tree_length=10 --config.data.max_tree_length=100 "
+                      "--config.model.num_layers=1 --config.model.d_model=16")
 TASK_TOY_FLAGS = {  # generated tasks: a few short examples instead of LRA's 96,000
-    "configs/listops.py": ("--config.data.num_train=64 --config.data.num_validation=16 "
-                           "--config.data.num_test=16 --config.data.max_length=128 "
-                           "--config.data.min_tree_length=10 --config.data.max_tree_length=100 "
-                           "--config.model.num_layers=1 --config.model.d_model=16"),
+    "configs/listops.py": _LISTOPS_TOY_FLAGS,
+    "configs/ablations.py": _LISTOPS_TOY_FLAGS,  # its rows default to ListOps
 }
 
 
