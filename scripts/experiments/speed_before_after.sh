@@ -8,7 +8,7 @@
 # packages); bench_train.py is each tree's own. Pairs run in order of importance; a side is
 # skipped when the call's clock ($CLOCK s, default 520) cannot hold its budget. From the
 # repository root, on a device machine (at most ~9 minutes):
-#   BEFORE=686a307 bash scripts/experiments/speed_before_after.sh $OUT
+#   BEFORE=5f6404a bash scripts/experiments/speed_before_after.sh $OUT   # the band-wise conv path
 # Writes $OUT/<before|after>/bench_<section>.json and bench_train.json, logs in $OUT/logs, and
 # $OUT/compare.md: every timed column of both sides and the ratio after / before.
 # TOY=1 runs the same steps at toy sizes (a CPU dry run of the driver, not a measurement);
@@ -18,7 +18,7 @@ set -u
 export CLOCK=${CLOCK:-520}
 source scripts/experiments/lib.sh
 dest=${1:?usage: BEFORE=<commit> bash scripts/experiments/speed_before_after.sh OUT}
-: "${BEFORE:?set BEFORE to the commit to compare against, e.g. BEFORE=686a307}"
+: "${BEFORE:?set BEFORE to the commit to compare against, e.g. BEFORE=5f6404a}"
 mkdir -p $dest/logs
 before_tree=${BEFORE_TREE:-/tmp/before}
 git worktree remove --force $before_tree > /dev/null 2>&1; rm -rf $before_tree
@@ -30,6 +30,9 @@ echo "after:  $(git log -1 --format='%h %s')$(git diff --quiet HEAD || echo ' (+
   | tee -a $dest/commits.txt
 cp scripts/bench_layers.py scripts/bench_common.py $before_tree/scripts/
 
+# The ListOps MS-SSM at S5's size with the ablation's winning block, pinned field by field so
+# that both commits build the same model (configs/listops.py gained `size=s5` on 2026-12-06).
+MS_SSM_AT_S5_SIZE="--set model.num_layers=8 --set model.layer_config.state_per_stream=16 --set model.layer_config.bidirectional=True --set model.layer_config.mixer=static --set model.block=s5 --set model.prenorm=True --set model.activation=half_glu2 --set model.batchnorm_momentum=0.95 --set model.dropout=0.0"
 # name|budget_s|script and arguments (the same at both commits).
 if [ "${TOY:-0}" = 1 ]; then
   pairs=(
@@ -40,7 +43,8 @@ if [ "${TOY:-0}" = 1 ]; then
 else
   pairs=(
     "parts|110|scripts/bench_layers.py --section parts --lengths 4096 --tokens 65536 --repeats 20 --only s5 x6"
-    "train|120|scripts/bench_train.py --configs configs/listops.py:ms_ssm,size=s5,configs/listops.py:s5 --steps 20"
+    "train_ms_ssm|90|scripts/bench_train.py --configs configs/listops.py:ms_ssm --steps 20 $MS_SSM_AT_S5_SIZE"
+    "train_s5|60|scripts/bench_train.py --configs configs/listops.py:s5 --steps 20"
     "layers|90|scripts/bench_layers.py --section layers --lengths 4096 --tokens 65536 --repeats 20 --only =s5,s4d (real), conv,ms_ssm s5 x6 streams, static mixer,ms_ssm s4d_real x6 streams, conv"
   )
 fi
