@@ -38,7 +38,7 @@ if [ "${TOY:-0}" = 1 ]; then
   pairs=(
     "parts|120|scripts/bench_layers.py --section parts --lengths 256 --tokens 512 --repeats 2 --only s5 x3 streams, static mixer"
     "layers|120|scripts/bench_layers.py --section layers --lengths 256 --tokens 512 --repeats 2 --only =s5,s4d (real), conv"
-    "train|240|scripts/bench_train.py --configs configs/listops.py:ms_ssm,size=s5,configs/listops.py:s5 --steps 2 --set train.global_batch_size=2 --set model.num_layers=1"
+    "train_ms_ssm|240|scripts/bench_train.py --configs configs/listops.py:ms_ssm --steps 2 $MS_SSM_AT_S5_SIZE --set train.global_batch_size=2 --set model.num_layers=1"
   )
 else
   pairs=(
