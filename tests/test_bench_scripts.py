@@ -8,6 +8,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -60,6 +62,7 @@ def test_layers_section_counts_the_mixer(tmp_path):
   assert paper > static
 
 
+@pytest.mark.slow  # compiles the layer four times (about 2-4 minutes on 2 cores)
 def test_parts_section_replaces_each_part(tmp_path):
   run_bench_script(tmp_path, "bench_layers.py", "--section", "parts", "--lengths", "64",
                    "--tokens", "128", "--width", "16", "--mimo_state", "24", "--siso_state", "4",

@@ -143,6 +143,7 @@ def test_folded_is_causal_and_ignores_padding(x64):
   _assert_close_at(_valid(True), bi.apply({"params": params}, noisy, lengths), y, 1e-13)
 
 
+@pytest.mark.slow  # about 2 minutes on 2 cores
 def test_folded_gradients_equal_scan_float64(x64):
   layer = _layer("linear_input", True)
   params, u, lengths = _params("linear_input", True), _inputs(), jnp.asarray(LENGTHS)
