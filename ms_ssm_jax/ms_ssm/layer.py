@@ -278,21 +278,18 @@ class MSSSMLayer(nn.Module):
     streams = stream_ssms.discretized(width)
     skip = d.astype(dtype)
     # The stream outputs' weights: one folded kernel per output (D rides on the constant one).
-    if self.mixer in ("none", "static", "linear_input"):
-      params = mixer.weights(width, num_streams)
-      constant = params.get("weights", params.get("bias", jnp.ones((width, num_streams))))
-      mix = [constant] if self.mixer != "linear_input" else [params["weight"], constant]
-      mix = jnp.stack(mix, axis=-1)  # (H, S', Q)
+    per_channel = mixer.channel_weights(width, num_streams)
+    if per_channel is not None:
+      weight, bias = per_channel
+      mix = jnp.stack([bias] if weight is None else [weight, bias], axis=-1)  # (H, S', Q)
       skips = jnp.zeros(mix.shape[::2], dtype).at[:, -1].set(skip)
     else:  # weights that mix the channels: the S' stream outputs themselves
       mix, skips = jnp.broadcast_to(jnp.eye(num_streams), (width, num_streams, num_streams)), None
     out = folded_conv.folded_convolution(
         u, streams.kernel, filters, lookaheads, mix.astype(dtype),
         bidirectional=self.bidirectional, lengths=lengths, skip=skips).astype(u.dtype)
-    if self.mixer == "linear_input":
-      return u * out[..., 0], out[..., 1]
-    if skips is not None:
-      return None, out[..., 0]
+    if per_channel is not None:
+      return (None if weight is None else u * out[..., 0]), out[..., -1]
     input_term, z = mixer.terms(out, u)
     return input_term, z + skip.astype(u.dtype) * u
 

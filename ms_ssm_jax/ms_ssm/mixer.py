@@ -32,9 +32,9 @@ Array = jax.Array
 
 MIXERS: tuple[str, ...] = ("linear_input", "static", "softmax_input", "linear_input_dense",
                            "none")
-# Mixers with a linear input-dependent term `sum_j E^u_t[h, j] y_t[h, j]`, where the weights
-# E^u depend linearly on u (the part whose size `input_ratio` tracks).
-LINEAR_INPUT_MIXERS: tuple[str, ...] = ("linear_input", "linear_input_dense")
+# Mixers whose weights are per channel, `E_t[h, j] = w[h, j] u_t[h] + b[h, j]` (w = 0 for
+# `static`; w = 0 and b = 1 for `none`): `ScaleMixer.channel_weights`.
+PER_CHANNEL_MIXERS: tuple[str, ...] = ("linear_input", "static", "none")
 
 # Relative size of the input-dependent part of the weights at init (see module doc).
 _INPUT_WEIGHT_INIT_SCALE = 0.01
@@ -62,22 +62,20 @@ class ScaleMixer(nn.Module):
   def terms(self, y: Array, u: Array) -> tuple[Array | None, Array]:
     """The mixed output split as `(input_term, constant_term)`, each `(B, L, H)`.
 
-    For the `LINEAR_INPUT_MIXERS`, `input_term` is the part whose weights depend on u and
-    `constant_term` the bias part; for the others `input_term` is None and `constant_term`
-    is the whole output.
+    For `linear_input` and `linear_input_dense`, `input_term` is the part whose weights depend
+    on u and `constant_term` the bias part; for the others `input_term` is None and
+    `constant_term` is the whole output.
     """
     width, streams = y.shape[-2], y.shape[-1]
-    params = self.weights(width, streams)
-    if self.mixer == "none":
-      return None, jnp.sum(y, axis=-1)
-    if self.mixer in ("static", "linear_input"):
-      bias = params["weights" if self.mixer == "static" else "bias"]
+    per_channel = self.channel_weights(width, streams)
+    if per_channel is not None:
+      weight, bias = per_channel
       constant_term = jnp.einsum("...hj,hj->...h", y, bias.astype(y.dtype))
-      if self.mixer == "static":
+      if weight is None:
         return None, constant_term
-      input_term = u.astype(y.dtype) * jnp.einsum("...hj,hj->...h", y,
-                                                  params["weight"].astype(y.dtype))
+      input_term = u.astype(y.dtype) * jnp.einsum("...hj,hj->...h", y, weight.astype(y.dtype))
       return input_term, constant_term
+    params = self.weights(width, streams)
     input_weights = jnp.dot(u, params["kernel"].astype(u.dtype))
     input_weights = input_weights.reshape(u.shape[:-1] + (width, streams))
     bias = params["bias"].reshape(width, streams)
@@ -89,6 +87,18 @@ class ScaleMixer(nn.Module):
     input_term = jnp.einsum("...hj,...hj->...h", y, input_weights.astype(y.dtype))
     constant_term = jnp.einsum("...hj,hj->...h", y, bias.astype(y.dtype))
     return input_term, constant_term
+
+  def channel_weights(self, width: int, streams: int) -> tuple[Array | None, Array] | None:
+    """`(w, b)`, each `(H, S')`, of a `PER_CHANNEL_MIXERS` mixer, `E_t[h, j] = w[h, j] u_t[h] +
+    b[h, j]` (w None where E does not depend on u); None for the mixers that mix channels."""
+    if self.mixer not in PER_CHANNEL_MIXERS:
+      return None
+    params = self.weights(width, streams)
+    if self.mixer == "none":
+      return None, jnp.ones((width, streams), jnp.float32)
+    if self.mixer == "static":
+      return None, params["weights"]
+    return params["weight"], params["bias"]
 
   @nn.compact
   def weights(self, width: int, streams: int) -> dict[str, Array]:
