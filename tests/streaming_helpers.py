@@ -1,4 +1,4 @@
-"""Running a layer's `step` over a whole sequence, for the streaming tests."""
+"""Running a layer's `step` over a whole sequence, and its parameters, for the streaming tests."""
 
 from __future__ import annotations
 
@@ -22,3 +22,13 @@ def stepped_outputs(layer, variables, u):
 
 def to_float64(tree):
   return jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), tree)
+
+
+def perturbed_variables(layer, width: int):
+  """The layer's variables at init plus N(0, 0.1^2) noise: random parameters away from the
+  init (which has a near-constant mixer, D = 1, ...), so that every one of them matters."""
+  variables = layer.init(jax.random.key(1), jnp.zeros((1, 1, width)))
+  leaves, tree = jax.tree.flatten(variables)
+  keys = jax.random.split(jax.random.key(2), len(leaves))
+  return jax.tree.unflatten(tree, [leaf + 0.1 * jax.random.normal(k, leaf.shape, leaf.dtype)
+                                   for leaf, k in zip(leaves, keys)])

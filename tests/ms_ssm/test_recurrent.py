@@ -10,6 +10,7 @@ import pytest
 from ms_ssm_jax.ms_ssm import MSSSMLayer
 from ms_ssm_jax.ms_ssm import decomposition
 from ms_ssm_jax.ms_ssm import recurrent
+from tests.streaming_helpers import perturbed_variables
 from tests.streaming_helpers import stepped_outputs
 from tests.streaming_helpers import to_float64
 
@@ -42,12 +43,7 @@ def _inputs(dtype) -> jax.Array:
 
 
 def _variables(layer):
-  # Random parameters away from the init (which has a near-constant mixer, D = 1, ...).
-  variables = layer.init(jax.random.key(1), jnp.zeros((1, 1, WIDTH)))
-  leaves, tree = jax.tree.flatten(variables)
-  keys = jax.random.split(jax.random.key(2), len(leaves))
-  return jax.tree.unflatten(tree, [leaf + 0.1 * jax.random.normal(k, leaf.shape, leaf.dtype)
-                                   for leaf, k in zip(leaves, keys)])
+  return perturbed_variables(layer, WIDTH)
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -11,6 +11,7 @@ from ms_ssm_jax.ssm.lru import LRU
 from ms_ssm_jax.ssm.s4d import S4D
 from ms_ssm_jax.ssm.s5 import S5
 from ms_ssm_jax.ssm.s6 import S6
+from tests.streaming_helpers import perturbed_variables
 from tests.streaming_helpers import stepped_outputs
 from tests.streaming_helpers import to_float64
 
@@ -39,12 +40,7 @@ def _inputs(dtype) -> jax.Array:
 
 
 def _variables(layer):
-  # Random parameters away from the init, so that every one of them matters.
-  variables = layer.init(jax.random.key(1), jnp.zeros((1, 1, WIDTH)))
-  leaves, tree = jax.tree.flatten(variables)
-  keys = jax.random.split(jax.random.key(2), len(leaves))
-  return jax.tree.unflatten(tree, [leaf + 0.1 * jax.random.normal(k, leaf.shape, leaf.dtype)
-                                   for leaf, k in zip(leaves, keys)])
+  return perturbed_variables(layer, WIDTH)
 
 
 @pytest.mark.parametrize("name", CAUSAL)
