@@ -20,14 +20,24 @@ source scripts/experiments/lib.sh
 dest=${1:?usage: BEFORE=<commit> bash scripts/experiments/speed_before_after.sh OUT}
 : "${BEFORE:?set BEFORE to the commit to compare against, e.g. BEFORE=5f6404a}"
 mkdir -p $dest/logs
-before_tree=${BEFORE_TREE:-/tmp/before}
-git worktree remove --force $before_tree > /dev/null 2>&1; rm -rf $before_tree
-git worktree prune
-git worktree add --detach $before_tree "$BEFORE" > $dest/logs/worktree.log 2>&1 \
-  || { cat $dest/logs/worktree.log; exit 2; }
-echo "before: $(git -C $before_tree log -1 --format='%h %s')" | tee $dest/commits.txt
-echo "after:  $(git log -1 --format='%h %s')$(git diff --quiet HEAD || echo ' (+ uncommitted changes)')" \
-  | tee -a $dest/commits.txt
+if [ -n "${BEFORE_EXPORT:-}" ]; then
+  # The device's copy of the checkout has no .git: export the old tree here first,
+  #   mkdir -p .before && git archive $BEFORE ms_ssm_jax configs scripts train.py | tar -x -C .before
+  # and carry it (.before is ignored); the commit names are the ones given.
+  before_tree=$BEFORE_EXPORT
+  [ -d $before_tree/ms_ssm_jax ] || { echo "BEFORE_EXPORT=$before_tree holds no tree"; exit 2; }
+  echo "before: $BEFORE (exported into $before_tree)" | tee $dest/commits.txt
+  echo "after:  ${AFTER:-the current checkout}" | tee -a $dest/commits.txt
+else
+  before_tree=${BEFORE_TREE:-/tmp/before}
+  git worktree remove --force $before_tree > /dev/null 2>&1; rm -rf $before_tree
+  git worktree prune
+  git worktree add --detach $before_tree "$BEFORE" > $dest/logs/worktree.log 2>&1 \
+    || { cat $dest/logs/worktree.log; exit 2; }
+  echo "before: $(git -C $before_tree log -1 --format='%h %s')" | tee $dest/commits.txt
+  echo "after:  $(git log -1 --format='%h %s')$(git diff --quiet HEAD || echo ' (+ uncommitted changes)')" \
+    | tee -a $dest/commits.txt
+fi
 cp scripts/bench_layers.py scripts/bench_common.py $before_tree/scripts/
 
 # The ListOps MS-SSM at S5's size with the ablation's winning block, pinned field by field so
@@ -101,5 +111,5 @@ for name in sorted(os.listdir(os.path.join(dest, "after")) if os.path.isdir(
   print()
 EOF
 cat $dest/compare.md
-git worktree remove --force $before_tree > /dev/null 2>&1
+[ -n "${BEFORE_EXPORT:-}" ] || git worktree remove --force $before_tree > /dev/null 2>&1
 ls -l $dest $dest/before $dest/after 2> /dev/null
