@@ -11,7 +11,8 @@
 #   CLOCK=540 bash scripts/experiments/listops_ablation.sh $OUT
 #   KEEP_RUNS=1 CLOCK=540 bash scripts/experiments/listops_ablation.sh $OUT
 # LANES picks lanes by name (default: all), SEEDS the seeds of each (default 0; seed s > 0
-# runs in listops_<lane>_seed<s>). FINAL=1 returns the checkpoints too, except the paper-size
+# runs in listops_<lane>_seed<s>); a lane written <lane>:<seed> runs that seed alone. FINAL=1
+# returns the checkpoints too, except the paper-size
 # runs' (68 MB each). Memory: 11 lanes at once ran the paper-size and S5-stream lanes out of
 # an H200's memory; give the paper-size lanes a call of their own.
 # The finalists, 4 epochs and 2 seeds against S5 (about 3 calls at ~0.45 s a step shared):
@@ -45,9 +46,10 @@ start_clock
 ( while sleep 60; do nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader; done ) > $out/gpu_usage.log 2>&1 &
 monitor=$!
 pids=()
-for lane in $lanes; do
+for entry in $lanes; do
+  lane=${entry%%:*}; seeds=${SEEDS:-0}; [ "$entry" = "$lane" ] || seeds=${entry#*:}
   [ -n "${LANE[$lane]:-}" ] || { echo "unknown lane $lane; known: ${!LANE[*]}"; exit 2; }
-  for seed in ${SEEDS:-0}; do
+  for seed in $seeds; do
     name=listops_$lane; [ "$seed" = 0 ] || name=${name}_seed$seed
     train $name $(left) ${LANE[$lane]} --config.train.seed=$seed &
     pids+=($!)
