@@ -11,6 +11,7 @@
 #   BEFORE=5f6404a bash scripts/experiments/speed_before_after.sh $OUT   # the band-wise conv path
 # Writes $OUT/<before|after>/bench_<section>.json and bench_train.json, logs in $OUT/logs, and
 # $OUT/compare.md: every timed column of both sides and the ratio after / before.
+# ONLY="<name> ..." runs those pairs alone (names: parts, train_ms_ssm, train_s5, layers).
 # TOY=1 runs the same steps at toy sizes (a CPU dry run of the driver, not a measurement);
 # BEFORE_TREE moves the old checkout from /tmp/before. Like every driver here it sources lib.sh,
 # which empties /tmp/logs and /tmp/wd: mind that on a shared machine.
@@ -62,6 +63,7 @@ fi
 start_clock
 for pair in "${pairs[@]}"; do
   IFS='|' read -r name budget command <<< "$pair"
+  [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $name "* ]] || continue
   # The --only filter holds spaces: it is the rest of the line after --only.
   args=(${command%% --only *})
   [[ $command == *" --only "* ]] && args+=(--only "${command#* --only }")
