@@ -34,6 +34,7 @@ from ms_ssm_jax import layers
 from ms_ssm_jax import metrics as metrics_lib
 from ms_ssm_jax import model as model_lib
 from ms_ssm_jax import optim
+from ms_ssm_jax import preemption
 from ms_ssm_jax import profiling
 from ms_ssm_jax import provenance
 from ms_ssm_jax import run_config
@@ -320,7 +321,7 @@ def _train(config, workdir, ckpt, *, mesh, spec, model, tx, schedules, init_stat
   logging.info("resolved config:\n%s", config)
   profiler = profiling.ProfileWindow(workdir / "profile", first=start_step + 1,
                             num_steps=config.train.profile_steps, writer=writer)
-  with checkpointing.PreemptionWatcher() as watcher, writer, profiler:
+  with preemption.PreemptionWatcher() as watcher, writer, profiler:
     for step in range(start_step, num_steps):
       profiler.before(step)
       state, step_metrics = p_train_step(
