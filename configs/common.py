@@ -29,6 +29,7 @@ from ml_collections import config_dict
 
 from ms_ssm_jax import data
 from ms_ssm_jax import layers
+from ms_ssm_jax import model as model_lib
 
 MODELS: tuple[str, ...] = ("ms_ssm", "ms_ssm_s6", "ms_ssm_s5", "s5", "lru", "s4d", "s6")
 BASELINES: tuple[str, ...] = ("s5", "lru", "s4d", "s6")
@@ -153,21 +154,8 @@ def base_config(task: str, model: str = "ms_ssm") -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.data = _data_config(task)
 
-  config.model = ml_collections.ConfigDict()
-  config.model.layer = "ms_ssm"
-  config.model.layer_config = ml_collections.ConfigDict()
-  config.model.d_model = 128
-  config.model.num_layers = 4
-  config.model.block = "multires"
-  config.model.norm = "batch"
-  config.model.prenorm = False
-  config.model.batchnorm_momentum = 0.9
-  config.model.activation = "glu"
-  config.model.dropout = 0.0
-  config.model.pooling = "mean"
-  config.model.dual_combine = "concat_mul_sub"
-  config.model.mamba_expand = 2
-  config.model.mamba_conv_kernel = 4
+  # The model's keys and defaults are the model's fields (model.default_model_config).
+  config.model = model_lib.default_model_config("ms_ssm")
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.lr = 1e-3

@@ -1,4 +1,4 @@
-"""Checkpoints with orbax (the only module importing it), resume, fine-tuning loads, SIGTERM.
+"""Checkpoints with orbax (the only module importing it): save, resume, fine-tuning loads.
 
 A run's workdir holds two orbax `CheckpointManager` directories:
   checkpoints/<step>/   the latest `keep` periodic checkpoints (async saves), for resume;
@@ -12,7 +12,8 @@ Each step directory holds items:
 Array items are restored into an abstract target (`jax.ShapeDtypeStruct`s with shardings),
 after a shape check whose error names the parameter path and both shapes.
 
-Integrity: a state with a NaN or infinite array is never saved (`NonFiniteStateError`); the
+Integrity (`checkpoint_integrity.py`, whose errors and path helpers are part of this module's
+API): a state with a NaN or infinite array is never saved (`NonFiniteStateError`); the
 checksums are saved in the same commit as the arrays and verified on every restore. Resume
 takes the latest intact checkpoint: a corrupt or unreadable one is moved to
 `<workdir>/corrupt_checkpoints/<step>` with a warning that names it.
@@ -22,8 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-import signal
-import threading
 from typing import Any, Callable, Mapping
 
 import jax
@@ -32,58 +31,27 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
 
-from ms_ssm_jax import checksums
+from ms_ssm_jax.checkpoint_integrity import CheckpointMismatchError
+from ms_ssm_jax.checkpoint_integrity import CorruptCheckpointError
+from ms_ssm_jax.checkpoint_integrity import NonFiniteStateError
+from ms_ssm_jax.checkpoint_integrity import array_checksums
+from ms_ssm_jax.checkpoint_integrity import check_shapes
+from ms_ssm_jax.checkpoint_integrity import path_name
+from ms_ssm_jax.checkpoint_integrity import tree_paths
+from ms_ssm_jax.checkpoint_integrity import verify
+
+__all__ = [
+    "BEST_DIR", "CHECKPOINTS_DIR", "CHECKSUMS", "CONFIG", "CORRUPT_DIR", "META", "TRAIN",
+    "VARIABLES", "CheckpointMismatchError", "CheckpointRef", "CorruptCheckpointError",
+    "NonFiniteStateError", "RunCheckpoints", "array_checksums", "check_shapes",
+    "find_checkpoint", "load_config_json", "load_meta", "load_variables", "path_name",
+    "tree_paths"
+]
 
 CHECKPOINTS_DIR = "checkpoints"
 BEST_DIR = "best"
 CORRUPT_DIR = "corrupt_checkpoints"
 VARIABLES, TRAIN, CONFIG, META, CHECKSUMS = "variables", "train", "config", "meta", "checksums"
-
-
-class CheckpointMismatchError(ValueError):
-  """A checkpoint's arrays do not fit the model or train state they are loaded into."""
-
-
-class CorruptCheckpointError(ValueError):
-  """A checkpoint's arrays differ from the checksums saved with them, or are not finite."""
-
-
-class NonFiniteStateError(FloatingPointError):
-  """A state to be saved holds NaN or infinite values; it was not saved.
-
-  Attributes:
-    paths: the '/'-paths of the arrays that are not finite.
-  """
-
-  def __init__(self, message: str, paths: list[str]):
-    super().__init__(message)
-    self.paths = paths
-
-
-def _describe_paths(paths: list[str], limit: int = 5) -> str:
-  return ", ".join(paths[:limit]) + (f" and {len(paths) - limit} more" if len(paths) > limit
-                                     else "")
-
-
-def array_checksums(items: Mapping[str, Any], what: str) -> dict[str, dict[str, str]]:
-  """{item: {path: checksum}} of `items`' arrays; raises `NonFiniteStateError` if any is not
-  finite (one pass on the devices).
-
-  Args:
-    items: item name -> pytree of arrays (e.g. {"variables": ..., "train": ...}).
-    what: the state, for the error (e.g. "the state at step 120").
-  """
-  paths = [(name, path) for name, tree in items.items() for path in tree_paths(tree)]
-  leaves = [leaf for tree in items.values() for leaf in tree_paths(tree).values()]
-  all_finite, finite, sums = checksums.summarize(leaves)
-  if not all_finite:
-    bad = [f"{name}/{path}" for (name, path), ok in zip(paths, finite) if not ok]
-    raise NonFiniteStateError(f"{what} has NaN or infinite values in {_describe_paths(bad)}",
-                              bad)
-  result: dict[str, dict[str, str]] = {name: {} for name in items}
-  for (name, path), value in zip(paths, sums):
-    result[name][path] = value
-  return result
 
 
 def _item_handlers() -> dict[str, Any]:
@@ -105,49 +73,6 @@ def _manager(directory: pathlib.Path, *, max_to_keep: int | None = None,
       multiprocessing_options=ocp.options.MultiprocessingOptions(
           barrier_sync_key_prefix=pathlib.Path(directory).name))
   return ocp.CheckpointManager(directory, item_handlers=_item_handlers(), options=options)
-
-
-def path_name(path: tuple[Any, ...]) -> str:
-  """The '/'-joined name of a pytree key path (e.g. 'params/encoder/kernel')."""
-  return "/".join(_key_name(key) for key in path)
-
-
-def tree_paths(tree: Any) -> dict[str, Any]:
-  """Leaves of a pytree keyed by `path_name`."""
-  return {path_name(path): leaf for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
-
-
-def _key_name(key: Any) -> str:
-  for attribute in ("key", "name", "idx"):
-    if hasattr(key, attribute):
-      return str(getattr(key, attribute))
-  return str(key)
-
-
-def check_shapes(expected: Mapping[str, Any], found: Mapping[str, Any], where: str,
-                 hint: str) -> None:
-  """Raises `CheckpointMismatchError` unless `found` has exactly the arrays of `expected`.
-
-  Args:
-    expected: '/'-path -> array or `ShapeDtypeStruct` (what the model needs; `tree_paths`).
-    found: '/'-path -> array or metadata with `.shape` (what the checkpoint holds).
-    where: the checkpoint, for the message.
-    hint: what the user can do about a mismatch, appended to the message.
-  """
-  missing = sorted(set(expected) - set(found))
-  unexpected = sorted(set(found) - set(expected))
-  mismatched = [f"{path}: checkpoint {tuple(found[path].shape)} vs model "
-                f"{tuple(expected[path].shape)}"
-                for path in sorted(set(expected) & set(found))
-                if tuple(found[path].shape) != tuple(expected[path].shape)]
-  problems = ([f"shape mismatch at {m}" for m in mismatched]
-              + [f"missing in checkpoint: {p}" for p in missing]
-              + [f"not in model: {p}" for p in unexpected])
-  if problems:
-    raise CheckpointMismatchError(
-        f"checkpoint {where} does not match the model:\n  " + "\n  ".join(problems[:20])
-        + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
-        + f"\n{hint}")
 
 
 def _restore_args(abstract: Any) -> Any:
@@ -302,7 +227,7 @@ def _restore_arrays(manager: ocp.CheckpointManager, step: int,
           for name, abstract in abstract_items.items()}
   restored = manager.restore(step, args=ocp.args.Composite(**args, **_checksums_arg(manager, step)))
   items = {name: restored[name] for name in abstract_items}
-  _verify(items, restored[CHECKSUMS] if CHECKSUMS in restored else None, where)
+  verify(items, restored[CHECKSUMS] if CHECKSUMS in restored else None, where)
   return items
 
 
@@ -312,24 +237,6 @@ def _checksums_arg(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
   if (pathlib.Path(manager.directory) / str(step) / CHECKSUMS).is_dir():
     return {CHECKSUMS: ocp.args.JsonRestore()}
   return {}
-
-
-def _verify(items: Mapping[str, Any], saved: Mapping[str, Any] | None, where: str) -> None:
-  """Raises `CorruptCheckpointError` unless `items` have the `saved` checksums and are
-  finite."""
-  try:
-    found = array_checksums(items, f"checkpoint {where}")
-  except NonFiniteStateError as e:
-    raise CorruptCheckpointError(str(e)) from None
-  if saved is None:
-    logging.warning("checkpoint %s has no checksums (saved by an older version): not verified",
-                    where)
-    return
-  bad = [f"{name}/{path}" for name in items for path, value in found[name].items()
-         if saved.get(name, {}).get(path) != value]
-  if bad:
-    raise CorruptCheckpointError(f"checkpoint {where}: checksum mismatch in "
-                                 f"{_describe_paths(bad)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -416,43 +323,8 @@ def load_variables(ref: CheckpointRef, abstract_variables: Any | None = None) ->
         VARIABLES: ocp.args.PyTreeRestore(target, restore_args=restore_args)},
         **_checksums_arg(manager, ref.step)))
     variables = restored[VARIABLES]
-    _verify({VARIABLES: variables}, restored[CHECKSUMS] if CHECKSUMS in restored else None,
+    verify({VARIABLES: variables}, restored[CHECKSUMS] if CHECKSUMS in restored else None,
             str(ref))
     return variables
   finally:
     manager.close()
-
-
-class PreemptionWatcher:
-  """Tells the train loop when to save and stop because the job is being preempted.
-
-  Single process: a SIGTERM handler (installed while the context is active) sets a flag that
-  the loop reads at the next step boundary. Several processes: JAX's preemption sync point,
-  which makes all processes agree on the same step (a per-process flag would deadlock the
-  collective save). Use as a context manager in the main thread.
-  """
-
-  def __init__(self):
-    self._event = threading.Event()
-    self._previous_handler = None
-
-  def __enter__(self) -> PreemptionWatcher:
-    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
-      self._previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
-    return self
-
-  def __exit__(self, *exc_info) -> None:
-    if self._previous_handler is not None:
-      signal.signal(signal.SIGTERM, self._previous_handler)
-      self._previous_handler = None
-
-  def _on_sigterm(self, signum, frame) -> None:
-    del signum, frame
-    logging.warning("SIGTERM received: saving a checkpoint at the next step boundary")
-    self._event.set()
-
-  def should_stop(self, step: int) -> bool:
-    """True once the run should checkpoint `step` and exit (call at every step)."""
-    if jax.process_count() > 1:
-      return multihost_utils.reached_preemption_sync_point(step)
-    return self._event.is_set()

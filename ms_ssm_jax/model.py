@@ -47,10 +47,13 @@ BLOCKS: tuple[str, ...] = ("multires", "s5", "mamba")
 POOLINGS: tuple[str, ...] = ("mean", "last", "none")
 DUAL_COMBINES: tuple[str, ...] = ("concat_mul_sub",)
 PRECISIONS: dict[str, Any] = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-MODEL_CONFIG_KEYS: frozenset[str] = frozenset({
-    "layer", "layer_config", "d_model", "num_layers", "block", "norm", "prenorm",
-    "batchnorm_momentum", "activation", "dropout", "pooling", "dual_combine", "mamba_expand",
-    "mamba_conv_kernel"})
+# `config.model` keys that are not `SequenceModel` fields: the sequence layer by name, and its
+# fields (`layers.default_layer_config`).
+LAYER_CONFIG_KEYS: tuple[str, ...] = ("layer", "layer_config")
+# `SequenceModel` fields that are not `config.model` keys: set from the task's `TaskSpec`, the
+# run settings (`config.train`) and flax.
+_NON_CONFIG_FIELDS = frozenset({"seq_layer", "input_type", "vocab_size", "num_classes", "dual",
+                                "dtype", "remat", "parent", "name"})
 
 
 class Encoder(nn.Module):
@@ -96,10 +99,19 @@ def pool(x: Array, valid: Array, lengths: Array, pooling: str) -> Array:
 class SequenceModel(nn.Module):
   """Encoder, residual blocks, pooling and head; build it with `build_model`.
 
+  The fields from `d_model` to `mamba_conv_kernel` are the keys of `config.model` (with
+  `layer` and `layer_config`; `MODEL_CONFIG_KEYS`), and their defaults are the schema's
+  (`default_model_config`): a new model hyperparameter is a new field here.
+
   Attributes:
     seq_layer: unbound prototype of the sequence layer; every block holds its own copy.
     input_type, vocab_size, num_classes, dual: from the task's `TaskSpec`.
-    d_model ... mamba_conv_kernel: the fields of `config.model` (docs/DESIGN.md).
+    d_model, num_layers: width H and number of blocks.
+    block, norm, prenorm, batchnorm_momentum, activation, dropout: the residual block
+      (`BLOCKS`, `blocks.NORMS`, `blocks.ACTIVATIONS`).
+    pooling: `POOLINGS`.
+    dual_combine: how dual tasks combine the two pooled features (`DUAL_COMBINES`).
+    mamba_expand, mamba_conv_kernel: the mamba block's expansion and causal conv (0 = none).
     dtype: compute dtype of encoder, blocks and norms (parameters are float32).
     remat: recompute each block's activations in the backward pass instead of storing them
       (`config.train.remat`; less memory at the paper's sizes, about one more forward pass).
@@ -109,17 +121,18 @@ class SequenceModel(nn.Module):
   vocab_size: int | None
   num_classes: int
   dual: bool
-  d_model: int
-  num_layers: int
-  block: str
-  norm: str
-  prenorm: bool
-  batchnorm_momentum: float
-  activation: str
-  dropout: float
-  pooling: str
-  mamba_expand: int
-  mamba_conv_kernel: int
+  d_model: int = 128
+  num_layers: int = 4
+  block: str = "multires"
+  norm: str = "batch"
+  prenorm: bool = False
+  batchnorm_momentum: float = 0.9
+  activation: str = "glu"
+  dropout: float = 0.0
+  pooling: str = "mean"
+  dual_combine: str = "concat_mul_sub"
+  mamba_expand: int = 2
+  mamba_conv_kernel: int = 4
   dtype: Any = jnp.float32
   remat: bool = False
 
@@ -162,6 +175,7 @@ class SequenceModel(nn.Module):
     features = self._encode(jnp.concatenate([inputs, inputs2]),
                             jnp.concatenate([lengths, lengths2]), train)
     u, v = jnp.split(features, 2)
+    # dual_combine: "concat_mul_sub", the one combination (checked by build_model).
     combined = jnp.concatenate([u, v, u * v, u - v], axis=-1)
     hidden = nn.Dense(self.d_model, dtype=jnp.float32, param_dtype=jnp.float32,
                       name="head_hidden")(combined)
@@ -175,61 +189,90 @@ def _get(batch: Mapping[str, Array], key: str) -> Array:
   return batch[key]
 
 
+def _config_fields() -> list[dataclasses.Field]:
+  return [f for f in dataclasses.fields(SequenceModel)
+          if f.init and f.name not in _NON_CONFIG_FIELDS]
+
+
+MODEL_CONFIG_KEYS: frozenset[str] = frozenset(
+    {*LAYER_CONFIG_KEYS, *(f.name for f in _config_fields())})
+
+
+def default_model_config(layer: str) -> ml_collections.ConfigDict:
+  """`config.model` at its defaults: `layer`, the layer's fields (`layer_config`) and the
+  `SequenceModel` fields."""
+  config = ml_collections.ConfigDict()
+  config.layer = layer
+  config.layer_config = layers.default_layer_config(layer)
+  for field in _config_fields():
+    if field.default is dataclasses.MISSING:
+      raise TypeError(f"SequenceModel.{field.name} has no default; every config.model field "
+                      f"needs one")
+    config[field.name] = field.default
+  return config
+
+
+def _model_fields(model_cfg: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The `SequenceModel` fields of `model_cfg`; missing keys keep their defaults (a config
+  saved before a field was added lacks it), unknown keys are an error naming them."""
+  unknown = sorted(set(model_cfg.keys()) - MODEL_CONFIG_KEYS)
+  if unknown:
+    raise ValueError(f"config.model has unknown keys {unknown}; the known keys are "
+                     f"{sorted(MODEL_CONFIG_KEYS)} (model.MODEL_CONFIG_KEYS)")
+  if "layer" not in model_cfg:
+    raise ValueError("config.model has no 'layer'; build it with configs.common.base_config")
+  return {f.name: model_cfg[f.name] if f.name in model_cfg else f.default
+          for f in _config_fields()}
+
+
 def _check_choice(field: str, value: Any, choices: tuple[Any, ...]) -> None:
   if value not in choices:
     raise ValueError(f"model.{field}={value!r} is not supported; choose one of "
                      f"{', '.join(map(str, choices))}")
 
 
-def _check_model_config(model_cfg: ml_collections.ConfigDict, task_spec: TaskSpec) -> None:
-  keys = set(model_cfg.keys())
-  if keys != MODEL_CONFIG_KEYS:
-    unknown, missing = sorted(keys - MODEL_CONFIG_KEYS), sorted(MODEL_CONFIG_KEYS - keys)
-    raise ValueError(f"config.model has unknown keys {unknown} and lacks keys {missing}; "
-                     f"build it with configs.common.base_config")
-  _check_choice("block", model_cfg.block, BLOCKS)
-  _check_choice("norm", model_cfg.norm, blocks.NORMS)
-  _check_choice("activation", model_cfg.activation, blocks.ACTIVATIONS)
-  _check_choice("pooling", model_cfg.pooling, POOLINGS)
-  _check_choice("dual_combine", model_cfg.dual_combine, DUAL_COMBINES)
+def _check_model_fields(fields: Mapping[str, Any], task_spec: TaskSpec) -> None:
+  _check_choice("block", fields["block"], BLOCKS)
+  _check_choice("norm", fields["norm"], blocks.NORMS)
+  _check_choice("activation", fields["activation"], blocks.ACTIVATIONS)
+  _check_choice("pooling", fields["pooling"], POOLINGS)
+  _check_choice("dual_combine", fields["dual_combine"], DUAL_COMBINES)
   for field in ("d_model", "num_layers", "mamba_expand"):
-    if model_cfg[field] < 1:
-      raise ValueError(f"model.{field} must be >= 1, got {model_cfg[field]}")
-  if model_cfg.mamba_conv_kernel < 0:
+    if fields[field] < 1:
+      raise ValueError(f"model.{field} must be >= 1, got {fields[field]}")
+  if fields["mamba_conv_kernel"] < 0:
     raise ValueError(f"model.mamba_conv_kernel must be >= 0 (0 = no conv), got "
-                     f"{model_cfg.mamba_conv_kernel}")
-  if not 0.0 <= model_cfg.dropout < 1.0:
-    raise ValueError(f"model.dropout must be in [0, 1), got {model_cfg.dropout}")
-  if model_cfg.block == "mamba" and not model_cfg.prenorm:
+                     f"{fields['mamba_conv_kernel']}")
+  if not 0.0 <= fields["dropout"] < 1.0:
+    raise ValueError(f"model.dropout must be in [0, 1), got {fields['dropout']}")
+  if fields["block"] == "mamba" and not fields["prenorm"]:
     raise ValueError("the mamba block is pre-norm: set model.prenorm=True")
-  if task_spec.dual and model_cfg.pooling == "none":
+  if task_spec.dual and fields["pooling"] == "none":
     raise ValueError(f"task {task_spec.name!r} compares two sequences: model.pooling must be "
                      "'mean' or 'last'")
 
 
-def layer_width(model_cfg: ml_collections.ConfigDict) -> int:
+def _layer_width(fields: Mapping[str, Any]) -> int:
   """The width of the sequence layer: d_model, or mamba_expand * d_model in a mamba block."""
-  if model_cfg.block == "mamba":
-    return model_cfg.mamba_expand * model_cfg.d_model
-  return model_cfg.d_model
+  if fields["block"] == "mamba":
+    return fields["mamba_expand"] * fields["d_model"]
+  return fields["d_model"]
 
 
 def build_model(model_cfg: ml_collections.ConfigDict, task_spec: TaskSpec, *,
                 precision: str = "float32", remat: bool = False) -> SequenceModel:
   """The model of `config.model` for `task_spec`; `precision` and `remat` are
   `config.train.precision` and `config.train.remat` (same parameters either way)."""
-  _check_model_config(model_cfg, task_spec)
+  fields = _model_fields(model_cfg)
+  _check_model_fields(fields, task_spec)
   if precision not in PRECISIONS:
     raise ValueError(f"train.precision={precision!r} is not supported; choose one of "
                      f"{', '.join(PRECISIONS)}")
-  prototype = layers.make_layer(model_cfg.layer, layer_width(model_cfg), model_cfg.layer_config)
+  layer_config = model_cfg.layer_config if "layer_config" in model_cfg else None
+  prototype = layers.make_layer(model_cfg.layer, _layer_width(fields), layer_config)
   return SequenceModel(
       seq_layer=prototype, input_type=task_spec.input_type, vocab_size=task_spec.vocab_size,
-      num_classes=task_spec.num_classes, dual=task_spec.dual, d_model=model_cfg.d_model,
-      num_layers=model_cfg.num_layers, block=model_cfg.block, norm=model_cfg.norm,
-      prenorm=model_cfg.prenorm, batchnorm_momentum=model_cfg.batchnorm_momentum,
-      activation=model_cfg.activation, dropout=model_cfg.dropout, pooling=model_cfg.pooling,
-      mamba_expand=model_cfg.mamba_expand, mamba_conv_kernel=model_cfg.mamba_conv_kernel,
+      num_classes=task_spec.num_classes, dual=task_spec.dual, **fields,
       dtype=PRECISIONS[precision], remat=remat)
 
 
@@ -301,4 +344,4 @@ def summarize(model_cfg: ml_collections.ConfigDict, task_spec: TaskSpec) -> Mode
       params_by_module=params_by_module,
       num_params=layers.count_parameters(params), layer_states=states.total,
       states_per_channel=states.per_channel, carried_floats_per_layer=states.carried_floats,
-      num_layers=model_cfg.num_layers)
+      num_layers=model.num_layers)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ms_ssm_jax import checkpoint_integrity
 from ms_ssm_jax import checkpointing
 from ms_ssm_jax import checksums
 from ms_ssm_jax import run_config
@@ -124,11 +125,11 @@ def test_a_changed_checksum_is_a_mismatch(finished, tmp_path):
   ckpt = checkpointing.RunCheckpoints(workdir, keep=3)
   saved = jax.device_get(ckpt.restore(8, _abstract(finished[1])))
   ckpt.close()
-  sums = checkpointing.array_checksums(saved, "test")
+  sums = checkpoint_integrity.array_checksums(saved, "test")
   sums["variables"]["params/head/bias"] = "0" * 16
-  with pytest.raises(checkpointing.CorruptCheckpointError,
+  with pytest.raises(checkpoint_integrity.CorruptCheckpointError,
                      match="checksum mismatch in variables/params/head/bias"):
-    checkpointing._verify(saved, sums, "test")  # pylint: disable=protected-access
+    checkpoint_integrity.verify(saved, sums, "test")
 
 
 def _abstract(state):

@@ -224,3 +224,40 @@ def test_unknown_model_key_and_precision_are_errors():
   cfg.residual_scale = 0.5
   with pytest.raises(ValueError, match="residual_scale"):
     model_lib.build_model(cfg, CONTINUOUS)
+  # One line, naming the key and what is known.
+  with pytest.raises(ValueError, match=r"^config.model has unknown keys \['residual_scale'\]; "
+                     r"the known keys are \[[^\n]*'d_model'[^\n]*\]"):
+    model_lib.build_model(cfg, CONTINUOUS)
+
+
+# A value other than the default for every `config.model` key that is a SequenceModel field.
+NON_DEFAULTS = {"d_model": 6, "num_layers": 2, "block": "mamba", "norm": "layer",
+                "prenorm": True, "batchnorm_momentum": 0.5, "activation": "gelu",
+                "dropout": 0.25, "pooling": "last", "mamba_expand": 3, "mamba_conv_kernel": 2}
+
+
+def test_model_config_keys_are_the_model_fields():
+  defaults = model_lib.default_model_config("s4d")
+  assert set(defaults) == model_lib.MODEL_CONFIG_KEYS
+  assert defaults.layer_config.to_dict() == layers.default_layer_config("s4d").to_dict()
+  # Every field but dual_combine (one choice) gets a value other than its default, and the
+  # built model holds it: build_model passes every key through.
+  fields = set(model_lib.MODEL_CONFIG_KEYS) - set(model_lib.LAYER_CONFIG_KEYS)
+  assert set(NON_DEFAULTS) == fields - {"dual_combine"}
+  cfg = tiny_config("s4d", **NON_DEFAULTS)
+  model = model_lib.build_model(cfg, CONTINUOUS)
+  for key, value in NON_DEFAULTS.items():
+    assert getattr(model, key) == value != defaults[key], key
+  assert model.seq_layer.d_model == 3 * 6  # mamba_expand * d_model
+
+
+def test_a_missing_model_key_takes_its_default():
+  # A config saved before a model field existed lacks it: it gets the field's default.
+  cfg = tiny_config("s4d", num_layers=2)
+  saved = cfg.to_dict()
+  del saved["mamba_expand"], saved["pooling"]
+  model = model_lib.build_model(ml_collections.ConfigDict(saved), TOKENS)
+  assert (model.mamba_expand, model.pooling, model.num_layers) == (2, "mean", 2)
+  del saved["layer"]
+  with pytest.raises(ValueError, match="no 'layer'"):
+    model_lib.build_model(ml_collections.ConfigDict(saved), TOKENS)
