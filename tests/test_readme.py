@@ -87,3 +87,21 @@ def test_every_readme_command_runs_at_toy_size(tmp_path):
   zoo_eval = next(out for command, out in outputs.items() if "--zoo=ms_ssm_japanese_vowels" in
                   command and "eval.py" in command)
   assert "0.9703" in zoo_eval  # the accuracy the README states
+
+
+def test_python_blocks_name_what_exists():
+  """Every `ms_ssm_jax` module a README Python block imports has the attributes it uses."""
+  import ast
+  import importlib
+  blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+  assert blocks, "the README has no Python block to check"
+  for block in blocks:
+    tree = ast.parse(block)
+    modules = {alias.asname or alias.name: importlib.import_module(f"{node.module}.{alias.name}")
+               for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               and node.module == "ms_ssm_jax" for alias in node.names}
+    for node in ast.walk(tree):
+      if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+          and node.value.id in modules):
+        assert hasattr(modules[node.value.id], node.attr), (
+            f"README uses {node.value.id}.{node.attr}, which does not exist")
