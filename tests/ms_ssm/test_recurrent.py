@@ -11,6 +11,7 @@ from ms_ssm_jax.ms_ssm import MSSSMLayer
 from ms_ssm_jax.ms_ssm import decomposition
 from ms_ssm_jax.ms_ssm import recurrent
 from tests.streaming_helpers import perturbed_variables
+from tests.streaming_helpers import prepared_outputs
 from tests.streaming_helpers import stepped_outputs
 from tests.streaming_helpers import to_float64
 
@@ -50,17 +51,24 @@ def _variables(layer):
 def test_step_equals_parallel_pass_float64(x64, name):
   layer = _layer(**CASES[name])
   variables, u = to_float64(_variables(layer)), _inputs(jnp.float64)
-  stepped = stepped_outputs(layer, variables, u)
-  assert stepped.shape == u.shape and stepped.dtype == jnp.float64
-  np.testing.assert_allclose(stepped, layer.apply(variables, u), rtol=1e-10, atol=1e-10)
+  stepped, prepared = stepped_outputs(layer, variables, u), prepared_outputs(layer, variables, u)
+  assert stepped.shape == prepared.shape == u.shape
+  assert stepped.dtype == prepared.dtype == jnp.float64
+  parallel = layer.apply(variables, u)
+  np.testing.assert_allclose(prepared, parallel, rtol=1e-10, atol=1e-10)
+  np.testing.assert_allclose(stepped, parallel, rtol=1e-10, atol=1e-10)
+  np.testing.assert_allclose(prepared, stepped, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("backbone", ["s4d_real", "s6"])
+@pytest.mark.parametrize("backbone", ["s4d_real", "s4d_lin", "s5", "lru", "s6"])
 def test_step_equals_parallel_pass_float32(backbone):
   layer = _layer(backbone=backbone)
   variables, u = _variables(layer), _inputs(jnp.float32)
-  np.testing.assert_allclose(stepped_outputs(layer, variables, u), layer.apply(variables, u),
-                             rtol=1e-4, atol=1e-4)
+  parallel = layer.apply(variables, u)
+  np.testing.assert_allclose(prepared_outputs(layer, variables, u), parallel, rtol=1e-4,
+                             atol=1e-4)
+  np.testing.assert_allclose(stepped_outputs(layer, variables, u), parallel, rtol=1e-4,
+                             atol=1e-4)
 
 
 def test_ring_buffers_hold_the_filters_past_samples():
