@@ -5,6 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ms_ssm_jax import streaming
+
 
 def stepped_outputs(layer, variables, u):
   """`layer.step` from `layer.init_state` over every step of u `(B, L, H)` -> `(B, L, H)`.
@@ -18,6 +20,19 @@ def stepped_outputs(layer, variables, u):
     return jnp.swapaxes(ys, 0, 1)
 
   return jax.jit(run)(variables, u)
+
+
+def prepared_outputs(layer, variables, u):
+  """`streaming.prepare_layer` once, then its `step` over every step of u `(B, L, H)` ->
+  `(B, L, H)`, in one jitted `lax.scan` that reads only the prepared arrays."""
+  prepared = streaming.prepare_layer(layer, variables["params"])
+  state = layer.apply(variables, u.shape[0], u.dtype, method="init_state")
+
+  def run(prepared, state, u):
+    _, ys = jax.lax.scan(prepared.step, state, jnp.swapaxes(u, 0, 1))
+    return jnp.swapaxes(ys, 0, 1)
+
+  return jax.jit(run)(prepared, state, u)
 
 
 def to_float64(tree):
