@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+from jax.extend import core as jax_core
 import jax.numpy as jnp
 
 from ms_ssm_jax import streaming
@@ -47,3 +48,21 @@ def perturbed_variables(layer, width: int):
   keys = jax.random.split(jax.random.key(2), len(leaves))
   return jax.tree.unflatten(tree, [leaf + 0.1 * jax.random.normal(k, leaf.shape, leaf.dtype)
                                    for leaf, k in zip(leaves, keys)])
+
+
+def primitive_names(fn, *args) -> set[str]:
+  """The primitives that `fn(*args)` traces to, nested jaxprs (jit, custom_jvp) included."""
+  names = set()
+
+  def visit(jaxpr):
+    for eqn in jaxpr.eqns:
+      names.add(eqn.primitive.name)
+      for param in eqn.params.values():
+        for sub in param if isinstance(param, (tuple, list)) else (param,):
+          if isinstance(sub, jax_core.ClosedJaxpr):
+            visit(sub.jaxpr)
+          elif isinstance(sub, jax_core.Jaxpr):
+            visit(sub)
+
+  visit(jax.make_jaxpr(fn)(*args).jaxpr)
+  return names

@@ -12,6 +12,7 @@ import pytest
 from ms_ssm_jax import evaluation
 from ms_ssm_jax import model as model_lib
 from ms_ssm_jax import streaming
+from tests.streaming_helpers import primitive_names
 from tests.test_model import CONTINUOUS
 from tests.test_model import DUAL
 from tests.test_model import TOKENS
@@ -106,6 +107,19 @@ def test_jit_step_updates_the_donated_state_in_place():
   assert all(leaf.is_deleted() for leaf in jax.tree.leaves(state))
   assert not any(leaf.is_deleted() for leaf in jax.tree.leaves(prepared))
   assert jax.tree.structure(new_state) == jax.tree.structure(state)
+
+
+def test_prepared_model_step_neither_discretizes_nor_normalizes():
+  model, spec, variables = _model_and_variables("ms_ssm_multires_batchnorm_mean")
+  assert model.norm == "batch" and model.seq_layer.backbone == "s4d_real"
+  state = streaming.init_stream(model, variables, B)
+  inputs_t = _inputs(spec, jax.random.key(3))[:, 0]
+  unprepared = primitive_names(functools.partial(streaming.stream_step, model), variables, state,
+                               inputs_t)
+  prepared = primitive_names(functools.partial(streaming.step, model),
+                             streaming.prepare(model, variables), state, inputs_t)
+  assert {"exp", "rsqrt"} <= unprepared  # the streams' ZOH and BatchNorm's 1/sqrt(var + eps)
+  assert not {"exp", "rsqrt"} & prepared
 
 
 def test_float64_model_streams_to_the_parallel_pass(x64):

@@ -7,11 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ms_ssm_jax import streaming
 from ms_ssm_jax.ms_ssm import MSSSMLayer
 from ms_ssm_jax.ms_ssm import decomposition
 from ms_ssm_jax.ms_ssm import recurrent
 from tests.streaming_helpers import perturbed_variables
 from tests.streaming_helpers import prepared_outputs
+from tests.streaming_helpers import primitive_names
 from tests.streaming_helpers import stepped_outputs
 from tests.streaming_helpers import to_float64
 
@@ -69,6 +71,17 @@ def test_step_equals_parallel_pass_float32(backbone):
                              atol=1e-4)
   np.testing.assert_allclose(stepped_outputs(layer, variables, u), parallel, rtol=1e-4,
                              atol=1e-4)
+
+
+@pytest.mark.parametrize("backbone", ["s4d_real", "s4d_lin", "s5", "lru"])
+def test_prepared_step_does_not_discretize(backbone):
+  layer = _layer(backbone=backbone)
+  variables, u_t = _variables(layer), _inputs(jnp.float32)[:, 0]
+  state = layer.apply(variables, BATCH, method="init_state")
+  prepared = streaming.prepare_layer(layer, variables["params"])
+  layer_step = lambda v, s, u: layer.apply(v, s, u, method="step")
+  assert "exp" in primitive_names(layer_step, variables, state, u_t)
+  assert "exp" not in primitive_names(lambda p, s, u: p.step(s, u), prepared, state, u_t)
 
 
 def test_ring_buffers_hold_the_filters_past_samples():

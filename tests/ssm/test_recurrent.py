@@ -7,12 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ms_ssm_jax import streaming
 from ms_ssm_jax.ssm.lru import LRU
 from ms_ssm_jax.ssm.s4d import S4D
 from ms_ssm_jax.ssm.s5 import S5
 from ms_ssm_jax.ssm.s6 import S6
 from tests.streaming_helpers import perturbed_variables
 from tests.streaming_helpers import prepared_outputs
+from tests.streaming_helpers import primitive_names
 from tests.streaming_helpers import stepped_outputs
 from tests.streaming_helpers import to_float64
 
@@ -67,6 +69,17 @@ def test_step_equals_parallel_pass_float32(name):
   parallel = layer.apply(variables, u)
   np.testing.assert_allclose(prepared, parallel, rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(stepped, parallel, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["s4d_real", "s4d_lin_conv", "s5_zoh_blocks_clipped", "lru_ring"])
+def test_prepared_step_does_not_discretize(name):
+  layer = CAUSAL[name]
+  variables, u_t = _variables(layer), _inputs(jnp.float32)[:, 0]
+  state = layer.apply(variables, BATCH, method="init_state")
+  prepared = streaming.prepare_layer(layer, variables["params"])
+  layer_step = lambda v, s, u: layer.apply(v, s, u, method="step")
+  assert "exp" in primitive_names(layer_step, variables, state, u_t)
+  assert "exp" not in primitive_names(lambda p, s, u: p.step(s, u), prepared, state, u_t)
 
 
 def test_bf16_steps_keep_float32_states():
