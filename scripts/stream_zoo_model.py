@@ -2,15 +2,13 @@ r"""Streams a released model one sample at a time and prints its prediction afte
 
     python scripts/stream_zoo_model.py --zoo=ms_ssm_japanese_vowels --example=0
 
-Feeds the `--example`-th sequence of the test split to `ms_ssm_jax.streaming.stream_step`
-sample by sample (one jitted step, constant cost per sample), prints the predicted class and
-its probability after each one, and checks that the last step's logits equal the parallel
-pass that `eval.py` runs on the whole sequence.
+Feeds the `--example`-th sequence of the test split to `ms_ssm_jax.streaming` sample by
+sample (the variables prepared once, one jitted step of constant cost per sample), prints the
+predicted class and its probability after each one, and checks that the last step's logits
+equal the parallel pass that `eval.py` runs on the whole sequence.
 """
 
 from __future__ import annotations
-
-import functools
 
 from absl import app
 from absl import flags
@@ -46,10 +44,11 @@ def main(argv: list[str]) -> None:
   print(f"{_ZOO.value}: {_SPLIT.value} example {_EXAMPLE.value}, {length} samples, "
         f"label {int(batch['labels'][0])}")
 
-  step = jax.jit(functools.partial(streaming.stream_step, model))
+  prepared = streaming.prepare(model, variables)
+  step = streaming.jit_step(model)
   state = streaming.init_stream(model, variables, batch_size=1)
   for t in range(length):
-    state, logits = step(variables, state, batch["inputs"][:, t])
+    state, logits = step(prepared, state, batch["inputs"][:, t])
     probabilities = jax.nn.softmax(logits[0])
     predicted = int(np.argmax(probabilities))
     print(f"  after sample {t + 1:3d}: class {predicted} (p = {probabilities[predicted]:.3f})")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 from ms_ssm_jax import evaluation
 from ms_ssm_jax import model as model_lib
 from ms_ssm_jax import streaming
+from tests.streaming_helpers import primitive_names
 from tests.test_model import CONTINUOUS
 from tests.test_model import DUAL
 from tests.test_model import TOKENS
@@ -45,6 +48,12 @@ def _inputs(spec, key):
   return jax.random.normal(key, (B, L, spec.num_channels))
 
 
+def _model_and_variables(name):
+  preset, layer, spec, updates = CASES[name]
+  model = model_lib.build_model(tiny_config(layer, model=preset, num_layers=2, **updates), spec)
+  return model, spec, _perturbed(model.init(jax.random.key(0), model_lib.dummy_batch(spec, B)))
+
+
 def _prefix_logits(model, variables, inputs):
   """The parallel pass on every prefix 0..t: `(B, L, num_classes)`.
 
@@ -61,10 +70,7 @@ def _prefix_logits(model, variables, inputs):
 
 @pytest.mark.parametrize("name", CASES)
 def test_streamed_logits_equal_the_parallel_pass_on_every_prefix(name):
-  preset, layer, spec, updates = CASES[name]
-  config = tiny_config(layer, model=preset, num_layers=2, **updates)
-  model = model_lib.build_model(config, spec)
-  variables = _perturbed(model.init(jax.random.key(0), model_lib.dummy_batch(spec, B)))
+  model, spec, variables = _model_and_variables(name)
   inputs = _inputs(spec, jax.random.key(3))
   streamed = jax.jit(lambda v, x: streaming.stream_logits(model, v, x))(variables, inputs)
   assert streamed.shape == (B, L, spec.num_classes) and streamed.dtype == jnp.float32
@@ -72,15 +78,70 @@ def test_streamed_logits_equal_the_parallel_pass_on_every_prefix(name):
                              rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["ms_ssm_multires_batchnorm_mean", "s6_mamba_conv"])
+def test_prepared_donated_steps_equal_the_unprepared_steps(name):
+  model, spec, variables = _model_and_variables(name)
+  inputs = _inputs(spec, jax.random.key(3))
+  prepared = streaming.prepare(model, variables)
+  fast, slow = streaming.jit_step(model), jax.jit(functools.partial(streaming.stream_step, model))
+  fast_state = streaming.init_stream(model, variables, B)
+  slow_state = streaming.init_stream(model, variables, B)
+  for t in range(L):
+    fast_state, fast_logits = fast(prepared, fast_state, inputs[:, t])
+    slow_state, slow_logits = slow(variables, slow_state, inputs[:, t])
+    np.testing.assert_allclose(fast_logits, slow_logits, rtol=1e-5, atol=1e-6)
+  for fast_leaf, slow_leaf in zip(jax.tree.leaves(fast_state), jax.tree.leaves(slow_state)):
+    np.testing.assert_allclose(fast_leaf, slow_leaf, rtol=1e-5, atol=1e-6)
+
+
+def test_jit_step_updates_the_donated_state_in_place():
+  model, spec, variables = _model_and_variables("ms_ssm_multires_batchnorm_mean")
+  prepared = streaming.prepare(model, variables)
+  state = streaming.init_stream(model, variables, B)
+  inputs_t = _inputs(spec, jax.random.key(3))[:, 0]
+  step = streaming.jit_step(model)
+  state_bytes = sum(leaf.nbytes for leaf in jax.tree.leaves(state))
+  memory = step.lower(prepared, state, inputs_t).compile().memory_analysis()
+  assert memory.alias_size_in_bytes == state_bytes  # every state buffer reused for the output
+  new_state, _ = step(prepared, state, inputs_t)
+  assert all(leaf.is_deleted() for leaf in jax.tree.leaves(state))
+  assert not any(leaf.is_deleted() for leaf in jax.tree.leaves(prepared))
+  assert jax.tree.structure(new_state) == jax.tree.structure(state)
+
+
+def test_prepared_model_step_neither_discretizes_nor_normalizes():
+  model, spec, variables = _model_and_variables("ms_ssm_multires_batchnorm_mean")
+  assert model.norm == "batch" and model.seq_layer.backbone == "s4d_real"
+  state = streaming.init_stream(model, variables, B)
+  inputs_t = _inputs(spec, jax.random.key(3))[:, 0]
+  unprepared = primitive_names(functools.partial(streaming.stream_step, model), variables, state,
+                               inputs_t)
+  prepared = primitive_names(functools.partial(streaming.step, model),
+                             streaming.prepare(model, variables), state, inputs_t)
+  assert {"exp", "rsqrt"} <= unprepared  # the streams' ZOH and BatchNorm's 1/sqrt(var + eps)
+  assert not {"exp", "rsqrt"} & prepared
+
+
+def test_float64_model_streams_to_the_parallel_pass(x64):
+  model, spec, variables = _model_and_variables("ms_ssm_multires_batchnorm_mean")
+  model = model.clone(dtype=jnp.float64)
+  variables = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), variables)
+  inputs = _inputs(spec, jax.random.key(3)).astype(jnp.float64)
+  streamed = jax.jit(lambda v, x: streaming.stream_logits(model, v, x))(variables, inputs)
+  # The pooled features and the head are float32 in both passes (model.py): float32 rounding.
+  np.testing.assert_allclose(streamed, _prefix_logits(model, variables, inputs), rtol=1e-6,
+                             atol=1e-7)
+
+
 def test_released_model_streams_to_the_parallel_logits():
   saved = evaluation.SavedModel.from_zoo("ms_ssm_japanese_vowels")
   model, variables = saved.model, jax.device_get(saved.variables)
   length = 29  # JapaneseVowels' longest sequence; longer than the widest wavelet filter
   inputs = jax.random.normal(jax.random.key(0), (B, length, saved.spec.num_channels))
-  step = jax.jit(lambda v, s, x: streaming.stream_step(model, v, s, x))
+  prepared, step = streaming.prepare(model, variables), streaming.jit_step(model)
   state = streaming.init_stream(model, variables, B)
   for t in range(length):
-    state, logits = step(variables, state, inputs[:, t])
+    state, logits = step(prepared, state, inputs[:, t])
   parallel = model.apply(variables, {"inputs": inputs, "lengths": jnp.full((B,), length)})
   np.testing.assert_allclose(logits, parallel, rtol=1e-4, atol=1e-4)
   assert int(state["steps"]) == length

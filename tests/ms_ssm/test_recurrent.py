@@ -7,10 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ms_ssm_jax import streaming
 from ms_ssm_jax.ms_ssm import MSSSMLayer
 from ms_ssm_jax.ms_ssm import decomposition
 from ms_ssm_jax.ms_ssm import recurrent
 from tests.streaming_helpers import perturbed_variables
+from tests.streaming_helpers import prepared_outputs
+from tests.streaming_helpers import primitive_names
 from tests.streaming_helpers import stepped_outputs
 from tests.streaming_helpers import to_float64
 
@@ -50,17 +53,35 @@ def _variables(layer):
 def test_step_equals_parallel_pass_float64(x64, name):
   layer = _layer(**CASES[name])
   variables, u = to_float64(_variables(layer)), _inputs(jnp.float64)
-  stepped = stepped_outputs(layer, variables, u)
-  assert stepped.shape == u.shape and stepped.dtype == jnp.float64
-  np.testing.assert_allclose(stepped, layer.apply(variables, u), rtol=1e-10, atol=1e-10)
+  stepped, prepared = stepped_outputs(layer, variables, u), prepared_outputs(layer, variables, u)
+  assert stepped.shape == prepared.shape == u.shape
+  assert stepped.dtype == prepared.dtype == jnp.float64
+  parallel = layer.apply(variables, u)
+  np.testing.assert_allclose(prepared, parallel, rtol=1e-10, atol=1e-10)
+  np.testing.assert_allclose(stepped, parallel, rtol=1e-10, atol=1e-10)
+  np.testing.assert_allclose(prepared, stepped, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("backbone", ["s4d_real", "s6"])
+@pytest.mark.parametrize("backbone", ["s4d_real", "s4d_lin", "s5", "lru", "s6"])
 def test_step_equals_parallel_pass_float32(backbone):
   layer = _layer(backbone=backbone)
   variables, u = _variables(layer), _inputs(jnp.float32)
-  np.testing.assert_allclose(stepped_outputs(layer, variables, u), layer.apply(variables, u),
-                             rtol=1e-4, atol=1e-4)
+  parallel = layer.apply(variables, u)
+  np.testing.assert_allclose(prepared_outputs(layer, variables, u), parallel, rtol=1e-4,
+                             atol=1e-4)
+  np.testing.assert_allclose(stepped_outputs(layer, variables, u), parallel, rtol=1e-4,
+                             atol=1e-4)
+
+
+@pytest.mark.parametrize("backbone", ["s4d_real", "s4d_lin", "s5", "lru"])
+def test_prepared_step_does_not_discretize(backbone):
+  layer = _layer(backbone=backbone)
+  variables, u_t = _variables(layer), _inputs(jnp.float32)[:, 0]
+  state = layer.apply(variables, BATCH, method="init_state")
+  prepared = streaming.prepare_layer(layer, variables["params"])
+  layer_step = lambda v, s, u: layer.apply(v, s, u, method="step")
+  assert "exp" in primitive_names(layer_step, variables, state, u_t)
+  assert "exp" not in primitive_names(lambda p, s, u: p.step(s, u), prepared, state, u_t)
 
 
 def test_ring_buffers_hold_the_filters_past_samples():

@@ -7,11 +7,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from ms_ssm_jax import streaming
 from ms_ssm_jax.ssm.lru import LRU
 from ms_ssm_jax.ssm.s4d import S4D
 from ms_ssm_jax.ssm.s5 import S5
 from ms_ssm_jax.ssm.s6 import S6
 from tests.streaming_helpers import perturbed_variables
+from tests.streaming_helpers import prepared_outputs
+from tests.streaming_helpers import primitive_names
 from tests.streaming_helpers import stepped_outputs
 from tests.streaming_helpers import to_float64
 
@@ -47,18 +50,36 @@ def _variables(layer):
 def test_step_equals_parallel_pass_float64(x64, name):
   layer = CAUSAL[name]
   variables, u = to_float64(_variables(layer)), _inputs(jnp.float64)
-  stepped = stepped_outputs(layer, variables, u)
-  assert stepped.shape == u.shape and stepped.dtype == jnp.float64
-  np.testing.assert_allclose(stepped, layer.apply(variables, u), rtol=1e-10, atol=1e-10)
+  stepped, prepared = stepped_outputs(layer, variables, u), prepared_outputs(layer, variables, u)
+  assert stepped.shape == prepared.shape == u.shape
+  assert stepped.dtype == prepared.dtype == jnp.float64
+  parallel = layer.apply(variables, u)
+  np.testing.assert_allclose(prepared, parallel, rtol=1e-10, atol=1e-10)
+  np.testing.assert_allclose(stepped, parallel, rtol=1e-10, atol=1e-10)
+  np.testing.assert_allclose(prepared, stepped, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["s4d_real", "s5_zoh_blocks_clipped", "lru_ring", "s6"])
+@pytest.mark.parametrize(
+    "name", ["s4d_real", "s4d_lin_conv", "s5_zoh_blocks_clipped", "lru_ring", "s6"])
 def test_step_equals_parallel_pass_float32(name):
   layer = CAUSAL[name]
   variables, u = _variables(layer), _inputs(jnp.float32)
-  stepped = stepped_outputs(layer, variables, u)
-  assert stepped.dtype == jnp.float32
-  np.testing.assert_allclose(stepped, layer.apply(variables, u), rtol=1e-4, atol=1e-4)
+  stepped, prepared = stepped_outputs(layer, variables, u), prepared_outputs(layer, variables, u)
+  assert stepped.dtype == prepared.dtype == jnp.float32
+  parallel = layer.apply(variables, u)
+  np.testing.assert_allclose(prepared, parallel, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(stepped, parallel, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["s4d_real", "s4d_lin_conv", "s5_zoh_blocks_clipped", "lru_ring"])
+def test_prepared_step_does_not_discretize(name):
+  layer = CAUSAL[name]
+  variables, u_t = _variables(layer), _inputs(jnp.float32)[:, 0]
+  state = layer.apply(variables, BATCH, method="init_state")
+  prepared = streaming.prepare_layer(layer, variables["params"])
+  layer_step = lambda v, s, u: layer.apply(v, s, u, method="step")
+  assert "exp" in primitive_names(layer_step, variables, state, u_t)
+  assert "exp" not in primitive_names(lambda p, s, u: p.step(s, u), prepared, state, u_t)
 
 
 def test_bf16_steps_keep_float32_states():
