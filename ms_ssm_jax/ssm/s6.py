@@ -13,10 +13,9 @@ Every channel h runs N real states whose step, input and readout depend on the t
 log-uniform in [dt_min, dt_max], floored at dt_init_floor; D = 1; W_x lecun-normal.
 
 The Mamba block around it (in_proj, causal conv, gating, out_proj) belongs to the model.
-The scan runs in chunks of `scan_chunk_size` steps when that is > 0, so that only (B, T, H N)
-decays and states exist at once; `scan_impl="pallas"` runs the fused kernel of
-`ms_ssm_jax.pallas_scan` instead, which stores no per-step states at all. The layer is causal;
-`lengths` is accepted and ignored.
+Evaluation (`impl`, `ssm.diagonal`): `scan`, `chunked` (only (B, T, H N) decays and states
+exist at once), `pallas` (the fused kernel, which stores no per-step states at all) or `auto`.
+The layer is causal; `lengths` is accepted and ignored.
 Shapes: u (B, L, H) -> y (B, L, H), in the dtype of u.
 """
 
@@ -29,12 +28,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ms_ssm_jax import pallas_scan
-from ms_ssm_jax import scan
 from ms_ssm_jax.ssm import common
+from ms_ssm_jax.ssm import diagonal
 from ms_ssm_jax.ssm import init as ssm_init
 from ms_ssm_jax.ssm import recurrent
-from ms_ssm_jax.ssm.discretize import discretize
 
 Array = jax.Array
 
@@ -62,10 +59,8 @@ class S6(nn.Module):
     dt_rank: R, rank of the Delta projection; None means ceil(H / 16).
     dt_min, dt_max: range of the log-uniform init of softplus(dt_bias).
     dt_init_floor: smallest initial Delta.
-    scan_chunk_size: 0 = one associative scan; T > 0 = chunked scan with T steps per chunk
-      (`scan_impl="associative"`).
-    scan_impl: `associative`, `pallas` (fused kernel) or `auto` (pallas on GPU/TPU), as in
-      `ms_ssm_jax.scan.IMPLS`.
+    impl: how the recurrence runs, one of `diagonal.IMPLS` but `conv` (selective).
+    chunk_size: T, steps per chunk of `impl="chunked"`.
   """
   d_model: int
   state_size: int = 16
@@ -73,8 +68,8 @@ class S6(nn.Module):
   dt_min: float = 1e-3
   dt_max: float = 1e-1
   dt_init_floor: float = 1e-4
-  scan_chunk_size: int = 0
-  scan_impl: str = "associative"
+  impl: str = "scan"
+  chunk_size: int = diagonal.DEFAULT_CHUNK_SIZE
 
   @property
   def rank(self) -> int:
@@ -93,6 +88,8 @@ class S6(nn.Module):
   @nn.compact
   def __call__(self, u: Array, lengths: Array | None = None) -> Array:
     """u (B, L, H), lengths (B,) or None (ignored: the layer is causal) -> y (B, L, H)."""
+    diagonal.check_impl(self.impl, self.chunk_size, time_invariant=False, fusable=True,
+                        layer="S6")
     common.check_inputs(u, lengths, self.d_model)
     if self.rank < 1:
       raise ValueError(f"dt_rank must be >= 1 (or None for ceil(H/16)); got {self.dt_rank}")
@@ -105,24 +102,11 @@ class S6(nn.Module):
     dt_bias = self.param("dt_bias", self._dt_bias_init)
     delta = jax.nn.softplus(dt_proj(dt_low) + dt_bias)  # (B, L, H)
     d = self.param("D", nn.initializers.ones, (h,), jnp.float32)
-    a = -jnp.exp(a_log)
-
-    def coeffs(xs: dict[str, Array]) -> tuple[Array, Array]:
-      a_bar, b_scale = discretize(a, xs["delta"][..., None], "euler_b")  # (B, T, H, N)
-      b_bar = b_scale * xs["b"][:, :, None, :] * xs["u"][..., None]
-      return a_bar.reshape(a_bar.shape[:2] + (h * n,)), b_bar.reshape(b_bar.shape[:2] + (h * n,))
-
-    def readout(states: Array, xs: dict[str, Array]) -> Array:
-      states = states.reshape(states.shape[:2] + (h, n))
-      return jnp.einsum("bthn,btn->bth", states, xs["c"])
-
-    if scan.resolve_impl(self.scan_impl, layer="S6") == "pallas":
-      as_one_group = lambda x: x[:, :, None, :]
-      y = pallas_scan.selective_scan(as_one_group(u), as_one_group(delta), a[None],
-                                     b=as_one_group(b_t), c=as_one_group(c_t))[:, :, 0]
-      return (y + d * u).astype(u.dtype)
-    xs = {"u": u, "delta": delta, "b": b_t, "c": c_t}
-    y = common.run_recurrence(coeffs, readout, xs, chunk_size=self.scan_chunk_size)
+    one_group = lambda x: jnp.expand_dims(x, -2)
+    system = diagonal.Selective(a=one_group(-jnp.exp(a_log)), step=delta[..., None],
+                                b=one_group(b_t), c=one_group(c_t))
+    y = diagonal.evaluate(system, u[..., None], impl=self.impl, chunk_size=self.chunk_size,
+                          layer="S6")[..., 0]
     return (y + d * u).astype(u.dtype)
 
   def init_state(self, batch_size: int, dtype: Any = jnp.float32) -> Array:

@@ -185,7 +185,7 @@ def test_padding_does_not_reach_valid_outputs(name, x64):
 @pytest.mark.parametrize("name", ["s4d_inv_bidirectional", "s6"])
 def test_chunked_scan_equals_full_scan(name, x64):
   layer, _ = CASES[name]
-  chunked = layer.clone(scan_chunk_size=4)  # 9 steps: two full chunks and a partial one
+  chunked = layer.clone(impl="chunked", chunk_size=4)  # 9 steps: two full chunks and a partial one
   params, u = _float64_params(name), _inputs(seed=2, dtype=np.float64)
   weights = _inputs(seed=5)
 
@@ -240,5 +240,5 @@ def test_bad_inputs_raise():
     S4D(WIDTH, state_size=3).init(jax.random.key(0), jnp.zeros((1, 2, WIDTH)))
   with pytest.raises(ValueError, match="bidirectional_mode='sum'.*concat, add"):
     S5(WIDTH, bidirectional_mode="sum").init(jax.random.key(0), jnp.zeros((1, 2, WIDTH)))
-  with pytest.raises(ValueError, match="scan_chunk_size must be >= 0"):
-    S6(WIDTH, scan_chunk_size=-1).init(jax.random.key(0), jnp.zeros((1, 2, WIDTH)))
+  with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+    S6(WIDTH, impl="chunked", chunk_size=0).init(jax.random.key(0), jnp.zeros((1, 2, WIDTH)))
