@@ -39,22 +39,17 @@ Our choices (fields, defaults in parentheses; docs: docs/PAPER.md sec. 2):
   that padding never reaches a valid output;
 - per-stream s5 and lru backbones (MIMO streams), stratified on their own decay ranges (lru:
   the ring r in [0.9, 0.999], phase <= pi/10 of our LRU baseline);
-- `scan_chunk_size > 0`: the chunked, rematerialized scan (memory B T P instead of B L P);
-- `scan_impl="pallas"` (s4d_real, s6): the fused kernel (`ms_ssm_jax.pallas_scan`) discretizes,
-  recurs and reads out all streams in one launch, storing no per-step states;
-- `mode="conv"` (time-invariant backbones s4d_real, s4d_lin, s5, lru; an error for s6): the
-  streams' outputs as FFT convolutions of the bands with the kernels `C diag(A_bar^l) B_bar`
-  (per channel and stream for SISO backbones, one MIMO kernel per stream for s5 and lru),
-  causal plus anti-causal when bidirectional; no states are stored, so at the paper's sizes
-  it is much faster than the (chunked) scan (docs/PAPER.md, "Memory"). The
-  decomposition and the mixer are unchanged, and both modes have the same parameters, so a
-  checkpoint trained in one mode loads in the other. `mode="scan"` (default) is the one for
-  streaming and for s6.
+- `impl` (`ssm.diagonal`): how the streams run. `scan` (default), `chunked` (memory B T P
+  instead of B L P), `pallas` (s4d_real, s6: the fused kernel discretizes, recurs and reads out
+  all streams in one launch, storing no per-step states), `conv` (time-invariant backbones:
+  no states; SISO streams fold the decomposition and the mixer into their kernels,
+  `folded_conv`, s5 streams convolve each band; at the paper's sizes much faster than the
+  chunked scan, docs/PAPER.md, "Memory") or `auto`. Every impl has the same parameters, so a
+  checkpoint trained with one loads with any other.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import flax.linen as nn
@@ -67,6 +62,7 @@ from ms_ssm_jax.ms_ssm import mixer as mixer_lib
 from ms_ssm_jax.ms_ssm import recurrent
 from ms_ssm_jax.ms_ssm import streams as streams_lib
 from ms_ssm_jax.ssm import common
+from ms_ssm_jax.ssm import diagonal
 
 Array = jax.Array
 
@@ -82,7 +78,7 @@ class MSSSMLayer(nn.Module):
     kernel_size: K >= 2, taps per wavelet filter.
     streams: one of `decomposition.STREAM_LAYOUTS`.
     backbone: one of `streams.BACKBONES`; `none` mixes the bands themselves (no SSM, no
-      state: leave `state_per_stream` and `total_state` unset; `mode="scan"`).
+      state: leave `state_per_stream` and `total_state` unset; `impl="scan"`).
     state_per_stream: N per stream; set exactly one of this and `total_state`.
     total_state: S' N, split evenly over the streams.
     scale_init: one of `streams.SCALE_INITS`.
@@ -98,12 +94,9 @@ class MSSSMLayer(nn.Module):
       convolution reaching as far as the widest wavelet band, `Conv1DDecomposition`; no
       `step`).
     bidirectional: centered decomposition and a reverse scan over the valid length.
-    scan_chunk_size: 0 = one associative scan; T > 0 = chunks of T steps (`mode="scan"`,
-      `scan_impl="associative"`).
-    mode: `scan` (recurrence) or `conv` (FFT convolution, time-invariant backbones only).
-    scan_impl: how `mode="scan"` runs: `associative` (`jax.lax.associative_scan`), `pallas`
-      (the fused kernel of `ms_ssm_jax.pallas_scan`; s4d_real and s6 backbones) or `auto`
-      (pallas on GPU/TPU where supported, else associative; logged).
+    impl: how the streams run, one of `diagonal.IMPLS` (`conv` for time-invariant backbones,
+      `pallas` for s4d_real and s6; `scan` with backbone `none`).
+    chunk_size: T, steps per chunk of `impl="chunked"`.
   """
 
   d_model: int
@@ -122,9 +115,8 @@ class MSSSMLayer(nn.Module):
   band_activation: str = "none"
   decomposition: str = "wavelet"
   bidirectional: bool = False
-  scan_chunk_size: int = 0
-  mode: str = "scan"
-  scan_impl: str = "associative"
+  impl: str = "scan"
+  chunk_size: int = diagonal.DEFAULT_CHUNK_SIZE
 
   def __post_init__(self):
     super().__post_init__()
@@ -150,16 +142,16 @@ class MSSSMLayer(nn.Module):
       self._check_no_ssm()
     else:
       self._check_state()
+      diagonal.check_impl(self.impl, self.chunk_size,
+                          time_invariant=self.backbone in streams_lib.LTI_BACKBONES,
+                          fusable=self.backbone in streams_lib.PALLAS_BACKBONES,
+                          layer=f"MSSSMLayer(backbone={self.backbone!r})")
     if not 0.0 < self.dt_min <= self.dt_max:
       raise ValueError(f"need 0 < dt_min <= dt_max, got [{self.dt_min}, {self.dt_max}]")
-    if self.scan_chunk_size < 0:
-      raise ValueError(f"scan_chunk_size must be >= 0 (0 = one full scan), "
-                       f"got {self.scan_chunk_size}")
-    streams_lib.check_mode(self.mode, self.backbone, self.scan_chunk_size, self.scan_impl)
-    if self.mode == "conv" and self.band_activation != "none":
+    if self.impl == "conv" and self.band_activation != "none":
       raise ValueError(f"band_activation={self.band_activation!r} acts between the decomposition "
-                       "and the streams, so the layer is no convolution: use mode='scan' with it, "
-                       "or band_activation='none' with mode='conv'")
+                       "and the streams, so the layer is no convolution: use another impl with "
+                       "it, or band_activation='none' with impl='conv'")
 
   def _check_state(self) -> None:
     if (self.state_per_stream is None) == (self.total_state is None):
@@ -185,10 +177,8 @@ class MSSSMLayer(nn.Module):
     if self.state_per_stream is not None or self.total_state is not None:
       raise ValueError("backbone='none' has no stream states: leave state_per_stream and "
                        f"total_state unset (got {self.state_per_stream}, {self.total_state})")
-    if self.mode != "scan" or self.scan_impl != "associative" or self.scan_chunk_size:
-      raise ValueError("backbone='none' runs no SSM: use mode='scan', scan_impl='associative' and "
-                       f"scan_chunk_size=0 (got {self.mode!r}, {self.scan_impl!r}, "
-                       f"{self.scan_chunk_size})")
+    if self.impl != "scan":
+      raise ValueError(f"backbone='none' runs no SSM: leave impl='scan' (got {self.impl!r})")
 
   @property
   def num_streams(self) -> int:
@@ -203,11 +193,6 @@ class MSSSMLayer(nn.Module):
     if self.state_per_stream is not None:
       return self.state_per_stream
     return self.total_state // self.num_streams
-
-  def stream_ranks(self) -> tuple[int, ...]:
-    """Timescale rank (0 = slowest) of each stream in band order: the bands come slowest
-    first (`a^S, d^S, ..., d^1`, then the raw input), so `0..S'-1`."""
-    return tuple(range(self.num_streams))
 
   def state_counts(self) -> common.StateCounts:
     """States per channel (S' N, the number the paper matches against baselines), in total,
@@ -233,11 +218,9 @@ class MSSSMLayer(nn.Module):
                        streams=self.streams, centered=self.bidirectional, name="decomposition")
     stream_ssms = streams_lib.StreamSSMs(
         backbone=self.backbone, state_per_stream=self.stream_state_size,
-        ranks=self.stream_ranks(), scale_init=self.scale_init, dt_min=self.dt_min,
-        dt_max=self.dt_max, s6_condition_on=self.s6_condition_on,
-        s6_dt_rank=math.ceil(self.d_model / 16), s5_blocks=self.s5_blocks,
-        bidirectional=self.bidirectional,
-        scan_chunk_size=self.scan_chunk_size, mode=self.mode, scan_impl=self.scan_impl,
+        scale_init=self.scale_init, dt_min=self.dt_min, dt_max=self.dt_max,
+        s6_condition_on=self.s6_condition_on, s5_blocks=self.s5_blocks,
+        bidirectional=self.bidirectional, impl=self.impl, chunk_size=self.chunk_size,
         name="streams")
     mixer = mixer_lib.ScaleMixer(mixer=self.mixer, name="mixer")
     d = self.param("D", nn.initializers.ones, (self.d_model,), jnp.float32)
@@ -245,17 +228,15 @@ class MSSSMLayer(nn.Module):
     # the time-domain composition and the boundary corrections cost more than the S' FFT
     # products they save (XLA cost analysis, B=16, L=4096, H=128, S=4, causal static mixer,
     # forward+backward: 269 GFLOP / 755 GB folded against 225 GFLOP / 95 GB band-wise).
-    if self.mode == "conv" and self.backbone not in streams_lib.MIMO_BACKBONES:
+    if self.impl == "conv" and self.backbone not in streams_lib.MIMO_BACKBONES:
       input_term, z = self._folded_terms(u, lengths, decomp, stream_ssms, mixer, d)
     else:
       bands = decomp(u)
       if self.band_activation == "silu":
         bands = jax.nn.silu(bands)
-      if self.bidirectional:
-        # Centered bands near the end look back into valid steps; zero them past the end so
-        # the reverse scan starts from a zero state at each sequence's last valid step.
-        bands = common.zero_beyond_lengths(bands, lengths)
-      y = bands if self.backbone == "none" else stream_ssms(bands, u)
+      # Centered bands are nonzero a few steps past the end; `diagonal` zeroes the reverse
+      # recurrence's inputs there, so that it starts from a zero state at the last valid step.
+      y = bands if self.backbone == "none" else stream_ssms(bands, u, lengths)
       input_term, z = mixer.terms(y.astype(u.dtype), u)
       z = z + d.astype(u.dtype) * u
     if input_term is not None:
@@ -270,12 +251,12 @@ class MSSSMLayer(nn.Module):
                     | decomposition.Conv1DDecomposition,
                     stream_ssms: streams_lib.StreamSSMs, mixer: mixer_lib.ScaleMixer,
                     d: Array) -> tuple[Array | None, Array]:
-    """`mode="conv"` with SISO streams: the mixer's `(input_term, constant_term + D u)`, each
+    """`impl="conv"` with SISO streams: the mixer's `(input_term, constant_term + D u)`, each
     `(B, L, H)`, with the decomposition folded into the stream kernels (`folded_conv`)."""
     width, num_streams = u.shape[-1], self.num_streams
     dtype = jnp.result_type(u.dtype, jnp.float32)
     filters, lookaheads = decomp.stream_filters(width, dtype)
-    streams = stream_ssms.discretized(width)
+    streams = stream_ssms.discretized(width, num_streams)
     skip = d.astype(dtype)
     # The stream outputs' weights: one folded kernel per output (D rides on the constant one).
     per_channel = mixer.channel_weights(width, num_streams)

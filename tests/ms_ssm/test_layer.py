@@ -209,8 +209,8 @@ def _assert_ordered_by_rank(decays, ranks):
 def test_stratified_init_orders_the_streams(backbone):
   layer, params = init_layer(backbone=backbone, bidirectional=backbone == "s4d_real")
   # Band order a^3, d^3, d^2, d^1, x; rank 0 is the slowest (|lambda_bar| nearest 1).
-  assert layer.stream_ranks() == (0, 1, 2, 3, 4)
-  _assert_ordered_by_rank(_stream_decays(backbone, params), layer.stream_ranks())
+  assert tuple(range(layer.num_streams)) == (0, 1, 2, 3, 4)
+  _assert_ordered_by_rank(_stream_decays(backbone, params), tuple(range(layer.num_streams)))
   if backbone in ("s4d_real", "s6"):
     rates = np.exp(np.asarray(params["streams"]["A_re_log" if backbone == "s4d_real"
                                                  else "A_log"]))
@@ -223,7 +223,7 @@ def test_stratified_init_orders_the_streams(backbone):
 
 
 def test_the_inits_order_the_streams_by_rank():
-  ranks = make_layer().stream_ranks()
+  ranks = tuple(range(make_layer().num_streams))
   assert ranks == (0, 1, 2, 3, 4)
   key = jax.random.key(0)
   rates = np.asarray(streams_lib.decay_rates(ranks, N, "stratified_a", H))
@@ -270,14 +270,14 @@ def test_all_streams_run_in_one_scan(monkeypatch, backbone, states):
 
 
 def test_chunked_runs_one_chunked_scan(monkeypatch):
-  layer = MSSSMLayer(d_model=H, state_per_stream=N, scan_chunk_size=6)
+  layer = MSSSMLayer(d_model=H, state_per_stream=N, impl="chunked", chunk_size=6)
   assert _count_scan_calls(monkeypatch, layer, chunk=True) == [6]
 
 
 @pytest.mark.parametrize("backbone", ["s6", pytest.param("s4d_real", marks=pytest.mark.slow)])
 def test_chunked_equals_full_scan_and_gradients_reach_every_parameter(backbone):
   layer, params = init_layer(backbone=backbone, bidirectional=True)
-  chunked = layer.clone(scan_chunk_size=6)  # L = 20 is not a multiple of 6
+  chunked = layer.clone(impl="chunked", chunk_size=6)  # L = 20 is not a multiple of 6
   u, lengths = make_inputs(), jnp.asarray(LENGTHS)
 
   def loss(module, params):
@@ -316,7 +316,7 @@ def test_gradients_finite_and_nonzero_for_every_parameter(backbone):
 
 def test_gradients_match_finite_differences(x64):
   layer, params = init_layer(backbone="s6", bidirectional=True)
-  chunked = layer.clone(scan_chunk_size=7)
+  chunked = layer.clone(impl="chunked", chunk_size=7)
   u, lengths = make_inputs(dtype=jnp.float64), jnp.asarray(LENGTHS)
   apply = jax.jit(lambda p: chunked.apply({"params": p}, u, lengths))
   check_grads(apply, (to_float64(params),), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
@@ -372,7 +372,7 @@ def test_state_sizes_and_counts():
     (dict(state_per_stream=3, backbone="s5"), "must be even"),
     (dict(state_per_stream=4, scale_init="random_uniform_in_block"), "scale_init="),
     (dict(state_per_stream=4, band_activation="gelu"), "band_activation='gelu'"),
-    (dict(state_per_stream=4, scan_chunk_size=-1), "scan_chunk_size must be >= 0"),
+    (dict(state_per_stream=4, impl="chunked", chunk_size=0), "chunk_size must be >= 1"),
     (dict(state_per_stream=4, num_levels=0, streams="approx_only"), "num_levels=0"),
 ])
 def test_config_errors(fields, message):
@@ -446,7 +446,7 @@ def test_no_ssm_mixes_the_bands_themselves(x64, bidirectional):
 
 @pytest.mark.parametrize("fields,message", [
     (dict(state_per_stream=4), "backbone='none' has no stream states"),
-    (dict(mode="conv"), "backbone='none' runs no SSM"),
+    (dict(impl="conv"), "backbone='none' runs no SSM"),
 ])
 def test_no_ssm_config_errors(fields, message):
   with pytest.raises(ValueError, match=message):

@@ -23,8 +23,8 @@ CASES = {
        for backbone in ("s4d_real", "s4d_lin", "s5", "lru", "s6")},
     **{f"s4d_real_{mixer}": dict(mixer=mixer)
        for mixer in ("static", "softmax_input", "linear_input_dense", "none")},
-    "s4d_real_conv_approx_only": dict(mode="conv", streams="approx_only"),
-    "s5_conv_details_approx": dict(backbone="s5", mode="conv", streams="details+approx"),
+    "s4d_real_conv_approx_only": dict(impl="conv", streams="approx_only"),
+    "s5_conv_details_approx": dict(backbone="s5", impl="conv", streams="details+approx"),
     "s6_band_conditioned_silu": dict(backbone="s6", s6_condition_on="band",
                                      band_activation="silu"),
     "lru_no_levels": dict(backbone="lru", num_levels=0),
