@@ -41,7 +41,10 @@ _NON_CONFIG_FIELDS = frozenset({"d_model", "parent", "name"})
 RETIRED_FIELDS: Mapping[str, Mapping[str, Any]] = {
     "ms_ssm": {"share_filters": False, "filter_init": "random", "decomposition_impl": "cascade",
                "raw_stream": "fastest", "s6_dt_rank": None, "lru_r_min": 0.9, "lru_r_max": 0.999,
-               "lru_max_phase": math.pi / 10, "d_skip": True},
+               "lru_max_phase": math.pi / 10, "d_skip": True, "streams": "details+approx+raw",
+               "total_state": None},
+    "s5": {"bidirectional_mode": "concat"},
+    "s6": {"dt_rank": None, "dt_init_floor": 1e-4},
 }
 
 
@@ -136,7 +139,7 @@ def default_layer_config(name: str) -> ml_collections.ConfigDict:
   """The layer's hyperparameters with their defaults, from the dataclass fields.
 
   Fields whose default is None become typed placeholders, so that they can be set from the
-  command line (`--config.model.layer_config.dt_rank=8`).
+  command line (`--config.model.layer_config.state_per_stream=8`).
   """
   cls = layer_class(name)
   config = ml_collections.ConfigDict()

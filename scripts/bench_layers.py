@@ -107,12 +107,12 @@ def layer_suite(mimo_state: int, siso_state: int) -> dict[str, tuple[str, dict]]
   for levels in (1, 2, 4):
     streams = levels + 2
     s5_streams = {"num_levels": levels, "backbone": "s5",
-                  "total_state": mimo_state // (2 * streams) * 2 * streams}
+                  "state_per_stream": mimo_state // (2 * streams) * 2}
     suite[f"ms_ssm s5 x{streams} streams"] = ("ms_ssm", s5_streams)
     suite[f"ms_ssm s5 x{streams} streams, static mixer"] = (
         "ms_ssm", {**s5_streams, "mixer": "static"})
     siso_streams = {"num_levels": levels, "backbone": "s4d_real",
-                    "total_state": max(1, siso_state // streams) * streams}
+                    "state_per_stream": max(1, siso_state // streams)}
     suite[f"ms_ssm s4d_real x{streams} streams"] = ("ms_ssm", siso_streams)
     suite[f"ms_ssm s4d_real x{streams} streams, conv"] = (
         "ms_ssm", {**siso_streams, "impl": "conv"})
@@ -195,7 +195,7 @@ PART_STAND_INS: dict[str, tuple[type, str, Callable[..., Any]]] = {
         decomposition.WaveletDecomposition, "__call__",
         lambda module, u: jnp.repeat(
             u[..., None], decomposition.num_streams(module.num_levels, module.streams), -1)),
-    "streams": (streams_lib.StreamSSMs, "__call__", lambda module, bands, u: bands),
+    "streams": (streams_lib.StreamSSMs, "__call__", lambda module, bands, u, lengths: bands),
     "mixer": (mixer_lib.ScaleMixer, "terms", lambda module, y, u: (None, jnp.sum(y, axis=-1))),
 }
 

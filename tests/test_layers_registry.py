@@ -40,13 +40,12 @@ def test_default_config_mirrors_the_dataclass_fields(name):
 
 
 def test_none_default_becomes_a_typed_placeholder():
-  config = layers.default_layer_config("s6")
-  assert config.dt_rank is None
-  config.dt_rank = 3  # what --config.model.layer_config.dt_rank=3 does
-  assert layers.make_layer("s6", 16, config).rank == 3
+  config = layers.default_layer_config("ms_ssm")
+  assert config.state_per_stream is None
+  config.state_per_stream = 3  # what --config.model.layer_config.state_per_stream=3 does
+  assert layers.make_layer("ms_ssm", 16, config).state_per_stream == 3
   with pytest.raises(TypeError):
-    config.dt_rank = "three"
-  assert layers.make_layer("s6", 40, layers.default_layer_config("s6")).rank == 3  # ceil(40/16)
+    config.state_per_stream = "three"
 
 
 def test_overrides_reach_the_layer():

@@ -11,7 +11,7 @@ Efficient Sequence Modeling", COLM 2025, arXiv 2512.23824, sec. 3. Per channel h
     output   out_t[h] = z_t[h] + D[h] u_t[h]
 
 Shapes: u `(B, L, H)` -> `(B, L, H)` in the dtype of u; bands and stream outputs
-`(B, L, H, S')`; states `(B, L, H S' N)` (SISO) or `(B, L, S' N)` (s5, lru), float32 or wider.
+`(B, L, H, S')`; states `(B, L, H S' N)` (SISO) or `(B, L, S' N / 2)` (s5), float32 or wider.
 With `num_levels = 0` there is no decomposition and the layer is its plain backbone (one stream
 on the raw input).
 
@@ -35,10 +35,11 @@ Our choices (fields, defaults in parentheses; docs: docs/PAPER.md sec. 2):
 - `band_activation="silu"` applies SiLU to the bands before the SSMs (Mamba-block variant);
   S6 projections and the skip still read the raw input u;
 - bidirectional: the centered decomposition, and a second scan in reverse with the same
-  coefficients and its own readout C_reverse; inputs and bands beyond `lengths` are zeroed so
-  that padding never reaches a valid output;
-- per-stream s5 and lru backbones (MIMO streams), stratified on their own decay ranges (lru:
-  the ring r in [0.9, 0.999], phase <= pi/10 of our LRU baseline);
+  coefficients and its own readout C_reverse; the inputs beyond `lengths` are zeroed, and so
+  are the reverse recurrence's bands (`ssm.diagonal`), so that padding never reaches a valid
+  output;
+- a per-stream s5 backbone (MIMO streams; the `ms_ssm_s5` model), stratified on its own
+  log-step range;
 - `impl` (`ssm.diagonal`): how the streams run. `scan` (default), `chunked` (memory B T P
   instead of B L P), `pallas` (s4d_real, s6: the fused kernel discretizes, recurs and reads out
   all streams in one launch, storing no per-step states), `conv` (time-invariant backbones:
@@ -67,6 +68,8 @@ from ms_ssm_jax.ssm import diagonal
 Array = jax.Array
 
 BAND_ACTIVATIONS: tuple[str, ...] = ("none", "silu")
+# The paper's S+2 streams: a^S, d^S, ..., d^1 and the raw input (`decomposition.STREAM_LAYOUTS`).
+STREAM_LAYOUT = "details+approx+raw"
 
 
 class MSSSMLayer(nn.Module):
@@ -76,11 +79,9 @@ class MSSSMLayer(nn.Module):
     d_model: H, the number of channels.
     num_levels: S, wavelet levels (0: the plain backbone).
     kernel_size: K >= 2, taps per wavelet filter.
-    streams: one of `decomposition.STREAM_LAYOUTS`.
     backbone: one of `streams.BACKBONES`; `none` mixes the bands themselves (no SSM, no
-      state: leave `state_per_stream` and `total_state` unset; `impl="scan"`).
-    state_per_stream: N per stream; set exactly one of this and `total_state`.
-    total_state: S' N, split evenly over the streams.
+      state: leave `state_per_stream` unset; `impl="scan"`).
+    state_per_stream: N per stream.
     scale_init: one of `streams.SCALE_INITS`.
     dt_min, dt_max: range of the log-uniform step init.
     s6_condition_on: `raw` or `band` (s6).
@@ -102,10 +103,8 @@ class MSSSMLayer(nn.Module):
   d_model: int
   num_levels: int = 3
   kernel_size: int = 4
-  streams: str = "details+approx+raw"
   backbone: str = "s4d_real"
   state_per_stream: int | None = None
-  total_state: int | None = None
   scale_init: str = "stratified_a"
   dt_min: float = 1e-3
   dt_max: float = 1e-1
@@ -128,7 +127,7 @@ class MSSSMLayer(nn.Module):
     if self.kernel_size < 2:
       raise ValueError(f"kernel_size must be >= 2 (a 1-tap filter has no scale), "
                        f"got {self.kernel_size}")
-    decomposition.check_layout(self.num_levels, self.streams)
+    decomposition.check_layout(self.num_levels, STREAM_LAYOUT)
     common.check_choice("backbone", self.backbone, streams_lib.BACKBONES)
     common.check_choice("scale_init", self.scale_init, streams_lib.SCALE_INITS)
     common.check_choice("s6_condition_on", self.s6_condition_on, streams_lib.S6_CONDITIONS)
@@ -154,19 +153,11 @@ class MSSSMLayer(nn.Module):
                        "it, or band_activation='none' with impl='conv'")
 
   def _check_state(self) -> None:
-    if (self.state_per_stream is None) == (self.total_state is None):
-      raise ValueError(
-          "set exactly one of state_per_stream (N per stream) and total_state (split evenly "
-          f"over the {self.num_streams} streams); got state_per_stream={self.state_per_stream}, "
-          f"total_state={self.total_state}")
-    if self.total_state is not None and (self.total_state < 1
-                                         or self.total_state % self.num_streams):
-      raise ValueError(f"total_state={self.total_state} must be a positive multiple of the "
-                       f"{self.num_streams} streams ({self.streams}, num_levels={self.num_levels})")
-    n = self.stream_state_size
-    if n < 1:
-      raise ValueError(f"state_per_stream must be >= 1, got {n}")
-    if self.backbone in ("s4d_lin", "s5") and n % 2:
+    n = self.state_per_stream
+    if n is None or n < 1:
+      raise ValueError(f"backbone={self.backbone!r} needs state_per_stream (N per stream) >= 1; "
+                       f"got {n}")
+    if self.backbone == "s5" and n % 2:
       raise ValueError(f"backbone={self.backbone!r} keeps conjugate pairs: the state per "
                        f"stream must be even, got {n}")
     if self.backbone == "s5" and n % (2 * self.s5_blocks):
@@ -174,25 +165,21 @@ class MSSSMLayer(nn.Module):
                        f"({2 * self.s5_blocks})")
 
   def _check_no_ssm(self) -> None:
-    if self.state_per_stream is not None or self.total_state is not None:
-      raise ValueError("backbone='none' has no stream states: leave state_per_stream and "
-                       f"total_state unset (got {self.state_per_stream}, {self.total_state})")
+    if self.state_per_stream is not None:
+      raise ValueError("backbone='none' has no stream states: leave state_per_stream unset "
+                       f"(got {self.state_per_stream})")
     if self.impl != "scan":
       raise ValueError(f"backbone='none' runs no SSM: leave impl='scan' (got {self.impl!r})")
 
   @property
   def num_streams(self) -> int:
-    """S': S+2, S+1 or S streams by `streams`; 1 when num_levels = 0."""
-    return decomposition.num_streams(self.num_levels, self.streams)
+    """S' = S+2; 1 when num_levels = 0."""
+    return decomposition.num_streams(self.num_levels, STREAM_LAYOUT)
 
   @property
   def stream_state_size(self) -> int:
-    """N, the state per stream (from `state_per_stream` or `total_state / S'`)."""
-    if self.backbone == "none":
-      return 0
-    if self.state_per_stream is not None:
-      return self.state_per_stream
-    return self.total_state // self.num_streams
+    """N, the state per stream (0 for backbone `none`)."""
+    return 0 if self.backbone == "none" else self.state_per_stream
 
   def state_counts(self) -> common.StateCounts:
     """States per channel (S' N, the number the paper matches against baselines), in total,
@@ -200,11 +187,9 @@ class MSSSMLayer(nn.Module):
     per_channel = self.num_streams * self.stream_state_size
     mimo = self.backbone in streams_lib.MIMO_BACKBONES
     total = per_channel if mimo else self.d_model * per_channel
-    # lru carries N complex states per stream; s4d_lin and s5 carry N/2 conjugate pairs.
-    floats_per_state = 2 if self.backbone == "lru" else 1
-    directions = 2 if self.bidirectional else 1
+    directions = 2 if self.bidirectional else 1  # s5 carries N/2 pairs: N floats
     return common.StateCounts(per_channel=per_channel, total=total,
-                              carried_floats=directions * floats_per_state * total)
+                              carried_floats=directions * total)
 
   @nn.compact
   def __call__(self, u: Array, lengths: Array | None = None) -> Array:
@@ -215,7 +200,7 @@ class MSSSMLayer(nn.Module):
     front_end = (decomposition.WaveletDecomposition if self.decomposition == "wavelet"
                  else decomposition.Conv1DDecomposition)
     decomp = front_end(num_levels=self.num_levels, kernel_size=self.kernel_size,
-                       streams=self.streams, centered=self.bidirectional, name="decomposition")
+                       streams=STREAM_LAYOUT, centered=self.bidirectional, name="decomposition")
     stream_ssms = streams_lib.StreamSSMs(
         backbone=self.backbone, state_per_stream=self.stream_state_size,
         scale_init=self.scale_init, dt_min=self.dt_min, dt_max=self.dt_max,
@@ -224,7 +209,7 @@ class MSSSMLayer(nn.Module):
         name="streams")
     mixer = mixer_lib.ScaleMixer(mixer=self.mixer, name="mixer")
     d = self.param("D", nn.initializers.ones, (self.d_model,), jnp.float32)
-    # MIMO (s5, lru) streams stay band-wise: their folded kernels `(L, H, H)` per stream make
+    # MIMO (s5) streams stay band-wise: their folded kernels `(L, H, H)` per stream make
     # the time-domain composition and the boundary corrections cost more than the S' FFT
     # products they save (XLA cost analysis, B=16, L=4096, H=128, S=4, causal static mixer,
     # forward+backward: 269 GFLOP / 755 GB folded against 225 GFLOP / 95 GB band-wise).

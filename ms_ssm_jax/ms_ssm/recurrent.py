@@ -13,7 +13,7 @@ Per step, for the layer input `u_t` `(B, H)` (MS-SSM.md; the equations of `layer
                  u_t, or from the band), outputs `(B, H, S')`;
   mixer, D       the layer's `ScaleMixer` applied to this one step, then `+ D u_t`.
 The stream coefficients are those of `streams.py`, discretized the same way, so a layer trained
-with `mode="conv"` or `scan_impl="pallas"` steps through the same system. States are zeros at
+with `impl="conv"` or `impl="pallas"` steps through the same system. States are zeros at
 t = 0 like the parallel pass's zero padding before the sequence.
 """
 
@@ -45,16 +45,13 @@ def buffer_sizes(num_levels: int, kernel_size: int) -> tuple[int, ...]:
 def stream_state_shape(layer: Any, batch_size: int) -> tuple[tuple[int, ...], bool]:
   """The streams' state shape and whether it is complex.
 
-  SISO (s4d_real, s6: n = N real; s4d_lin: n = N/2 pairs) `(B, H, S', n)`; MIMO (s5: N/2
-  pairs, lru: N complex) `(B, S', n)`.
+  SISO (s4d_real, s6: n = N real) `(B, H, S', n)`; MIMO (s5: n = N/2 pairs) `(B, S', n)`.
   """
   n, streams = layer.stream_state_size, layer.num_streams
   return {
       "s4d_real": ((batch_size, layer.d_model, streams, n), False),
       "s6": ((batch_size, layer.d_model, streams, n), False),
-      "s4d_lin": ((batch_size, layer.d_model, streams, n // 2), True),
       "s5": ((batch_size, streams, n // 2), True),
-      "lru": ((batch_size, streams, n), True),
       "none": ((batch_size, 0), False),
   }[layer.backbone]
 
@@ -90,12 +87,7 @@ def decomposition_step(layer: Any, params: Params, position: Array, buffers: tup
     details.append(jnp.einsum("bkh,kh->bh", taps, psi[level - 1]))
     approx.append(approx_t)
     current = approx_t
-  if layer.streams == "approx_only":
-    bands = approx[::-1]
-  else:
-    bands = [approx[-1]] + details[::-1]
-  if layer.streams == "details+approx+raw":
-    bands.append(x_t)
+  bands = [approx[-1]] + details[::-1] + [x_t]  # a^S, d^S, ..., d^1, x
   return tuple(new_buffers), jnp.stack(bands, axis=-1)
 
 
@@ -104,21 +96,13 @@ def _linear_coefficients(backbone: str, params: Params) -> tuple[Array, Array, A
 
   SISO: a_bar, b_bar, c `(H, S', n)`. MIMO: a_bar `(S', n)`, b_bar `(S', n, H)`, c `(S', H, n)`.
   """
-  if backbone in ("s4d_real", "s4d_lin"):
-    if backbone == "s4d_real":
-      a, b, c, scale = -jnp.exp(params["A_re_log"]), params["B"], params["C"], 1.0
-    else:
-      a = jax.lax.complex(-jnp.exp(params["A_re_log"]), params["A_im"])
-      b, c, scale = _complex(params["B"]), _complex(params["C"]), 2.0
+  if backbone == "s4d_real":
+    a = -jnp.exp(params["A_re_log"])
     a_bar, b_scale = discretize(a, jnp.exp(params["log_step"])[..., None], "zoh")
-    return a_bar, b_scale * b, c, scale
-  if backbone == "s5":
-    lam = jax.lax.complex(params["Lambda_re"], params["Lambda_im"])
-    a_bar, b_scale = discretize(lam, jnp.exp(params["log_step"]), "zoh")
-    return a_bar, b_scale[..., None] * _complex(params["B"]), _complex(params["C"]), 2.0
-  a_bar = jnp.exp(jax.lax.complex(-jnp.exp(params["nu_log"]), jnp.exp(params["theta_log"])))
-  b = jax.lax.complex(params["B_re"], params["B_im"]) * jnp.exp(params["gamma_log"])[..., None]
-  return a_bar, b, _complex(params["C"]), 1.0
+    return a_bar, b_scale * params["B"], params["C"], 1.0
+  lam = jax.lax.complex(params["Lambda_re"], params["Lambda_im"])  # s5
+  a_bar, b_scale = discretize(lam, jnp.exp(params["log_step"]), "zoh")
+  return a_bar, b_scale[..., None] * _complex(params["B"]), _complex(params["C"]), 2.0
 
 
 def streams_step(layer: Any, params: Params, state: Array, bands: Array,
@@ -140,7 +124,7 @@ def streams_step(layer: Any, params: Params, state: Array, bands: Array,
     state = recurrent.advance(state, a_bar, b_scale * b_t[:, None] * bands[..., None])
     return state, jnp.einsum("bhjn,bjn->bhj", state, c_t)
   a_bar, b_bar, c, scale = _linear_coefficients(layer.backbone, params)
-  if layer.backbone in ("s5", "lru"):
+  if layer.backbone == "s5":
     state = recurrent.advance(state, a_bar, jnp.einsum("bhj,jnh->bjn", bands, b_bar))
     y = jnp.einsum("bjn,jhn->bhj", state, c)
   else:

@@ -3,20 +3,20 @@
 Karami et al., MS-SSM (COLM 2025, arXiv 2512.23824), sec. 3. Stream j (of S', in the order of
 `decomposition.wavelet_bands`, slowest first) is a diagonal SSM driven by its band `v^j`:
 
-    SISO, per channel h (s4d_real, s4d_lin; n = N real, N/2 complex states):
+    SISO, per channel h (s4d_real; N real states):
       x^j_t[h] = A_bar^j[h] x^j_{t-1}[h] + B_bar^j[h] v^j_t[h]       A_bar = exp(Delta A), ZOH
-      y^j_t[h] = C^j[h] . x^j_t[h]                     (2 Re(.) for s4d_lin, conjugate pairs)
+      y^j_t[h] = C^j[h] . x^j_t[h]
     selective (s6, Mamba's S6 per stream, Euler input term):
       Delta^j_t = softplus(W^j_dt (W^j_low c_t) + dt_bias^j),  B^j_t = W^j_B c_t,  C^j_t = W^j_C c_t
       x^j_t[h] = exp(Delta^j_t[h] A^j[h]) x^j_{t-1}[h] + Delta^j_t[h] B^j_t v^j_t[h]
       y^j_t[h] = C^j_t . x^j_t[h]
       with c_t = u_t, the raw layer input (`s6_condition_on="raw"`, the paper), or c_t = v^j_t
       (`"band"`, the paper's Table 5 ablation).
-    MIMO, states shared by the channels of a stream (s5, lru; ours, beyond the paper):
-      x^j_t = Lambda_bar^j x^j_{t-1} + B_bar^j v^j_t,   y^j_t = s Re(C^j x^j_t)   (s = 2 for s5)
+    MIMO, states shared by the channels of a stream (s5; ours, beyond the paper):
+      x^j_t = Lambda_bar^j x^j_{t-1} + B_bar^j v^j_t,   y^j_t = 2 Re(C^j x^j_t)  (conjugate pairs)
 
 The S' streams are the groups of ONE discretized diagonal system (`ssm.diagonal`: `Siso` for
-s4d_real and s4d_lin, `Mimo` for s5 and lru, `Selective` for s6) with `(H, S')` inputs, run by
+s4d_real, `Mimo` for s5, `Selective` for s6) with `(H, S')` inputs, run by
 `diagonal.evaluate` in one call, so S' streams cost about one SSM with the same total state.
 Bidirectional layers add the reverse recurrence with the same coefficients and their own
 readout `C_reverse`.
@@ -24,10 +24,10 @@ readout `C_reverse`.
 Scale-dependent init (paper Fig. 2, App. C; the ordering and the MIMO splits are ours). Stream j
 has a timescale rank r_j = j (0 = slowest: the band order):
   stratified_a             |A| of rank r = r N + 1, ..., r N + N: together S4D-real over S' N
-                           states (s4d_lin: the frequencies pi k of S4D-Lin, likewise cut);
+                           states;
   shared                   every stream |A| = 1..N (the paper's "Mamba init" ablation);
   s5: the log-Delta range [log dt_min, log dt_max] cut into S' blocks, rank 0 the smallest
-      steps; lru: the radius range [0.9, 0.999] cut into S' blocks, rank 0 nearest to 1.
+      steps.
 Delta (SISO, s6) is log-uniform in [dt_min, dt_max] per channel and the same on every stream.
 
 Evaluation (`impl`, one of `diagonal.IMPLS`): `scan`, `chunked`, `pallas` (s4d_real and s6:
@@ -57,18 +57,15 @@ from ms_ssm_jax.ssm.discretize import discretize
 Array = jax.Array
 
 # "none": no SSM, the stream outputs are the bands themselves (the paper's "no SSM" ablation).
-BACKBONES: tuple[str, ...] = ("s4d_real", "s4d_lin", "s6", "s5", "lru", "none")
+BACKBONES: tuple[str, ...] = ("s4d_real", "s6", "s5", "none")
 SCALE_INITS: tuple[str, ...] = ("stratified_a", "shared")
 S6_CONDITIONS: tuple[str, ...] = ("raw", "band")
-MIMO_BACKBONES: tuple[str, ...] = ("s5", "lru")
-LTI_BACKBONES: tuple[str, ...] = ("s4d_real", "s4d_lin", "s5", "lru")
+MIMO_BACKBONES: tuple[str, ...] = ("s5",)
+LTI_BACKBONES: tuple[str, ...] = ("s4d_real", "s5")
 # Backbones with real per-channel states, which the fused Pallas kernel evaluates.
 PALLAS_BACKBONES: tuple[str, ...] = ("s4d_real", "s6")
 # Mamba floors the initial selective step here (Gu and Dao 2023, reference init).
 _S6_DT_FLOOR = 1e-4
-# The lru streams' eigenvalue ring: radius in [0.9, 0.999], phase <= pi/10, as our LRU baseline
-# (configs/common.py, docs/BASELINES.md).
-LRU_R_MIN, LRU_R_MAX, LRU_MAX_PHASE = 0.9, 0.999, math.pi / 10
 
 
 # ----------------------------------------------------------------------------------------------
@@ -85,17 +82,6 @@ def decay_rates(ranks: tuple[int, ...], n: int, scale_init: str, num_channels: i
   return jnp.broadcast_to(jnp.asarray(rates, jnp.float32), (num_channels, num_streams, n))
 
 
-def lin_frequencies(ranks: tuple[int, ...], n: int, scale_init: str,
-                    num_channels: int) -> Array:
-  """Imaginary parts `pi k` of S4D-Lin (`n` complex states per stream): `(H, S', n)`."""
-  num_streams = len(ranks)
-  if scale_init == "stratified_a":
-    freqs = ssm_init.s4d_lin_eigenvalues(num_streams * n).imag.reshape(num_streams, n)[ranks, :]
-  else:
-    freqs = np.broadcast_to(ssm_init.s4d_lin_eigenvalues(n).imag, (num_streams, n))
-  return jnp.broadcast_to(jnp.asarray(freqs, jnp.float32), (num_channels, num_streams, n))
-
-
 def s5_log_steps(key: Array, ranks: tuple[int, ...], n: int, scale_init: str, dt_min: float,
                  dt_max: float) -> Array:
   """`log Delta` of the per-stream S5s: `(S', n)`, rank r in the r-th block of the log range."""
@@ -105,21 +91,6 @@ def s5_log_steps(key: Array, ranks: tuple[int, ...], n: int, scale_init: str, dt
   edges = np.exp(np.linspace(math.log(dt_min), math.log(dt_max), len(ranks) + 1)).tolist()
   return jnp.stack([ssm_init.log_uniform(k, (n,), edges[r], edges[r + 1])
                     for k, r in zip(keys, ranks)])
-
-
-def lru_rings(key: Array, ranks: tuple[int, ...], n: int, scale_init: str
-              ) -> tuple[Array, Array]:
-  """`(nu_log, theta_log)` `(S', n)`: rank r on the r-th ring of `[LRU_R_MIN, LRU_R_MAX]` from
-  the top."""
-  r_min, r_max, max_phase = LRU_R_MIN, LRU_R_MAX, LRU_MAX_PHASE
-  keys = jax.random.split(key, len(ranks))
-  if scale_init == "shared":
-    rings = [ssm_init.lru_ring_init(k, n, r_min, r_max, max_phase) for k in keys]
-  else:
-    edges = np.linspace(r_max, r_min, len(ranks) + 1).tolist()  # floats: keep float32 math
-    rings = [ssm_init.lru_ring_init(k, n, edges[r + 1], edges[r], max_phase)
-             for k, r in zip(keys, ranks)]
-  return jnp.stack([nu for nu, _ in rings]), jnp.stack([theta for _, theta in rings])
 
 
 def s6_dt_bias(key: Array, num_channels: int, num_streams: int, dt_min: float,
@@ -187,7 +158,7 @@ class StreamSSMs(nn.Module):
   Attributes:
     backbone: one of `BACKBONES` but `none`.
     state_per_stream: N (real states per stream and channel for SISO backbones; per stream
-      for s5, whose N/2 complex states are conjugate pairs; complex states for lru).
+      for s5, whose N/2 complex states are conjugate pairs).
     scale_init: one of `SCALE_INITS`.
     dt_min, dt_max: the log-uniform step range.
     s6_condition_on: one of `S6_CONDITIONS`.
@@ -221,8 +192,7 @@ class StreamSSMs(nn.Module):
   def discretized(self, width: int, num_streams: int
                   ) -> diagonal.Siso | diagonal.Mimo | SelectiveProjections:
     """The S' streams of `width` channels: a time-invariant system, or S6's projections."""
-    build = {"s4d_real": self._siso, "s4d_lin": self._siso, "s6": self._selective,
-             "s5": self._s5, "lru": self._lru}[self.backbone]
+    build = {"s4d_real": self._siso, "s6": self._selective, "s5": self._s5}[self.backbone]
     return build(width, tuple(range(num_streams)))
 
   def _readouts(self, init_fn: Callable[..., Array], shape: tuple[int, ...]
@@ -237,31 +207,17 @@ class StreamSSMs(nn.Module):
         key, (width, 1), self.dt_min, self.dt_max), (width, num_streams)))
 
   def _siso(self, width: int, ranks: tuple[int, ...]) -> diagonal.Siso:
-    """s4d_real (n = N real states) and s4d_lin (n = N/2 conjugate pairs), ZOH, B = 1."""
-    num_streams, scale = len(ranks), self.scale_init
-    if self.backbone == "s4d_real":
-      n = self.state_per_stream
-      rates = self.param("A_re_log", lambda _: jnp.log(decay_rates(ranks, n, scale, width)))
-      a = -jnp.exp(rates)
-      b = self.param("B", nn.initializers.ones, (width, num_streams, n), jnp.float32)
-      c, c_reverse = self._readouts(nn.initializers.normal(1.0), (width, num_streams, n))
-      readout_scale = 1.0
-    else:
-      n = self.state_per_stream // 2
-      shape = (width, num_streams, n)
-      rates = self.param("A_re_log", nn.initializers.constant(math.log(0.5)), shape, jnp.float32)
-      freqs = self.param("A_im", lambda _: lin_frequencies(ranks, n, scale, width))
-      a = jax.lax.complex(-jnp.exp(rates), freqs)
-      b = _complex(self.param("B", lambda _: jnp.stack(
-          [jnp.ones(shape, jnp.float32), jnp.zeros(shape, jnp.float32)], axis=-1)))
-      c, c_reverse = self._readouts(nn.initializers.normal(0.5**0.5), shape + (2,))
-      c, c_reverse = _complex(c), None if c_reverse is None else _complex(c_reverse)
-      readout_scale = 2.0
-    step = jnp.exp(self._log_steps(width, num_streams))
-    a_bar, b_scale = discretize(a, step[..., None], "zoh")
-    log_a_bar = None if jnp.iscomplexobj(a) else step[..., None] * a
+    """s4d_real: n = N real states per channel and stream, ZOH, B = 1."""
+    n, shape = self.state_per_stream, (width, len(ranks), self.state_per_stream)
+    rates = self.param(
+        "A_re_log", lambda _: jnp.log(decay_rates(ranks, n, self.scale_init, width)))
+    a = -jnp.exp(rates)
+    b = self.param("B", nn.initializers.ones, shape, jnp.float32)
+    c, c_reverse = self._readouts(nn.initializers.normal(1.0), shape)
+    step = jnp.exp(self._log_steps(width, len(ranks)))[..., None]
+    a_bar, b_scale = discretize(a, step, "zoh")
     return diagonal.Siso(a_bar=a_bar, b_bar=b_scale * b, c=c, c_reverse=c_reverse,
-                         readout_scale=readout_scale, log_a_bar=log_a_bar)
+                         log_a_bar=step * a)
 
   def _selective(self, width: int, ranks: tuple[int, ...]) -> SelectiveProjections:
     # The step projection's rank is Mamba's ceil(H / 16).
@@ -307,19 +263,3 @@ class StreamSSMs(nn.Module):
     return diagonal.Mimo(a_bar=a_bar, b_bar=b_scale[..., None] * b, c=_complex(c),
                          c_reverse=None if c_reverse is None else _complex(c_reverse),
                          readout_scale=2.0)
-
-  def _lru(self, width: int, ranks: tuple[int, ...]) -> diagonal.Mimo:
-    """Per-stream LRU (full complex states, trained gamma) on stratified rings."""
-    n, num_streams = self.state_per_stream, len(ranks)
-    rings = functools.partial(lru_rings, ranks=ranks, n=n, scale_init=self.scale_init)
-    nu_log = self.param("nu_log", lambda key: rings(key)[0])
-    theta_log = self.param("theta_log", lambda key: rings(key)[1])
-    gamma_log = self.param("gamma_log", lambda _: ssm_init.lru_gamma_log(nu_log))
-    b_init = nn.initializers.normal((2 * width)**-0.5)
-    b_re = self.param("B_re", b_init, (num_streams, n, width), jnp.float32)
-    b_im = self.param("B_im", b_init, (num_streams, n, width), jnp.float32)
-    c, c_reverse = self._readouts(nn.initializers.normal(n**-0.5), (num_streams, width, n, 2))
-    a_bar = jnp.exp(jax.lax.complex(-jnp.exp(nu_log), jnp.exp(theta_log)))
-    b = jax.lax.complex(b_re, b_im) * jnp.exp(gamma_log)[..., None]
-    return diagonal.Mimo(a_bar=a_bar, b_bar=b, c=_complex(c),
-                         c_reverse=None if c_reverse is None else _complex(c_reverse))

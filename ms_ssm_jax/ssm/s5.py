@@ -19,8 +19,8 @@ then times V), `lecun_normal` (the whole (H, P, 2) array lecun-normal, then time
 
 Bidirectional: a second scan runs backwards over the valid length (inputs beyond `lengths`
 are zeroed first; the reference runs it over the padding) with the same Lambda_bar and B_bar.
-`concat` reads the two state sequences with separate matrices ([C, C_reverse] on the
-concatenated states, as the reference); `add` reads their sum with the one C.
+The two state sequences are read with separate matrices ([C, C_reverse] on the concatenated
+states, the reference's `concat` mode).
 
 Evaluation (`impl`, `ssm.diagonal`): `scan`, `chunked` (T = `chunk_size` steps at a time),
 `conv` (FFT convolutions with the MIMO kernel `K_l = 2 Re(C diag(Lambda_bar^l) B_bar)` (H, H),
@@ -48,7 +48,6 @@ Array = jax.Array
 
 S5_C_INITS: tuple[str, ...] = ("trunc_standard_normal", "lecun_normal", "complex_normal")
 S5_DISCRETIZATIONS: tuple[str, ...] = ("zoh", "bilinear")
-BIDIRECTIONAL_MODES: tuple[str, ...] = ("concat", "add")
 # Largest real part of Lambda allowed under clip_eigs (the reference's value).
 CLIP_EIGS_MAX_REAL = -1e-4
 
@@ -75,7 +74,6 @@ class S5(nn.Module):
     clip_eigs: clamp Lambda_re <= -1e-4 in the forward pass (stability during training).
     step_rescale: multiplies every Delta (evaluation at another sampling rate).
     bidirectional: add a reverse scan over the valid length.
-    bidirectional_mode: how the reverse states are read, one of `BIDIRECTIONAL_MODES`.
     impl: how the recurrence runs, one of `diagonal.IMPLS` but `pallas` (complex states).
     chunk_size: T, steps per chunk of `impl="chunked"`.
   """
@@ -90,7 +88,6 @@ class S5(nn.Module):
   clip_eigs: bool = False
   step_rescale: float = 1.0
   bidirectional: bool = False
-  bidirectional_mode: str = "concat"
   impl: str = "scan"
   chunk_size: int = diagonal.DEFAULT_CHUNK_SIZE
 
@@ -128,7 +125,6 @@ class S5(nn.Module):
     """u (B, L, H), lengths (B,) or None -> y (B, L, H)."""
     common.check_choice("discretization", self.discretization, S5_DISCRETIZATIONS)
     common.check_choice("c_init", self.c_init, S5_C_INITS)
-    common.check_choice("bidirectional_mode", self.bidirectional_mode, BIDIRECTIONAL_MODES)
     diagonal.check_impl(self.impl, self.chunk_size, time_invariant=True, fusable=False,
                         layer="S5")
     common.check_inputs(u, lengths, self.d_model)
@@ -143,16 +139,13 @@ class S5(nn.Module):
     d = self.param("D", nn.initializers.normal(1.0), (h,), jnp.float32)
     log_step = self.param("log_step", lambda key: ssm_init.log_uniform(
         key, (self.num_modes, 1), self.dt_min, self.dt_max))
-    c_reverse = (self._c_param("C_reverse", v)
-                 if self.bidirectional and self.bidirectional_mode == "concat" else None)
+    c_reverse = self._c_param("C_reverse", v) if self.bidirectional else None
 
     if self.clip_eigs:
       lambda_re = jnp.minimum(lambda_re, CLIP_EIGS_MAX_REAL)
     step = self.step_rescale * jnp.exp(log_step[:, 0])
     lambda_bar, b_scale = discretize(
         jax.lax.complex(lambda_re, lambda_im), step, self.discretization)
-    if self.bidirectional and self.bidirectional_mode == "add":
-      c_reverse = c  # C (x_forward + x_reverse): the one readout of both directions' states
     one_group = lambda x: None if x is None else x[None]
     system = diagonal.Mimo(
         a_bar=one_group(lambda_bar), b_bar=one_group(b_scale[:, None] * b), c=one_group(c),

@@ -2,7 +2,7 @@
 
 Every channel h runs N real states whose step, input and readout depend on the token u_t:
 
-    [dt_low_t, B_t, C_t] = u_t W_x                  W_x: (H, R + 2N),  R = dt_rank
+    [dt_low_t, B_t, C_t] = u_t W_x                  W_x: (H, R + 2N),  R = ceil(H / 16)
     Delta_t = softplus(dt_low_t W_dt + dt_bias)     W_dt: (R, H),  Delta_t: (H,)
     A = -exp(A_log)                                 (H, N)
     x_t[h] = exp(Delta_t[h] A[h]) * x_{t-1}[h] + Delta_t[h] B_t u_t[h]     x: (B, L, H, N)
@@ -10,7 +10,7 @@ Every channel h runs N real states whose step, input and readout depend on the t
 
 (exact decay, Euler input term: `discretize(..., "euler_b")`). Init as the reference: A_n =
 -(n+1) on every channel; W_dt uniform in +-R^-1/2; dt_bias such that softplus(dt_bias) is
-log-uniform in [dt_min, dt_max], floored at dt_init_floor; D = 1; W_x lecun-normal.
+log-uniform in [dt_min, dt_max], floored at 1e-4; D = 1; W_x lecun-normal.
 
 The Mamba block around it (in_proj, causal conv, gating, out_proj) belongs to the model.
 Evaluation (`impl`, `ssm.diagonal`): `scan`, `chunked` (only (B, T, H N) decays and states
@@ -35,6 +35,9 @@ from ms_ssm_jax.ssm import recurrent
 
 Array = jax.Array
 
+# The smallest initial Delta (Mamba's reference init).
+DT_INIT_FLOOR = 1e-4
+
 
 def inverse_softplus(x: Array) -> Array:
   """`y` with `softplus(y) = x`, for x > 0: `x + log(1 - exp(-x))`."""
@@ -56,24 +59,21 @@ class S6(nn.Module):
   Attributes:
     d_model: H, the number of channels.
     state_size: N, real states per channel.
-    dt_rank: R, rank of the Delta projection; None means ceil(H / 16).
     dt_min, dt_max: range of the log-uniform init of softplus(dt_bias).
-    dt_init_floor: smallest initial Delta.
     impl: how the recurrence runs, one of `diagonal.IMPLS` but `conv` (selective).
     chunk_size: T, steps per chunk of `impl="chunked"`.
   """
   d_model: int
   state_size: int = 16
-  dt_rank: int | None = None
   dt_min: float = 1e-3
   dt_max: float = 1e-1
-  dt_init_floor: float = 1e-4
   impl: str = "scan"
   chunk_size: int = diagonal.DEFAULT_CHUNK_SIZE
 
   @property
   def rank(self) -> int:
-    return math.ceil(self.d_model / 16) if self.dt_rank is None else self.dt_rank
+    """R, the rank of the Delta projection: Mamba's ceil(H / 16)."""
+    return math.ceil(self.d_model / 16)
 
   def state_counts(self) -> common.StateCounts:
     return common.StateCounts(
@@ -83,7 +83,7 @@ class S6(nn.Module):
 
   def _dt_bias_init(self, key: Array) -> Array:
     log_dt = ssm_init.log_uniform(key, (self.d_model,), self.dt_min, self.dt_max)
-    return inverse_softplus(jnp.maximum(jnp.exp(log_dt), self.dt_init_floor))
+    return inverse_softplus(jnp.maximum(jnp.exp(log_dt), DT_INIT_FLOOR))
 
   @nn.compact
   def __call__(self, u: Array, lengths: Array | None = None) -> Array:
@@ -91,8 +91,6 @@ class S6(nn.Module):
     diagonal.check_impl(self.impl, self.chunk_size, time_invariant=False, fusable=True,
                         layer="S6")
     common.check_inputs(u, lengths, self.d_model)
-    if self.rank < 1:
-      raise ValueError(f"dt_rank must be >= 1 (or None for ceil(H/16)); got {self.dt_rank}")
     h, n, r = self.d_model, self.state_size, self.rank
     a_log = self.param("A_log", lambda _: jnp.log(jnp.broadcast_to(
         -ssm_init.s4d_real_eigenvalues(n), (h, n))).astype(jnp.float32))

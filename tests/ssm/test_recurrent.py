@@ -26,7 +26,7 @@ CAUSAL = {
                                        discretization="bilinear", impl="conv"),
     "lru_ring": LRU(WIDTH, state_size=3, r_min=0.5, r_max=0.95, max_phase=1.0),
     "lru_recomputed_gamma_conv": LRU(WIDTH, state_size=3, train_gamma=False, impl="conv"),
-    "s6": S6(WIDTH, state_size=3, dt_rank=2),
+    "s6": S6(WIDTH, state_size=3),
 }
 BIDIRECTIONAL = {
     "s4d": S4D(WIDTH, state_size=4, bidirectional=True),
