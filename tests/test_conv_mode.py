@@ -168,9 +168,9 @@ def test_kernel_of_an_underflowed_eigenvalue():
 
 
 def test_conv_with_s6_backbone_is_a_config_error():
-  with pytest.raises(ValueError, match="impl='conv' is not supported by MSSSMLayer\\(backbone='s6'\\) "
-                     r"\(a selective system has no convolution form\); choose one of auto, scan, "
-                     "chunked, pallas$"):
+  with pytest.raises(ValueError, match=r"impl='conv' is not supported by MSSSMLayer\(backbone="
+                     r"'s6'\) \(a selective system has no convolution form\); choose one of "
+                     "auto, scan, chunked, pallas$"):
     MSSSMLayer(d_model=WIDTH, state_per_stream=4, backbone="s6", impl="conv")
 
 

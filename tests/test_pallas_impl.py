@@ -1,7 +1,8 @@
 """`impl="pallas"`: layers give the associative scan's outputs and gradients, same params.
 
 MS-SSM with s4d_real and s6 streams (causal and bidirectional, padded sequences), the S6
-baseline and S4D-real, in float32 (the kernel's precision); the kernel runs in the Pallas interpreter here.
+baseline and S4D-real, in float32 (the kernel's precision); the kernel runs in the Pallas
+interpreter here.
 """
 
 from __future__ import annotations

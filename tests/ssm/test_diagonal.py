@@ -185,7 +185,8 @@ def test_each_layer_offers_the_impls_of_its_system():
 
 @pytest.mark.parametrize("name", LAYERS)
 def test_chunked_impl_of_every_layer_equals_its_scan(x64, name):
-  """`chunked` for every layer (conv: tests/test_conv_mode.py; pallas: tests/test_pallas_impl.py)."""
+  """`chunked` for every layer (`conv`: tests/test_conv_mode.py; `pallas`:
+  tests/test_pallas_impl.py)."""
   layer = LAYERS[name]
   u = np.random.default_rng(3).normal(size=(B, L, H))
   params = jax.jit(layer.init)(jax.random.key(1), jnp.zeros((1, 2, H), jnp.float32))
