@@ -30,8 +30,7 @@ TASKS = {"listops": lambda: listops.get_config("ms_ssm_s6,size=s5"),
 # Each row's changes to `config.model.layer_config`.
 ROWS: dict[str, dict[str, Any]] = {
     "full": {},
-    "no_ssm": {"backbone": "none", "state_per_stream": None, "scan_impl": "associative",
-               "scan_chunk_size": 0},
+    "no_ssm": {"backbone": "none", "state_per_stream": None, "impl": "scan"},
     "conv1d": {"decomposition": "conv1d"},
     "static_mixer": {"mixer": "static"},
     "softmax_mixer": {"mixer": "softmax_input"},

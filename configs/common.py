@@ -237,7 +237,7 @@ def task_config(task: str, model: str) -> ml_collections.ConfigDict:
 
 
 def baseline_layer(config: ml_collections.ConfigDict, model: str, *, s5_state: int,
-                   s5_blocks: int, bidirectional: bool, siso_chunk_size: int = 0,
+                   s5_blocks: int, bidirectional: bool, chunked_siso: bool = False,
                    **s5_fields: Any) -> None:
   """Sets the layer of baseline `model` on a task whose S5 recipe has P states in J blocks.
 
@@ -245,9 +245,9 @@ def baseline_layer(config: ml_collections.ConfigDict, model: str, *, s5_state: i
   carries under conjugate symmetry (ours: equal state), on the ring r in [0.9, 0.999], phase
   <= pi/10 of the widely used bidirectional LRU variant (docs/BASELINES.md; the LRU paper's
   per-task rings are not verified). s4d: N=64, S4D-Lin (the S4D paper's defaults). s6: N=16
-  (Mamba's), causal by design. All but s6 take `bidirectional`. `siso_chunk_size` > 0 runs the
-  per-channel layers (s4d, s6), whose B L H N states are the largest, as a chunked scan (same
-  outputs, less memory).
+  (Mamba's), causal by design. All but s6 take `bidirectional`. `chunked_siso` runs the
+  per-channel layers (s4d, s6), whose B L H N states are the largest, as a chunked scan
+  (`impl="chunked"`: same outputs, less memory).
   """
   layer = config.model.layer_config
   if model == "s5":
@@ -266,26 +266,24 @@ def baseline_layer(config: ml_collections.ConfigDict, model: str, *, s5_state: i
     layer.state_size = 64
     layer.a_init = "lin"
     layer.bidirectional = bidirectional
-    layer.scan_chunk_size = siso_chunk_size
+    layer.impl = "chunked" if chunked_siso else "scan"
   elif model == "s6":
     layer.state_size = 16
-    layer.scan_chunk_size = siso_chunk_size
+    layer.impl = "chunked" if chunked_siso else "scan"
   else:
     raise ValueError(f"{model!r} is not a baseline; baselines are {', '.join(BASELINES)}")
 
 
 def ms_ssm_layer(config: ml_collections.ConfigDict, model: str, *, num_levels: int,
-                 kernel_size: int, state_per_stream: int, bidirectional: bool,
-                 scan_chunk_size: int) -> None:
+                 kernel_size: int, state_per_stream: int, bidirectional: bool) -> None:
   """Sets the layer of an MS-SSM variant of the paper (`ms_ssm`, `ms_ssm_s6`) on a task.
 
   The S4 variant (`ms_ssm`, time-invariant s4d_real streams) runs as an FFT convolution
-  (`mode="conv"`): the same outputs as the scan, and much faster (docs/PAPER.md, "Memory": 5.8 ms
+  (`impl="conv"`): the same outputs as the scan, and much faster (docs/PAPER.md, "Memory": 5.8 ms
   vs 334 ms for the chunked scan at the paper's ListOps size; 9x on the CPU at the UEA sizes).
-  The S6 variant has no convolution form: `scan_impl="auto"`, the fused Pallas kernel on a GPU
+  The S6 variant has no convolution form: `impl="auto"`, the fused Pallas kernel on a GPU
   (12-14x faster than the chunked scan at the paper's ListOps size on an H100, with less memory;
-  README, "Fast paths") and on TPU, elsewhere an associative scan chunked by `scan_chunk_size`
-  (0 = one full scan).
+  README, "Fast paths") and on TPU, elsewhere the chunked associative scan.
   """
   if model not in ("ms_ssm", "ms_ssm_s6"):
     raise ValueError(f"{model!r} is not one of the paper's MS-SSM variants (ms_ssm, ms_ssm_s6)")
@@ -294,12 +292,7 @@ def ms_ssm_layer(config: ml_collections.ConfigDict, model: str, *, num_levels: i
   layer.kernel_size = kernel_size
   layer.state_per_stream = state_per_stream
   layer.bidirectional = bidirectional
-  if model == "ms_ssm":
-    layer.mode = "conv"
-    layer.scan_chunk_size = 0
-  else:
-    layer.scan_chunk_size = scan_chunk_size
-    layer.scan_impl = "auto"
+  layer.impl = "conv" if model == "ms_ssm" else "auto"
 
 
 def lock(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -36,5 +36,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     common.baseline_layer(config, args.model, s5_state=16, s5_blocks=2, bidirectional=False)
   else:
     common.ms_ssm_layer(config, args.model, num_levels=2, kernel_size=2, state_per_stream=8,
-                        bidirectional=False, scan_chunk_size=0)
+                        bidirectional=False)
   return config

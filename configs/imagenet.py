@@ -36,7 +36,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Baseline states (ours): S5 with P=256 in 16 blocks, as its LRA runs at this width.
     common.baseline_layer(config, args.model, s5_state=256, s5_blocks=16, bidirectional=False)
   else:
-    # 196 steps: the full scan fits; no chunking.
     common.ms_ssm_layer(config, args.model, num_levels=3, kernel_size=4, state_per_stream=128,
-                        bidirectional=False, scan_chunk_size=0)
+                        bidirectional=False)
   return config

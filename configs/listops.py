@@ -47,7 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   if args.model in common.BASELINES:
     common.baseline_layer(config, args.model, s5_state=16, s5_blocks=8, bidirectional=True,
-                          siso_chunk_size=128, c_init="lecun_normal")
+                          chunked_siso=True, c_init="lecun_normal")
     if args.model == "s5":
       config.model.activation = "half_glu2"  # S5's run_lra_listops.sh
   elif args.model == "ms_ssm_s5":
@@ -60,7 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.layer_config.kernel_size = 4
     config.model.layer_config.state_per_stream = 16
     config.model.layer_config.s5_blocks = 8
-    config.model.layer_config.mode = "conv"
+    config.model.layer_config.impl = "conv"
   else:
     # Both variants of the paper: its ListOps settings (docs/PAPER.md): 20 layers x 128, S=3,
     # K=4, N=128, BatchNorm, AdamW lr 3e-3, weight decay 0.03, dropout 0.1, 100 epochs, batch
@@ -74,7 +74,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.num_epochs = 100.0
     config.optimizer.weight_decay = 0.03
     common.ms_ssm_layer(config, args.model, num_levels=3, kernel_size=4, state_per_stream=128,
-                        bidirectional=False, scan_chunk_size=128)
+                        bidirectional=False)
     if args.model == "ms_ssm":
       # Ours, for the S4 variant, chosen by the ListOps ablations at S5's size
       # (docs/RESULTS.md, "ListOps ablations"): bidirectional layers (S5's LRA recipe;

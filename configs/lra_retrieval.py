@@ -34,10 +34,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   if args.model in common.BASELINES:
     common.baseline_layer(config, args.model, s5_state=256, s5_blocks=16, bidirectional=True,
-                          siso_chunk_size=128, c_init="trunc_standard_normal")
+                          chunked_siso=True, c_init="trunc_standard_normal")
   else:
     # The paper gives no Retrieval settings. Ours: its S, K, N of every task it specifies
     # (3, 4, 128 per stream), bidirectional like S5's recipe; S6 variant chunked for memory.
     common.ms_ssm_layer(config, args.model, num_levels=3, kernel_size=4, state_per_stream=128,
-                        bidirectional=True, scan_chunk_size=128)
+                        bidirectional=True)
   return config

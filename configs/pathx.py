@@ -40,12 +40,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   if args.model in common.BASELINES:
     common.baseline_layer(config, args.model, s5_state=256, s5_blocks=16, bidirectional=True,
-                          siso_chunk_size=128, c_init="complex_normal")
+                          chunked_siso=True, c_init="complex_normal")
   else:
     # The paper gives no Path-X settings. Ours: its S, K, N of every task it specifies
     # (3, 4, 128 per stream), bidirectional like S5's recipe; S6 variant chunked for memory.
     common.ms_ssm_layer(config, args.model, num_levels=3, kernel_size=4, state_per_stream=128,
-                        bidirectional=True, scan_chunk_size=128)
+                        bidirectional=True)
   if args.model != "lru":  # the LRU's timescales come from its ring, not from dt
     config.model.layer_config.dt_min = 1e-4  # S5's Path-X timescale range, for every layer
   return config

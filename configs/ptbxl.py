@@ -37,8 +37,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if args.model in common.BASELINES:
     # Baseline states (ours): S5 with P=256 in 8 blocks.
     common.baseline_layer(config, args.model, s5_state=256, s5_blocks=8, bidirectional=False,
-                          siso_chunk_size=128)
+                          chunked_siso=True)
   else:
     common.ms_ssm_layer(config, args.model, num_levels=3, kernel_size=2, state_per_stream=128,
-                        bidirectional=False, scan_chunk_size=128)
+                        bidirectional=False)
   return config

@@ -34,10 +34,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if args.model in common.BASELINES:
     # Baseline states: S5's LRA Image layer (P=384 in 3 blocks; run_lra_cifar.sh).
     common.baseline_layer(config, args.model, s5_state=384, s5_blocks=3, bidirectional=False,
-                          siso_chunk_size=128, c_init="lecun_normal", clip_eigs=True)
+                          chunked_siso=True, c_init="lecun_normal", clip_eigs=True)
   else:
     # Paper: S=3, K=2, N=128 (read as per stream, docs/PAPER.md sec. 2); the S6 variant
     # chunked for memory.
     common.ms_ssm_layer(config, args.model, num_levels=3, kernel_size=2, state_per_stream=128,
-                        bidirectional=False, scan_chunk_size=128)
+                        bidirectional=False)
   return config

@@ -32,8 +32,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   if args.model in common.BASELINES:
     common.baseline_layer(config, args.model, s5_state=128, s5_blocks=4, bidirectional=False,
-                          siso_chunk_size=128)
+                          chunked_siso=True)
   else:
     common.ms_ssm_layer(config, args.model, num_levels=3, kernel_size=4, state_per_stream=32,
-                        bidirectional=False, scan_chunk_size=128)
+                        bidirectional=False)
   return config

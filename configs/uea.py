@@ -41,9 +41,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   if args.model in common.BASELINES:
     common.baseline_layer(config, args.model, s5_state=64, s5_blocks=4, bidirectional=False,
-                          siso_chunk_size=128)
+                          chunked_siso=True)
   else:
     # EigenWorms has 17,984 steps: the S6 variant as a chunked scan for memory.
     common.ms_ssm_layer(config, args.model, num_levels=3, kernel_size=4, state_per_stream=16,
-                        bidirectional=False, scan_chunk_size=128)
+                        bidirectional=False)
   return config

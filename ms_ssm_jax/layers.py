@@ -41,8 +41,43 @@ _NON_CONFIG_FIELDS = frozenset({"d_model", "parent", "name"})
 RETIRED_FIELDS: Mapping[str, Mapping[str, Any]] = {
     "ms_ssm": {"share_filters": False, "filter_init": "random", "decomposition_impl": "cascade",
                "raw_stream": "fastest", "s6_dt_rank": None, "lru_r_min": 0.9, "lru_r_max": 0.999,
-               "lru_max_phase": math.pi / 10, "d_skip": True},
+               "lru_max_phase": math.pi / 10, "d_skip": True, "streams": "details+approx+raw",
+               "total_state": None},
+    "s5": {"bidirectional_mode": "concat"},
+    "s6": {"dt_rank": None, "dt_init_floor": 1e-4},
 }
+
+
+# The three fields that chose how a recurrence runs before `impl` and `chunk_size`
+# (`ms_ssm_jax.ssm.diagonal`): released models store them, and `_translate_evaluation` maps
+# them onto the new fields (the same outputs).
+RETIRED_EVALUATION_FIELDS: tuple[str, ...] = ("mode", "scan_impl", "scan_chunk_size")
+
+
+def _translate_evaluation(name: str, values: dict[str, Any]) -> None:
+  """Replaces the retired `mode`, `scan_impl`, `scan_chunk_size` in `values` by `impl` (and
+  `chunk_size`): `conv` for mode='conv', `pallas` and `auto` as they were, otherwise `chunked`
+  with a chunk size > 0 and `scan` without."""
+  retired = {key: values.pop(key) for key in RETIRED_EVALUATION_FIELDS if key in values}
+  if not retired:
+    return
+  mode = retired.get("mode", "scan")
+  scan_impl = retired.get("scan_impl", "associative")
+  chunk_size = retired.get("scan_chunk_size", 0)
+  usage = (f"layer {name!r}: the retired fields {retired} have no translation; set impl "
+           f"(auto, scan, chunked, pallas, conv) and chunk_size instead")
+  if ("impl" in values or mode not in ("scan", "conv")
+      or scan_impl not in ("associative", "pallas", "auto") or chunk_size < 0
+      or (mode == "conv" and (scan_impl == "pallas" or chunk_size))):
+    raise ValueError(usage)
+  if mode == "conv":
+    values["impl"] = "conv"
+  elif scan_impl != "associative":
+    values["impl"] = scan_impl
+  else:
+    values["impl"] = "chunked" if chunk_size else "scan"
+  if chunk_size:
+    values["chunk_size"] = chunk_size
 
 
 class _LazyLayerRegistry(collections.abc.Mapping):
@@ -104,7 +139,7 @@ def default_layer_config(name: str) -> ml_collections.ConfigDict:
   """The layer's hyperparameters with their defaults, from the dataclass fields.
 
   Fields whose default is None become typed placeholders, so that they can be set from the
-  command line (`--config.model.layer_config.dt_rank=8`).
+  command line (`--config.model.layer_config.state_per_stream=8`).
   """
   cls = layer_class(name)
   config = ml_collections.ConfigDict()
@@ -137,6 +172,7 @@ def make_layer(name: str, d_model: int, cfg: Mapping[str, Any] | None = None, *,
   Raises:
     ValueError: for an unknown layer name (listing the known ones), unknown config keys
       (naming them), or a retired field (`RETIRED_FIELDS`) at a value no longer implemented.
+      Retired evaluation fields (`RETIRED_EVALUATION_FIELDS`) are translated.
   """
   cls = layer_class(name)
   if cfg is None:
@@ -145,6 +181,7 @@ def make_layer(name: str, d_model: int, cfg: Mapping[str, Any] | None = None, *,
     values = cfg.to_dict()
   else:
     values = dict(cfg)
+  _translate_evaluation(name, values)
   for key, value in RETIRED_FIELDS.get(name, {}).items():
     if key in values:
       if values[key] != value:

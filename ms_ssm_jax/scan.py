@@ -15,11 +15,8 @@ Two entry points:
   fit (see shared spec, "Memory"): a full scan of one MS-SSM layer at B=50, L=2048, H=128,
   5 streams x 128 states needs ~59 GB.
 
-Implementations (`IMPLS`, the layers' `scan_impl` field): `associative` (the functions here, on
-every backend), `pallas` (`ms_ssm_jax.pallas_scan`: a fused kernel for real diagonal layers that
-also discretizes and reads out, so that no per-step state reaches memory; compiled on GPUs,
-interpreted on the CPU), and `auto`: `pallas` on GPU and TPU backends, `associative` elsewhere
-(`resolve_impl` logs the choice).
+Which of them a layer runs (or the fused kernel, or an FFT convolution) is chosen in one place,
+`ms_ssm_jax.ssm.diagonal`, the only layer-side module that calls them.
 
 Shapes: `b` is `(..., L, P)` with the time axis at -2; `a` is either `(P,)` (time-invariant:
 broadcast over time only, never over the batch) or `(..., L, P)` broadcastable to `b`
@@ -29,39 +26,13 @@ float32 so that states accumulate in float32.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 
 Array = jax.Array
 PyTree = Any
-
-IMPLS: tuple[str, ...] = ("associative", "pallas", "auto")
-_PALLAS_BACKENDS: tuple[str, ...] = ("gpu", "tpu")
-
-
-def resolve_impl(impl: str, *, pallas_supported: bool = True, layer: str = "") -> str:
-  """`associative` or `pallas`: what `impl` (one of `IMPLS`) runs on the default backend.
-
-  `auto` picks `pallas` on GPU and TPU backends when the layer supports it (real diagonal
-  states), and logs its choice once per layer kind and backend.
-  """
-  if impl not in IMPLS:
-    raise ValueError(f"scan_impl={impl!r} is not supported; choose one of {', '.join(IMPLS)}")
-  if impl != "auto":
-    return impl
-  return _auto_impl(jax.default_backend(), pallas_supported, layer)
-
-
-@functools.cache
-def _auto_impl(backend: str, pallas_supported: bool, layer: str) -> str:
-  chosen = "pallas" if backend in _PALLAS_BACKENDS and pallas_supported else "associative"
-  logging.info("scan_impl='auto' runs the %s scan for %s on the %s backend", chosen,
-               layer or "the layer", backend)
-  return chosen
 
 
 def _combine(left: tuple[Array, Array], right: tuple[Array, Array]) -> tuple[Array, Array]:

@@ -95,29 +95,29 @@ def layer_suite(mimo_state: int, siso_state: int) -> dict[str, tuple[str, dict]]
   MS-SSM with S4D-real streams splitting them, S6). MS-SSM layers come with the paper's
   input-dependent mixer and, as `..., static mixer`, with the static one, whose cost is
   negligible: the difference is the cost of `E_t = W_E u_t`, an H x H(S+2) product per step.
-  `, conv` rows run `mode="conv"`: the FFT convolution, for MS-SSM with the decomposition,
+  `, conv` rows run `impl="conv"`: the FFT convolution, for MS-SSM with the decomposition,
   the mixer weights and D folded into one kernel per channel (two with the paper's mixer)."""
   suite = {
       "s5": ("s5", {"state_size": mimo_state}),
       "lru": ("lru", {"state_size": mimo_state // 2}),
       "s4d (real)": ("s4d", {"state_size": siso_state, "a_init": "real"}),
-      "s4d (real), conv": ("s4d", {"state_size": siso_state, "a_init": "real", "mode": "conv"}),
+      "s4d (real), conv": ("s4d", {"state_size": siso_state, "a_init": "real", "impl": "conv"}),
       "s6": ("s6", {"state_size": siso_state}),
   }
   for levels in (1, 2, 4):
     streams = levels + 2
     s5_streams = {"num_levels": levels, "backbone": "s5",
-                  "total_state": mimo_state // (2 * streams) * 2 * streams}
+                  "state_per_stream": mimo_state // (2 * streams) * 2}
     suite[f"ms_ssm s5 x{streams} streams"] = ("ms_ssm", s5_streams)
     suite[f"ms_ssm s5 x{streams} streams, static mixer"] = (
         "ms_ssm", {**s5_streams, "mixer": "static"})
     siso_streams = {"num_levels": levels, "backbone": "s4d_real",
-                    "total_state": max(1, siso_state // streams) * streams}
+                    "state_per_stream": max(1, siso_state // streams)}
     suite[f"ms_ssm s4d_real x{streams} streams"] = ("ms_ssm", siso_streams)
     suite[f"ms_ssm s4d_real x{streams} streams, conv"] = (
-        "ms_ssm", {**siso_streams, "mode": "conv"})
+        "ms_ssm", {**siso_streams, "impl": "conv"})
     suite[f"ms_ssm s4d_real x{streams} streams, conv, static mixer"] = (
-        "ms_ssm", {**siso_streams, "mode": "conv", "mixer": "static"})
+        "ms_ssm", {**siso_streams, "impl": "conv", "mixer": "static"})
   return suite
 
 
@@ -195,7 +195,7 @@ PART_STAND_INS: dict[str, tuple[type, str, Callable[..., Any]]] = {
         decomposition.WaveletDecomposition, "__call__",
         lambda module, u: jnp.repeat(
             u[..., None], decomposition.num_streams(module.num_levels, module.streams), -1)),
-    "streams": (streams_lib.StreamSSMs, "__call__", lambda module, bands, u: bands),
+    "streams": (streams_lib.StreamSSMs, "__call__", lambda module, bands, u, lengths: bands),
     "mixer": (mixer_lib.ScaleMixer, "terms", lambda module, y, u: (None, jnp.sum(y, axis=-1))),
 }
 
@@ -220,7 +220,7 @@ def bench_parts(log: bench_common.RowLog, lengths: list[int], tokens: int, width
   """Each MS-SSM layer of `layer_suite` whole and with one part at a time replaced by a cheap
   stand-in: the difference to the whole layer is what that part costs."""
   for name, layer_name, layer in selected_layers(width, mimo_state, siso_state, only):
-    if layer_name != "ms_ssm" or layer.mode == "conv":  # conv folds the parts into one
+    if layer_name != "ms_ssm" or layer.impl == "conv":  # conv folds the parts into one
       continue
     for length in lengths:
       params, u = layer_inputs(layer, length, tokens, width)
@@ -234,12 +234,12 @@ def bench_parts(log: bench_common.RowLog, lengths: list[int], tokens: int, width
 def kernel_variants(backbone: str) -> dict[str, dict]:
   """How the MS-SSM layer evaluates its streams: name -> layer-config overrides."""
   variants = {
-      "associative, full": {"scan_impl": "associative", "scan_chunk_size": 0},
-      "associative, chunked T=128": {"scan_impl": "associative", "scan_chunk_size": 128},
-      "pallas": {"scan_impl": "pallas"},
+      "associative, full": {"impl": "scan"},
+      "associative, chunked T=128": {"impl": "chunked", "chunk_size": 128},
+      "pallas": {"impl": "pallas"},
   }
   if backbone == "s4d_real":
-    variants["fft (mode=conv)"] = {"mode": "conv"}
+    variants["fft (impl=conv)"] = {"impl": "conv"}
   return variants
 
 

@@ -75,11 +75,11 @@ def test_model_presets():
   assert (paper.model.num_layers, paper.model.d_model, paper.optimizer.weight_decay) == (
       20, 128, 0.04)
   assert paper.model.layer_config.num_levels == 3 and paper.model.block == "s5"
-  assert (paper.model.layer_config.mode, paper.model.layer_config.mixer) == ("conv", "static")
+  assert (paper.model.layer_config.impl, paper.model.layer_config.mixer) == ("conv", "static")
   s6 = listops.get_config("ms_ssm_s6")
   assert (s6.model.layer_config.backbone, s6.model.block, s6.model.mamba_conv_kernel) == (
       "s6", "mamba", 0)
-  assert (s6.model.layer_config.mode, s6.model.layer_config.scan_impl) == ("scan", "auto")
+  assert s6.model.layer_config.impl == "auto"
   s5 = listops.get_config("s5")
   assert (s5.model.layer, s5.model.layer_config.state_size, s5.model.layer_config.blocks,
           s5.model.activation, s5.optimizer.lr) == ("s5", 16, 8, "half_glu2", 3e-3)
@@ -129,7 +129,7 @@ def test_ms_ssm_s5_preset_is_s5s_listops_model_with_s5_streams():
   config = importlib.import_module("configs.listops").get_config("ms_ssm_s5")
   layer_config = config.model.layer_config
   assert (config.model.layer, layer_config.backbone, layer_config.bidirectional,
-          layer_config.s5_blocks, layer_config.mode) == ("ms_ssm", "s5", True, 8, "conv")
+          layer_config.s5_blocks, layer_config.impl) == ("ms_ssm", "s5", True, 8, "conv")
   assert (config.model.block, config.model.activation, config.model.num_layers) == (
       "s5", "half_glu2", 8)
 
@@ -173,7 +173,7 @@ def test_layer_recipes_refuse_a_model_they_do_not_set():
     common.baseline_layer(config, "ms_ssm_s5", s5_state=16, s5_blocks=8, bidirectional=True)
   with pytest.raises(ValueError, match="'s5' is not one of the paper's MS-SSM variants"):
     common.ms_ssm_layer(config, "s5", num_levels=3, kernel_size=4, state_per_stream=16,
-                        bidirectional=False, scan_chunk_size=0)
+                        bidirectional=False)
 
 
 def test_the_models_a_config_offers():

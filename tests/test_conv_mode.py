@@ -1,4 +1,4 @@
-"""`mode="conv"` (FFT convolution) computes the scan's outputs and gradients, with the same params.
+"""`impl="conv"` (FFT convolution) computes the scan's outputs and gradients, with the same params.
 
 Every time-invariant layer (S4D, S5, LRU, MS-SSM with an LTI backbone), causal and
 bidirectional, on padded sequences: the parameters initialized in either mode are identical,
@@ -31,7 +31,7 @@ def _ms_ssm(backbone: str, bidirectional: bool) -> MSSSMLayer:
                     bidirectional=bidirectional)
 
 
-# name -> the layer in scan mode (the conv layer is its clone with mode="conv").
+# name -> the layer with impl="scan" (the conv layer is its clone with impl="conv").
 CASES: dict[str, nn.Module] = {
     "s4d_real": S4D(WIDTH, state_size=3, a_init="real"),
     "s4d_real_bidirectional": S4D(WIDTH, state_size=3, a_init="real", bidirectional=True),
@@ -39,14 +39,13 @@ CASES: dict[str, nn.Module] = {
     "s4d_lin_bidirectional": S4D(WIDTH, state_size=4, a_init="lin", bidirectional=True),
     "s5": S5(WIDTH, state_size=8, blocks=2, clip_eigs=True, step_rescale=2.0),
     "s5_bidirectional_concat": S5(WIDTH, state_size=4, bidirectional=True),
-    "s5_bilinear_no_conj_sym_bidirectional_add": S5(
-        WIDTH, state_size=4, conj_sym=False, discretization="bilinear", bidirectional=True,
-        bidirectional_mode="add"),
+    "s5_bilinear_no_conj_sym_bidirectional": S5(
+        WIDTH, state_size=4, conj_sym=False, discretization="bilinear", bidirectional=True),
     "lru": LRU(WIDTH, state_size=3, r_min=0.5, r_max=0.95, max_phase=1.0),
     "lru_recomputed_gamma_bidirectional": LRU(WIDTH, state_size=3, train_gamma=False,
                                               bidirectional=True),
     **{f"ms_ssm_{backbone}{suffix}": _ms_ssm(backbone, bidirectional)
-       for backbone in ("s4d_real", "s4d_lin", "s5", "lru")
+       for backbone in ("s4d_real", "s5")
        for suffix, bidirectional in (("", False), ("_bidirectional", True))},
 }
 # A tiny float64 gradient check per layer class and MS-SSM stream type (SISO real and complex,
@@ -69,7 +68,7 @@ def _inputs(dtype) -> jax.Array:
 @functools.lru_cache(maxsize=None)
 def _init(name: str, mode: str = "scan"):
   """float32 params at init (as numpy, so they outlive an x64 context)."""
-  layer = CASES[name].clone(mode=mode)
+  layer = CASES[name].clone(impl=mode)
   params = jax.jit(layer.init)(jax.random.key(1), _inputs(jnp.float32), jnp.asarray(LENGTHS))
   return jax.tree.map(np.asarray, params["params"])
 
@@ -80,7 +79,7 @@ def _params(name: str, dtype):
 
 def _scan_and_conv(name: str, params, u: jax.Array) -> tuple[jax.Array, jax.Array]:
   """The layer's outputs in both modes with the same params (one compilation)."""
-  scan_layer, conv_layer = CASES[name], CASES[name].clone(mode="conv")
+  scan_layer, conv_layer = CASES[name], CASES[name].clone(impl="conv")
 
   @jax.jit
   def apply_both(params, u, lengths):
@@ -107,7 +106,7 @@ def _assert_close(got: jax.Array, want: jax.Array, rtol: float) -> None:
 
 @pytest.mark.parametrize("name", CASES)
 def test_param_names_and_shapes_identical_in_both_modes(name):
-  shapes = {mode: jax.eval_shape(CASES[name].clone(mode=mode).init, jax.random.key(1),
+  shapes = {mode: jax.eval_shape(CASES[name].clone(impl=mode).init, jax.random.key(1),
                                  _inputs(jnp.float32), jnp.asarray(LENGTHS))
             for mode in ("scan", "conv")}
   assert shapes["scan"] == shapes["conv"]
@@ -134,7 +133,7 @@ def test_conv_equals_scan_float32(name):
   _assert_close(conv_y, scan_y, rtol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["s4d_lin_bidirectional", "ms_ssm_lru_bidirectional"])
+@pytest.mark.parametrize("name", ["s4d_lin_bidirectional", "ms_ssm_s5_bidirectional"])
 def test_conv_bfloat16_inputs(name):
   scan_y, conv_y = _scan_and_conv(name, _params(name, jnp.float32), _inputs(jnp.bfloat16))
   assert conv_y.dtype == jnp.bfloat16
@@ -147,7 +146,7 @@ def test_gradients_match_float64(x64, name):
   weights = jnp.asarray(np.random.default_rng(1).normal(size=u.shape) * _compared(name))
 
   def grads(mode: str):
-    layer = CASES[name].clone(mode=mode)
+    layer = CASES[name].clone(impl=mode)
 
     def loss(p) -> jax.Array:
       return jnp.sum(weights * layer.apply({"params": p}, u, jnp.asarray(LENGTHS)))
@@ -169,25 +168,29 @@ def test_kernel_of_an_underflowed_eigenvalue():
 
 
 def test_conv_with_s6_backbone_is_a_config_error():
-  with pytest.raises(ValueError, match="backbone='s6' is selective and has no convolution form"):
-    MSSSMLayer(d_model=WIDTH, state_per_stream=4, backbone="s6", mode="conv")
+  with pytest.raises(ValueError, match=r"impl='conv' is not supported by MSSSMLayer\(backbone="
+                     r"'s6'\) \(a selective system has no convolution form\); choose one of "
+                     "auto, scan, chunked, pallas$"):
+    MSSSMLayer(d_model=WIDTH, state_per_stream=4, backbone="s6", impl="conv")
 
 
 @pytest.mark.parametrize("layer, message", [
-    (S4D(WIDTH, mode="fft"), "mode='fft' is not supported"),
-    (S5(WIDTH, mode="fft"), "mode='fft' is not supported"),
-    (LRU(WIDTH, mode="fft"), "mode='fft' is not supported"),
-    (S4D(WIDTH, scan_chunk_size=4, mode="conv"), "applies to mode='scan' only"),
-], ids=["s4d", "s5", "lru", "s4d_chunked_conv"])
-def test_baseline_mode_errors(layer, message):
+    (S4D(WIDTH, impl="fft"), "impl='fft' is not supported by S4D.*auto, scan, chunked, conv($|\n)"),
+    (S4D(WIDTH, a_init="real", impl="fft"),
+     "impl='fft' is not supported by S4D.*auto, scan, chunked, pallas, conv($|\n)"),
+    (S5(WIDTH, impl="pallas"), "impl='pallas' is not supported by S5 .*real per-channel"),
+    (LRU(WIDTH, impl="fft"), "impl='fft' is not supported by LRU"),
+    (S4D(WIDTH, impl="chunked", chunk_size=0), "chunk_size must be >= 1"),
+], ids=["s4d", "s4d_real", "s5", "lru", "s4d_chunk_size"])
+def test_baseline_impl_errors(layer, message):
   with pytest.raises(ValueError, match=message):
     layer.init(jax.random.key(0), jnp.zeros((1, 2, WIDTH)))
 
 
 @pytest.mark.parametrize("fields, message", [
-    (dict(mode="fft"), "mode='fft' is not supported"),
-    (dict(mode="conv", scan_chunk_size=8), "applies to mode='scan' only"),
+    (dict(impl="fft"), "impl='fft' is not supported"),
+    (dict(impl="chunked", chunk_size=-8), "chunk_size must be >= 1"),
 ])
-def test_ms_ssm_mode_errors(fields, message):
+def test_ms_ssm_impl_errors(fields, message):
   with pytest.raises(ValueError, match=message):
     MSSSMLayer(d_model=WIDTH, state_per_stream=4, **fields)

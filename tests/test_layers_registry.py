@@ -40,13 +40,12 @@ def test_default_config_mirrors_the_dataclass_fields(name):
 
 
 def test_none_default_becomes_a_typed_placeholder():
-  config = layers.default_layer_config("s6")
-  assert config.dt_rank is None
-  config.dt_rank = 3  # what --config.model.layer_config.dt_rank=3 does
-  assert layers.make_layer("s6", 16, config).rank == 3
+  config = layers.default_layer_config("ms_ssm")
+  assert config.state_per_stream is None
+  config.state_per_stream = 3  # what --config.model.layer_config.state_per_stream=3 does
+  assert layers.make_layer("ms_ssm", 16, config).state_per_stream == 3
   with pytest.raises(TypeError):
-    config.dt_rank = "three"
-  assert layers.make_layer("s6", 40, layers.default_layer_config("s6")).rank == 3  # ceil(40/16)
+    config.state_per_stream = "three"
 
 
 def test_overrides_reach_the_layer():
@@ -110,3 +109,34 @@ def test_retired_fields_load_at_their_value_and_fail_otherwise():
   assert not any(hasattr(layer, key) for key in layers.RETIRED_FIELDS["ms_ssm"])
   with pytest.raises(ValueError, match="no longer has the field 'd_skip'; only d_skip=True"):
     layers.make_layer("ms_ssm", 8, {**stored, "d_skip": False})
+
+
+@pytest.mark.parametrize("name, stored, expected", [
+    ("ms_ssm", {"mode": "conv", "scan_impl": "associative", "scan_chunk_size": 0},
+     {"impl": "conv"}),
+    ("ms_ssm", {"mode": "scan", "scan_impl": "auto", "scan_chunk_size": 128},
+     {"impl": "auto", "chunk_size": 128}),
+    ("ms_ssm", {"mode": "scan", "scan_impl": "pallas", "scan_chunk_size": 0}, {"impl": "pallas"}),
+    ("ms_ssm", {"mode": "scan", "scan_impl": "associative", "scan_chunk_size": 0},
+     {"impl": "scan"}),
+    ("s4d", {"mode": "scan", "scan_chunk_size": 32}, {"impl": "chunked", "chunk_size": 32}),
+    ("s5", {"mode": "scan"}, {"impl": "scan"}),
+    ("lru", {"mode": "conv"}, {"impl": "conv"}),
+    ("s6", {"scan_impl": "associative", "scan_chunk_size": 128}, {"impl": "chunked"}),
+])
+def test_retired_evaluation_fields_become_impl(name, stored, expected):
+  """Released models (and old configs) store `mode`, `scan_impl`, `scan_chunk_size`."""
+  fields = {"state_per_stream": 4} if name == "ms_ssm" else {}
+  layer = layers.make_layer(name, 8, {**fields, **stored})
+  assert {key: getattr(layer, key) for key in expected} == expected
+  assert not any(hasattr(layer, key) for key in layers.RETIRED_EVALUATION_FIELDS)
+
+
+@pytest.mark.parametrize("stored", [
+    {"mode": "conv", "scan_chunk_size": 8}, {"mode": "fft"}, {"scan_impl": "triton"},
+    {"mode": "scan", "impl": "scan"}])
+def test_retired_evaluation_fields_without_a_translation_are_one_line_errors(stored):
+  with pytest.raises(ValueError, match=r"^layer 's4d': the retired fields .* have no "
+                     r"translation; set impl \(auto, scan, chunked, pallas, conv\) and chunk_size "
+                     r"instead$"):
+    layers.make_layer("s4d", 8, stored)

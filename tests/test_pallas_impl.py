@@ -1,7 +1,8 @@
-"""`scan_impl="pallas"`: layers give the associative scan's outputs and gradients, same params.
+"""`impl="pallas"`: layers give the associative scan's outputs and gradients, same params.
 
-MS-SSM with s4d_real and s6 streams (causal and bidirectional, padded sequences) and the S6
-baseline, in float32 (the kernel's precision); the kernel runs in the Pallas interpreter here.
+MS-SSM with s4d_real and s6 streams (causal and bidirectional, padded sequences), the S6
+baseline and S4D-real, in float32 (the kernel's precision); the kernel runs in the Pallas
+interpreter here.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import jax
 import numpy as np
 import pytest
 
-from ms_ssm_jax import scan
 from ms_ssm_jax.ms_ssm import MSSSMLayer
+from ms_ssm_jax.ssm import diagonal
+from ms_ssm_jax.ssm.s4d import S4D
 from ms_ssm_jax.ssm.s6 import S6
 
 BATCH, LENGTH, WIDTH = 2, 11, 4
@@ -26,13 +28,14 @@ CASES: dict[str, nn.Module] = {
     "ms_ssm_s6_bidirectional": MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=4,
                                           backbone="s6", bidirectional=True),
     "s6": S6(WIDTH, state_size=5),
+    "s4d_real_bidirectional": S4D(WIDTH, state_size=3, a_init="real", bidirectional=True),
 }
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_pallas_matches_associative(name):
   layer = CASES[name]
-  fused = layer.clone(scan_impl="pallas")
+  fused = layer.clone(impl="pallas")
   u = jax.random.normal(jax.random.PRNGKey(0), (BATCH, LENGTH, WIDTH))
   params = jax.jit(layer.init)(jax.random.PRNGKey(1), u, LENGTHS)
   assert jax.tree.structure(params) == jax.tree.structure(
@@ -53,25 +56,24 @@ def test_pallas_matches_associative(name):
 
 def test_auto_picks_pallas_on_gpu_and_tpu_only():
   on_accelerator = jax.default_backend() in ("gpu", "tpu")
-  assert scan.resolve_impl("auto") == ("pallas" if on_accelerator else "associative")
-  assert scan.resolve_impl("auto", pallas_supported=False) == "associative"
-  assert scan.resolve_impl("pallas") == "pallas"
+  assert diagonal.resolve_impl("auto", fusable=True, layer="test") == (
+      "pallas" if on_accelerator else "chunked")
+  assert diagonal.resolve_impl("auto", fusable=False, layer="test") == "chunked"
+  assert diagonal.resolve_impl("pallas", fusable=True, layer="test") == "pallas"
 
 
 @pytest.mark.parametrize("layer,message", [
-    (lambda: MSSSMLayer(d_model=WIDTH, backbone="s5", state_per_stream=4, scan_impl="pallas"),
-     "covers real per-channel states"),
-    (lambda: MSSSMLayer(d_model=WIDTH, state_per_stream=4, mode="conv",
-                       scan_impl="pallas"), "mode='conv' has none"),
-    (lambda: MSSSMLayer(d_model=WIDTH, state_per_stream=4, scan_impl="triton"),
-     "scan_impl='triton' is not supported"),
+    (lambda: MSSSMLayer(d_model=WIDTH, backbone="s5", state_per_stream=4, impl="pallas"),
+     "real per-channel states only.*choose one of auto, scan, chunked, conv$"),
+    (lambda: MSSSMLayer(d_model=WIDTH, state_per_stream=4, impl="triton"),
+     "impl='triton' is not supported.*auto, scan, chunked, pallas, conv$"),
 ])
-def test_bad_scan_impl_raises_clear_errors(layer, message):
+def test_bad_impl_raises_clear_errors(layer, message):
   with pytest.raises(ValueError, match=message):
     layer()
 
 
-def test_s6_bad_scan_impl():
+def test_s6_bad_impl():
   u = np.zeros((1, 3, WIDTH), np.float32)
-  with pytest.raises(ValueError, match="scan_impl='fast' is not supported"):
-    S6(WIDTH, scan_impl="fast").init(jax.random.PRNGKey(0), u)
+  with pytest.raises(ValueError, match="impl='fast' is not supported by S6"):
+    S6(WIDTH, impl="fast").init(jax.random.PRNGKey(0), u)

@@ -58,7 +58,7 @@ def test_task_family_trains_end_to_end(task, tmp_path):
   config = tiny_config(task, "s5", **{
       # FFT convolution, layer norm and no dropout: the cheapest programs to compile, which
       # is where almost all of each run's time goes.
-      "model.layer_config.mode": "conv", "model.norm": "layer", "model.dropout": 0.0,
+      "model.layer_config.impl": "conv", "model.norm": "layer", "model.dropout": 0.0,
       "optimizer.warmup_steps": 1, "train.global_batch_size": 8, "train.eval_batch_size": 8,
       "train.num_steps": _NUM_STEPS, "train.log_every": _NUM_STEPS, "train.eval_every": 0,
       "train.checkpoint_every": 0, "train.eval_splits": ("validation",),

@@ -1,4 +1,4 @@
-"""The MS-SSM layer in `mode="conv"`: the decomposition folded into the stream kernels.
+"""The MS-SSM layer in `impl="conv"`: the decomposition folded into the stream kernels.
 
 The wavelet bands are linear and time-invariant, `v^j = f_j * u` with `f_j` the composed band
 filter of stream j (`decomposition.stream_filters`), and so are the SISO streams,

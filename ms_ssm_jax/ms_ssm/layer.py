@@ -11,7 +11,7 @@ Efficient Sequence Modeling", COLM 2025, arXiv 2512.23824, sec. 3. Per channel h
     output   out_t[h] = z_t[h] + D[h] u_t[h]
 
 Shapes: u `(B, L, H)` -> `(B, L, H)` in the dtype of u; bands and stream outputs
-`(B, L, H, S')`; states `(B, L, H S' N)` (SISO) or `(B, L, S' N)` (s5, lru), float32 or wider.
+`(B, L, H, S')`; states `(B, L, H S' N)` (SISO) or `(B, L, S' N / 2)` (s5), float32 or wider.
 With `num_levels = 0` there is no decomposition and the layer is its plain backbone (one stream
 on the raw input).
 
@@ -35,26 +35,22 @@ Our choices (fields, defaults in parentheses; docs: docs/PAPER.md sec. 2):
 - `band_activation="silu"` applies SiLU to the bands before the SSMs (Mamba-block variant);
   S6 projections and the skip still read the raw input u;
 - bidirectional: the centered decomposition, and a second scan in reverse with the same
-  coefficients and its own readout C_reverse; inputs and bands beyond `lengths` are zeroed so
-  that padding never reaches a valid output;
-- per-stream s5 and lru backbones (MIMO streams), stratified on their own decay ranges (lru:
-  the ring r in [0.9, 0.999], phase <= pi/10 of our LRU baseline);
-- `scan_chunk_size > 0`: the chunked, rematerialized scan (memory B T P instead of B L P);
-- `scan_impl="pallas"` (s4d_real, s6): the fused kernel (`ms_ssm_jax.pallas_scan`) discretizes,
-  recurs and reads out all streams in one launch, storing no per-step states;
-- `mode="conv"` (time-invariant backbones s4d_real, s4d_lin, s5, lru; an error for s6): the
-  streams' outputs as FFT convolutions of the bands with the kernels `C diag(A_bar^l) B_bar`
-  (per channel and stream for SISO backbones, one MIMO kernel per stream for s5 and lru),
-  causal plus anti-causal when bidirectional; no states are stored, so at the paper's sizes
-  it is much faster than the (chunked) scan (docs/PAPER.md, "Memory"). The
-  decomposition and the mixer are unchanged, and both modes have the same parameters, so a
-  checkpoint trained in one mode loads in the other. `mode="scan"` (default) is the one for
-  streaming and for s6.
+  coefficients and its own readout C_reverse; the inputs beyond `lengths` are zeroed, and so
+  are the reverse recurrence's bands (`ssm.diagonal`), so that padding never reaches a valid
+  output;
+- a per-stream s5 backbone (MIMO streams; the `ms_ssm_s5` model), stratified on its own
+  log-step range;
+- `impl` (`ssm.diagonal`): how the streams run. `scan` (default), `chunked` (memory B T P
+  instead of B L P), `pallas` (s4d_real, s6: the fused kernel discretizes, recurs and reads out
+  all streams in one launch, storing no per-step states), `conv` (time-invariant backbones:
+  no states; SISO streams fold the decomposition and the mixer into their kernels,
+  `folded_conv`, s5 streams convolve each band; at the paper's sizes much faster than the
+  chunked scan, docs/PAPER.md, "Memory") or `auto`. Every impl has the same parameters, so a
+  checkpoint trained with one loads with any other.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import flax.linen as nn
@@ -67,10 +63,13 @@ from ms_ssm_jax.ms_ssm import mixer as mixer_lib
 from ms_ssm_jax.ms_ssm import recurrent
 from ms_ssm_jax.ms_ssm import streams as streams_lib
 from ms_ssm_jax.ssm import common
+from ms_ssm_jax.ssm import diagonal
 
 Array = jax.Array
 
 BAND_ACTIVATIONS: tuple[str, ...] = ("none", "silu")
+# The paper's S+2 streams: a^S, d^S, ..., d^1 and the raw input (`decomposition.STREAM_LAYOUTS`).
+STREAM_LAYOUT = "details+approx+raw"
 
 
 class MSSSMLayer(nn.Module):
@@ -80,11 +79,9 @@ class MSSSMLayer(nn.Module):
     d_model: H, the number of channels.
     num_levels: S, wavelet levels (0: the plain backbone).
     kernel_size: K >= 2, taps per wavelet filter.
-    streams: one of `decomposition.STREAM_LAYOUTS`.
     backbone: one of `streams.BACKBONES`; `none` mixes the bands themselves (no SSM, no
-      state: leave `state_per_stream` and `total_state` unset; `mode="scan"`).
-    state_per_stream: N per stream; set exactly one of this and `total_state`.
-    total_state: S' N, split evenly over the streams.
+      state: leave `state_per_stream` unset; `impl="scan"`).
+    state_per_stream: N per stream.
     scale_init: one of `streams.SCALE_INITS`.
     dt_min, dt_max: range of the log-uniform step init.
     s6_condition_on: `raw` or `band` (s6).
@@ -98,21 +95,16 @@ class MSSSMLayer(nn.Module):
       convolution reaching as far as the widest wavelet band, `Conv1DDecomposition`; no
       `step`).
     bidirectional: centered decomposition and a reverse scan over the valid length.
-    scan_chunk_size: 0 = one associative scan; T > 0 = chunks of T steps (`mode="scan"`,
-      `scan_impl="associative"`).
-    mode: `scan` (recurrence) or `conv` (FFT convolution, time-invariant backbones only).
-    scan_impl: how `mode="scan"` runs: `associative` (`jax.lax.associative_scan`), `pallas`
-      (the fused kernel of `ms_ssm_jax.pallas_scan`; s4d_real and s6 backbones) or `auto`
-      (pallas on GPU/TPU where supported, else associative; logged).
+    impl: how the streams run, one of `diagonal.IMPLS` (`conv` for time-invariant backbones,
+      `pallas` for s4d_real and s6; `scan` with backbone `none`).
+    chunk_size: T, steps per chunk of `impl="chunked"`.
   """
 
   d_model: int
   num_levels: int = 3
   kernel_size: int = 4
-  streams: str = "details+approx+raw"
   backbone: str = "s4d_real"
   state_per_stream: int | None = None
-  total_state: int | None = None
   scale_init: str = "stratified_a"
   dt_min: float = 1e-3
   dt_max: float = 1e-1
@@ -122,9 +114,8 @@ class MSSSMLayer(nn.Module):
   band_activation: str = "none"
   decomposition: str = "wavelet"
   bidirectional: bool = False
-  scan_chunk_size: int = 0
-  mode: str = "scan"
-  scan_impl: str = "associative"
+  impl: str = "scan"
+  chunk_size: int = diagonal.DEFAULT_CHUNK_SIZE
 
   def __post_init__(self):
     super().__post_init__()
@@ -136,7 +127,7 @@ class MSSSMLayer(nn.Module):
     if self.kernel_size < 2:
       raise ValueError(f"kernel_size must be >= 2 (a 1-tap filter has no scale), "
                        f"got {self.kernel_size}")
-    decomposition.check_layout(self.num_levels, self.streams)
+    decomposition.check_layout(self.num_levels, STREAM_LAYOUT)
     common.check_choice("backbone", self.backbone, streams_lib.BACKBONES)
     common.check_choice("scale_init", self.scale_init, streams_lib.SCALE_INITS)
     common.check_choice("s6_condition_on", self.s6_condition_on, streams_lib.S6_CONDITIONS)
@@ -150,31 +141,23 @@ class MSSSMLayer(nn.Module):
       self._check_no_ssm()
     else:
       self._check_state()
+      diagonal.check_impl(self.impl, self.chunk_size,
+                          time_invariant=self.backbone in streams_lib.LTI_BACKBONES,
+                          fusable=self.backbone in streams_lib.PALLAS_BACKBONES,
+                          layer=f"MSSSMLayer(backbone={self.backbone!r})")
     if not 0.0 < self.dt_min <= self.dt_max:
       raise ValueError(f"need 0 < dt_min <= dt_max, got [{self.dt_min}, {self.dt_max}]")
-    if self.scan_chunk_size < 0:
-      raise ValueError(f"scan_chunk_size must be >= 0 (0 = one full scan), "
-                       f"got {self.scan_chunk_size}")
-    streams_lib.check_mode(self.mode, self.backbone, self.scan_chunk_size, self.scan_impl)
-    if self.mode == "conv" and self.band_activation != "none":
+    if self.impl == "conv" and self.band_activation != "none":
       raise ValueError(f"band_activation={self.band_activation!r} acts between the decomposition "
-                       "and the streams, so the layer is no convolution: use mode='scan' with it, "
-                       "or band_activation='none' with mode='conv'")
+                       "and the streams, so the layer is no convolution: use another impl with "
+                       "it, or band_activation='none' with impl='conv'")
 
   def _check_state(self) -> None:
-    if (self.state_per_stream is None) == (self.total_state is None):
-      raise ValueError(
-          "set exactly one of state_per_stream (N per stream) and total_state (split evenly "
-          f"over the {self.num_streams} streams); got state_per_stream={self.state_per_stream}, "
-          f"total_state={self.total_state}")
-    if self.total_state is not None and (self.total_state < 1
-                                         or self.total_state % self.num_streams):
-      raise ValueError(f"total_state={self.total_state} must be a positive multiple of the "
-                       f"{self.num_streams} streams ({self.streams}, num_levels={self.num_levels})")
-    n = self.stream_state_size
-    if n < 1:
-      raise ValueError(f"state_per_stream must be >= 1, got {n}")
-    if self.backbone in ("s4d_lin", "s5") and n % 2:
+    n = self.state_per_stream
+    if n is None or n < 1:
+      raise ValueError(f"backbone={self.backbone!r} needs state_per_stream (N per stream) >= 1; "
+                       f"got {n}")
+    if self.backbone == "s5" and n % 2:
       raise ValueError(f"backbone={self.backbone!r} keeps conjugate pairs: the state per "
                        f"stream must be even, got {n}")
     if self.backbone == "s5" and n % (2 * self.s5_blocks):
@@ -182,32 +165,21 @@ class MSSSMLayer(nn.Module):
                        f"({2 * self.s5_blocks})")
 
   def _check_no_ssm(self) -> None:
-    if self.state_per_stream is not None or self.total_state is not None:
-      raise ValueError("backbone='none' has no stream states: leave state_per_stream and "
-                       f"total_state unset (got {self.state_per_stream}, {self.total_state})")
-    if self.mode != "scan" or self.scan_impl != "associative" or self.scan_chunk_size:
-      raise ValueError("backbone='none' runs no SSM: use mode='scan', scan_impl='associative' and "
-                       f"scan_chunk_size=0 (got {self.mode!r}, {self.scan_impl!r}, "
-                       f"{self.scan_chunk_size})")
+    if self.state_per_stream is not None:
+      raise ValueError("backbone='none' has no stream states: leave state_per_stream unset "
+                       f"(got {self.state_per_stream})")
+    if self.impl != "scan":
+      raise ValueError(f"backbone='none' runs no SSM: leave impl='scan' (got {self.impl!r})")
 
   @property
   def num_streams(self) -> int:
-    """S': S+2, S+1 or S streams by `streams`; 1 when num_levels = 0."""
-    return decomposition.num_streams(self.num_levels, self.streams)
+    """S' = S+2; 1 when num_levels = 0."""
+    return decomposition.num_streams(self.num_levels, STREAM_LAYOUT)
 
   @property
   def stream_state_size(self) -> int:
-    """N, the state per stream (from `state_per_stream` or `total_state / S'`)."""
-    if self.backbone == "none":
-      return 0
-    if self.state_per_stream is not None:
-      return self.state_per_stream
-    return self.total_state // self.num_streams
-
-  def stream_ranks(self) -> tuple[int, ...]:
-    """Timescale rank (0 = slowest) of each stream in band order: the bands come slowest
-    first (`a^S, d^S, ..., d^1`, then the raw input), so `0..S'-1`."""
-    return tuple(range(self.num_streams))
+    """N, the state per stream (0 for backbone `none`)."""
+    return 0 if self.backbone == "none" else self.state_per_stream
 
   def state_counts(self) -> common.StateCounts:
     """States per channel (S' N, the number the paper matches against baselines), in total,
@@ -215,11 +187,9 @@ class MSSSMLayer(nn.Module):
     per_channel = self.num_streams * self.stream_state_size
     mimo = self.backbone in streams_lib.MIMO_BACKBONES
     total = per_channel if mimo else self.d_model * per_channel
-    # lru carries N complex states per stream; s4d_lin and s5 carry N/2 conjugate pairs.
-    floats_per_state = 2 if self.backbone == "lru" else 1
-    directions = 2 if self.bidirectional else 1
+    directions = 2 if self.bidirectional else 1  # s5 carries N/2 pairs: N floats
     return common.StateCounts(per_channel=per_channel, total=total,
-                              carried_floats=directions * floats_per_state * total)
+                              carried_floats=directions * total)
 
   @nn.compact
   def __call__(self, u: Array, lengths: Array | None = None) -> Array:
@@ -230,32 +200,28 @@ class MSSSMLayer(nn.Module):
     front_end = (decomposition.WaveletDecomposition if self.decomposition == "wavelet"
                  else decomposition.Conv1DDecomposition)
     decomp = front_end(num_levels=self.num_levels, kernel_size=self.kernel_size,
-                       streams=self.streams, centered=self.bidirectional, name="decomposition")
+                       streams=STREAM_LAYOUT, centered=self.bidirectional, name="decomposition")
     stream_ssms = streams_lib.StreamSSMs(
         backbone=self.backbone, state_per_stream=self.stream_state_size,
-        ranks=self.stream_ranks(), scale_init=self.scale_init, dt_min=self.dt_min,
-        dt_max=self.dt_max, s6_condition_on=self.s6_condition_on,
-        s6_dt_rank=math.ceil(self.d_model / 16), s5_blocks=self.s5_blocks,
-        bidirectional=self.bidirectional,
-        scan_chunk_size=self.scan_chunk_size, mode=self.mode, scan_impl=self.scan_impl,
+        scale_init=self.scale_init, dt_min=self.dt_min, dt_max=self.dt_max,
+        s6_condition_on=self.s6_condition_on, s5_blocks=self.s5_blocks,
+        bidirectional=self.bidirectional, impl=self.impl, chunk_size=self.chunk_size,
         name="streams")
     mixer = mixer_lib.ScaleMixer(mixer=self.mixer, name="mixer")
     d = self.param("D", nn.initializers.ones, (self.d_model,), jnp.float32)
-    # MIMO (s5, lru) streams stay band-wise: their folded kernels `(L, H, H)` per stream make
+    # MIMO (s5) streams stay band-wise: their folded kernels `(L, H, H)` per stream make
     # the time-domain composition and the boundary corrections cost more than the S' FFT
     # products they save (XLA cost analysis, B=16, L=4096, H=128, S=4, causal static mixer,
     # forward+backward: 269 GFLOP / 755 GB folded against 225 GFLOP / 95 GB band-wise).
-    if self.mode == "conv" and self.backbone not in streams_lib.MIMO_BACKBONES:
+    if self.impl == "conv" and self.backbone not in streams_lib.MIMO_BACKBONES:
       input_term, z = self._folded_terms(u, lengths, decomp, stream_ssms, mixer, d)
     else:
       bands = decomp(u)
       if self.band_activation == "silu":
         bands = jax.nn.silu(bands)
-      if self.bidirectional:
-        # Centered bands near the end look back into valid steps; zero them past the end so
-        # the reverse scan starts from a zero state at each sequence's last valid step.
-        bands = common.zero_beyond_lengths(bands, lengths)
-      y = bands if self.backbone == "none" else stream_ssms(bands, u)
+      # Centered bands are nonzero a few steps past the end; `diagonal` zeroes the reverse
+      # recurrence's inputs there, so that it starts from a zero state at the last valid step.
+      y = bands if self.backbone == "none" else stream_ssms(bands, u, lengths)
       input_term, z = mixer.terms(y.astype(u.dtype), u)
       z = z + d.astype(u.dtype) * u
     if input_term is not None:
@@ -270,12 +236,12 @@ class MSSSMLayer(nn.Module):
                     | decomposition.Conv1DDecomposition,
                     stream_ssms: streams_lib.StreamSSMs, mixer: mixer_lib.ScaleMixer,
                     d: Array) -> tuple[Array | None, Array]:
-    """`mode="conv"` with SISO streams: the mixer's `(input_term, constant_term + D u)`, each
+    """`impl="conv"` with SISO streams: the mixer's `(input_term, constant_term + D u)`, each
     `(B, L, H)`, with the decomposition folded into the stream kernels (`folded_conv`)."""
     width, num_streams = u.shape[-1], self.num_streams
     dtype = jnp.result_type(u.dtype, jnp.float32)
     filters, lookaheads = decomp.stream_filters(width, dtype)
-    streams = stream_ssms.discretized(width)
+    streams = stream_ssms.discretized(width, num_streams)
     skip = d.astype(dtype)
     # The stream outputs' weights: one folded kernel per output (D rides on the constant one).
     per_channel = mixer.channel_weights(width, num_streams)

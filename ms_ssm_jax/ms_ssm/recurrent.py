@@ -19,7 +19,7 @@ Per step, for the layer input `u_t` `(B, H)` (MS-SSM.md; the equations of `layer
                  u_t, or from the band), outputs `(B, H, S')`;
   mixer, D       the layer's `ScaleMixer` applied to this one step, then `+ D u_t`.
 `prepare` discretizes the streams as `streams.py` does (A_bar, B_bar, C; s6: A), so a layer
-trained with `mode="conv"` or `scan_impl="pallas"` steps through the same system; it also
+trained with `impl="conv"` or `impl="pallas"` steps through the same system; it also
 broadcasts the filters to `(S, K, H)`. States are zeros at t = 0 like the parallel pass's zero
 padding before the sequence.
 """
@@ -61,16 +61,13 @@ def buffer_sizes(num_levels: int, kernel_size: int) -> tuple[int, ...]:
 def stream_state_shape(layer: Any, batch_size: int) -> tuple[tuple[int, ...], bool]:
   """The streams' state shape and whether it is complex.
 
-  SISO (s4d_real, s6: n = N real; s4d_lin: n = N/2 pairs) `(B, H, S', n)`; MIMO (s5: N/2
-  pairs, lru: N complex) `(B, S', n)`.
+  SISO (s4d_real, s6: n = N real) `(B, H, S', n)`; MIMO (s5: n = N/2 pairs) `(B, S', n)`.
   """
   n, streams = layer.stream_state_size, layer.num_streams
   return {
       "s4d_real": ((batch_size, layer.d_model, streams, n), False),
       "s6": ((batch_size, layer.d_model, streams, n), False),
-      "s4d_lin": ((batch_size, layer.d_model, streams, n // 2), True),
       "s5": ((batch_size, streams, n // 2), True),
-      "lru": ((batch_size, streams, n), True),
       "none": ((batch_size, 0), False),
   }[layer.backbone]
 
@@ -124,22 +121,15 @@ def _prepare_streams(backbone: str, condition_on: str,
   if backbone == "s6":
     return SelectiveStreams(params["x_proj"], params["dt_proj"], params["dt_bias"],
                             -jnp.exp(params["A_log"]), condition_on_raw=condition_on == "raw")
-  if backbone in ("s4d_real", "s4d_lin"):
-    if backbone == "s4d_real":
-      a, b, c = -jnp.exp(params["A_re_log"]), params["B"], params["C"]
-    else:
-      a = jax.lax.complex(-jnp.exp(params["A_re_log"]), params["A_im"])
-      b, c = _complex(params["B"]), 2.0 * _complex(params["C"])
-    a_bar, b_scale = discretize(a, jnp.exp(params["log_step"])[..., None], "zoh")
-    return recurrent.DiagonalSystem(a_bar, b_scale * b, c, shared_states=False)
-  if backbone == "s5":
-    lam = jax.lax.complex(params["Lambda_re"], params["Lambda_im"])
-    a_bar, b_scale = discretize(lam, jnp.exp(params["log_step"]), "zoh")
-    return recurrent.DiagonalSystem(a_bar, b_scale[..., None] * _complex(params["B"]),
-                                    2.0 * _complex(params["C"]), shared_states=True)
-  a_bar = jnp.exp(jax.lax.complex(-jnp.exp(params["nu_log"]), jnp.exp(params["theta_log"])))
-  b = jax.lax.complex(params["B_re"], params["B_im"]) * jnp.exp(params["gamma_log"])[..., None]
-  return recurrent.DiagonalSystem(a_bar, b, _complex(params["C"]), shared_states=True)
+  if backbone == "s4d_real":
+    a_bar, b_scale = discretize(-jnp.exp(params["A_re_log"]),
+                                jnp.exp(params["log_step"])[..., None], "zoh")
+    return recurrent.DiagonalSystem(a_bar, b_scale * params["B"], params["C"],
+                                    shared_states=False)
+  lam = jax.lax.complex(params["Lambda_re"], params["Lambda_im"])  # s5
+  a_bar, b_scale = discretize(lam, jnp.exp(params["log_step"]), "zoh")
+  return recurrent.DiagonalSystem(a_bar, b_scale[..., None] * _complex(params["B"]),
+                                  2.0 * _complex(params["C"]), shared_states=True)
 
 
 @struct.dataclass
@@ -152,7 +142,6 @@ class PreparedLayer:
   mixer_params: dict[str, Array]
   d: Array
   kernel_size: int = struct.field(pytree_node=False)
-  stream_layout: str = struct.field(pytree_node=False)
   band_activation: str = struct.field(pytree_node=False)
   mixer: str = struct.field(pytree_node=False)
 
@@ -194,12 +183,7 @@ class PreparedLayer:
       details.append(jnp.einsum("bkh,kh->bh", taps, psi[level - 1]))
       approx.append(approx_t)
       current = approx_t
-    if self.stream_layout == "approx_only":
-      bands = approx[::-1]
-    else:
-      bands = [approx[-1]] + details[::-1]
-    if self.stream_layout == "details+approx+raw":
-      bands.append(x_t)
+    bands = [approx[-1]] + details[::-1] + [x_t]  # a^S, d^S, ..., d^1, x
     return tuple(new_buffers), jnp.stack(bands, axis=-1)
 
 
@@ -213,7 +197,7 @@ def prepare(layer: Any, params: Params) -> PreparedLayer:
     psi = jnp.broadcast_to(params["decomposition"]["psi"], full_shape)
   streams = _prepare_streams(layer.backbone, layer.s6_condition_on, params.get("streams", {}))
   return PreparedLayer(phi, psi, streams, dict(params.get("mixer", {})), params["D"],
-                       kernel_size=layer.kernel_size, stream_layout=layer.streams,
+                       kernel_size=layer.kernel_size,
                        band_activation=layer.band_activation, mixer=layer.mixer)
 
 

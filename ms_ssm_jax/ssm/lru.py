@@ -18,11 +18,9 @@ Bidirectional (a common extension; the paper's LRU is causal): a second scan run
 over the valid length (inputs beyond `lengths` zeroed) with the same lambda and B and its own
 readout `C_reverse`; the two readouts are added.
 
-Evaluation (`mode`): `scan` (default) runs the recurrence with `ms_ssm_jax.scan`; `conv`
-computes the same outputs as FFT convolutions with the MIMO kernel
-`K_l = Re(C diag(lambda^l) diag(gamma) B)` (H, H): causal, plus an anti-causal one with
-`C_reverse` over the inputs zeroed beyond `lengths` when bidirectional. Its cost is O(L H^2)
-for the kernel and no states (`ms_ssm_jax.fft_conv`). Both modes have the same parameters.
+Evaluation (`impl`, `ssm.diagonal`): `scan`, `chunked` (T = `chunk_size` steps at a time),
+`conv` (FFT convolutions with the MIMO kernel `K_l = Re(C diag(lambda^l) diag(gamma) B)` (H, H):
+O(L H^2) for the kernel, no states) or `auto`. All have the same parameters.
 Shapes: u (B, L, H) -> y (B, L, H), in the dtype of u.
 """
 
@@ -35,8 +33,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ms_ssm_jax import fft_conv
 from ms_ssm_jax.ssm import common
+from ms_ssm_jax.ssm import diagonal
 from ms_ssm_jax.ssm import init as ssm_init
 from ms_ssm_jax.ssm import recurrent
 
@@ -54,7 +52,8 @@ class LRU(nn.Module):
     train_gamma: train `gamma_log` as its own parameter (as the paper's code); otherwise
       recompute gamma from lambda at every call.
     bidirectional: add a reverse scan over the valid length with its own readout.
-    mode: `scan` (recurrence) or `conv` (FFT convolution), one of `common.MODES`.
+    impl: how the recurrence runs, one of `diagonal.IMPLS` but `pallas` (complex states).
+    chunk_size: T, steps per chunk of `impl="chunked"`.
   """
   d_model: int
   state_size: int = 64
@@ -63,7 +62,8 @@ class LRU(nn.Module):
   max_phase: float = 2.0 * math.pi
   train_gamma: bool = True
   bidirectional: bool = False
-  mode: str = "scan"
+  impl: str = "scan"
+  chunk_size: int = diagonal.DEFAULT_CHUNK_SIZE
 
   def state_counts(self) -> common.StateCounts:
     directions = 2 if self.bidirectional else 1
@@ -82,7 +82,8 @@ class LRU(nn.Module):
   @nn.compact
   def __call__(self, u: Array, lengths: Array | None = None) -> Array:
     """u (B, L, H), lengths (B,) or None -> y (B, L, H)."""
-    common.check_mode(self.mode)
+    diagonal.check_impl(self.impl, self.chunk_size, time_invariant=True, fusable=False,
+                        layer="LRU")
     common.check_inputs(u, lengths, self.d_model)
     h, n = self.d_model, self.state_size
 
@@ -102,36 +103,12 @@ class LRU(nn.Module):
     d = self.param("D", nn.initializers.normal(1.0), (h,), jnp.float32)
     c_reverse = self._readout_param("C_reverse") if self.bidirectional else None
     lam = jnp.exp(jax.lax.complex(-jnp.exp(nu_log), jnp.exp(theta_log)))
-    evaluate = self._convolve if self.mode == "conv" else self._scan
-    y = evaluate(lam, gamma[:, None] * b, c, c_reverse, u, lengths)  # B_bar: (N, H)
+    one_group = lambda x: None if x is None else x[None]
+    system = diagonal.Mimo(a_bar=one_group(lam), b_bar=one_group(gamma[:, None] * b),
+                           c=one_group(c), c_reverse=one_group(c_reverse))
+    y = diagonal.evaluate(system, u[..., None], impl=self.impl, chunk_size=self.chunk_size,
+                          lengths=lengths, layer="LRU")[..., 0]
     return (y + d * u).astype(u.dtype)
-
-  def _convolve(self, lam: Array, b_bar: Array, c: Array, c_reverse: Array | None, u: Array,
-                lengths: Array | None) -> Array:
-    """The scan's readouts as MIMO FFT convolutions -> (B, L, H)."""
-    def kernel(c_matrix: Array) -> Array:
-      return fft_conv.mimo_kernel(lam, b_bar, c_matrix, u.shape[1]).real
-
-    return common.lti_convolution(
-        u, kernel(c), reverse_kernel=None if c_reverse is None else kernel(c_reverse),
-        lengths=lengths, mimo=True)
-
-  def _scan(self, lam: Array, b_bar: Array, c: Array, c_reverse: Array | None, u: Array,
-            lengths: Array | None) -> Array:
-    """The readouts of the forward (and reverse) scan -> (B, L, H)."""
-    def coeffs(u_chunk: Array) -> tuple[Array, Array]:
-      return lam, jnp.einsum("bth,nh->btn", u_chunk, b_bar)
-
-    def readout_with(c_matrix: Array):
-      def readout(states: Array, _) -> Array:
-        return jnp.einsum("btn,hn->bth", states, c_matrix).real
-      return readout
-
-    y = common.run_recurrence(coeffs, readout_with(c), u)
-    if c_reverse is not None:
-      y = y + common.run_recurrence(
-          coeffs, readout_with(c_reverse), common.zero_beyond_lengths(u, lengths), reverse=True)
-    return y
 
   def init_state(self, batch_size: int, dtype: Any = jnp.float32) -> Array:
     """Zero states (B, N) for `step` on inputs of `dtype` (`ssm.recurrent`)."""

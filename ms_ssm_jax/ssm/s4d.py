@@ -16,13 +16,10 @@ for the real init), D ~ N(0, 1), Delta log-uniform in [dt_min, dt_max].
 Bidirectional (ours, as S4's reference does it): a second scan runs backwards over the valid
 length with the same A_bar, B_bar and its own readout `C_reverse`; the two readouts are added.
 
-Evaluation (`mode`): `scan` (default) runs the recurrence with `ms_ssm_jax.scan`, in chunks of
-`scan_chunk_size` steps when that is > 0 so only (B, T, H n) states exist at once. `conv`
-computes the same outputs as the reference does, as FFT convolutions with the per-channel
-kernels `k_l[h] = 2 Re(C[h] . (A_bar[h]^l * B_bar[h]))` (no `2 Re` for the real init), causal,
-plus an anti-causal one with `C_reverse` over the inputs zeroed beyond `lengths` when
-bidirectional: O(L log L) per channel and no states (`ms_ssm_jax.fft_conv`). Both modes have
-the same parameters.
+Evaluation (`impl`, `ssm.diagonal`): `scan`, `chunked` (T = `chunk_size` steps at a time),
+`conv` (FFT convolutions with the per-channel kernels `k_l[h] = 2 Re(C[h] . (A_bar[h]^l *
+B_bar[h]))`, no `2 Re` for the real init; anti-causal with `C_reverse` when bidirectional),
+`pallas` (the fused kernel; the real init only) or `auto`. All have the same parameters.
 Shapes: u (B, L, H) -> y (B, L, H), in the dtype of u.
 """
 
@@ -35,8 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ms_ssm_jax import fft_conv
 from ms_ssm_jax.ssm import common
+from ms_ssm_jax.ssm import diagonal
 from ms_ssm_jax.ssm import init as ssm_init
 from ms_ssm_jax.ssm import recurrent
 from ms_ssm_jax.ssm.discretize import discretize
@@ -55,9 +52,8 @@ class S4D(nn.Module):
     a_init: eigenvalue initialization, one of `S4D_INITS`.
     dt_min, dt_max: range of the log-uniform timescale init.
     bidirectional: add a reverse scan over the valid length with its own readout.
-    scan_chunk_size: 0 = one associative scan; T > 0 = chunked scan with T steps per chunk
-      (`mode="scan"` only).
-    mode: `scan` (recurrence) or `conv` (FFT convolution), one of `common.MODES`.
+    impl: how the recurrence runs, one of `diagonal.IMPLS` (`pallas` for the real init only).
+    chunk_size: T, steps per chunk of `impl="chunked"`.
   """
   d_model: int
   state_size: int = 64
@@ -65,12 +61,13 @@ class S4D(nn.Module):
   dt_min: float = 1e-3
   dt_max: float = 1e-1
   bidirectional: bool = False
-  scan_chunk_size: int = 0
-  mode: str = "scan"
+  impl: str = "scan"
+  chunk_size: int = diagonal.DEFAULT_CHUNK_SIZE
 
   def _check_config(self) -> None:
     common.check_choice("a_init", self.a_init, S4D_INITS)
-    common.check_mode(self.mode, self.scan_chunk_size)
+    diagonal.check_impl(self.impl, self.chunk_size, time_invariant=True,
+                        fusable=not self.is_complex, layer=self._name_for_errors)
     if self.is_complex and self.state_size % 2:
       raise ValueError(f"a_init={self.a_init!r} keeps conjugate pairs: state_size must be even, "
                        f"got {self.state_size}")
@@ -78,6 +75,10 @@ class S4D(nn.Module):
   @property
   def is_complex(self) -> bool:
     return self.a_init != "real"
+
+  @property
+  def _name_for_errors(self) -> str:
+    return f"S4D(a_init={self.a_init!r})"
 
   @property
   def num_modes(self) -> int:
@@ -134,47 +135,16 @@ class S4D(nn.Module):
     d = self.param("D", nn.initializers.normal(1.0), (h,), jnp.float32)
     c_reverse = self._readout_param("C_reverse") if self.bidirectional else None
 
-    a_bar, b_scale = discretize(a, jnp.exp(log_step)[:, None], "zoh")  # (H, n)
-    evaluate = self._convolve if self.mode == "conv" else self._scan
-    y = evaluate(a_bar, b_scale * b, c, c_reverse, u, lengths)
+    step = jnp.exp(log_step)[:, None]
+    a_bar, b_scale = discretize(a, step, "zoh")  # (H, n)
+    per_channel = lambda x: None if x is None else x[:, None]  # (H, G=1, n)
+    system = diagonal.Siso(
+        a_bar=per_channel(a_bar), b_bar=per_channel(b_scale * b), c=per_channel(c),
+        c_reverse=per_channel(c_reverse), readout_scale=2.0 if self.is_complex else 1.0,
+        log_a_bar=None if self.is_complex else per_channel(step * a))
+    y = diagonal.evaluate(system, u[..., None], impl=self.impl, chunk_size=self.chunk_size,
+                          lengths=lengths, layer=self._name_for_errors)[..., 0]
     return (y + d * u).astype(u.dtype)
-
-  def _real_output(self, y: Array) -> Array:
-    """The real output of a readout (or kernel): `2 Re(.)` for conjugate pairs."""
-    return 2.0 * y.real if self.is_complex else y
-
-  def _convolve(self, a_bar: Array, b_bar: Array, c: Array, c_reverse: Array | None, u: Array,
-                lengths: Array | None) -> Array:
-    """The scan's readouts as FFT convolutions: (H, n) coefficients -> (B, L, H)."""
-    def kernel(c_matrix: Array) -> Array:
-      return self._real_output(fft_conv.siso_kernel(a_bar, b_bar, c_matrix, u.shape[1]))
-
-    return common.lti_convolution(
-        u, kernel(c), reverse_kernel=None if c_reverse is None else kernel(c_reverse),
-        lengths=lengths, mimo=False)
-
-  def _scan(self, a_bar: Array, b_bar: Array, c: Array, c_reverse: Array | None, u: Array,
-            lengths: Array | None) -> Array:
-    """The readouts of the forward (and reverse) scan: (H, n) coefficients -> (B, L, H)."""
-    h, n = a_bar.shape
-    a_bar, b_bar = a_bar.reshape(h * n), b_bar.reshape(h * n)
-
-    def coeffs(u_chunk: Array) -> tuple[Array, Array]:
-      inputs = jnp.repeat(u_chunk, n, axis=-1)  # (B, T, H n), channel-major like b_bar
-      return a_bar, inputs * b_bar
-
-    def readout_with(c_matrix: Array):
-      def readout(states: Array, _) -> Array:
-        states = states.reshape(states.shape[:2] + (h, n))
-        return self._real_output(jnp.einsum("bthn,hn->bth", states, c_matrix))
-      return readout
-
-    y = common.run_recurrence(coeffs, readout_with(c), u, chunk_size=self.scan_chunk_size)
-    if c_reverse is not None:
-      y = y + common.run_recurrence(
-          coeffs, readout_with(c_reverse), common.zero_beyond_lengths(u, lengths),
-          chunk_size=self.scan_chunk_size, reverse=True)
-    return y
 
   def init_state(self, batch_size: int, dtype: Any = jnp.float32) -> Array:
     """Zero states (B, H, n) for `step` on inputs of `dtype` (`ssm.recurrent`)."""

@@ -19,15 +19,13 @@ then times V), `lecun_normal` (the whole (H, P, 2) array lecun-normal, then time
 
 Bidirectional: a second scan runs backwards over the valid length (inputs beyond `lengths`
 are zeroed first; the reference runs it over the padding) with the same Lambda_bar and B_bar.
-`concat` reads the two state sequences with separate matrices ([C, C_reverse] on the
-concatenated states, as the reference); `add` reads their sum with the one C.
+The two state sequences are read with separate matrices ([C, C_reverse] on the concatenated
+states, the reference's `concat` mode).
 
-Evaluation (`mode`): `scan` (default) runs the recurrence with `ms_ssm_jax.scan`; `conv`
-computes the same outputs as FFT convolutions with the MIMO kernel
-`K_l = 2 Re(C diag(Lambda_bar^l) B_bar)` (H, H) (`Re` without conj_sym): causal, plus an
-anti-causal one over the inputs zeroed beyond `lengths` when bidirectional (kernel from
-`C_reverse` for `concat`, from C for `add`). Its cost is O(L H^2) for the kernel and no states
-(`ms_ssm_jax.fft_conv`). Both modes have the same parameters.
+Evaluation (`impl`, `ssm.diagonal`): `scan`, `chunked` (T = `chunk_size` steps at a time),
+`conv` (FFT convolutions with the MIMO kernel `K_l = 2 Re(C diag(Lambda_bar^l) B_bar)` (H, H),
+`Re` without conj_sym: O(L H^2) for the kernel, no states) or `auto`. All have the same
+parameters.
 Shapes: u (B, L, H) -> y (B, L, H), in the dtype of u.
 """
 
@@ -40,8 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ms_ssm_jax import fft_conv
 from ms_ssm_jax.ssm import common
+from ms_ssm_jax.ssm import diagonal
 from ms_ssm_jax.ssm import init as ssm_init
 from ms_ssm_jax.ssm import recurrent
 from ms_ssm_jax.ssm.discretize import discretize
@@ -50,7 +48,6 @@ Array = jax.Array
 
 S5_C_INITS: tuple[str, ...] = ("trunc_standard_normal", "lecun_normal", "complex_normal")
 S5_DISCRETIZATIONS: tuple[str, ...] = ("zoh", "bilinear")
-BIDIRECTIONAL_MODES: tuple[str, ...] = ("concat", "add")
 # Largest real part of Lambda allowed under clip_eigs (the reference's value).
 CLIP_EIGS_MAX_REAL = -1e-4
 
@@ -77,8 +74,8 @@ class S5(nn.Module):
     clip_eigs: clamp Lambda_re <= -1e-4 in the forward pass (stability during training).
     step_rescale: multiplies every Delta (evaluation at another sampling rate).
     bidirectional: add a reverse scan over the valid length.
-    bidirectional_mode: how the reverse states are read, one of `BIDIRECTIONAL_MODES`.
-    mode: `scan` (recurrence) or `conv` (FFT convolution), one of `common.MODES`.
+    impl: how the recurrence runs, one of `diagonal.IMPLS` but `pallas` (complex states).
+    chunk_size: T, steps per chunk of `impl="chunked"`.
   """
   d_model: int
   state_size: int = 64
@@ -91,8 +88,8 @@ class S5(nn.Module):
   clip_eigs: bool = False
   step_rescale: float = 1.0
   bidirectional: bool = False
-  bidirectional_mode: str = "concat"
-  mode: str = "scan"
+  impl: str = "scan"
+  chunk_size: int = diagonal.DEFAULT_CHUNK_SIZE
 
   @property
   def num_modes(self) -> int:
@@ -128,8 +125,8 @@ class S5(nn.Module):
     """u (B, L, H), lengths (B,) or None -> y (B, L, H)."""
     common.check_choice("discretization", self.discretization, S5_DISCRETIZATIONS)
     common.check_choice("c_init", self.c_init, S5_C_INITS)
-    common.check_choice("bidirectional_mode", self.bidirectional_mode, BIDIRECTIONAL_MODES)
-    common.check_mode(self.mode)
+    diagonal.check_impl(self.impl, self.chunk_size, time_invariant=True, fusable=False,
+                        layer="S5")
     common.check_inputs(u, lengths, self.d_model)
     h, p = self.d_model, self.state_size
     lam0, v, v_inv = ssm_init.s5_init(p, self.blocks, self.conj_sym)
@@ -142,60 +139,20 @@ class S5(nn.Module):
     d = self.param("D", nn.initializers.normal(1.0), (h,), jnp.float32)
     log_step = self.param("log_step", lambda key: ssm_init.log_uniform(
         key, (self.num_modes, 1), self.dt_min, self.dt_max))
-    c_reverse = (self._c_param("C_reverse", v)
-                 if self.bidirectional and self.bidirectional_mode == "concat" else None)
+    c_reverse = self._c_param("C_reverse", v) if self.bidirectional else None
 
     if self.clip_eigs:
       lambda_re = jnp.minimum(lambda_re, CLIP_EIGS_MAX_REAL)
     step = self.step_rescale * jnp.exp(log_step[:, 0])
     lambda_bar, b_scale = discretize(
         jax.lax.complex(lambda_re, lambda_im), step, self.discretization)
-    evaluate = self._convolve if self.mode == "conv" else self._scan
-    y = evaluate(lambda_bar, b_scale[:, None] * b, c, c_reverse, u, lengths)  # B_bar: (P', H)
+    one_group = lambda x: None if x is None else x[None]
+    system = diagonal.Mimo(
+        a_bar=one_group(lambda_bar), b_bar=one_group(b_scale[:, None] * b), c=one_group(c),
+        c_reverse=one_group(c_reverse), readout_scale=2.0 if self.conj_sym else 1.0)
+    y = diagonal.evaluate(system, u[..., None], impl=self.impl, chunk_size=self.chunk_size,
+                          lengths=lengths, layer="S5")[..., 0]
     return (y + d * u).astype(u.dtype)
-
-  def _real_output(self, y: Array) -> Array:
-    """The real output of a readout (or kernel): `2 Re(.)` under conj_sym, else `Re(.)`."""
-    return 2.0 * y.real if self.conj_sym else y.real
-
-  def _convolve(self, lambda_bar: Array, b_bar: Array, c: Array, c_reverse: Array | None,
-                u: Array, lengths: Array | None) -> Array:
-    """The scan's readouts as MIMO FFT convolutions -> (B, L, H)."""
-    def kernel(c_matrix: Array) -> Array:
-      return self._real_output(fft_conv.mimo_kernel(lambda_bar, b_bar, c_matrix, u.shape[1]))
-
-    forward = kernel(c)
-    if not self.bidirectional:
-      reverse = None
-    elif self.bidirectional_mode == "add":
-      reverse = forward
-    else:
-      reverse = kernel(c_reverse)
-    return common.lti_convolution(u, forward, reverse_kernel=reverse, lengths=lengths, mimo=True)
-
-  def _scan(self, lambda_bar: Array, b_bar: Array, c: Array, c_reverse: Array | None, u: Array,
-            lengths: Array | None) -> Array:
-    """The readouts of the forward (and reverse) scan -> (B, L, H)."""
-    def coeffs(u_chunk: Array) -> tuple[Array, Array]:
-      return lambda_bar, jnp.einsum("bth,ph->btp", u_chunk, b_bar)
-
-    def readout_with(c_matrix: Array):
-      def readout(states: Array, _) -> Array:
-        return self._real_output(jnp.einsum("btp,hp->bth", states, c_matrix))
-      return readout
-
-    def identity(states: Array, _) -> Array:
-      return states
-
-    if not self.bidirectional:
-      return common.run_recurrence(coeffs, readout_with(c), u)
-    u_valid = common.zero_beyond_lengths(u, lengths)
-    if self.bidirectional_mode == "add":
-      forward = common.run_recurrence(coeffs, identity, u)
-      backward = common.run_recurrence(coeffs, identity, u_valid, reverse=True)
-      return readout_with(c)(forward + backward, None)
-    return common.run_recurrence(coeffs, readout_with(c), u) + common.run_recurrence(
-        coeffs, readout_with(c_reverse), u_valid, reverse=True)
 
   def init_state(self, batch_size: int, dtype: Any = jnp.float32) -> Array:
     """Zero states (B, P') for `step` on inputs of `dtype` (`ssm.recurrent`)."""

@@ -2,7 +2,7 @@
 
 Every channel h runs N real states whose step, input and readout depend on the token u_t:
 
-    [dt_low_t, B_t, C_t] = u_t W_x                  W_x: (H, R + 2N),  R = dt_rank
+    [dt_low_t, B_t, C_t] = u_t W_x                  W_x: (H, R + 2N),  R = ceil(H / 16)
     Delta_t = softplus(dt_low_t W_dt + dt_bias)     W_dt: (R, H),  Delta_t: (H,)
     A = -exp(A_log)                                 (H, N)
     x_t[h] = exp(Delta_t[h] A[h]) * x_{t-1}[h] + Delta_t[h] B_t u_t[h]     x: (B, L, H, N)
@@ -10,13 +10,12 @@ Every channel h runs N real states whose step, input and readout depend on the t
 
 (exact decay, Euler input term: `discretize(..., "euler_b")`). Init as the reference: A_n =
 -(n+1) on every channel; W_dt uniform in +-R^-1/2; dt_bias such that softplus(dt_bias) is
-log-uniform in [dt_min, dt_max], floored at dt_init_floor; D = 1; W_x lecun-normal.
+log-uniform in [dt_min, dt_max], floored at 1e-4; D = 1; W_x lecun-normal.
 
 The Mamba block around it (in_proj, causal conv, gating, out_proj) belongs to the model.
-The scan runs in chunks of `scan_chunk_size` steps when that is > 0, so that only (B, T, H N)
-decays and states exist at once; `scan_impl="pallas"` runs the fused kernel of
-`ms_ssm_jax.pallas_scan` instead, which stores no per-step states at all. The layer is causal;
-`lengths` is accepted and ignored.
+Evaluation (`impl`, `ssm.diagonal`): `scan`, `chunked` (only (B, T, H N) decays and states
+exist at once), `pallas` (the fused kernel, which stores no per-step states at all) or `auto`.
+The layer is causal; `lengths` is accepted and ignored.
 Shapes: u (B, L, H) -> y (B, L, H), in the dtype of u.
 """
 
@@ -29,14 +28,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ms_ssm_jax import pallas_scan
-from ms_ssm_jax import scan
 from ms_ssm_jax.ssm import common
+from ms_ssm_jax.ssm import diagonal
 from ms_ssm_jax.ssm import init as ssm_init
 from ms_ssm_jax.ssm import recurrent
-from ms_ssm_jax.ssm.discretize import discretize
 
 Array = jax.Array
+
+# The smallest initial Delta (Mamba's reference init).
+DT_INIT_FLOOR = 1e-4
 
 
 def inverse_softplus(x: Array) -> Array:
@@ -59,26 +59,21 @@ class S6(nn.Module):
   Attributes:
     d_model: H, the number of channels.
     state_size: N, real states per channel.
-    dt_rank: R, rank of the Delta projection; None means ceil(H / 16).
     dt_min, dt_max: range of the log-uniform init of softplus(dt_bias).
-    dt_init_floor: smallest initial Delta.
-    scan_chunk_size: 0 = one associative scan; T > 0 = chunked scan with T steps per chunk
-      (`scan_impl="associative"`).
-    scan_impl: `associative`, `pallas` (fused kernel) or `auto` (pallas on GPU/TPU), as in
-      `ms_ssm_jax.scan.IMPLS`.
+    impl: how the recurrence runs, one of `diagonal.IMPLS` but `conv` (selective).
+    chunk_size: T, steps per chunk of `impl="chunked"`.
   """
   d_model: int
   state_size: int = 16
-  dt_rank: int | None = None
   dt_min: float = 1e-3
   dt_max: float = 1e-1
-  dt_init_floor: float = 1e-4
-  scan_chunk_size: int = 0
-  scan_impl: str = "associative"
+  impl: str = "scan"
+  chunk_size: int = diagonal.DEFAULT_CHUNK_SIZE
 
   @property
   def rank(self) -> int:
-    return math.ceil(self.d_model / 16) if self.dt_rank is None else self.dt_rank
+    """R, the rank of the Delta projection: Mamba's ceil(H / 16)."""
+    return math.ceil(self.d_model / 16)
 
   def state_counts(self) -> common.StateCounts:
     return common.StateCounts(
@@ -88,14 +83,14 @@ class S6(nn.Module):
 
   def _dt_bias_init(self, key: Array) -> Array:
     log_dt = ssm_init.log_uniform(key, (self.d_model,), self.dt_min, self.dt_max)
-    return inverse_softplus(jnp.maximum(jnp.exp(log_dt), self.dt_init_floor))
+    return inverse_softplus(jnp.maximum(jnp.exp(log_dt), DT_INIT_FLOOR))
 
   @nn.compact
   def __call__(self, u: Array, lengths: Array | None = None) -> Array:
     """u (B, L, H), lengths (B,) or None (ignored: the layer is causal) -> y (B, L, H)."""
+    diagonal.check_impl(self.impl, self.chunk_size, time_invariant=False, fusable=True,
+                        layer="S6")
     common.check_inputs(u, lengths, self.d_model)
-    if self.rank < 1:
-      raise ValueError(f"dt_rank must be >= 1 (or None for ceil(H/16)); got {self.dt_rank}")
     h, n, r = self.d_model, self.state_size, self.rank
     a_log = self.param("A_log", lambda _: jnp.log(jnp.broadcast_to(
         -ssm_init.s4d_real_eigenvalues(n), (h, n))).astype(jnp.float32))
@@ -105,24 +100,11 @@ class S6(nn.Module):
     dt_bias = self.param("dt_bias", self._dt_bias_init)
     delta = jax.nn.softplus(dt_proj(dt_low) + dt_bias)  # (B, L, H)
     d = self.param("D", nn.initializers.ones, (h,), jnp.float32)
-    a = -jnp.exp(a_log)
-
-    def coeffs(xs: dict[str, Array]) -> tuple[Array, Array]:
-      a_bar, b_scale = discretize(a, xs["delta"][..., None], "euler_b")  # (B, T, H, N)
-      b_bar = b_scale * xs["b"][:, :, None, :] * xs["u"][..., None]
-      return a_bar.reshape(a_bar.shape[:2] + (h * n,)), b_bar.reshape(b_bar.shape[:2] + (h * n,))
-
-    def readout(states: Array, xs: dict[str, Array]) -> Array:
-      states = states.reshape(states.shape[:2] + (h, n))
-      return jnp.einsum("bthn,btn->bth", states, xs["c"])
-
-    if scan.resolve_impl(self.scan_impl, layer="S6") == "pallas":
-      as_one_group = lambda x: x[:, :, None, :]
-      y = pallas_scan.selective_scan(as_one_group(u), as_one_group(delta), a[None],
-                                     b=as_one_group(b_t), c=as_one_group(c_t))[:, :, 0]
-      return (y + d * u).astype(u.dtype)
-    xs = {"u": u, "delta": delta, "b": b_t, "c": c_t}
-    y = common.run_recurrence(coeffs, readout, xs, chunk_size=self.scan_chunk_size)
+    one_group = lambda x: jnp.expand_dims(x, -2)
+    system = diagonal.Selective(a=one_group(-jnp.exp(a_log)), step=delta[..., None],
+                                b=one_group(b_t), c=one_group(c_t))
+    y = diagonal.evaluate(system, u[..., None], impl=self.impl, chunk_size=self.chunk_size,
+                          layer="S6")[..., 0]
     return (y + d * u).astype(u.dtype)
 
   def init_state(self, batch_size: int, dtype: Any = jnp.float32) -> Array:

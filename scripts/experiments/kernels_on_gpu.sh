@@ -24,7 +24,7 @@ case $round in
   1) tests=(150 -q)
      kernels=(300)
      train=(100 --configs configs/listops.py:ms_ssm,configs/listops.py:ms_ssm_s6
-            --set model.layer_config.mode=scan --set model.layer_config.scan_impl=pallas
+            --set model.layer_config.impl=pallas
             --set train.remat=True) ;;
   2) tests=(200 -v)
      kernels=(120 --only pallas

@@ -25,7 +25,7 @@ small="--config.train.num_epochs=4 --config.model.num_layers=8 --config.model.la
 bi="--config.model.layer_config.bidirectional=True"
 pc="--config.model.layer_config.mixer=linear_input"
 s5block="--config.model.block=s5 --config.model.prenorm=True --config.model.activation=half_glu2 --config.model.batchnorm_momentum=0.95 --config.model.dropout=0.0 --config.optimizer.weight_decay=0.04"
-s5streams="--config.model.layer_config.backbone=s5 --config.model.layer_config.s5_blocks=8 --config.model.layer_config.mode=scan"
+s5streams="--config.model.layer_config.backbone=s5 --config.model.layer_config.s5_blocks=8 --config.model.layer_config.impl=scan"
 paper="--config.model.layer_config.bidirectional=False --config.model.block=multires --config.model.prenorm=False --config.model.activation=glu --config.model.batchnorm_momentum=0.9 --config.model.dropout=0.1 --config.optimizer.weight_decay=0.03 --config.model.layer_config.mixer=linear_input --config.train.num_epochs=1 --config.optimizer.warmup_epochs=0 --config.optimizer.warmup_steps=100 --config.train.eval_every=960 --config.train.checkpoint_every=960 --config.train.log_every=50"
 declare -A LANE=(
   [s5]="--config configs/listops.py:s5 --config.train.num_epochs=4 --config.train.log_every=240"

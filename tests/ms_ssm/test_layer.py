@@ -68,13 +68,6 @@ def numpy_stream_coefficients(p, backbone, bands, u):
     return (np.broadcast_to(a_bar, (length,) + a.shape), bands[..., None] * b_bar,
             lambda x, c=p["C"]: (x * c).sum(-1),
             lambda x, c=p.get("C_reverse"): (x * c).sum(-1))
-  if backbone == "s4d_lin":
-    a = -np.exp(p["A_re_log"]) + 1j * p["A_im"]
-    a_bar = np.exp(np.exp(p["log_step"])[..., None] * a)
-    b_bar = (a_bar - 1) / a * (p["B"][..., 0] + 1j * p["B"][..., 1])
-    c = p["C"][..., 0] + 1j * p["C"][..., 1]
-    return (np.broadcast_to(a_bar, (length,) + a.shape), bands[..., None] * b_bar,
-            lambda x: 2 * (x * c).sum(-1).real, None)
   if backbone == "s6":
     a = -np.exp(p["A_log"])  # (H, S', N)
     rank, n = p["dt_proj"].shape[1], a.shape[-1]
@@ -85,19 +78,13 @@ def numpy_stream_coefficients(p, backbone, bands, u):
     a_bar = np.exp(step[..., None] * a)
     b = step[..., None] * b_t[:, None] * bands[..., None]
     return a_bar, b, (lambda x, t: (x * c_t[t]).sum(-1)), (lambda x, t: (x * c_rev_t[t]).sum(-1))
-  if backbone == "s5":
-    lam = p["Lambda_re"] + 1j * p["Lambda_im"]  # (S', n)
-    a_bar = np.exp(np.exp(p["log_step"]) * lam)
-    b_bar = ((a_bar - 1) / lam)[..., None] * (p["B"][..., 0] + 1j * p["B"][..., 1])  # (S', n, H)
-    c = p["C"][..., 0] + 1j * p["C"][..., 1]  # (S', H, n)
-    b = np.einsum("lhj,jnh->ljn", bands, b_bar)
-    return (np.broadcast_to(a_bar, (length,) + lam.shape), b,
-            lambda x: 2 * np.einsum("jn,jhn->hj", x, c).real, None)
-  lam = np.exp(-np.exp(p["nu_log"]) + 1j * np.exp(p["theta_log"]))  # lru
-  b_mat = (p["B_re"] + 1j * p["B_im"]) * np.exp(p["gamma_log"])[..., None]
-  c = p["C"][..., 0] + 1j * p["C"][..., 1]
-  return (np.broadcast_to(lam, (length,) + lam.shape), np.einsum("lhj,jnh->ljn", bands, b_mat),
-          lambda x: np.einsum("jn,jhn->hj", x, c).real, None)
+  lam = p["Lambda_re"] + 1j * p["Lambda_im"]  # s5, (S', n)
+  a_bar = np.exp(np.exp(p["log_step"]) * lam)
+  b_bar = ((a_bar - 1) / lam)[..., None] * (p["B"][..., 0] + 1j * p["B"][..., 1])  # (S', n, H)
+  c = p["C"][..., 0] + 1j * p["C"][..., 1]  # (S', H, n)
+  b = np.einsum("lhj,jnh->ljn", bands, b_bar)
+  return (np.broadcast_to(a_bar, (length,) + lam.shape), b,
+          lambda x: 2 * np.einsum("jn,jhn->hj", x, c).real, None)
 
 
 def numpy_layer(params, u, *, backbone="s4d_real", bidirectional=False, num_levels=3):
@@ -130,9 +117,7 @@ def numpy_layer(params, u, *, backbone="s4d_real", bidirectional=False, num_leve
     ("s4d_real", True), ("s6", False),
     pytest.param("s4d_real", False, marks=pytest.mark.slow),
     pytest.param("s6", True, marks=pytest.mark.slow),
-    pytest.param("s4d_lin", False, marks=pytest.mark.slow),
-    pytest.param("s5", False, marks=pytest.mark.slow),
-    pytest.param("lru", False, marks=pytest.mark.slow)])
+    pytest.param("s5", False, marks=pytest.mark.slow)])
 def test_matches_float64_loop(x64, backbone, bidirectional):
   """Three sequences; bidirectional ones padded with garbage beyond their lengths."""
   _, params = init_layer(backbone=backbone, bidirectional=bidirectional)
@@ -189,9 +174,7 @@ def _stream_decays(backbone, params):
     rates = np.exp(p["A_re_log" if backbone == "s4d_real" else "A_log"])  # (H, S', N)
     step = np.exp(p["log_step"]) if backbone == "s4d_real" else softplus(p["dt_bias"])
     return np.moveaxis(np.exp(-step[..., None] * rates), 1, 0)  # (S', H, N)
-  if backbone == "s5":
-    return np.exp(p["Lambda_re"] * np.exp(p["log_step"]))  # (S', N/2)
-  return np.exp(-np.exp(p["nu_log"]))  # lru, (S', N)
+  return np.exp(p["Lambda_re"] * np.exp(p["log_step"]))  # s5, (S', N/2)
 
 
 def _assert_ordered_by_rank(decays, ranks):
@@ -205,12 +188,12 @@ def _assert_ordered_by_rank(decays, ranks):
 
 @pytest.mark.parametrize("backbone", [
     "s4d_real", pytest.param("s6", marks=pytest.mark.slow),
-    pytest.param("s5", marks=pytest.mark.slow), pytest.param("lru", marks=pytest.mark.slow)])
+    pytest.param("s5", marks=pytest.mark.slow)])
 def test_stratified_init_orders_the_streams(backbone):
   layer, params = init_layer(backbone=backbone, bidirectional=backbone == "s4d_real")
   # Band order a^3, d^3, d^2, d^1, x; rank 0 is the slowest (|lambda_bar| nearest 1).
-  assert layer.stream_ranks() == (0, 1, 2, 3, 4)
-  _assert_ordered_by_rank(_stream_decays(backbone, params), layer.stream_ranks())
+  assert tuple(range(layer.num_streams)) == (0, 1, 2, 3, 4)
+  _assert_ordered_by_rank(_stream_decays(backbone, params), tuple(range(layer.num_streams)))
   if backbone in ("s4d_real", "s6"):
     rates = np.exp(np.asarray(params["streams"]["A_re_log" if backbone == "s4d_real"
                                                  else "A_log"]))
@@ -223,7 +206,7 @@ def test_stratified_init_orders_the_streams(backbone):
 
 
 def test_the_inits_order_the_streams_by_rank():
-  ranks = make_layer().stream_ranks()
+  ranks = tuple(range(make_layer().num_streams))
   assert ranks == (0, 1, 2, 3, 4)
   key = jax.random.key(0)
   rates = np.asarray(streams_lib.decay_rates(ranks, N, "stratified_a", H))
@@ -231,10 +214,6 @@ def test_the_inits_order_the_streams_by_rank():
   _assert_ordered_by_rank(np.moveaxis(np.exp(-0.01 * rates), 1, 0), ranks)
   steps = np.exp(np.asarray(streams_lib.s5_log_steps(key, ranks, N, "stratified_a", 1e-3, 1e-1)))
   _assert_ordered_by_rank(np.exp(-0.5 * steps), ranks)
-  nu_log, _ = streams_lib.lru_rings(key, ranks, N, "stratified_a")
-  radii = np.exp(-np.exp(np.asarray(nu_log)))
-  _assert_ordered_by_rank(radii, ranks)
-  assert np.all(radii >= streams_lib.LRU_R_MIN) and np.all(radii <= streams_lib.LRU_R_MAX)
   shared = np.asarray(streams_lib.decay_rates(ranks, N, "shared", H))
   np.testing.assert_allclose(shared, np.broadcast_to(np.arange(1, N + 1), shared.shape))
 
@@ -260,7 +239,7 @@ def _count_scan_calls(monkeypatch, layer, chunk=False):
 
 
 @pytest.mark.parametrize("backbone,states", [("s4d_real", H * 5 * N), ("s6", H * 5 * N),
-                                             ("s5", 5 * N // 2), ("lru", 5 * N)])
+                                             ("s5", 5 * N // 2)])
 def test_all_streams_run_in_one_scan(monkeypatch, backbone, states):
   layer = MSSSMLayer(d_model=H, state_per_stream=N, backbone=backbone)
   assert _count_scan_calls(monkeypatch, layer) == [(B, L, states)]
@@ -270,14 +249,14 @@ def test_all_streams_run_in_one_scan(monkeypatch, backbone, states):
 
 
 def test_chunked_runs_one_chunked_scan(monkeypatch):
-  layer = MSSSMLayer(d_model=H, state_per_stream=N, scan_chunk_size=6)
+  layer = MSSSMLayer(d_model=H, state_per_stream=N, impl="chunked", chunk_size=6)
   assert _count_scan_calls(monkeypatch, layer, chunk=True) == [6]
 
 
 @pytest.mark.parametrize("backbone", ["s6", pytest.param("s4d_real", marks=pytest.mark.slow)])
 def test_chunked_equals_full_scan_and_gradients_reach_every_parameter(backbone):
   layer, params = init_layer(backbone=backbone, bidirectional=True)
-  chunked = layer.clone(scan_chunk_size=6)  # L = 20 is not a multiple of 6
+  chunked = layer.clone(impl="chunked", chunk_size=6)  # L = 20 is not a multiple of 6
   u, lengths = make_inputs(), jnp.asarray(LENGTHS)
 
   def loss(module, params):
@@ -304,7 +283,7 @@ def _assert_finite_and_nonzero(grads):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backbone", ["s4d_lin", "s5", "lru"])
+@pytest.mark.parametrize("backbone", ["s5"])
 def test_gradients_finite_and_nonzero_for_every_parameter(backbone):
   layer, params = init_layer(backbone=backbone, bidirectional=True)
   u, lengths = make_inputs(), jnp.asarray(LENGTHS)
@@ -316,7 +295,7 @@ def test_gradients_finite_and_nonzero_for_every_parameter(backbone):
 
 def test_gradients_match_finite_differences(x64):
   layer, params = init_layer(backbone="s6", bidirectional=True)
-  chunked = layer.clone(scan_chunk_size=7)
+  chunked = layer.clone(impl="chunked", chunk_size=7)
   u, lengths = make_inputs(dtype=jnp.float64), jnp.asarray(LENGTHS)
   apply = jax.jit(lambda p: chunked.apply({"params": p}, u, lengths))
   check_grads(apply, (to_float64(params),), order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
@@ -350,30 +329,27 @@ def test_bf16_activations_with_float32_params():
 
 def test_state_sizes_and_counts():
   per_stream = MSSSMLayer(d_model=H, state_per_stream=8)
-  total = MSSSMLayer(d_model=H, total_state=40)
-  assert per_stream.stream_state_size == total.stream_state_size == 8
+  assert per_stream.stream_state_size == 8
   counts = per_stream.state_counts()
   assert (counts.per_channel, counts.total, counts.carried_floats) == (40, 40 * H, 40 * H)
-  lru = MSSSMLayer(d_model=H, state_per_stream=8, backbone="lru", bidirectional=True,
-                   streams="details+approx")
-  counts = lru.state_counts()
-  assert (counts.per_channel, counts.total, counts.carried_floats) == (32, 32, 128)
+  s5 = MSSSMLayer(d_model=H, state_per_stream=8, backbone="s5", bidirectional=True)
+  counts = s5.state_counts()
+  assert (counts.per_channel, counts.total, counts.carried_floats) == (40, 40, 80)
 
 
 @pytest.mark.parametrize("fields,message", [
-    (dict(), "set exactly one of state_per_stream"),
-    (dict(state_per_stream=4, total_state=20), "set exactly one of state_per_stream"),
-    (dict(total_state=21), "positive multiple of the 5 streams"),
+    (dict(), "backbone='s4d_real' needs state_per_stream"),
+    (dict(state_per_stream=0), "needs state_per_stream \\(N per stream\\) >= 1; got 0"),
     (dict(state_per_stream=4, kernel_size=1), "kernel_size must be >= 2"),
     (dict(state_per_stream=4, backbone="mamba"), "backbone='mamba' is not supported"),
     (dict(state_per_stream=4, mixer="attention"), "unknown mixer"),
-    (dict(state_per_stream=4, streams="details"), "unknown streams"),
     (dict(state_per_stream=4, scale_init="hippo"), "scale_init='hippo'"),
     (dict(state_per_stream=3, backbone="s5"), "must be even"),
     (dict(state_per_stream=4, scale_init="random_uniform_in_block"), "scale_init="),
     (dict(state_per_stream=4, band_activation="gelu"), "band_activation='gelu'"),
-    (dict(state_per_stream=4, scan_chunk_size=-1), "scan_chunk_size must be >= 0"),
-    (dict(state_per_stream=4, num_levels=0, streams="approx_only"), "num_levels=0"),
+    (dict(state_per_stream=4, impl="chunked", chunk_size=0), "chunk_size must be >= 1"),
+    (dict(state_per_stream=4, backbone="lru"), "backbone='lru' is not supported"),
+    (dict(state_per_stream=4, num_levels=-1), "num_levels must be >= 0"),
 ])
 def test_config_errors(fields, message):
   with pytest.raises(ValueError, match=message):
@@ -446,7 +422,7 @@ def test_no_ssm_mixes_the_bands_themselves(x64, bidirectional):
 
 @pytest.mark.parametrize("fields,message", [
     (dict(state_per_stream=4), "backbone='none' has no stream states"),
-    (dict(mode="conv"), "backbone='none' runs no SSM"),
+    (dict(impl="conv"), "backbone='none' runs no SSM"),
 ])
 def test_no_ssm_config_errors(fields, message):
   with pytest.raises(ValueError, match=message):

@@ -57,7 +57,7 @@ def s4d(p, u, lengths=None, *, bidirectional=False):
 
 
 def s5(p, u, lengths=None, *, conj_sym=True, discretization="zoh", clip_eigs=False,
-       step_rescale=1.0, bidirectional=False, bidirectional_mode="concat"):
+       step_rescale=1.0, bidirectional=False):
   """S5: one MIMO diagonal SSM, ZOH or bilinear, `2 Re(C x)` under conj_sym."""
   lam_re = np.minimum(p["Lambda_re"], -1e-4) if clip_eigs else p["Lambda_re"]
   lam = lam_re + 1j * p["Lambda_im"]
@@ -78,10 +78,7 @@ def s5(p, u, lengths=None, *, conj_sym=True, discretization="zoh", clip_eigs=Fal
       y[i] = scale * np.real(forward @ c.T)
       continue
     backward = _loop(lam_bar, drive, stop, reverse=True)
-    if bidirectional_mode == "add":
-      y[i] = scale * np.real((forward + backward) @ c.T)
-    else:
-      y[i] = scale * np.real(forward @ c.T + backward @ _complex(p["C_reverse"]).T)
+    y[i] = scale * np.real(forward @ c.T + backward @ _complex(p["C_reverse"]).T)
   return y + p["D"] * u
 
 

@@ -167,5 +167,5 @@ def test_discrete_eigenvalues_inside_the_unit_circle_at_init():
   assert np.all((step >= 1e-3 * (1 - 1e-5)) & (step <= 1e-1 * (1 + 1e-5)))
   assert np.all(np.exp(-np.exp(p["A_log"]) * step[:, None]) < 1)
   assert p["dt_proj"]["kernel"].shape == (2, 32)  # rank ceil(32 / 16)
-  floored = _init(S6(4, state_size=2, dt_min=1e-6, dt_max=1e-5, dt_init_floor=1e-4))
+  floored = _init(S6(4, state_size=2, dt_min=1e-6, dt_max=1e-5))
   np.testing.assert_allclose(jax.nn.softplus(floored["dt_bias"]), 1e-4, rtol=1e-4)

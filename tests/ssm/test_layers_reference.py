@@ -37,11 +37,11 @@ CASES = {
     "s5_bidirectional_concat": (S5(WIDTH, state_size=4, bidirectional=True,
                                    c_init="lecun_normal"),
                                 functools.partial(references.s5, bidirectional=True)),
-    "s5_bilinear_no_conj_sym_bidirectional_add": (
+    "s5_bilinear_no_conj_sym_bidirectional": (
         S5(WIDTH, state_size=4, conj_sym=False, discretization="bilinear",
-           c_init="complex_normal", bidirectional=True, bidirectional_mode="add"),
+           c_init="complex_normal", bidirectional=True),
         functools.partial(references.s5, conj_sym=False, discretization="bilinear",
-                          bidirectional=True, bidirectional_mode="add")),
+                          bidirectional=True)),
     "lru_ring": (LRU(WIDTH, state_size=3, r_min=0.5, r_max=0.95, max_phase=1.0), references.lru),
     "lru_recomputed_gamma_bidirectional": (
         LRU(WIDTH, state_size=3, train_gamma=False, bidirectional=True),
@@ -185,7 +185,7 @@ def test_padding_does_not_reach_valid_outputs(name, x64):
 @pytest.mark.parametrize("name", ["s4d_inv_bidirectional", "s6"])
 def test_chunked_scan_equals_full_scan(name, x64):
   layer, _ = CASES[name]
-  chunked = layer.clone(scan_chunk_size=4)  # 9 steps: two full chunks and a partial one
+  chunked = layer.clone(impl="chunked", chunk_size=4)  # 9 steps: two full chunks and a partial one
   params, u = _float64_params(name), _inputs(seed=2, dtype=np.float64)
   weights = _inputs(seed=5)
 
@@ -238,7 +238,7 @@ def test_bad_inputs_raise():
     S4D(WIDTH, a_init="legs").init(jax.random.key(0), jnp.zeros((1, 2, WIDTH)))
   with pytest.raises(ValueError, match="state_size must be even"):
     S4D(WIDTH, state_size=3).init(jax.random.key(0), jnp.zeros((1, 2, WIDTH)))
-  with pytest.raises(ValueError, match="bidirectional_mode='sum'.*concat, add"):
-    S5(WIDTH, bidirectional_mode="sum").init(jax.random.key(0), jnp.zeros((1, 2, WIDTH)))
-  with pytest.raises(ValueError, match="scan_chunk_size must be >= 0"):
-    S6(WIDTH, scan_chunk_size=-1).init(jax.random.key(0), jnp.zeros((1, 2, WIDTH)))
+  with pytest.raises(ValueError, match="c_init='orthogonal'.*trunc_standard_normal"):
+    S5(WIDTH, c_init="orthogonal").init(jax.random.key(0), jnp.zeros((1, 2, WIDTH)))
+  with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+    S6(WIDTH, impl="chunked", chunk_size=0).init(jax.random.key(0), jnp.zeros((1, 2, WIDTH)))
