@@ -1,0 +1,474 @@
+"""The causal MS-SSM layer in one Pallas kernel: bands, streams, mixer and skip on chip.
+
+Karami et al., MS-SSM (COLM 2025, arXiv 2512.23824), sec. 3, per channel h and stream j < G:
+
+    v^j_t = sum_{m < R_j} f_j[m] u_{t-m}                     band (composed wavelet filter)
+    x^j_t = exp(delta^j_t a^j) x^j_{t-1} + delta^j_t v^j_t b^j_t b_ch^j       (N real states)
+    y^j_t = sum_n c^j_t[n] c_ch^j[n] x^j_t[n]
+    z_t   = sum_j (w_j u_t + b_j) y^j_t + D u_t                 per-channel mixer and skip
+
+`f_j` are the composed filters of `decomposition.stream_filters` (the raw stream a unit
+impulse), `delta^j_t`, `b^j_t`, `c^j_t` the selective streams' steps and projections (None:
+steps of 1 with `a = Delta A`, and factors 1: the s4d_real streams), `w` None for the static
+and `none` mixers. The step math is `pallas_scan`'s (the same recurrence for one stream).
+
+Forward: one program per (batch element, channel block) walks the sequence in chunks of T
+steps; a chunk loads `T + R - 1` input rows (a halo of `R - 1 = (K-1)(2^S - 1)` earlier steps),
+computes every stream's band from them, advances the G streams' states and writes the mixed
+output. Only `z` `(B, L, H)` and the state entering each chunk `(B, L / T, G, H, N)` reach
+memory: no bands, no stream outputs.
+
+Backward (`jax.custom_vjp`): one program per (batch element, stream, channel block) walks the
+chunks in reverse, recomputes the chunk's band and states from the saved entry state, and
+runs the adjoint of `pallas_scan`, with the mixer's cotangent `dz (w_j u + b_j)` as the
+stream's output cotangent. The band's transpose, `du_{t-m} += f_j[m] dv_t`, reaches up to
+`R - 1` steps into earlier chunks: those rows are carried to the next (earlier) chunk. The
+programs write per-stream partial sums of `du` `(B, G, L, H)` (XLA adds the G streams and
+`D dz`), the per-step `ddelta`, `db_t`, `dc_t` as `pallas_scan` does, and per-batch-element
+sums of the filter, mixer and state-coefficient gradients.
+
+Causal layers only (the bidirectional layer's centered bands and reverse scan are not here).
+Like `pallas_scan`, written with generic Pallas ops: compiled by Triton on GPUs, interpreted on
+the CPU (`interpret=True`, the tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+
+from ms_ssm_jax import pallas_scan as ps
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class FusedOptions:
+  """Static choices of the kernels.
+
+  Attributes:
+    chunk: T, steps unrolled per chunk.
+    block_channels: H_blk, channels per program (a power of 2 dividing the padded H).
+    taps: R_j, the taps of each stream's filter (the forward skips the zero padding to R).
+    num_warps: Triton warps per program (GPU only).
+    has_delta, has_b, has_c: whether steps and time-varying projections are given.
+    has_input_weight: whether the mixer has input-dependent weights `w`.
+    interpret: run the kernels in the Pallas interpreter (CPU tests).
+  """
+  chunk: int
+  block_channels: int
+  taps: tuple[int, ...]
+  num_warps: int
+  has_delta: bool
+  has_b: bool
+  has_c: bool
+  has_input_weight: bool
+  interpret: bool
+
+  @property
+  def halo(self) -> int:
+    """Earlier input rows a chunk reads: R - 1 for the longest filter."""
+    return max(self.taps) - 1
+
+
+def default_block(num_channels: int) -> tuple[int, int]:
+  """`(chunk, block_channels)`: T = 8 and up to 32 channels per program (not yet tuned on a
+  GPU; `pallas_scan`'s measured best for one stream at N = 16 is T = 8, 32 channels)."""
+  return 8, min(ps.next_power_of_2(num_channels), 32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Kernels. Refs of one forward program (batch element, channel block):
+#   u (halo + Lp, Hb); filters (G, R, Hb); delta (G, Lp, Hb); a, b_ch, c_ch (G, Hb, Np);
+#   b, c (G, Lp, Np); mixer w, b (G, Hb); skip (Hb,); z (Lp, Hb); entry states (C, G, Hb, Np).
+# A backward program (batch element, stream, channel block) sees the same refs of its stream,
+# without the G axis.
+
+
+def _band(window: list[Array], taps: list[Array], s: int, halo: int) -> Array:
+  """Step s of a chunk's band, `sum_m taps[m] u_{t0+s-m}` `(Hb,)`; `window[r]` is
+  `u_{t0-halo+r}`."""
+  out = taps[0] * window[halo + s]
+  for m in range(1, len(taps)):
+    out = out + taps[m] * window[halo + s - m]
+  return out
+
+
+def _split_refs(refs, options: FusedOptions):
+  """The input refs by name (None where not given), and the rest."""
+  refs = list(refs)
+  names = ["u", "filters"] + (["delta"] if options.has_delta else []) + ["a", "b_ch", "c_ch"]
+  names += (["b"] if options.has_b else []) + (["c"] if options.has_c else [])
+  names += (["mix_w"] if options.has_input_weight else []) + ["mix_b", "skip"]
+  named = {name: refs.pop(0) for name in names}
+  return {name: named.get(name) for name in _INPUT_NAMES}, refs
+
+
+_INPUT_NAMES = ("u", "filters", "delta", "a", "b_ch", "c_ch", "b", "c", "mix_w", "mix_b", "skip")
+
+
+def _coefficients(a: Array, b_ch: Array, c_ch: Array, has_delta: bool) -> ps.Coefficients:
+  return ps.Coefficients(a, b_ch, c_ch, None if has_delta else jnp.exp(a))
+
+
+def _forward_kernel(*refs, options: FusedOptions):
+  ins, (z_ref, entry_ref) = _split_refs(refs, options)
+  chunk, halo = options.chunk, options.halo
+  shape = ins["a"].shape[1:]
+  maybe = lambda name, j, t: None if ins[name] is None else ins[name][j, t]
+
+  def chunk_body(index, states):
+    t0 = index * chunk
+    for j, x in enumerate(states):
+      entry_ref[index, j] = x  # the backward recomputes the chunk's states from it
+    window = [ins["u"][t0 + r] for r in range(chunk + halo)]
+    inputs = window[halo:]
+    skip = ins["skip"][...]
+    z = [skip * u_t for u_t in inputs]
+    new_states = []
+    for j, x in enumerate(states):
+      coef = _coefficients(ins["a"][j], ins["b_ch"][j], ins["c_ch"][j], options.has_delta)
+      taps = [ins["filters"][j, m] for m in range(options.taps[j])]
+      steps = [ps.StepInputs(_band(window, taps, s, halo), maybe("delta", j, t0 + s),
+                             maybe("b", j, t0 + s), maybe("c", j, t0 + s), None)
+               for s in range(chunk)]
+      mix_b = ins["mix_b"][j]
+      mix_w = None if ins["mix_w"] is None else ins["mix_w"][j]
+      for s, step in enumerate(steps):
+        x = ps.next_state(x, step, coef)
+        y = jnp.sum(x * coef.c_ch * ps.factor(step.c, shape), axis=1)
+        weight = mix_b if mix_w is None else mix_b + mix_w * inputs[s]
+        z[s] = z[s] + weight * y
+      new_states.append(x)
+    for s in range(chunk):
+      z_ref[t0 + s] = z[s]
+    return tuple(new_states)
+
+  zeros = jnp.zeros(shape, jnp.float32)
+  jax.lax.fori_loop(0, entry_ref.shape[0], chunk_body, (zeros,) * len(options.taps))
+
+
+def _backward_kernel(*refs, options: FusedOptions):
+  ins, rest = _split_refs(refs, options)
+  entry_ref, dz_ref, du_ref, *rest = rest
+  ddelta_ref = rest.pop(0) if options.has_delta else None
+  da_ref, db_ch_ref, dc_ch_ref, *rest = rest
+  db_ref = rest.pop(0) if options.has_b else None
+  dc_ref = rest.pop(0) if options.has_c else None
+  dfilters_ref, *rest = rest
+  dmix_w_ref = rest.pop(0) if options.has_input_weight else None
+  [dmix_b_ref] = rest
+  chunk, halo = options.chunk, options.halo
+  num_taps = ins["filters"].shape[0]  # R: the stream is a grid index, so its R_j is not static
+  num_chunks = entry_ref.shape[0]
+  coef = _coefficients(ins["a"][...], ins["b_ch"][...], ins["c_ch"][...], options.has_delta)
+  shape = coef.a.shape
+  taps = [ins["filters"][m] for m in range(num_taps)]
+  mix_b = ins["mix_b"][...]
+  mix_w = None if ins["mix_w"] is None else ins["mix_w"][...]
+  maybe = lambda name, t: None if ins[name] is None else ins[name][t]
+
+  def chunk_body(k, carry):
+    g_next, da, db_ch, dc_ch, dmix_w, dmix_b, dfilters, pending = carry
+    index = num_chunks - 1 - k
+    t0 = index * chunk
+    window = [ins["u"][t0 + r] for r in range(chunk + halo)]
+    inputs = window[halo:]
+    steps = [ps.StepInputs(_band(window, taps, s, halo), maybe("delta", t0 + s),
+                           maybe("b", t0 + s), maybe("c", t0 + s), dz_ref[t0 + s])
+             for s in range(chunk)]
+    x_states = [entry_ref[index]]
+    for step in steps:  # recompute the chunk's states from its entry state
+      x_states.append(ps.next_state(x_states[-1], step, coef))
+    band_grads, mixer_grads = [None] * chunk, [None] * chunk
+    for s in reversed(range(chunk)):
+      t, step = t0 + s, steps[s]
+      b_t, c_t = ps.factor(step.b, shape), ps.factor(step.c, shape)
+      x, x_prev = x_states[s + 1], x_states[s]
+      readout = coef.c_ch * c_t
+      # Mixer: z_t = sum_j (w_j u_t + b_j) y^j_t; step.dy holds dz_t.
+      y = jnp.sum(x * readout, axis=1)
+      dmix_b = dmix_b + step.dy * y
+      if mix_w is None:
+        weight = mix_b
+      else:
+        weight = mix_b + mix_w * inputs[s]
+        dmix_w = dmix_w + step.dy * inputs[s] * y
+        mixer_grads[s] = step.dy * mix_w * y
+      dy = ps.column(step.dy * weight, shape)
+      # The stream's adjoint, as pallas_scan's backward kernel.
+      dy_x = dy * x
+      g = g_next + dy * readout
+      dc_ch = dc_ch + dy_x * c_t
+      if dc_ref is not None:
+        dc_ref[t] = jnp.sum(dy_x * coef.c_ch, axis=0)
+      g_in = jnp.sum(g * coef.b_ch * b_t, axis=1)
+      g_scaled = g * ps.column(ps.scaled_input(step), shape)
+      db_ch = db_ch + g_scaled * b_t
+      if db_ref is not None:
+        db_ref[t] = jnp.sum(g_scaled * coef.b_ch, axis=0)
+      decay = ps.step_decay(step, coef)
+      g_exponent = g * x_prev * decay
+      if step.delta is None:
+        da = da + g_exponent
+        band_grads[s] = g_in
+      else:
+        da = da + g_exponent * ps.column(step.delta, shape)
+        band_grads[s] = g_in * step.delta
+        ddelta_ref[t] = g_in * step.u + jnp.sum(g_exponent * coef.a, axis=1)
+      g_next = decay * g
+    # The band's transpose: acc[r] collects du at t0 - halo + r; its last `halo` rows (times
+    # t0 + T - halo ..) start from what the later chunks left there.
+    acc = [jnp.zeros_like(inputs[0])] * chunk + list(pending)
+    dfilters = list(dfilters)
+    for s, dv in enumerate(band_grads):
+      for m in range(num_taps):
+        acc[halo + s - m] = acc[halo + s - m] + taps[m] * dv
+        dfilters[m] = dfilters[m] + window[halo + s - m] * dv
+    for s in range(chunk):
+      du_ref[t0 + s] = acc[halo + s] if mixer_grads[s] is None else acc[halo + s] + mixer_grads[s]
+    return (g_next, da, db_ch, dc_ch, dmix_w, dmix_b, tuple(dfilters), tuple(acc[:halo]))
+
+  zeros, row = jnp.zeros(shape, jnp.float32), jnp.zeros(shape[:1], jnp.float32)
+  init = (zeros, zeros, zeros, zeros, row, row, (row,) * num_taps, (row,) * halo)
+  _, da, db_ch, dc_ch, dmix_w, dmix_b, dfilters, _ = jax.lax.fori_loop(
+      0, num_chunks, chunk_body, init)
+  da_ref[...] = da
+  db_ch_ref[...] = db_ch
+  dc_ch_ref[...] = dc_ch
+  for m in range(num_taps):
+    dfilters_ref[m] = dfilters[m]
+  if dmix_w_ref is not None:
+    dmix_w_ref[...] = dmix_w
+  dmix_b_ref[...] = dmix_b
+
+
+# ----------------------------------------------------------------------------------------------
+# pallas_call wrappers on the kernel layout: u (B, halo + Lp, Hp) (halo zero rows first);
+# filters (G, R, Hp); delta (B, G, Lp, Hp); a, b_ch, c_ch (G, Hp, Np); b, c (B, G, Lp, Np);
+# mixer w, b (G, Hp); skip (Hp,). Lp a multiple of T, Hp of H_blk, Np a power of 2.
+
+
+def _given(inputs: dict[str, Array | None]) -> list[Array]:
+  return [inputs[name] for name in _INPUT_NAMES if inputs[name] is not None]
+
+
+def _forward_call(options: FusedOptions, inputs: dict[str, Array | None]):
+  """`(z (B, Lp, Hp), entry states (B, Lp / T, G, Hp, Np))`."""
+  batch, padded_length, channels = inputs["u"].shape
+  groups, num_taps, _ = inputs["filters"].shape
+  states = inputs["a"].shape[-1]
+  length, hb, sq = padded_length - options.halo, options.block_channels, pl.squeezed
+  num_chunks = length // options.chunk
+  block = {
+      "u": pl.BlockSpec((sq, padded_length, hb), lambda i, h: (i, 0, h)),
+      "filters": pl.BlockSpec((groups, num_taps, hb), lambda i, h: (0, 0, h)),
+      "delta": pl.BlockSpec((sq, groups, length, hb), lambda i, h: (i, 0, 0, h)),
+      "b": pl.BlockSpec((sq, groups, length, states), lambda i, h: (i, 0, 0, 0)),
+      "mix_w": pl.BlockSpec((groups, hb), lambda i, h: (0, h)),
+      "skip": pl.BlockSpec((hb,), lambda i, h: (h,)),
+  }
+  block["c"] = block["b"]
+  block["mix_b"] = block["mix_w"]
+  for name in ("a", "b_ch", "c_ch"):
+    block[name] = pl.BlockSpec((groups, hb, states), lambda i, h: (0, h, 0))
+  in_specs = [block[name] for name in _INPUT_NAMES if inputs[name] is not None]
+  out_shape = (jax.ShapeDtypeStruct((batch, length, channels), jnp.float32),
+               jax.ShapeDtypeStruct((batch, num_chunks, groups, channels, states), jnp.float32))
+  out_specs = (pl.BlockSpec((sq, length, hb), lambda i, h: (i, 0, h)),
+               pl.BlockSpec((sq, num_chunks, groups, hb, states), lambda i, h: (i, 0, 0, h, 0)))
+  return pl.pallas_call(
+      functools.partial(_forward_kernel, options=options), grid=(batch, channels // hb),
+      in_specs=in_specs, out_specs=out_specs, out_shape=out_shape, interpret=options.interpret,
+      compiler_params=ps.compiler_params(options.num_warps, options.interpret),
+      name="ms_ssm_layer_forward")(*_given(inputs))
+
+
+def _backward_call(options: FusedOptions, inputs: dict[str, Array | None], entries: Array,
+                   dz: Array):
+  """Per-stream du `(B, G, Lp, Hp)`, then ddelta `(B, G, Lp, Hp)` (given delta), per-batch
+  da, db_ch, dc_ch `(B, G, Hp, Np)`, per-channel-block db, dc `(B, G, Hp / H_blk, Lp, Np)`
+  (given b, c), per-batch dfilters `(B, G, R, Hp)`, dmix_w (given w) and dmix_b `(B, G, Hp)`."""
+  batch, padded_length, channels = inputs["u"].shape
+  groups, num_taps, _ = inputs["filters"].shape
+  states = inputs["a"].shape[-1]
+  length, hb, sq = padded_length - options.halo, options.block_channels, pl.squeezed
+  num_chunks = length // options.chunk
+  seq = pl.BlockSpec((sq, sq, length, hb), lambda i, g, h: (i, g, 0, h))
+  proj = pl.BlockSpec((sq, sq, length, states), lambda i, g, h: (i, g, 0, 0))
+  chan = pl.BlockSpec((sq, hb, states), lambda i, g, h: (g, h, 0))
+  mix = pl.BlockSpec((sq, hb), lambda i, g, h: (g, h))
+  block = {
+      "u": pl.BlockSpec((sq, padded_length, hb), lambda i, g, h: (i, 0, h)),
+      "filters": pl.BlockSpec((sq, num_taps, hb), lambda i, g, h: (g, 0, h)),
+      "delta": seq, "a": chan, "b_ch": chan, "c_ch": chan, "b": proj, "c": proj,
+      "mix_w": mix, "mix_b": mix, "skip": pl.BlockSpec((hb,), lambda i, g, h: (h,)),
+  }
+  in_specs = [block[name] for name in _INPUT_NAMES if inputs[name] is not None]
+  in_specs += [pl.BlockSpec((sq, num_chunks, sq, hb, states), lambda i, g, h: (i, 0, g, h, 0)),
+               pl.BlockSpec((sq, length, hb), lambda i, g, h: (i, 0, h))]
+  sequence = jax.ShapeDtypeStruct((batch, groups, length, channels), jnp.float32)
+  per_batch = jax.ShapeDtypeStruct((batch, groups, channels, states), jnp.float32)
+  partial = jax.ShapeDtypeStruct((batch, groups, channels // hb, length, states), jnp.float32)
+  per_channel = jax.ShapeDtypeStruct((batch, groups, channels), jnp.float32)
+  outputs = [(sequence, seq)] * (1 + options.has_delta)
+  outputs += [(per_batch, pl.BlockSpec((sq, sq, hb, states), lambda i, g, h: (i, g, h, 0)))] * 3
+  outputs += [(partial, pl.BlockSpec((sq, sq, sq, length, states),
+                                     lambda i, g, h: (i, g, h, 0, 0)))] * (
+                                         options.has_b + options.has_c)
+  outputs.append((jax.ShapeDtypeStruct((batch, groups, num_taps, channels), jnp.float32),
+                  pl.BlockSpec((sq, sq, num_taps, hb), lambda i, g, h: (i, g, 0, h))))
+  outputs += [(per_channel, pl.BlockSpec((sq, sq, hb), lambda i, g, h: (i, g, h)))] * (
+      1 + options.has_input_weight)
+  return pl.pallas_call(
+      functools.partial(_backward_kernel, options=options), grid=(batch, groups, channels // hb),
+      in_specs=in_specs, out_specs=[spec for _, spec in outputs],
+      out_shape=[shape for shape, _ in outputs], interpret=options.interpret,
+      compiler_params=ps.compiler_params(options.num_warps, options.interpret),
+      name="ms_ssm_layer_backward")(*_given(inputs), entries, dz)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _fused_layer(options: FusedOptions, inputs: dict[str, Array | None]) -> Array:
+  return _forward_call(options, inputs)[0]
+
+
+def _fused_layer_forward(options, inputs):
+  z, entries = _forward_call(options, inputs)
+  return z, (inputs, entries)
+
+
+def _fused_layer_backward(options, residuals, dz):
+  inputs, entries = residuals
+  du, *rest = _backward_call(options, inputs, entries, dz)
+  grads = {"delta": rest.pop(0) if options.has_delta else None}
+  da, db_ch, dc_ch, *rest = rest
+  grads.update(a=da.sum(0), b_ch=db_ch.sum(0), c_ch=dc_ch.sum(0))
+  grads["b"] = rest.pop(0).sum(2) if options.has_b else None
+  grads["c"] = rest.pop(0).sum(2) if options.has_c else None
+  grads["filters"] = rest.pop(0).sum(0)
+  grads["mix_w"] = rest.pop(0).sum(0) if options.has_input_weight else None
+  grads["mix_b"] = rest.pop(0).sum(0)
+  u = inputs["u"][:, options.halo:]
+  grads["skip"] = jnp.sum(dz * u, axis=(0, 1))
+  grads["u"] = jnp.pad(du.sum(1) + dz * inputs["skip"], ((0, 0), (options.halo, 0), (0, 0)))
+  return ({name: grads[name] for name in _INPUT_NAMES},)
+
+
+_fused_layer.defvjp(_fused_layer_forward, _fused_layer_backward)
+
+
+# ----------------------------------------------------------------------------------------------
+# The public entry point: checks, float32, padding.
+
+
+def _check_shapes(u, filters, delta, a, b, c, b_channel, c_channel, mix_weight, mix_bias,
+                  skip) -> None:
+  if u.ndim != 3:
+    raise ValueError(f"u must have shape (B, L, H); got {u.shape}")
+  batch, length, channels = u.shape
+  groups = len(filters)
+  if groups < 1 or any(f.ndim != 2 or f.shape[1] != channels for f in filters):
+    raise ValueError(f"filters must be G >= 1 arrays of shape (R_j, H = {channels}); got "
+                     f"{[f.shape for f in filters]}")
+  if a.ndim != 3 or a.shape[:2] != (groups, channels):
+    raise ValueError(f"a must have shape (G, H, N) = ({groups}, {channels}, N); got {a.shape}")
+  for name, x in (("u", u), ("a", a), ("delta", delta)):
+    if x is not None and jnp.iscomplexobj(x):
+      raise ValueError(f"the fused MS-SSM kernel supports real states only; {name} is complex "
+                       "(use the layer's associative scan for complex backbones)")
+  expected = {"delta": (batch, length, groups, channels), "b": (batch, length, groups, a.shape[2]),
+              "c": (batch, length, groups, a.shape[2]), "b_channel": a.shape,
+              "c_channel": a.shape, "mix_weight": (channels, groups),
+              "mix_bias": (channels, groups), "skip": (channels,)}
+  given = {"delta": delta, "b": b, "c": c, "b_channel": b_channel, "c_channel": c_channel,
+           "mix_weight": mix_weight, "mix_bias": mix_bias, "skip": skip}
+  for name, x in given.items():
+    if x is not None and x.shape != expected[name]:
+      raise ValueError(f"{name} must have shape {expected[name]}; got {x.shape}")
+
+
+def fused_layer(
+    u: Array,
+    filters: Sequence[Array],
+    a: Array,
+    *,
+    mix_bias: Array,
+    skip: Array,
+    delta: Array | None = None,
+    b: Array | None = None,
+    c: Array | None = None,
+    b_channel: Array | None = None,
+    c_channel: Array | None = None,
+    mix_weight: Array | None = None,
+    chunk: int | None = None,
+    block_channels: int | None = None,
+    num_warps: int = 4,
+    interpret: bool | None = None,
+) -> Array:
+  """The causal MS-SSM layer's output `z` (module docstring), differentiable in every array.
+
+  Args:
+    u: `(B, L, H)` layer input.
+    filters: G causal band filters `(R_j, H)` in stream order (`decomposition.stream_filters`
+      with `centered=False`; the raw stream's is `ones((1, H))`).
+    a: `(G, H, N)` real eigenvalues: continuous-time with `delta`, `Delta A` without.
+    mix_bias: `(H, G)` the mixer's constant weights b (`ScaleMixer.channel_weights`).
+    skip: `(H,)` the D skip.
+    delta: `(B, L, G, H)` positive steps, or None (steps of 1: time-invariant streams).
+    b, c: `(B, L, G, N)` time-varying projections shared by a stream's channels, or None (1).
+    b_channel, c_channel: `(G, H, N)` per-channel factors, or None (1).
+    mix_weight: `(H, G)` the mixer's input weights w, or None (static and `none` mixers).
+    chunk, block_channels: T and H_blk (defaults from `default_block`).
+    num_warps: Triton warps per program (GPU).
+    interpret: run in the Pallas interpreter; default: on the CPU backend only.
+
+  Returns:
+    `(B, L, H)` float32.
+  """
+  _check_shapes(u, filters, delta, a, b, c, b_channel, c_channel, mix_weight, mix_bias, skip)
+  batch, length, channels = u.shape
+  num_states = a.shape[2]
+  default_chunk, default_channels = default_block(channels)
+  chunk = chunk or default_chunk
+  block_channels = block_channels or default_channels
+  if chunk < 1 or block_channels < 1 or block_channels & (block_channels - 1):
+    raise ValueError(f"chunk must be >= 1 and block_channels a power of 2; got {chunk}, "
+                     f"{block_channels}")
+  if interpret is None:
+    interpret = jax.default_backend() == "cpu"
+  options = FusedOptions(
+      chunk=chunk, block_channels=block_channels, taps=tuple(f.shape[0] for f in filters),
+      num_warps=num_warps, has_delta=delta is not None, has_b=b is not None,
+      has_c=c is not None, has_input_weight=mix_weight is not None, interpret=interpret)
+  # Padded steps come after the last one (no valid output or gradient sees them); padded
+  # channels and states have zero filters, inputs and factors.
+  pad_length, pad_channels = -length % chunk, -channels % block_channels
+  pad_states = ps.next_power_of_2(num_states) - num_states
+  f32 = lambda x: None if x is None else jnp.asarray(x, jnp.float32)
+  num_taps = max(options.taps)
+  ones = jnp.ones_like(a)
+  chan = lambda x: jnp.pad(f32(x), ((0, 0), (0, pad_channels), (0, pad_states)))
+  per_stream = lambda x, pad_last: None if x is None else jnp.pad(
+      jnp.swapaxes(f32(x), 1, 2), ((0, 0), (0, 0), (0, pad_length), (0, pad_last)))
+  mixer = lambda x: None if x is None else jnp.pad(f32(x).T, ((0, 0), (0, pad_channels)))
+  inputs = {
+      "u": jnp.pad(f32(u), ((0, 0), (options.halo, pad_length), (0, pad_channels))),
+      "filters": jnp.stack([jnp.pad(f32(f), ((0, num_taps - f.shape[0]), (0, pad_channels)))
+                            for f in filters]),
+      "delta": per_stream(delta, pad_channels),
+      "a": chan(a),
+      "b_ch": chan(ones if b_channel is None else b_channel),
+      "c_ch": chan(ones if c_channel is None else c_channel),
+      "b": per_stream(b, pad_states),
+      "c": per_stream(c, pad_states),
+      "mix_w": mixer(mix_weight),
+      "mix_b": mixer(mix_bias),
+      "skip": jnp.pad(f32(skip), (0, pad_channels)),
+  }
+  return _fused_layer(options, inputs)[:, :length, :channels]

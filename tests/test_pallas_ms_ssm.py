@@ -1,0 +1,146 @@
+"""The fused MS-SSM layer kernel against a float64 reference: bands by a loop over the filter
+taps, the streams by `lax.scan`, then the per-channel mixer and the skip.
+
+On the CPU the kernels run in the Pallas interpreter; on a GPU the same tests run the compiled
+Triton kernels (`JAX_PLATFORMS=cuda pytest tests/test_pallas_ms_ssm.py`).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ms_ssm_jax import pallas_ms_ssm
+from ms_ssm_jax.ms_ssm import decomposition
+from tests import reference
+
+ARG_NAMES = ("u", "filters", "a", "mix_bias", "skip", "delta", "b", "c", "b_channel",
+             "c_channel", "mix_weight")
+
+
+def random_inputs(seed, batch=2, length=13, channels=3, states=3, levels=2, kernel_size=2, *,
+                  selective=True, input_weight=True):
+  """Float64 inputs of G = levels + 2 streams with the wavelet filters of random (phi, psi)."""
+  rng = np.random.default_rng(seed)
+  shape = (levels, kernel_size, channels)
+  filters, _ = decomposition.stream_filters(
+      jnp.asarray(rng.normal(size=shape)), jnp.asarray(rng.normal(size=shape)),
+      streams="details+approx+raw", centered=False)
+  groups = len(filters)
+  seq, proj = (batch, length, groups, channels), (batch, length, groups, states)
+  chan = (groups, channels, states)
+  return {
+      "u": rng.normal(size=(batch, length, channels)),
+      "filters": [np.asarray(f) for f in filters],
+      "a": -np.exp(rng.uniform(-1, 1, size=chan)) if selective
+           else -np.exp(rng.uniform(-3, -1, size=chan)),
+      "mix_bias": rng.normal(size=(channels, groups)),
+      "skip": rng.normal(size=(channels,)),
+      "delta": np.exp(rng.uniform(-3, 0, size=seq)) if selective else None,
+      "b": rng.normal(size=proj) if selective else None,
+      "c": rng.normal(size=proj) if selective else None,
+      "b_channel": rng.normal(size=chan),
+      "c_channel": rng.normal(size=chan),
+      "mix_weight": rng.normal(size=(channels, groups)) if input_weight else None,
+  }
+
+
+def reference_layer(u, filters, a, mix_bias, skip, delta=None, b=None, c=None, b_channel=None,
+                    c_channel=None, mix_weight=None):
+  """`z_t = sum_j (w_j u_t + b_j) y^j_t + D u_t` with `y^j = SSM^j(f_j * u)`, all in loops."""
+  length = u.shape[1]
+  bands = []
+  for f in filters:
+    band = jnp.zeros_like(u)
+    for m in range(f.shape[0]):
+      band = band.at[:, m:].add(f[m] * u[:, :length - m])
+    bands.append(band)
+  bands = jnp.stack(bands, axis=2)  # (B, L, G, H)
+  steps = jnp.ones_like(bands) if delta is None else delta
+  y = reference.sequential_selective_scan(bands, steps, a, b, c, b_channel, c_channel)
+  weight = mix_bias.T if mix_weight is None else mix_bias.T + mix_weight.T * u[:, :, None]
+  return jnp.sum(weight * y, axis=2) + skip * u
+
+
+def fused(inputs, **options):
+  return jax.jit(functools.partial(pallas_ms_ssm.fused_layer, **options))(
+      inputs["u"], inputs["filters"], inputs["a"],
+      **{name: inputs[name] for name in ARG_NAMES[3:]})
+
+
+def relative_error(x, reference_value):
+  return float(np.max(np.abs(np.asarray(x) - reference_value)) / np.max(np.abs(reference_value)))
+
+
+CASES = [  # (shape kwargs, kernel options): halo longer and shorter than a chunk, padding
+    (dict(), dict(chunk=4, block_channels=2)),
+    (dict(length=16, channels=4, states=4, levels=1, kernel_size=3), dict(chunk=8)),
+    (dict(length=11, channels=2, states=2, levels=3, kernel_size=2), dict(chunk=2)),
+]
+
+
+@pytest.mark.parametrize("shape,options", CASES)
+@pytest.mark.parametrize("selective,input_weight", [(True, True), (False, False)])
+def test_forward_matches_float64_reference(x64, shape, options, selective, input_weight):
+  inputs = random_inputs(0, **shape, selective=selective, input_weight=input_weight)
+  z = fused(inputs, **options)
+  expected = reference_layer(**inputs)
+  assert z.shape == inputs["u"].shape and z.dtype == jnp.float32
+  assert relative_error(z, expected) < 1e-5
+
+
+@pytest.mark.parametrize("shape,options", CASES)
+@pytest.mark.parametrize("selective,input_weight", [(True, True), (False, False)])
+def test_gradients_match_float64_reference(x64, shape, options, selective, input_weight):
+  inputs = random_inputs(1, **shape, selective=selective, input_weight=input_weight)
+  weights = np.random.default_rng(2).normal(size=inputs["u"].shape)
+  names = [name for name in ARG_NAMES if inputs[name] is not None]
+
+  def loss(layer_fn, *args):
+    return jnp.sum(weights * layer_fn(dict(zip(names, args))))
+
+  args = [inputs[name] for name in names]
+  argnums = tuple(range(len(names)))
+  grads = jax.jit(jax.grad(lambda *x: loss(lambda i: fused(dict(inputs, **i), **options), *x),
+                           argnums=argnums))(*args)
+  expected = jax.jit(jax.grad(lambda *x: loss(lambda i: reference_layer(**dict(inputs, **i)), *x),
+                              argnums=argnums))(*args)
+  for name, grad, want in zip(names, grads, expected):
+    for g, w in zip(jax.tree.leaves(grad), jax.tree.leaves(want)):
+      assert g.shape == w.shape, name
+      assert relative_error(g, w) < 1e-4, name
+
+
+def test_causal(x64):
+  inputs = random_inputs(4, length=12)
+  z = fused(inputs, chunk=4)
+  changed = dict(inputs, u=inputs["u"].copy())
+  changed["u"][:, 7:] += 1.0
+  z_changed = fused(changed, chunk=4)
+  np.testing.assert_array_equal(z[:, :7], z_changed[:, :7])
+  assert np.all(np.abs(np.asarray(z_changed[:, 7:] - z[:, 7:])) > 0)
+
+
+def test_saved_states_one_per_chunk_and_no_bands():
+  """The forward's residuals: the inputs and one state per chunk and stream `(B, L / T, G, H,
+  N)`; nothing of shape `(B, L, G, H)` (bands, stream outputs) is kept."""
+  inputs = random_inputs(5, length=16, selective=False)
+  _, vjp_fn = jax.vjp(lambda u: fused(dict(inputs, u=u), chunk=8), inputs["u"])
+  leaves = [x for x in jax.tree.leaves(vjp_fn) if hasattr(x, "shape")]
+  [entries] = [x for x in leaves if x.ndim == 5]
+  assert entries.shape == (2, 2, 4, 4, 4)  # N = 3 padded to 4; H = 3 padded to 4
+  assert not [x for x in leaves if x.ndim == 4 and x.shape[1] >= 16]
+
+
+@pytest.mark.parametrize("bad,message", [
+    (dict(a=np.zeros((4, 3, 3), np.complex64)), "real states only"),
+    (dict(delta=np.ones((2, 13, 4, 2))), "delta must have shape"),
+    (dict(filters=[np.ones((2, 2))] * 4), "filters must be"),
+    (dict(mix_bias=np.ones((4, 3))), "mix_bias must have shape"),
+])
+def test_bad_shapes_name_the_fix(bad, message):
+  inputs = dict(random_inputs(6), **bad)
+  with pytest.raises(ValueError, match=message):
+    fused(inputs)
