@@ -6,6 +6,7 @@ Triton kernels (`JAX_PLATFORMS=cuda pytest tests/test_pallas_ms_ssm.py`).
 """
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +14,10 @@ import numpy as np
 import pytest
 
 from ms_ssm_jax import pallas_ms_ssm
+from ms_ssm_jax.ms_ssm import MSSSMLayer
 from ms_ssm_jax.ms_ssm import decomposition
+from ms_ssm_jax.ms_ssm import mixer as mixer_lib
+from ms_ssm_jax.ms_ssm import streams as streams_lib
 from tests import reference
 
 ARG_NAMES = ("u", "filters", "a", "mix_bias", "skip", "delta", "b", "c", "b_channel",
@@ -172,3 +176,45 @@ def test_kernels_lower_to_triton(monkeypatch, selective, input_weight):
   for fn in (forward, backward):
     lowered = jax.jit(fn).trace(args).lower(lowering_platforms=("cuda",))
     assert "__gpu$xla.gpu.triton" in lowered.as_text()
+
+
+def layer_through_kernel(layer: MSSSMLayer, params, u):
+  """A causal `MSSSMLayer`'s output by `fused_layer`, from the layer's own parameters: the glue
+  the layer's `impl="pallas"` path needs (per-channel mixers, s4d_real or s6 streams)."""
+  width, num_streams = layer.d_model, layer.num_streams
+  decomp = decomposition.WaveletDecomposition(
+      num_levels=layer.num_levels, kernel_size=layer.kernel_size, streams=layer.streams)
+  filters, _ = decomp.bind({"params": params["decomposition"]}).stream_filters(width, u.dtype)
+  streams = streams_lib.StreamSSMs(
+      backbone=layer.backbone, state_per_stream=layer.stream_state_size,
+      ranks=layer.stream_ranks(), s6_dt_rank=math.ceil(width / 16)).bind(
+          {"params": params["streams"]}).discretized(width)
+  weight, bias = mixer_lib.ScaleMixer(mixer=layer.mixer).bind(
+      {"params": params.get("mixer", {})}).channel_weights(width, num_streams)
+  per_stream = lambda x: jnp.swapaxes(x, 0, 1)  # (H, S', N) -> (S', H, N)
+  if layer.backbone == "s6":
+    xs = streams.inputs(None, u)  # steps and projections from the raw input u
+    stream_args = dict(a=per_stream(streams.a), delta=jnp.swapaxes(xs["step"], 2, 3), b=xs["B"],
+                       c=xs["C"])
+  else:  # s4d_real: steps of 1 with a = Delta A
+    shape = streams.b_bar.shape
+    stream_args = dict(a=per_stream(streams.log_a_bar.reshape(shape)),
+                       b_channel=per_stream(streams.b_bar), c_channel=per_stream(streams.c))
+  return pallas_ms_ssm.fused_layer(u, filters, mix_weight=weight, mix_bias=bias,
+                                   skip=params["D"], chunk=4, **stream_args)
+
+
+@pytest.mark.parametrize("backbone,mixer", [("s6", "linear_input"), ("s4d_real", "static"),
+                                            ("s4d_real", "none")])
+def test_equals_the_layer(x64, backbone, mixer):
+  """The kernel on an `MSSSMLayer`'s parameters gives the layer's (associative scan) output."""
+  layer = MSSSMLayer(d_model=3, num_levels=2, kernel_size=3, backbone=backbone,
+                     state_per_stream=3, mixer=mixer)
+  u = jnp.asarray(np.random.default_rng(7).normal(size=(2, 11, 3)))
+  params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64),
+                        layer.init(jax.random.key(0), u)["params"])
+  if mixer == "linear_input":  # an input-dependent part as large as the bias
+    params["mixer"]["weight"] = params["mixer"]["weight"] * 30.0
+  want = layer.apply({"params": params}, u)
+  got = jax.jit(layer_through_kernel, static_argnums=0)(layer, params, u)
+  assert relative_error(got, np.asarray(want)) < 1e-5
