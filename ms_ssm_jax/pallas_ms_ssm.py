@@ -76,10 +76,17 @@ class FusedOptions:
     return max(self.taps) - 1
 
 
-def default_block(num_channels: int) -> tuple[int, int]:
-  """`(chunk, block_channels)`: T = 8 and up to 32 channels per program (not yet tuned on a
-  GPU; `pallas_scan`'s measured best for one stream at N = 16 is T = 8, 32 channels)."""
-  return 8, min(ps.next_power_of_2(num_channels), 32)
+def default_block(num_channels: int, num_streams: int, num_states: int) -> tuple[int, int]:
+  """`(chunk, block_channels)`: T = 8, and channels per program such that the forward's G
+  streams hold at most 4096 state floats (32 registers a thread at 4 warps), at most 32.
+
+  Not yet tuned on a GPU (`pallas_scan`'s measured best for one stream at N = 16 is T = 8,
+  32 channels). E.g. 32 channels for G = 6 streams of N = 16 (issue 26's shape), 4 for the
+  paper's ListOps S6 variant (G = 5, N = 128).
+  """
+  states = num_streams * ps.next_power_of_2(num_states)
+  channels = max(1, min(32, ps.next_power_of_2(num_channels), 4096 // states))
+  return 8, 1 << (channels.bit_length() - 1)  # a power of 2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -424,7 +431,8 @@ def fused_layer(
     b, c: `(B, L, G, N)` time-varying projections shared by a stream's channels, or None (1).
     b_channel, c_channel: `(G, H, N)` per-channel factors, or None (1).
     mix_weight: `(H, G)` the mixer's input weights w, or None (static and `none` mixers).
-    chunk, block_channels: T and H_blk (defaults from `default_block`).
+    chunk, block_channels: T and H_blk (defaults from `default_block`). The backward keeps
+      one state per chunk and stream: `B G H N L / T` floats.
     num_warps: Triton warps per program (GPU).
     interpret: run in the Pallas interpreter; default: on the CPU backend only.
 
@@ -434,7 +442,7 @@ def fused_layer(
   _check_shapes(u, filters, delta, a, b, c, b_channel, c_channel, mix_weight, mix_bias, skip)
   batch, length, channels = u.shape
   num_states = a.shape[2]
-  default_chunk, default_channels = default_block(channels)
+  default_chunk, default_channels = default_block(channels, len(filters), num_states)
   chunk = chunk or default_chunk
   block_channels = block_channels or default_channels
   if chunk < 1 or block_channels < 1 or block_channels & (block_channels - 1):

@@ -218,3 +218,10 @@ def test_equals_the_layer(x64, backbone, mixer):
   want = layer.apply({"params": params}, u)
   got = jax.jit(layer_through_kernel, static_argnums=0)(layer, params, u)
   assert relative_error(got, np.asarray(want)) < 1e-5
+
+
+def test_default_block_bounds_the_state_per_program():
+  assert pallas_ms_ssm.default_block(128, 6, 16) == (8, 32)  # issue 26's shape
+  assert pallas_ms_ssm.default_block(128, 5, 128) == (8, 4)  # the paper's ListOps S6 variant
+  assert pallas_ms_ssm.default_block(5, 4, 3) == (8, 8)
+  assert pallas_ms_ssm.default_block(128, 6, 1024) == (8, 1)
