@@ -106,6 +106,9 @@ def _band(window: list[Array], taps: list[Array], s: int, halo: int) -> Array:
   return out
 
 
+_INPUT_NAMES = ("u", "filters", "delta", "a", "b_ch", "c_ch", "b", "c", "mix_w", "mix_b", "skip")
+
+
 def _split_refs(refs, options: FusedOptions):
   """The input refs by name (None where not given), and the rest."""
   refs = list(refs)
@@ -114,9 +117,6 @@ def _split_refs(refs, options: FusedOptions):
   names += (["mix_w"] if options.has_input_weight else []) + ["mix_b", "skip"]
   named = {name: refs.pop(0) for name in names}
   return {name: named.get(name) for name in _INPUT_NAMES}, refs
-
-
-_INPUT_NAMES = ("u", "filters", "delta", "a", "b_ch", "c_ch", "b", "c", "mix_w", "mix_b", "skip")
 
 
 def _coefficients(a: Array, b_ch: Array, c_ch: Array, has_delta: bool) -> ps.Coefficients:
