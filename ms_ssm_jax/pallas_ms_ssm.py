@@ -8,8 +8,13 @@ Karami et al., MS-SSM (COLM 2025, arXiv 2512.23824), sec. 3, per channel h and s
     z_t   = sum_j (w_j u_t + b_j) y^j_t + D u_t                 per-channel mixer and skip
 
 `f_j` are the composed filters of `decomposition.stream_filters` (the raw stream a unit
-impulse), `delta^j_t`, `b^j_t`, `c^j_t` the selective streams' steps and projections (None:
-steps of 1 with `a = Delta A`, and factors 1: the s4d_real streams), `w` None for the static
+impulse), `b^j_t`, `c^j_t` the selective streams' projections, and their steps are computed in
+the kernel from the rank-R projection of S6 (Mamba),
+
+    delta^j_t = softplus(sum_r dt_low^j_t[r] dt_proj^j[r] + dt_bias^j),
+
+so that no `(B, L, G, H)` steps reach memory either. Without steps (and with factors 1) the
+streams are time-invariant with `a = Delta A`: the s4d_real streams. `w` is None for the static
 and `none` mixers. The step math is `pallas_scan`'s (the same recurrence for one stream).
 
 Forward: one program per (batch element, channel block) walks the sequence in chunks of T
@@ -24,8 +29,9 @@ runs the adjoint of `pallas_scan`, with the mixer's cotangent `dz (w_j u + b_j)`
 stream's output cotangent. The band's transpose, `du_{t-m} += f_j[m] dv_t`, reaches up to
 `R - 1` steps into earlier chunks: those rows are carried to the next (earlier) chunk. The
 programs write per-stream partial sums of `du` `(B, G, L, H)` (XLA adds the G streams and
-`D dz`), the per-step `ddelta`, `db_t`, `dc_t` as `pallas_scan` does, and per-batch-element
-sums of the filter, mixer and state-coefficient gradients.
+`D dz`), per-channel-block partial sums of the per-step `d dt_low`, `db_t`, `dc_t` (as
+`pallas_scan` does for `db_t`, `dc_t`), and per-batch-element sums of the filter, mixer, step
+projection and state-coefficient gradients.
 
 Causal layers only (the bidirectional layer's centered bands and reverse scan are not here).
 Like `pallas_scan`, written with generic Pallas ops: compiled by Triton on GPUs, interpreted on
@@ -56,7 +62,8 @@ class FusedOptions:
     block_channels: H_blk, channels per program (a power of 2 dividing the padded H).
     taps: R_j, the taps of each stream's filter (the forward skips the zero padding to R).
     num_warps: Triton warps per program (GPU only).
-    has_delta, has_b, has_c: whether steps and time-varying projections are given.
+    has_steps: whether the steps are given (by their rank-R projection), else 1.
+    has_b, has_c: whether time-varying projections `b_t`, `c_t` are given.
     has_input_weight: whether the mixer has input-dependent weights `w`.
     interpret: run the kernels in the Pallas interpreter (CPU tests).
   """
@@ -64,7 +71,7 @@ class FusedOptions:
   block_channels: int
   taps: tuple[int, ...]
   num_warps: int
-  has_delta: bool
+  has_steps: bool
   has_b: bool
   has_c: bool
   has_input_weight: bool
@@ -91,8 +98,9 @@ def default_block(num_channels: int, num_streams: int, num_states: int) -> tuple
 
 # ----------------------------------------------------------------------------------------------
 # Kernels. Refs of one forward program (batch element, channel block):
-#   u (halo + Lp, Hb); filters (G, R, Hb); delta (G, Lp, Hb); a, b_ch, c_ch (G, Hb, Np);
-#   b, c (G, Lp, Np); mixer w, b (G, Hb); skip (Hb,); z (Lp, Hb); entry states (C, G, Hb, Np).
+#   u (halo + Lp, Hb); filters (G, R, Hb); dt_low (G, Lp, Rp); dt_proj (G, Rp, Hb);
+#   dt_bias (G, Hb); a, b_ch, c_ch (G, Hb, Np); b, c (G, Lp, Np); mixer w, b (G, Hb);
+#   skip (Hb,); z (Lp, Hb); entry states (C, G, Hb, Np).
 # A backward program (batch element, stream, channel block) sees the same refs of its stream,
 # without the G axis.
 
@@ -106,21 +114,34 @@ def _band(window: list[Array], taps: list[Array], s: int, halo: int) -> Array:
   return out
 
 
-_INPUT_NAMES = ("u", "filters", "delta", "a", "b_ch", "c_ch", "b", "c", "mix_w", "mix_b", "skip")
+_INPUT_NAMES = ("u", "filters", "dt_low", "dt_proj", "dt_bias", "a", "b_ch", "c_ch", "b", "c",
+                "mix_w", "mix_b", "skip")
+_STEP_NAMES = ("dt_low", "dt_proj", "dt_bias")
 
 
 def _split_refs(refs, options: FusedOptions):
   """The input refs by name (None where not given), and the rest."""
   refs = list(refs)
-  names = ["u", "filters"] + (["delta"] if options.has_delta else []) + ["a", "b_ch", "c_ch"]
+  names = ["u", "filters"] + (list(_STEP_NAMES) if options.has_steps else [])
+  names += ["a", "b_ch", "c_ch"]
   names += (["b"] if options.has_b else []) + (["c"] if options.has_c else [])
   names += (["mix_w"] if options.has_input_weight else []) + ["mix_b", "skip"]
   named = {name: refs.pop(0) for name in names}
   return {name: named.get(name) for name in _INPUT_NAMES}, refs
 
 
-def _coefficients(a: Array, b_ch: Array, c_ch: Array, has_delta: bool) -> ps.Coefficients:
-  return ps.Coefficients(a, b_ch, c_ch, None if has_delta else jnp.exp(a))
+def _step_logit(low: Array, proj: Array, bias: Array) -> Array:
+  """`sum_r low[r] proj[r] + bias` `(Hb,)`: a step before its softplus; low `(Rp,)`, proj
+  `(Rp, Hb)`."""
+  return jnp.sum(jax.lax.broadcast_in_dim(low, proj.shape, (0,)) * proj, axis=0) + bias
+
+
+def _softplus(x: Array) -> Array:
+  return jnp.maximum(x, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
+
+
+def _coefficients(a: Array, b_ch: Array, c_ch: Array, has_steps: bool) -> ps.Coefficients:
+  return ps.Coefficients(a, b_ch, c_ch, None if has_steps else jnp.exp(a))
 
 
 def _forward_kernel(*refs, options: FusedOptions):
@@ -128,6 +149,13 @@ def _forward_kernel(*refs, options: FusedOptions):
   chunk, halo = options.chunk, options.halo
   shape = ins["a"].shape[1:]
   maybe = lambda name, j, t: None if ins[name] is None else ins[name][j, t]
+
+  def steps_of(j, t0):
+    """Stream j's steps over the chunk from t0, `(Hb,)` each (None without steps)."""
+    if not options.has_steps:
+      return [None] * chunk
+    proj, bias = ins["dt_proj"][j], ins["dt_bias"][j]
+    return [_softplus(_step_logit(ins["dt_low"][j, t0 + s], proj, bias)) for s in range(chunk)]
 
   def chunk_body(index, states):
     t0 = index * chunk
@@ -139,10 +167,11 @@ def _forward_kernel(*refs, options: FusedOptions):
     z = [skip * u_t for u_t in inputs]
     new_states = []
     for j, x in enumerate(states):
-      coef = _coefficients(ins["a"][j], ins["b_ch"][j], ins["c_ch"][j], options.has_delta)
+      coef = _coefficients(ins["a"][j], ins["b_ch"][j], ins["c_ch"][j], options.has_steps)
       taps = [ins["filters"][j, m] for m in range(options.taps[j])]
-      steps = [ps.StepInputs(_band(window, taps, s, halo), maybe("delta", j, t0 + s),
-                             maybe("b", j, t0 + s), maybe("c", j, t0 + s), None)
+      deltas = steps_of(j, t0)
+      steps = [ps.StepInputs(_band(window, taps, s, halo), deltas[s], maybe("b", j, t0 + s),
+                             maybe("c", j, t0 + s), None)
                for s in range(chunk)]
       mix_b = ins["mix_b"][j]
       mix_w = None if ins["mix_w"] is None else ins["mix_w"][j]
@@ -163,31 +192,39 @@ def _forward_kernel(*refs, options: FusedOptions):
 def _backward_kernel(*refs, options: FusedOptions):
   ins, rest = _split_refs(refs, options)
   entry_ref, dz_ref, du_ref, *rest = rest
-  ddelta_ref = rest.pop(0) if options.has_delta else None
+  ddt_low_ref = rest.pop(0) if options.has_steps else None
   da_ref, db_ch_ref, dc_ch_ref, *rest = rest
   db_ref = rest.pop(0) if options.has_b else None
   dc_ref = rest.pop(0) if options.has_c else None
   dfilters_ref, *rest = rest
   dmix_w_ref = rest.pop(0) if options.has_input_weight else None
-  [dmix_b_ref] = rest
+  dmix_b_ref, *rest = rest
+  ddt_proj_ref, ddt_bias_ref = rest if options.has_steps else (None, None)
   chunk, halo = options.chunk, options.halo
   num_taps = ins["filters"].shape[0]  # R: the stream is a grid index, so its R_j is not static
   num_chunks = entry_ref.shape[0]
-  coef = _coefficients(ins["a"][...], ins["b_ch"][...], ins["c_ch"][...], options.has_delta)
+  coef = _coefficients(ins["a"][...], ins["b_ch"][...], ins["c_ch"][...], options.has_steps)
   shape = coef.a.shape
   taps = [ins["filters"][m] for m in range(num_taps)]
   mix_b = ins["mix_b"][...]
   mix_w = None if ins["mix_w"] is None else ins["mix_w"][...]
   maybe = lambda name, t: None if ins[name] is None else ins[name][t]
+  if options.has_steps:
+    dt_proj, dt_bias = ins["dt_proj"][...], ins["dt_bias"][...]
 
   def chunk_body(k, carry):
-    g_next, da, db_ch, dc_ch, dmix_w, dmix_b, dfilters, pending = carry
+    g_next, da, db_ch, dc_ch, dmix_w, dmix_b, dfilters, pending, ddt_proj, ddt_bias = carry
     index = num_chunks - 1 - k
     t0 = index * chunk
     window = [ins["u"][t0 + r] for r in range(chunk + halo)]
     inputs = window[halo:]
-    steps = [ps.StepInputs(_band(window, taps, s, halo), maybe("delta", t0 + s),
-                           maybe("b", t0 + s), maybe("c", t0 + s), dz_ref[t0 + s])
+    lows, logits, deltas = [None] * chunk, [None] * chunk, [None] * chunk
+    if options.has_steps:
+      lows = [ins["dt_low"][t0 + s] for s in range(chunk)]
+      logits = [_step_logit(low, dt_proj, dt_bias) for low in lows]
+      deltas = [_softplus(logit) for logit in logits]
+    steps = [ps.StepInputs(_band(window, taps, s, halo), deltas[s], maybe("b", t0 + s),
+                           maybe("c", t0 + s), dz_ref[t0 + s])
              for s in range(chunk)]
     x_states = [entry_ref[index]]
     for step in steps:  # recompute the chunk's states from its entry state
@@ -227,7 +264,14 @@ def _backward_kernel(*refs, options: FusedOptions):
       else:
         da = da + g_exponent * ps.column(step.delta, shape)
         band_grads[s] = g_in * step.delta
-        ddelta_ref[t] = g_in * step.u + jnp.sum(g_exponent * coef.a, axis=1)
+        ddelta = g_in * step.u + jnp.sum(g_exponent * coef.a, axis=1)
+        dlogit = ddelta / (1.0 + jnp.exp(-logits[s]))  # softplus' = sigmoid
+        proj_shape = dt_proj.shape
+        ddt_low_ref[t] = jnp.sum(jax.lax.broadcast_in_dim(dlogit, proj_shape, (1,)) * dt_proj,
+                                 axis=1)
+        ddt_proj = ddt_proj + (jax.lax.broadcast_in_dim(lows[s], proj_shape, (0,))
+                               * jax.lax.broadcast_in_dim(dlogit, proj_shape, (1,)))
+        ddt_bias = ddt_bias + dlogit
       g_next = decay * g
     # The band's transpose: acc[r] collects du at t0 - halo + r; its last `halo` rows (times
     # t0 + T - halo ..) start from what the later chunks left there.
@@ -239,11 +283,14 @@ def _backward_kernel(*refs, options: FusedOptions):
         dfilters[m] = dfilters[m] + window[halo + s - m] * dv
     for s in range(chunk):
       du_ref[t0 + s] = acc[halo + s] if mixer_grads[s] is None else acc[halo + s] + mixer_grads[s]
-    return (g_next, da, db_ch, dc_ch, dmix_w, dmix_b, tuple(dfilters), tuple(acc[:halo]))
+    return (g_next, da, db_ch, dc_ch, dmix_w, dmix_b, tuple(dfilters), tuple(acc[:halo]),
+            ddt_proj, ddt_bias)
 
   zeros, row = jnp.zeros(shape, jnp.float32), jnp.zeros(shape[:1], jnp.float32)
-  init = (zeros, zeros, zeros, zeros, row, row, (row,) * num_taps, (row,) * halo)
-  _, da, db_ch, dc_ch, dmix_w, dmix_b, dfilters, _ = jax.lax.fori_loop(
+  proj_zeros = jnp.zeros(dt_proj.shape, jnp.float32) if options.has_steps else None
+  init = (zeros, zeros, zeros, zeros, row, row, (row,) * num_taps, (row,) * halo, proj_zeros,
+          row)
+  _, da, db_ch, dc_ch, dmix_w, dmix_b, dfilters, _, ddt_proj, ddt_bias = jax.lax.fori_loop(
       0, num_chunks, chunk_body, init)
   da_ref[...] = da
   db_ch_ref[...] = db_ch
@@ -253,12 +300,21 @@ def _backward_kernel(*refs, options: FusedOptions):
   if dmix_w_ref is not None:
     dmix_w_ref[...] = dmix_w
   dmix_b_ref[...] = dmix_b
+  if options.has_steps:
+    ddt_proj_ref[...] = ddt_proj
+    ddt_bias_ref[...] = ddt_bias
 
 
 # ----------------------------------------------------------------------------------------------
 # pallas_call wrappers on the kernel layout: u (B, halo + Lp, Hp) (halo zero rows first);
-# filters (G, R, Hp); delta (B, G, Lp, Hp); a, b_ch, c_ch (G, Hp, Np); b, c (B, G, Lp, Np);
-# mixer w, b (G, Hp); skip (Hp,). Lp a multiple of T, Hp of H_blk, Np a power of 2.
+# filters (G, R, Hp); dt_low (B, G, Lp, Rp); dt_proj (G, Rp, Hp); dt_bias (G, Hp); a, b_ch, c_ch
+# (G, Hp, Np); b, c (B, G, Lp, Np); mixer w, b (G, Hp); skip (Hp,). Lp a multiple of T, Hp of
+# H_blk, Np and Rp powers of 2.
+
+
+def _rank(inputs: dict[str, Array | None]) -> int:
+  """Rp, the padded rank of the step projection (1 where there are no steps)."""
+  return 1 if inputs["dt_low"] is None else inputs["dt_low"].shape[-1]
 
 
 def _given(inputs: dict[str, Array | None]) -> list[Array]:
@@ -269,19 +325,20 @@ def _forward_call(options: FusedOptions, inputs: dict[str, Array | None]):
   """`(z (B, Lp, Hp), entry states (B, Lp / T, G, Hp, Np))`."""
   batch, padded_length, channels = inputs["u"].shape
   groups, num_taps, _ = inputs["filters"].shape
-  states = inputs["a"].shape[-1]
+  states, rank = inputs["a"].shape[-1], _rank(inputs)
   length, hb, sq = padded_length - options.halo, options.block_channels, pl.squeezed
   num_chunks = length // options.chunk
   block = {
       "u": pl.BlockSpec((sq, padded_length, hb), lambda i, h: (i, 0, h)),
       "filters": pl.BlockSpec((groups, num_taps, hb), lambda i, h: (0, 0, h)),
-      "delta": pl.BlockSpec((sq, groups, length, hb), lambda i, h: (i, 0, 0, h)),
+      "dt_low": pl.BlockSpec((sq, groups, length, rank), lambda i, h: (i, 0, 0, 0)),
+      "dt_proj": pl.BlockSpec((groups, rank, hb), lambda i, h: (0, 0, h)),
       "b": pl.BlockSpec((sq, groups, length, states), lambda i, h: (i, 0, 0, 0)),
       "mix_w": pl.BlockSpec((groups, hb), lambda i, h: (0, h)),
       "skip": pl.BlockSpec((hb,), lambda i, h: (h,)),
   }
   block["c"] = block["b"]
-  block["mix_b"] = block["mix_w"]
+  block["mix_b"] = block["dt_bias"] = block["mix_w"]
   for name in ("a", "b_ch", "c_ch"):
     block[name] = pl.BlockSpec((groups, hb, states), lambda i, h: (0, h, 0))
   in_specs = [block[name] for name in _INPUT_NAMES if inputs[name] is not None]
@@ -298,12 +355,14 @@ def _forward_call(options: FusedOptions, inputs: dict[str, Array | None]):
 
 def _backward_call(options: FusedOptions, inputs: dict[str, Array | None], entries: Array,
                    dz: Array):
-  """Per-stream du `(B, G, Lp, Hp)`, then ddelta `(B, G, Lp, Hp)` (given delta), per-batch
-  da, db_ch, dc_ch `(B, G, Hp, Np)`, per-channel-block db, dc `(B, G, Hp / H_blk, Lp, Np)`
-  (given b, c), per-batch dfilters `(B, G, R, Hp)`, dmix_w (given w) and dmix_b `(B, G, Hp)`."""
+  """Per-stream du `(B, G, Lp, Hp)`; per-channel-block d dt_low `(B, G, Hp / H_blk, Lp, Rp)`
+  (given steps); per-batch da, db_ch, dc_ch `(B, G, Hp, Np)`; per-channel-block db, dc
+  `(B, G, Hp / H_blk, Lp, Np)` (given b, c); per-batch dfilters `(B, G, R, Hp)`, dmix_w (given
+  w) and dmix_b `(B, G, Hp)`; per-batch d dt_proj `(B, G, Rp, Hp)` and d dt_bias `(B, G, Hp)`
+  (given steps)."""
   batch, padded_length, channels = inputs["u"].shape
   groups, num_taps, _ = inputs["filters"].shape
-  states = inputs["a"].shape[-1]
+  states, rank = inputs["a"].shape[-1], _rank(inputs)
   length, hb, sq = padded_length - options.halo, options.block_channels, pl.squeezed
   num_chunks = length // options.chunk
   seq = pl.BlockSpec((sq, sq, length, hb), lambda i, g, h: (i, g, 0, h))
@@ -313,7 +372,9 @@ def _backward_call(options: FusedOptions, inputs: dict[str, Array | None], entri
   block = {
       "u": pl.BlockSpec((sq, padded_length, hb), lambda i, g, h: (i, 0, h)),
       "filters": pl.BlockSpec((sq, num_taps, hb), lambda i, g, h: (g, 0, h)),
-      "delta": seq, "a": chan, "b_ch": chan, "c_ch": chan, "b": proj, "c": proj,
+      "dt_low": pl.BlockSpec((sq, sq, length, rank), lambda i, g, h: (i, g, 0, 0)),
+      "dt_proj": pl.BlockSpec((sq, rank, hb), lambda i, g, h: (g, 0, h)), "dt_bias": mix,
+      "a": chan, "b_ch": chan, "c_ch": chan, "b": proj, "c": proj,
       "mix_w": mix, "mix_b": mix, "skip": pl.BlockSpec((hb,), lambda i, g, h: (h,)),
   }
   in_specs = [block[name] for name in _INPUT_NAMES if inputs[name] is not None]
@@ -323,15 +384,22 @@ def _backward_call(options: FusedOptions, inputs: dict[str, Array | None], entri
   per_batch = jax.ShapeDtypeStruct((batch, groups, channels, states), jnp.float32)
   partial = jax.ShapeDtypeStruct((batch, groups, channels // hb, length, states), jnp.float32)
   per_channel = jax.ShapeDtypeStruct((batch, groups, channels), jnp.float32)
-  outputs = [(sequence, seq)] * (1 + options.has_delta)
+  per_channel_spec = pl.BlockSpec((sq, sq, hb), lambda i, g, h: (i, g, h))
+  outputs = [(sequence, seq)]
+  outputs += [(jax.ShapeDtypeStruct((batch, groups, channels // hb, length, rank), jnp.float32),
+               pl.BlockSpec((sq, sq, sq, length, rank), lambda i, g, h: (i, g, h, 0, 0)))] * (
+                   options.has_steps)
   outputs += [(per_batch, pl.BlockSpec((sq, sq, hb, states), lambda i, g, h: (i, g, h, 0)))] * 3
   outputs += [(partial, pl.BlockSpec((sq, sq, sq, length, states),
                                      lambda i, g, h: (i, g, h, 0, 0)))] * (
                                          options.has_b + options.has_c)
   outputs.append((jax.ShapeDtypeStruct((batch, groups, num_taps, channels), jnp.float32),
                   pl.BlockSpec((sq, sq, num_taps, hb), lambda i, g, h: (i, g, 0, h))))
-  outputs += [(per_channel, pl.BlockSpec((sq, sq, hb), lambda i, g, h: (i, g, h)))] * (
-      1 + options.has_input_weight)
+  outputs += [(per_channel, per_channel_spec)] * (1 + options.has_input_weight)
+  if options.has_steps:
+    outputs += [(jax.ShapeDtypeStruct((batch, groups, rank, channels), jnp.float32),
+                 pl.BlockSpec((sq, sq, rank, hb), lambda i, g, h: (i, g, 0, h))),
+                (per_channel, per_channel_spec)]
   return pl.pallas_call(
       functools.partial(_backward_kernel, options=options), grid=(batch, groups, channels // hb),
       in_specs=in_specs, out_specs=[spec for _, spec in outputs],
@@ -353,7 +421,7 @@ def _fused_layer_forward(options, inputs):
 def _fused_layer_backward(options, residuals, dz):
   inputs, entries = residuals
   du, *rest = _backward_call(options, inputs, entries, dz)
-  grads = {"delta": rest.pop(0) if options.has_delta else None}
+  grads = {"dt_low": rest.pop(0).sum(2) if options.has_steps else None}
   da, db_ch, dc_ch, *rest = rest
   grads.update(a=da.sum(0), b_ch=db_ch.sum(0), c_ch=dc_ch.sum(0))
   grads["b"] = rest.pop(0).sum(2) if options.has_b else None
@@ -361,6 +429,8 @@ def _fused_layer_backward(options, residuals, dz):
   grads["filters"] = rest.pop(0).sum(0)
   grads["mix_w"] = rest.pop(0).sum(0) if options.has_input_weight else None
   grads["mix_b"] = rest.pop(0).sum(0)
+  grads["dt_proj"], grads["dt_bias"] = (
+      (rest[0].sum(0), rest[1].sum(0)) if options.has_steps else (None, None))
   u = inputs["u"][:, options.halo:]
   grads["skip"] = jnp.sum(dz * u, axis=(0, 1))
   grads["u"] = jnp.pad(du.sum(1) + dz * inputs["skip"], ((0, 0), (options.halo, 0), (0, 0)))
@@ -374,7 +444,7 @@ _fused_layer.defvjp(_fused_layer_forward, _fused_layer_backward)
 # The public entry point: checks, float32, padding.
 
 
-def _check_shapes(u, filters, delta, a, b, c, b_channel, c_channel, mix_weight, mix_bias,
+def _check_shapes(u, filters, steps, a, b, c, b_channel, c_channel, mix_weight, mix_bias,
                   skip) -> None:
   if u.ndim != 3:
     raise ValueError(f"u must have shape (B, L, H); got {u.shape}")
@@ -385,16 +455,22 @@ def _check_shapes(u, filters, delta, a, b, c, b_channel, c_channel, mix_weight, 
                      f"{[f.shape for f in filters]}")
   if a.ndim != 3 or a.shape[:2] != (groups, channels):
     raise ValueError(f"a must have shape (G, H, N) = ({groups}, {channels}, N); got {a.shape}")
-  for name, x in (("u", u), ("a", a), ("delta", delta)):
+  if any(x is None for x in steps) and any(x is not None for x in steps):
+    raise ValueError("give all of dt_low, dt_proj and dt_bias (selective streams) or none "
+                     "(time-invariant streams)")
+  for name, x in (("u", u), ("a", a), ("dt_low", steps[0])):
     if x is not None and jnp.iscomplexobj(x):
       raise ValueError(f"the fused MS-SSM kernel supports real states only; {name} is complex "
                        "(use the layer's associative scan for complex backbones)")
-  expected = {"delta": (batch, length, groups, channels), "b": (batch, length, groups, a.shape[2]),
-              "c": (batch, length, groups, a.shape[2]), "b_channel": a.shape,
+  rank = None if steps[0] is None else steps[0].shape[-1]
+  num_states = a.shape[2]
+  expected = {"dt_low": (batch, length, groups, rank), "dt_proj": (groups, rank, channels),
+              "dt_bias": (channels, groups), "b": (batch, length, groups, num_states),
+              "c": (batch, length, groups, num_states), "b_channel": a.shape,
               "c_channel": a.shape, "mix_weight": (channels, groups),
               "mix_bias": (channels, groups), "skip": (channels,)}
-  given = {"delta": delta, "b": b, "c": c, "b_channel": b_channel, "c_channel": c_channel,
-           "mix_weight": mix_weight, "mix_bias": mix_bias, "skip": skip}
+  given = dict(zip(_STEP_NAMES, steps), b=b, c=c, b_channel=b_channel, c_channel=c_channel,
+               mix_weight=mix_weight, mix_bias=mix_bias, skip=skip)
   for name, x in given.items():
     if x is not None and x.shape != expected[name]:
       raise ValueError(f"{name} must have shape {expected[name]}; got {x.shape}")
@@ -407,7 +483,9 @@ def fused_layer(
     *,
     mix_bias: Array,
     skip: Array,
-    delta: Array | None = None,
+    dt_low: Array | None = None,
+    dt_proj: Array | None = None,
+    dt_bias: Array | None = None,
     b: Array | None = None,
     c: Array | None = None,
     b_channel: Array | None = None,
@@ -424,10 +502,14 @@ def fused_layer(
     u: `(B, L, H)` layer input.
     filters: G causal band filters `(R_j, H)` in stream order (`decomposition.stream_filters`
       with `centered=False`; the raw stream's is `ones((1, H))`).
-    a: `(G, H, N)` real eigenvalues: continuous-time with `delta`, `Delta A` without.
+    a: `(G, H, N)` real eigenvalues: continuous-time with steps, `Delta A` without.
     mix_bias: `(H, G)` the mixer's constant weights b (`ScaleMixer.channel_weights`).
     skip: `(H,)` the D skip.
-    delta: `(B, L, G, H)` positive steps, or None (steps of 1: time-invariant streams).
+    dt_low: `(B, L, G, R)` the steps' low-rank projection of the input (S6), or None (steps of
+      1: time-invariant streams).
+    dt_proj: `(G, R, H)` its expansion to the channels (given with dt_low).
+    dt_bias: `(H, G)` the steps' bias (given with dt_low): `delta = softplus(dt_low dt_proj +
+      dt_bias)`.
     b, c: `(B, L, G, N)` time-varying projections shared by a stream's channels, or None (1).
     b_channel, c_channel: `(G, H, N)` per-channel factors, or None (1).
     mix_weight: `(H, G)` the mixer's input weights w, or None (static and `none` mixers).
@@ -439,7 +521,8 @@ def fused_layer(
   Returns:
     `(B, L, H)` float32.
   """
-  _check_shapes(u, filters, delta, a, b, c, b_channel, c_channel, mix_weight, mix_bias, skip)
+  steps = (dt_low, dt_proj, dt_bias)
+  _check_shapes(u, filters, steps, a, b, c, b_channel, c_channel, mix_weight, mix_bias, skip)
   batch, length, channels = u.shape
   num_states = a.shape[2]
   default_chunk, default_channels = default_block(channels, len(filters), num_states)
@@ -452,31 +535,35 @@ def fused_layer(
     interpret = jax.default_backend() == "cpu"
   options = FusedOptions(
       chunk=chunk, block_channels=block_channels, taps=tuple(f.shape[0] for f in filters),
-      num_warps=num_warps, has_delta=delta is not None, has_b=b is not None,
+      num_warps=num_warps, has_steps=dt_low is not None, has_b=b is not None,
       has_c=c is not None, has_input_weight=mix_weight is not None, interpret=interpret)
   # Padded steps come after the last one (no valid output or gradient sees them); padded
-  # channels and states have zero filters, inputs and factors.
+  # channels, states and ranks have zero filters, inputs and factors.
   pad_length, pad_channels = -length % chunk, -channels % block_channels
   pad_states = ps.next_power_of_2(num_states) - num_states
+  pad_rank = 0 if dt_low is None else ps.next_power_of_2(dt_low.shape[-1]) - dt_low.shape[-1]
   f32 = lambda x: None if x is None else jnp.asarray(x, jnp.float32)
   num_taps = max(options.taps)
   ones = jnp.ones_like(a)
   chan = lambda x: jnp.pad(f32(x), ((0, 0), (0, pad_channels), (0, pad_states)))
   per_stream = lambda x, pad_last: None if x is None else jnp.pad(
       jnp.swapaxes(f32(x), 1, 2), ((0, 0), (0, 0), (0, pad_length), (0, pad_last)))
-  mixer = lambda x: None if x is None else jnp.pad(f32(x).T, ((0, 0), (0, pad_channels)))
+  per_channel = lambda x: None if x is None else jnp.pad(f32(x).T, ((0, 0), (0, pad_channels)))
   inputs = {
       "u": jnp.pad(f32(u), ((0, 0), (options.halo, pad_length), (0, pad_channels))),
       "filters": jnp.stack([jnp.pad(f32(f), ((0, num_taps - f.shape[0]), (0, pad_channels)))
                             for f in filters]),
-      "delta": per_stream(delta, pad_channels),
+      "dt_low": per_stream(dt_low, pad_rank),
+      "dt_proj": None if dt_proj is None else jnp.pad(
+          f32(dt_proj), ((0, 0), (0, pad_rank), (0, pad_channels))),
+      "dt_bias": per_channel(dt_bias),
       "a": chan(a),
       "b_ch": chan(ones if b_channel is None else b_channel),
       "c_ch": chan(ones if c_channel is None else c_channel),
       "b": per_stream(b, pad_states),
       "c": per_stream(c, pad_states),
-      "mix_w": mixer(mix_weight),
-      "mix_b": mixer(mix_bias),
+      "mix_w": per_channel(mix_weight),
+      "mix_b": per_channel(mix_bias),
       "skip": jnp.pad(f32(skip), (0, pad_channels)),
   }
   return _fused_layer(options, inputs)[:, :length, :channels]

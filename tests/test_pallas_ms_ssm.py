@@ -20,21 +20,23 @@ from ms_ssm_jax.ms_ssm import mixer as mixer_lib
 from ms_ssm_jax.ms_ssm import streams as streams_lib
 from tests import reference
 
-ARG_NAMES = ("u", "filters", "a", "mix_bias", "skip", "delta", "b", "c", "b_channel",
-             "c_channel", "mix_weight")
+ARG_NAMES = ("u", "filters", "a", "mix_bias", "skip", "dt_low", "dt_proj", "dt_bias", "b", "c",
+             "b_channel", "c_channel", "mix_weight")
 
 
-def random_inputs(seed, batch=2, length=13, channels=3, states=3, levels=2, kernel_size=2, *,
-                  selective=True, input_weight=True):
-  """Float64 inputs of G = levels + 2 streams with the wavelet filters of random (phi, psi)."""
+def random_inputs(seed, batch=2, length=13, channels=3, states=3, levels=2, kernel_size=2,
+                  rank=3, *, selective=True, input_weight=True):
+  """Float64 inputs of G = levels + 2 streams with the wavelet filters of random (phi, psi);
+  selective steps in about [e^-3, 1]."""
   rng = np.random.default_rng(seed)
   shape = (levels, kernel_size, channels)
   filters, _ = decomposition.stream_filters(
       jnp.asarray(rng.normal(size=shape)), jnp.asarray(rng.normal(size=shape)),
       streams="details+approx+raw", centered=False)
   groups = len(filters)
-  seq, proj = (batch, length, groups, channels), (batch, length, groups, states)
+  proj = (batch, length, groups, states)
   chan = (groups, channels, states)
+  steps = np.exp(rng.uniform(-3, 0, size=(channels, groups)))
   return {
       "u": rng.normal(size=(batch, length, channels)),
       "filters": [np.asarray(f) for f in filters],
@@ -42,7 +44,9 @@ def random_inputs(seed, batch=2, length=13, channels=3, states=3, levels=2, kern
            else -np.exp(rng.uniform(-3, -1, size=chan)),
       "mix_bias": rng.normal(size=(channels, groups)),
       "skip": rng.normal(size=(channels,)),
-      "delta": np.exp(rng.uniform(-3, 0, size=seq)) if selective else None,
+      "dt_low": 0.3 * rng.normal(size=(batch, length, groups, rank)) if selective else None,
+      "dt_proj": rng.normal(size=(groups, rank, channels)) if selective else None,
+      "dt_bias": steps + np.log(-np.expm1(-steps)) if selective else None,  # softplus^-1
       "b": rng.normal(size=proj) if selective else None,
       "c": rng.normal(size=proj) if selective else None,
       "b_channel": rng.normal(size=chan),
@@ -51,8 +55,8 @@ def random_inputs(seed, batch=2, length=13, channels=3, states=3, levels=2, kern
   }
 
 
-def reference_layer(u, filters, a, mix_bias, skip, delta=None, b=None, c=None, b_channel=None,
-                    c_channel=None, mix_weight=None):
+def reference_layer(u, filters, a, mix_bias, skip, dt_low=None, dt_proj=None, dt_bias=None,
+                    b=None, c=None, b_channel=None, c_channel=None, mix_weight=None):
   """`z_t = sum_j (w_j u_t + b_j) y^j_t + D u_t` with `y^j = SSM^j(f_j * u)`, all in loops."""
   length = u.shape[1]
   bands = []
@@ -62,7 +66,10 @@ def reference_layer(u, filters, a, mix_bias, skip, delta=None, b=None, c=None, b
       band = band.at[:, m:].add(f[m] * u[:, :length - m])
     bands.append(band)
   bands = jnp.stack(bands, axis=2)  # (B, L, G, H)
-  steps = jnp.ones_like(bands) if delta is None else delta
+  if dt_low is None:
+    steps = jnp.ones_like(bands)
+  else:
+    steps = jax.nn.softplus(jnp.einsum("blgr,grh->blgh", dt_low, dt_proj) + dt_bias.T)
   y = reference.sequential_selective_scan(bands, steps, a, b, c, b_channel, c_channel)
   weight = mix_bias.T if mix_weight is None else mix_bias.T + mix_weight.T * u[:, :, None]
   return jnp.sum(weight * y, axis=2) + skip * u
@@ -140,7 +147,8 @@ def test_saved_states_one_per_chunk_and_no_bands():
 
 @pytest.mark.parametrize("bad,message", [
     (dict(a=np.zeros((4, 3, 3), np.complex64)), "real states only"),
-    (dict(delta=np.ones((2, 13, 4, 2))), "delta must have shape"),
+    (dict(dt_low=np.ones((2, 13, 4, 2)), dt_proj=np.ones((4, 3, 3))), "dt_proj must have shape"),
+    (dict(dt_bias=None), "give all of dt_low, dt_proj and dt_bias"),
     (dict(filters=[np.ones((2, 2))] * 4), "filters must be"),
     (dict(mix_bias=np.ones((4, 3))), "mix_bias must have shape"),
 ])
@@ -162,7 +170,8 @@ def test_kernels_lower_to_triton(monkeypatch, selective, input_weight):
           "a": f32(groups, channels, states), "mix_bias": f32(channels, groups),
           "skip": f32(channels), "c_channel": f32(groups, channels, states)}
   if selective:
-    args.update(delta=f32(batch, length, groups, channels), b=f32(batch, length, groups, states),
+    args.update(dt_low=f32(batch, length, groups, 2), dt_proj=f32(groups, 2, channels),
+                dt_bias=f32(channels, groups), b=f32(batch, length, groups, states),
                 c=f32(batch, length, groups, states))
   else:
     args.update(b_channel=f32(groups, channels, states))
@@ -193,9 +202,11 @@ def layer_through_kernel(layer: MSSSMLayer, params, u):
       {"params": params.get("mixer", {})}).channel_weights(width, num_streams)
   per_stream = lambda x: jnp.swapaxes(x, 0, 1)  # (H, S', N) -> (S', H, N)
   if layer.backbone == "s6":
-    xs = streams.inputs(None, u)  # steps and projections from the raw input u
-    stream_args = dict(a=per_stream(streams.a), delta=jnp.swapaxes(xs["step"], 2, 3), b=xs["B"],
-                       c=xs["C"])
+    xs = streams.inputs(None, u)  # projections of the raw input u
+    rank = streams.dt_proj.shape[1]
+    dt_low = jnp.einsum("blh,hjr->bljr", u, streams.x_proj[..., :rank])
+    stream_args = dict(a=per_stream(streams.a), dt_low=dt_low, dt_proj=streams.dt_proj,
+                       dt_bias=streams.dt_bias, b=xs["B"], c=xs["C"])
   else:  # s4d_real: steps of 1 with a = Delta A
     shape = streams.b_bar.shape
     stream_args = dict(a=per_stream(streams.log_a_bar.reshape(shape)),

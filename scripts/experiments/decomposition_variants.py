@@ -91,7 +91,8 @@ def _hybrid_fwd(x, phi, psi, lookaheads):
 
 
 def _hybrid_bwd(lookaheads, residuals, g):
-  return decomposition._cascade_bwd(STREAMS, lookaheads, residuals, g)  # pylint: disable=protected-access
+  # pylint: disable-next=protected-access
+  return decomposition._cascade_bwd(STREAMS, lookaheads, residuals, g)
 
 
 composed_with_cascade_grad.defvjp(_hybrid_fwd, _hybrid_bwd)

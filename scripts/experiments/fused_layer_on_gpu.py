@@ -1,8 +1,9 @@
 """The fused MS-SSM layer kernel (`ms_ssm_jax.pallas_ms_ssm`) against the unfused path, on a GPU.
 
 The unfused path is what `MSSSMLayer(scan_impl="pallas")` runs today: the bands
-(`decomposition.wavelet_bands`, `(B, L, H, S')` in memory), the fused selective scan over them
-(`pallas_scan.selective_scan`, `(B, L, S', H)` outputs), then the mixer and D in XLA. For the
+(`decomposition.wavelet_bands`, `(B, L, H, S')` in memory), the steps (`(B, L, S', H)`), the
+fused selective scan over them (`pallas_scan.selective_scan`, `(B, L, S', H)` outputs), then
+the mixer and D in XLA. For the
 selective (s6, paper's mixer) and time-invariant (s4d_real, static mixer) streams at the
 issue-26 shape it prints the fused layer's error against the unfused one (output and every
 gradient, float32) and the forward and forward+backward times of both, of the fused kernel at
@@ -44,9 +45,12 @@ def layer_inputs(key, batch, length, width, levels, kernel_size, states, selecti
   inputs = {"u": normal(batch, length, width), "phi": filters(), "psi": filters(),
             "mix_bias": jnp.full((width, groups), 1.0 / groups), "skip": jnp.ones((width,)),
             "c_channel": normal(groups, width, states)}
-  if selective:
-    inputs.update(a=-rates, delta=jnp.exp(jax.random.uniform(
-                      next(keys), (batch, length, groups, width), minval=-6.0, maxval=-2.0)),
+  if selective:  # Mamba's step projection: rank ceil(H / 16), steps about [1e-3, 1e-1]
+    rank = -(-width // 16)
+    steps = jnp.exp(jax.random.uniform(next(keys), (width, groups), minval=-6.9, maxval=-2.3))
+    inputs.update(a=-rates, dt_low=normal(batch, length, groups, rank) / width**0.5,
+                  dt_proj=normal(groups, rank, width) / rank**0.5,
+                  dt_bias=steps + jnp.log(-jnp.expm1(-steps)),
                   b=normal(batch, length, groups, states), c=normal(batch, length, groups, states),
                   mix_weight=0.01 * normal(width, groups))
   else:
@@ -66,8 +70,12 @@ def unfused(inputs):
   u = inputs["u"]
   bands = decomposition.wavelet_bands(u, inputs["phi"], inputs["psi"], streams=STREAMS,
                                       centered=False)
+  delta = None
+  if "dt_low" in inputs:
+    delta = jax.nn.softplus(jnp.einsum("blgr,grh->blgh", inputs["dt_low"], inputs["dt_proj"])
+                            + inputs["dt_bias"].T)
   y = pallas_scan.selective_scan(
-      jnp.swapaxes(bands, 2, 3), inputs.get("delta"), inputs["a"], b=inputs.get("b"),
+      jnp.swapaxes(bands, 2, 3), delta, inputs["a"], b=inputs.get("b"),
       c=inputs.get("c"), b_channel=inputs.get("b_channel"), c_channel=inputs["c_channel"])
   weight = inputs["mix_bias"].T
   if "mix_weight" in inputs:
