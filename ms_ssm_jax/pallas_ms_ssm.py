@@ -83,17 +83,28 @@ class FusedOptions:
     return max(self.taps) - 1
 
 
-def default_block(num_channels: int, num_streams: int, num_states: int) -> tuple[int, int]:
-  """`(chunk, block_channels)`: T = 8, and channels per program such that the forward's G
-  streams hold at most 4096 state floats (32 registers a thread at 4 warps), at most 32.
+# Programs to aim for: about two per streaming multiprocessor of an H100 (132).
+_MIN_PROGRAMS = 256
 
-  Not yet tuned on a GPU (`pallas_scan`'s measured best for one stream at N = 16 is T = 8,
-  32 channels). E.g. 32 channels for G = 6 streams of N = 16 (issue 26's shape), 4 for the
-  paper's ListOps S6 variant (G = 5, N = 128).
+
+def default_block(batch: int, num_channels: int, num_streams: int, num_states: int
+                  ) -> tuple[int, int, int]:
+  """`(chunk, block_channels, num_warps)` for the forward's (B, H / H_blk) programs.
+
+  T = 8. Channels per program: at most 32, such that the G streams hold at most 4096 state
+  floats (32 registers a thread at 4 warps), then halved (down to 4) until there are
+  `_MIN_PROGRAMS` programs; warps by the state floats a program holds. Not yet tuned on a GPU
+  (`pallas_scan`'s measured best for one stream at N = 16 is T = 8, 32 channels, 2 warps).
+  E.g. 8 channels and 2 warps at issue 26's shape (B = 16, H = 128, G = 6, N = 16); 4 channels
+  and 4 warps for the paper's ListOps S6 variant (B = 50, H = 128, G = 5, N = 128).
   """
   states = num_streams * ps.next_power_of_2(num_states)
   channels = max(1, min(32, ps.next_power_of_2(num_channels), 4096 // states))
-  return 8, 1 << (channels.bit_length() - 1)  # a power of 2
+  channels = 1 << (channels.bit_length() - 1)  # a power of 2
+  while channels > 4 and batch * -(-num_channels // channels) < _MIN_PROGRAMS:
+    channels //= 2
+  held = states * channels
+  return 8, channels, 4 if held >= 2048 else 2 if held >= 512 else 1
 
 
 # ----------------------------------------------------------------------------------------------
@@ -493,7 +504,7 @@ def fused_layer(
     mix_weight: Array | None = None,
     chunk: int | None = None,
     block_channels: int | None = None,
-    num_warps: int = 4,
+    num_warps: int | None = None,
     interpret: bool | None = None,
 ) -> Array:
   """The causal MS-SSM layer's output `z` (module docstring), differentiable in every array.
@@ -515,7 +526,7 @@ def fused_layer(
     mix_weight: `(H, G)` the mixer's input weights w, or None (static and `none` mixers).
     chunk, block_channels: T and H_blk (defaults from `default_block`). The backward keeps
       one state per chunk and stream: `B G H N L / T` floats.
-    num_warps: Triton warps per program (GPU).
+    num_warps: Triton warps per program (GPU; default from `default_block`).
     interpret: run in the Pallas interpreter; default: on the CPU backend only.
 
   Returns:
@@ -525,9 +536,11 @@ def fused_layer(
   _check_shapes(u, filters, steps, a, b, c, b_channel, c_channel, mix_weight, mix_bias, skip)
   batch, length, channels = u.shape
   num_states = a.shape[2]
-  default_chunk, default_channels = default_block(channels, len(filters), num_states)
+  default_chunk, default_channels, default_warps = default_block(
+      batch, channels, len(filters), num_states)
   chunk = chunk or default_chunk
   block_channels = block_channels or default_channels
+  num_warps = num_warps or default_warps
   if chunk < 1 or block_channels < 1 or block_channels & (block_channels - 1):
     raise ValueError(f"chunk must be >= 1 and block_channels a power of 2; got {chunk}, "
                      f"{block_channels}")

@@ -231,8 +231,9 @@ def test_equals_the_layer(x64, backbone, mixer):
   assert relative_error(got, np.asarray(want)) < 1e-5
 
 
-def test_default_block_bounds_the_state_per_program():
-  assert pallas_ms_ssm.default_block(128, 6, 16) == (8, 32)  # issue 26's shape
-  assert pallas_ms_ssm.default_block(128, 5, 128) == (8, 4)  # the paper's ListOps S6 variant
-  assert pallas_ms_ssm.default_block(5, 4, 3) == (8, 8)
-  assert pallas_ms_ssm.default_block(128, 6, 1024) == (8, 1)
+def test_default_block_bounds_the_state_and_fills_the_gpu():
+  assert pallas_ms_ssm.default_block(16, 128, 6, 16) == (8, 8, 2)  # issue 26's shape
+  assert pallas_ms_ssm.default_block(512, 128, 6, 16) == (8, 32, 4)  # many programs anyway
+  assert pallas_ms_ssm.default_block(50, 128, 5, 128) == (8, 4, 4)  # the paper's ListOps S6
+  assert pallas_ms_ssm.default_block(2, 5, 4, 3) == (8, 4, 1)
+  assert pallas_ms_ssm.default_block(2, 128, 6, 1024) == (8, 1, 4)

@@ -58,7 +58,7 @@ def layer_inputs(key, batch, length, width, levels, kernel_size, states, selecti
   return inputs
 
 
-def fused(inputs, chunk=None, block_channels=None, num_warps=4):
+def fused(inputs, chunk=None, block_channels=None, num_warps=None):
   filters, _ = decomposition.stream_filters(inputs["phi"], inputs["psi"], streams=STREAMS,
                                             centered=False)
   rest = {k: v for k, v in inputs.items() if k not in ("u", "phi", "psi", "a")}
@@ -106,7 +106,7 @@ def main():
   parser.add_argument("--kernel_size", type=int, default=4)
   parser.add_argument("--states", type=int, default=16)
   parser.add_argument("--repeats", type=int, default=20)
-  parser.add_argument("--blocks", default="8x32x4,8x16x4,8x32x8,16x16x4",
+  parser.add_argument("--blocks", default="8x32x4,8x16x4,8x8x2,8x4x1,16x8x2",
                       help="fused kernel shapes, comma-separated: chunk x block_channels x warps")
   args = parser.parse_args()
   print(jax.devices(), jax.__version__, flush=True)
@@ -126,7 +126,7 @@ def main():
     print("fused vs unfused, max relative error: "
           + ", ".join(f"{k} {v:.1e}" for k, v in errors.items()), flush=True)
     variants = {"unfused (bands + pallas_scan + XLA mixer)": unfused,
-                "decomposition alone": decomposition_only}
+                "decomposition alone": decomposition_only, "fused, default block": fused}
     for chunk, channels, warps in blocks:
       variants[f"fused T={chunk} H_blk={channels} warps={warps}"] = (
           lambda i, c=chunk, h=channels, w=warps: fused(i, c, h, w))
