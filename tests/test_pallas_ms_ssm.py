@@ -89,6 +89,7 @@ CASES = [  # (shape kwargs, kernel options): halo longer and shorter than a chun
     (dict(), dict(chunk=4, block_channels=2)),
     (dict(length=16, channels=4, states=4, levels=1, kernel_size=3), dict(chunk=8)),
     (dict(length=11, channels=2, states=2, levels=3, kernel_size=2), dict(chunk=2)),
+    (dict(length=9, levels=0), dict(chunk=4)),  # no decomposition: one raw stream, no halo
 ]
 
 
