@@ -20,11 +20,13 @@ and `none` mixers. The step math is `pallas_scan`'s (the same recurrence for one
 Forward: one program per (batch element, channel block) walks the sequence in chunks of T
 steps; a chunk loads `T + R - 1` input rows (a halo of `R - 1 = (K-1)(2^S - 1)` earlier steps),
 computes every stream's band from them, advances the G streams' states and writes the mixed
-output. Only `z` `(B, L, H)` and the state entering each chunk `(B, L / T, G, H, N)` reach
-memory: no bands, no stream outputs.
+output. Only `z` `(B, L, H)` and the state entering every E-th chunk `(B, L / (T E), G, H, N)`
+reach memory: no bands, no steps, no stream outputs.
 
 Backward (`jax.custom_vjp`): one program per (batch element, stream, channel block) walks the
-chunks in reverse, recomputes the chunk's band and states from the saved entry state, and
+segments of E chunks in reverse; it recomputes a segment's chunk entry states from the saved
+one (into a scratch output, when E > 1), then walks its chunks in reverse: it recomputes the
+chunk's band and states from the chunk's entry state, and
 runs the adjoint of `pallas_scan`, with the mixer's cotangent `dz (w_j u + b_j)` as the
 stream's output cotangent. The band's transpose, `du_{t-m} += f_j[m] dv_t`, reaches up to
 `R - 1` steps into earlier chunks: those rows are carried to the next (earlier) chunk. The
@@ -59,6 +61,9 @@ class FusedOptions:
 
   Attributes:
     chunk: T, steps unrolled per chunk.
+    checkpoint_every: E, chunks per saved state: the forward saves the state entering every
+      E-th chunk, and the backward recomputes a segment's E chunk entry states (into a scratch
+      output) before walking it in reverse.
     block_channels: H_blk, channels per program (a power of 2 dividing the padded H).
     taps: R_j, the taps of each stream's filter (the forward skips the zero padding to R).
     num_warps: Triton warps per program (GPU only).
@@ -68,6 +73,7 @@ class FusedOptions:
     interpret: run the kernels in the Pallas interpreter (CPU tests).
   """
   chunk: int
+  checkpoint_every: int
   block_channels: int
   taps: tuple[int, ...]
   num_warps: int
@@ -170,8 +176,6 @@ def _forward_kernel(*refs, options: FusedOptions):
 
   def chunk_body(index, states):
     t0 = index * chunk
-    for j, x in enumerate(states):
-      entry_ref[index, j] = x  # the backward recomputes the chunk's states from it
     window = [ins["u"][t0 + r] for r in range(chunk + halo)]
     inputs = window[halo:]
     skip = ins["skip"][...]
@@ -196,8 +200,14 @@ def _forward_kernel(*refs, options: FusedOptions):
       z_ref[t0 + s] = z[s]
     return tuple(new_states)
 
+  def segment_body(segment, states):
+    for j, x in enumerate(states):
+      entry_ref[segment, j] = x  # the backward recomputes the segment's states from it
+    every = options.checkpoint_every
+    return jax.lax.fori_loop(segment * every, (segment + 1) * every, chunk_body, states)
+
   zeros = jnp.zeros(shape, jnp.float32)
-  jax.lax.fori_loop(0, entry_ref.shape[0], chunk_body, (zeros,) * len(options.taps))
+  jax.lax.fori_loop(0, entry_ref.shape[0], segment_body, (zeros,) * len(options.taps))
 
 
 def _backward_kernel(*refs, options: FusedOptions):
@@ -210,10 +220,11 @@ def _backward_kernel(*refs, options: FusedOptions):
   dfilters_ref, *rest = rest
   dmix_w_ref = rest.pop(0) if options.has_input_weight else None
   dmix_b_ref, *rest = rest
-  ddt_proj_ref, ddt_bias_ref = rest if options.has_steps else (None, None)
-  chunk, halo = options.chunk, options.halo
+  ddt_proj_ref, ddt_bias_ref = (rest.pop(0), rest.pop(0)) if options.has_steps else (None, None)
+  scratch_ref = rest.pop(0) if options.checkpoint_every > 1 else None
+  chunk, halo, every = options.chunk, options.halo, options.checkpoint_every
   num_taps = ins["filters"].shape[0]  # R: the stream is a grid index, so its R_j is not static
-  num_chunks = entry_ref.shape[0]
+  num_segments = entry_ref.shape[0]
   coef = _coefficients(ins["a"][...], ins["b_ch"][...], ins["c_ch"][...], options.has_steps)
   shape = coef.a.shape
   taps = [ins["filters"][m] for m in range(num_taps)]
@@ -223,21 +234,26 @@ def _backward_kernel(*refs, options: FusedOptions):
   if options.has_steps:
     dt_proj, dt_bias = ins["dt_proj"][...], ins["dt_bias"][...]
 
-  def chunk_body(k, carry):
-    g_next, da, db_ch, dc_ch, dmix_w, dmix_b, dfilters, pending, ddt_proj, ddt_bias = carry
-    index = num_chunks - 1 - k
-    t0 = index * chunk
+  def load_chunk(t0, with_dy: bool):
+    """The chunk's input window, step projections, step logits and `StepInputs`."""
     window = [ins["u"][t0 + r] for r in range(chunk + halo)]
-    inputs = window[halo:]
     lows, logits, deltas = [None] * chunk, [None] * chunk, [None] * chunk
     if options.has_steps:
       lows = [ins["dt_low"][t0 + s] for s in range(chunk)]
       logits = [_step_logit(low, dt_proj, dt_bias) for low in lows]
       deltas = [_softplus(logit) for logit in logits]
     steps = [ps.StepInputs(_band(window, taps, s, halo), deltas[s], maybe("b", t0 + s),
-                           maybe("c", t0 + s), dz_ref[t0 + s])
+                           maybe("c", t0 + s), dz_ref[t0 + s] if with_dy else None)
              for s in range(chunk)]
-    x_states = [entry_ref[index]]
+    return window, lows, logits, steps
+
+  def chunk_body(index, entry, carry):
+    """The adjoint through chunk `index`, whose states start from `entry`."""
+    g_next, da, db_ch, dc_ch, dmix_w, dmix_b, dfilters, pending, ddt_proj, ddt_bias = carry
+    t0 = index * chunk
+    window, lows, logits, steps = load_chunk(t0, with_dy=True)
+    inputs = window[halo:]
+    x_states = [entry]
     for step in steps:  # recompute the chunk's states from its entry state
       x_states.append(ps.next_state(x_states[-1], step, coef))
     band_grads, mixer_grads = [None] * chunk, [None] * chunk
@@ -297,12 +313,28 @@ def _backward_kernel(*refs, options: FusedOptions):
     return (g_next, da, db_ch, dc_ch, dmix_w, dmix_b, tuple(dfilters), tuple(acc[:halo]),
             ddt_proj, ddt_bias)
 
+  def segment_body(k, carry):
+    segment = num_segments - 1 - k
+    if every == 1:
+      return chunk_body(segment, entry_ref[segment], carry)
+
+    def recompute(e, x):  # the segment's chunk entry states, forward, into the scratch
+      scratch_ref[e] = x
+      for step in load_chunk((segment * every + e) * chunk, with_dy=False)[3]:
+        x = ps.next_state(x, step, coef)
+      return x
+
+    jax.lax.fori_loop(0, every, recompute, entry_ref[segment])
+    reverse = lambda i, carry: chunk_body(segment * every + every - 1 - i,
+                                          scratch_ref[every - 1 - i], carry)
+    return jax.lax.fori_loop(0, every, reverse, carry)
+
   zeros, row = jnp.zeros(shape, jnp.float32), jnp.zeros(shape[:1], jnp.float32)
   proj_zeros = jnp.zeros(dt_proj.shape, jnp.float32) if options.has_steps else None
   init = (zeros, zeros, zeros, zeros, row, row, (row,) * num_taps, (row,) * halo, proj_zeros,
           row)
   _, da, db_ch, dc_ch, dmix_w, dmix_b, dfilters, _, ddt_proj, ddt_bias = jax.lax.fori_loop(
-      0, num_chunks, chunk_body, init)
+      0, num_segments, segment_body, init)
   da_ref[...] = da
   db_ch_ref[...] = db_ch
   dc_ch_ref[...] = dc_ch
@@ -333,12 +365,12 @@ def _given(inputs: dict[str, Array | None]) -> list[Array]:
 
 
 def _forward_call(options: FusedOptions, inputs: dict[str, Array | None]):
-  """`(z (B, Lp, Hp), entry states (B, Lp / T, G, Hp, Np))`."""
+  """`(z (B, Lp, Hp), saved states (B, Lp / (T E), G, Hp, Np))`."""
   batch, padded_length, channels = inputs["u"].shape
   groups, num_taps, _ = inputs["filters"].shape
   states, rank = inputs["a"].shape[-1], _rank(inputs)
   length, hb, sq = padded_length - options.halo, options.block_channels, pl.squeezed
-  num_chunks = length // options.chunk
+  num_chunks = length // (options.chunk * options.checkpoint_every)
   block = {
       "u": pl.BlockSpec((sq, padded_length, hb), lambda i, h: (i, 0, h)),
       "filters": pl.BlockSpec((groups, num_taps, hb), lambda i, h: (0, 0, h)),
@@ -370,12 +402,14 @@ def _backward_call(options: FusedOptions, inputs: dict[str, Array | None], entri
   (given steps); per-batch da, db_ch, dc_ch `(B, G, Hp, Np)`; per-channel-block db, dc
   `(B, G, Hp / H_blk, Lp, Np)` (given b, c); per-batch dfilters `(B, G, R, Hp)`, dmix_w (given
   w) and dmix_b `(B, G, Hp)`; per-batch d dt_proj `(B, G, Rp, Hp)` and d dt_bias `(B, G, Hp)`
-  (given steps)."""
+  (given steps); with E > 1, the scratch of the recomputed chunk entry states `(B, G, E, Hp,
+  Np)`."""
   batch, padded_length, channels = inputs["u"].shape
   groups, num_taps, _ = inputs["filters"].shape
   states, rank = inputs["a"].shape[-1], _rank(inputs)
   length, hb, sq = padded_length - options.halo, options.block_channels, pl.squeezed
-  num_chunks = length // options.chunk
+  every = options.checkpoint_every
+  num_chunks = length // (options.chunk * every)
   seq = pl.BlockSpec((sq, sq, length, hb), lambda i, g, h: (i, g, 0, h))
   proj = pl.BlockSpec((sq, sq, length, states), lambda i, g, h: (i, g, 0, 0))
   chan = pl.BlockSpec((sq, hb, states), lambda i, g, h: (g, h, 0))
@@ -411,6 +445,9 @@ def _backward_call(options: FusedOptions, inputs: dict[str, Array | None], entri
     outputs += [(jax.ShapeDtypeStruct((batch, groups, rank, channels), jnp.float32),
                  pl.BlockSpec((sq, sq, rank, hb), lambda i, g, h: (i, g, 0, h))),
                 (per_channel, per_channel_spec)]
+  if every > 1:
+    outputs.append((jax.ShapeDtypeStruct((batch, groups, every, channels, states), jnp.float32),
+                    pl.BlockSpec((sq, sq, every, hb, states), lambda i, g, h: (i, g, 0, h, 0))))
   return pl.pallas_call(
       functools.partial(_backward_kernel, options=options), grid=(batch, groups, channels // hb),
       in_specs=in_specs, out_specs=[spec for _, spec in outputs],
@@ -503,6 +540,7 @@ def fused_layer(
     c_channel: Array | None = None,
     mix_weight: Array | None = None,
     chunk: int | None = None,
+    checkpoint_every: int | None = None,
     block_channels: int | None = None,
     num_warps: int | None = None,
     interpret: bool | None = None,
@@ -524,8 +562,10 @@ def fused_layer(
     b, c: `(B, L, G, N)` time-varying projections shared by a stream's channels, or None (1).
     b_channel, c_channel: `(G, H, N)` per-channel factors, or None (1).
     mix_weight: `(H, G)` the mixer's input weights w, or None (static and `none` mixers).
-    chunk, block_channels: T and H_blk (defaults from `default_block`). The backward keeps
-      one state per chunk and stream: `B G H N L / T` floats.
+    chunk, block_channels: T and H_blk (defaults from `default_block`).
+    checkpoint_every: E, chunks per saved state: the backward keeps `B G H N L / (T E)` floats
+      and recomputes the states of E chunks at a time. Default: the smallest E for which
+      they take at most two `(B, L, G, H)` arrays, `ceil(N / 2T)` (N padded to a power of 2).
     num_warps: Triton warps per program (GPU; default from `default_block`).
     interpret: run in the Pallas interpreter; default: on the CPU backend only.
 
@@ -541,19 +581,22 @@ def fused_layer(
   chunk = chunk or default_chunk
   block_channels = block_channels or default_channels
   num_warps = num_warps or default_warps
-  if chunk < 1 or block_channels < 1 or block_channels & (block_channels - 1):
-    raise ValueError(f"chunk must be >= 1 and block_channels a power of 2; got {chunk}, "
-                     f"{block_channels}")
+  padded_states = ps.next_power_of_2(num_states)
+  checkpoint_every = checkpoint_every or -(-padded_states // (2 * chunk))
+  if chunk < 1 or checkpoint_every < 1 or block_channels < 1 or block_channels & (
+      block_channels - 1):
+    raise ValueError(f"chunk and checkpoint_every must be >= 1 and block_channels a power of 2; "
+                     f"got {chunk}, {checkpoint_every}, {block_channels}")
   if interpret is None:
     interpret = jax.default_backend() == "cpu"
   options = FusedOptions(
-      chunk=chunk, block_channels=block_channels, taps=tuple(f.shape[0] for f in filters),
-      num_warps=num_warps, has_steps=dt_low is not None, has_b=b is not None,
+      chunk=chunk, checkpoint_every=checkpoint_every, block_channels=block_channels,
+      taps=tuple(f.shape[0] for f in filters), num_warps=num_warps, has_steps=dt_low is not None, has_b=b is not None,
       has_c=c is not None, has_input_weight=mix_weight is not None, interpret=interpret)
   # Padded steps come after the last one (no valid output or gradient sees them); padded
   # channels, states and ranks have zero filters, inputs and factors.
-  pad_length, pad_channels = -length % chunk, -channels % block_channels
-  pad_states = ps.next_power_of_2(num_states) - num_states
+  pad_length, pad_channels = -length % (chunk * checkpoint_every), -channels % block_channels
+  pad_states = padded_states - num_states
   pad_rank = 0 if dt_low is None else ps.next_power_of_2(dt_low.shape[-1]) - dt_low.shape[-1]
   f32 = lambda x: None if x is None else jnp.asarray(x, jnp.float32)
   num_taps = max(options.taps)

@@ -90,6 +90,9 @@ CASES = [  # (shape kwargs, kernel options): halo longer and shorter than a chun
     (dict(length=16, channels=4, states=4, levels=1, kernel_size=3), dict(chunk=8)),
     (dict(length=11, channels=2, states=2, levels=3, kernel_size=2), dict(chunk=2)),
     (dict(length=9, levels=0), dict(chunk=4)),  # no decomposition: one raw stream, no halo
+    (dict(length=17), dict(chunk=2, checkpoint_every=3)),  # segments of 3 chunks, L padded
+    (dict(length=16, states=5), dict(chunk=4)),  # default E = ceil(8 / 8) = 1 ...
+    (dict(length=16, states=9), dict(chunk=4)),  # ... and ceil(16 / 8) = 2
 ]
 
 
@@ -135,14 +138,16 @@ def test_causal(x64):
   assert np.all(np.abs(np.asarray(z_changed[:, 7:] - z[:, 7:])) > 0)
 
 
-def test_saved_states_one_per_chunk_and_no_bands():
-  """The forward's residuals: the inputs and one state per chunk and stream `(B, L / T, G, H,
-  N)`; nothing of shape `(B, L, G, H)` (bands, stream outputs) is kept."""
-  inputs = random_inputs(5, length=16, selective=False)
-  _, vjp_fn = jax.vjp(lambda u: fused(dict(inputs, u=u), chunk=8), inputs["u"])
+@pytest.mark.parametrize("checkpoint_every", [1, 2])
+def test_saved_states_one_per_segment_and_no_bands(checkpoint_every):
+  """The forward's residuals: the inputs and one state per segment of E chunks and stream
+  `(B, L / (T E), G, H, N)`; nothing of shape `(B, L, G, H)` (bands, stream outputs)."""
+  inputs = random_inputs(5, length=32, selective=False)
+  _, vjp_fn = jax.vjp(lambda u: fused(dict(inputs, u=u), chunk=8,
+                                      checkpoint_every=checkpoint_every), inputs["u"])
   leaves = [x for x in jax.tree.leaves(vjp_fn) if hasattr(x, "shape")]
   [entries] = [x for x in leaves if x.ndim == 5]
-  assert entries.shape == (2, 2, 4, 4, 4)  # N = 3 padded to 4; H = 3 padded to 4
+  assert entries.shape == (2, 4 // checkpoint_every, 4, 4, 4)  # N, H = 3 padded to 4
   assert not [x for x in leaves if x.ndim == 4 and x.shape[1] >= 16]
 
 
