@@ -24,11 +24,10 @@ output. Only `z` `(B, L, H)` and the state entering every E-th chunk `(B, L / (T
 reach memory: no bands, no steps, no stream outputs.
 
 Backward (`jax.custom_vjp`): one program per (batch element, stream, channel block) walks the
-segments of E chunks in reverse; it recomputes a segment's chunk entry states from the saved
-one (into a scratch output, when E > 1), then walks its chunks in reverse: it recomputes the
-chunk's band and states from the chunk's entry state, and
-runs the adjoint of `pallas_scan`, with the mixer's cotangent `dz (w_j u + b_j)` as the
-stream's output cotangent. The band's transpose, `du_{t-m} += f_j[m] dv_t`, reaches up to
+segments of E chunks in reverse. It recomputes a segment's chunk entry states from the saved
+one (into a scratch output, when E > 1), then walks its chunks in reverse: it recomputes a
+chunk's band and states from the chunk's entry state and runs the adjoint of `pallas_scan`,
+with the mixer's cotangent `dz (w_j u + b_j)` as the stream's output cotangent. The band's transpose, `du_{t-m} += f_j[m] dv_t`, reaches up to
 `R - 1` steps into earlier chunks: those rows are carried to the next (earlier) chunk. The
 programs write per-stream partial sums of `du` `(B, G, L, H)` (XLA adds the G streams and
 `D dz`), per-channel-block partial sums of the per-step `d dt_low`, `db_t`, `dc_t` (as
