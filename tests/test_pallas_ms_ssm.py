@@ -164,8 +164,9 @@ def test_bad_shapes_name_the_fix(bad, message):
     fused(inputs)
 
 
-@pytest.mark.parametrize("selective,input_weight", [(True, True), (False, False)])
-def test_kernels_lower_to_triton(monkeypatch, selective, input_weight):
+@pytest.mark.parametrize("selective,input_weight,checkpoint_every", [(True, True, 1),
+                                                                    (False, False, 4)])
+def test_kernels_lower_to_triton(monkeypatch, selective, input_weight, checkpoint_every):
   """Both kernels pass the Pallas-to-Triton lowering (what a GPU compiles) on any machine, at
   the paper's S = 3, K = 4 (halo 21) with 32 channels and 16 states per stream."""
   monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # Triton compiler params
@@ -185,7 +186,7 @@ def test_kernels_lower_to_triton(monkeypatch, selective, input_weight):
     args["mix_weight"] = f32(channels, groups)
 
   def forward(args):
-    return pallas_ms_ssm.fused_layer(**args, interpret=False)
+    return pallas_ms_ssm.fused_layer(**args, checkpoint_every=checkpoint_every, interpret=False)
 
   backward = jax.grad(lambda args: forward(args).sum())
   for fn in (forward, backward):
