@@ -244,3 +244,15 @@ def test_default_block_bounds_the_state_and_fills_the_gpu():
   assert pallas_ms_ssm.default_block(50, 128, 5, 128) == (8, 4, 4)  # the paper's ListOps S6
   assert pallas_ms_ssm.default_block(2, 5, 4, 3) == (8, 4, 1)
   assert pallas_ms_ssm.default_block(2, 128, 6, 1024) == (8, 1, 4)
+
+
+def test_low_precision_inputs_accumulate_in_float32(x64):
+  def cast(inputs, convert):
+    return {k: None if v is None else [convert(f) for f in v] if k == "filters" else convert(v)
+            for k, v in inputs.items()}
+
+  low = cast(random_inputs(8), lambda x: jnp.asarray(x, jnp.bfloat16))
+  z = fused(low, chunk=4)
+  assert z.dtype == jnp.float32
+  expected = reference_layer(**cast(low, lambda x: np.asarray(x.astype(jnp.float32), np.float64)))
+  assert relative_error(z, expected) < 1e-5
