@@ -28,9 +28,9 @@ round=${ROUND:?set ROUND=1, 2, 3 or 4 (see the header)}
 if [ $round = 4 ]; then
   JAX_PLATFORMS=cuda timeout 240 $PY -m pytest -v -p no:cacheprovider tests/test_pallas_ms_ssm.py \
     > $out/gpu_tests.log 2>&1; echo "tests exit $?" >> $out/gpu_tests.log
-  PYTHONPATH=. timeout 180 $PY scripts/experiments/fused_layer_on_gpu.py --repeats 10 \
+  PYTHONPATH=. timeout 180 $PY scripts/bench_fused_layer.py --repeats 10 \
     --blocks 8x32x4,8x16x4,8x8x2,8x4x1,16x8x2 > $out/fused_layer.log 2>&1
-  PYTHONPATH=. timeout 120 $PY scripts/experiments/decomposition_variants.py --repeats 10 \
+  PYTHONPATH=. timeout 120 $PY scripts/bench_decomposition.py --repeats 10 \
     > $out/decomposition.log 2>&1
   grep -c PASSED $out/gpu_tests.log; grep -E "FAILED|exit" $out/gpu_tests.log
   grep -v "^W1" $out/fused_layer.log; grep -v "^W1" $out/decomposition.log

@@ -15,7 +15,7 @@ S=4, 2.5x an S5 layer; the target is 0.25x. Candidates, all with the same output
 For each it prints the forward and forward+backward times, XLA's flops and bytes, the error
 against the cascade, and the ratio to the S5 layer. From the repository root:
 
-    JAX_PLATFORMS=cuda PYTHONPATH=. python scripts/experiments/decomposition_variants.py
+    PYTHONPATH=. python scripts/bench_decomposition.py
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import sys
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common  # noqa: E402  (scripts/, after the path insert)
 
 from ms_ssm_jax.ms_ssm import decomposition  # noqa: E402

@@ -9,7 +9,7 @@ issue-26 shape it prints the fused layer's error against the unfused one (output
 gradient, float32) and the forward and forward+backward times of both, of the fused kernel at
 each block shape, and of the decomposition alone. From the repository root:
 
-    JAX_PLATFORMS=cuda python scripts/experiments/fused_layer_on_gpu.py [--batch 16 ...]
+    PYTHONPATH=. python scripts/bench_fused_layer.py [--batch 16 ...]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common  # noqa: E402  (scripts/, after the path insert)
 
 from ms_ssm_jax import pallas_ms_ssm  # noqa: E402
