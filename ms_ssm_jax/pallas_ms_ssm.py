@@ -20,19 +20,20 @@ and `none` mixers. The step math is `pallas_scan`'s (the same recurrence for one
 Forward: one program per (batch element, channel block) walks the sequence in chunks of T
 steps; a chunk loads `T + R - 1` input rows (a halo of `R - 1 = (K-1)(2^S - 1)` earlier steps),
 computes every stream's band from them, advances the G streams' states and writes the mixed
-output. Only `z` `(B, L, H)` and the state entering every E-th chunk `(B, L / (T E), G, H, N)`
-reach memory: no bands, no steps, no stream outputs.
+output. Only `z` `(B, L, H)` (and, for the layer's mixer metric, z's input-dependent part) and
+the state entering every E-th chunk `(B, L / (T E), G, H, N)` reach memory: no bands, no
+steps, no stream outputs.
 
 Backward (`jax.custom_vjp`): one program per (batch element, stream, channel block) walks the
 segments of E chunks in reverse. It recomputes a segment's chunk entry states from the saved
 one (into a scratch output, when E > 1), then walks its chunks in reverse: it recomputes a
 chunk's band and states from the chunk's entry state and runs the adjoint of `pallas_scan`,
-with the mixer's cotangent `dz (w_j u + b_j)` as the stream's output cotangent. The band's transpose, `du_{t-m} += f_j[m] dv_t`, reaches up to
-`R - 1` steps into earlier chunks: those rows are carried to the next (earlier) chunk. The
-programs write per-stream partial sums of `du` `(B, G, L, H)` (XLA adds the G streams and
-`D dz`), per-channel-block partial sums of the per-step `d dt_low`, `db_t`, `dc_t` (as
-`pallas_scan` does for `db_t`, `dc_t`), and per-batch-element sums of the filter, mixer, step
-projection and state-coefficient gradients.
+with the mixer's cotangent `dz (w_j u + b_j)` as the stream's output cotangent. The band's
+transpose, `du_{t-m} += f_j[m] dv_t`, reaches up to `R - 1` steps into earlier chunks: those
+rows are carried to the next (earlier) chunk. The programs write per-stream partial sums of
+`du` `(B, G, L, H)` (XLA adds the G streams and `D dz`), per-channel-block partial sums of the
+per-step `d dt_low`, `db_t`, `dc_t` (as `pallas_scan` does for `db_t`, `dc_t`), and
+per-batch-element sums of the filter, mixer, step projection and state-coefficient gradients.
 
 Causal layers only (the bidirectional layer's centered bands and reverse scan are not here).
 Like `pallas_scan`, written with generic Pallas ops: compiled by Triton on GPUs, interpreted on
@@ -69,6 +70,7 @@ class FusedOptions:
     has_steps: whether the steps are given (by their rank-R projection), else 1.
     has_b, has_c: whether time-varying projections `b_t`, `c_t` are given.
     has_input_weight: whether the mixer has input-dependent weights `w`.
+    input_term_out: also write the input-dependent part of z, `sum_j w_j u_t y^j_t`.
     interpret: run the kernels in the Pallas interpreter (CPU tests).
   """
   chunk: int
@@ -80,6 +82,7 @@ class FusedOptions:
   has_b: bool
   has_c: bool
   has_input_weight: bool
+  input_term_out: bool
   interpret: bool
 
   @property
@@ -161,7 +164,9 @@ def _coefficients(a: Array, b_ch: Array, c_ch: Array, has_steps: bool) -> ps.Coe
 
 
 def _forward_kernel(*refs, options: FusedOptions):
-  ins, (z_ref, entry_ref) = _split_refs(refs, options)
+  ins, rest = _split_refs(refs, options)
+  z_ref, entry_ref, *rest = rest
+  input_term_ref = rest[0] if options.input_term_out else None
   chunk, halo = options.chunk, options.halo
   shape = ins["a"].shape[1:]
   maybe = lambda name, j, t: None if ins[name] is None else ins[name][j, t]
@@ -179,6 +184,7 @@ def _forward_kernel(*refs, options: FusedOptions):
     inputs = window[halo:]
     skip = ins["skip"][...]
     z = [skip * u_t for u_t in inputs]
+    input_term = [jnp.zeros_like(u_t) for u_t in inputs]
     new_states = []
     for j, x in enumerate(states):
       coef = _coefficients(ins["a"][j], ins["b_ch"][j], ins["c_ch"][j], options.has_steps)
@@ -192,11 +198,16 @@ def _forward_kernel(*refs, options: FusedOptions):
       for s, step in enumerate(steps):
         x = ps.next_state(x, step, coef)
         y = jnp.sum(x * coef.c_ch * ps.factor(step.c, shape), axis=1)
-        weight = mix_b if mix_w is None else mix_b + mix_w * inputs[s]
-        z[s] = z[s] + weight * y
+        if mix_w is None:
+          z[s] = z[s] + mix_b * y
+        else:
+          input_term[s] = input_term[s] + mix_w * inputs[s] * y
+          z[s] = z[s] + (mix_b + mix_w * inputs[s]) * y
       new_states.append(x)
     for s in range(chunk):
       z_ref[t0 + s] = z[s]
+      if input_term_ref is not None:
+        input_term_ref[t0 + s] = input_term[s]
     return tuple(new_states)
 
   def segment_body(segment, states):
@@ -364,7 +375,8 @@ def _given(inputs: dict[str, Array | None]) -> list[Array]:
 
 
 def _forward_call(options: FusedOptions, inputs: dict[str, Array | None]):
-  """`(z (B, Lp, Hp), saved states (B, Lp / (T E), G, Hp, Np))`."""
+  """`(z (B, Lp, Hp), saved states (B, Lp / (T E), G, Hp, Np))`, then the input term of z
+  `(B, Lp, Hp)` when asked for."""
   batch, padded_length, channels = inputs["u"].shape
   groups, num_taps, _ = inputs["filters"].shape
   states, rank = inputs["a"].shape[-1], _rank(inputs)
@@ -384,10 +396,15 @@ def _forward_call(options: FusedOptions, inputs: dict[str, Array | None]):
   for name in ("a", "b_ch", "c_ch"):
     block[name] = pl.BlockSpec((groups, hb, states), lambda i, h: (0, h, 0))
   in_specs = [block[name] for name in _INPUT_NAMES if inputs[name] is not None]
-  out_shape = (jax.ShapeDtypeStruct((batch, length, channels), jnp.float32),
-               jax.ShapeDtypeStruct((batch, num_chunks, groups, channels, states), jnp.float32))
-  out_specs = (pl.BlockSpec((sq, length, hb), lambda i, h: (i, 0, h)),
-               pl.BlockSpec((sq, num_chunks, groups, hb, states), lambda i, h: (i, 0, 0, h, 0)))
+  sequence = jax.ShapeDtypeStruct((batch, length, channels), jnp.float32)
+  sequence_spec = pl.BlockSpec((sq, length, hb), lambda i, h: (i, 0, h))
+  out_shape = [sequence,
+               jax.ShapeDtypeStruct((batch, num_chunks, groups, channels, states), jnp.float32)]
+  out_specs = [sequence_spec,
+               pl.BlockSpec((sq, num_chunks, groups, hb, states), lambda i, h: (i, 0, 0, h, 0))]
+  if options.input_term_out:
+    out_shape.append(sequence)
+    out_specs.append(sequence_spec)
   return pl.pallas_call(
       functools.partial(_forward_kernel, options=options), grid=(batch, channels // hb),
       in_specs=in_specs, out_specs=out_specs, out_shape=out_shape, interpret=options.interpret,
@@ -456,17 +473,21 @@ def _backward_call(options: FusedOptions, inputs: dict[str, Array | None], entri
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _fused_layer(options: FusedOptions, inputs: dict[str, Array | None]) -> Array:
-  return _forward_call(options, inputs)[0]
+def _fused_layer(options: FusedOptions, inputs: dict[str, Array | None]) -> tuple[Array, ...]:
+  """`(z,)`, or `(z, input term)` with `options.input_term_out` (the input term's cotangent is
+  not used: `fused_layer` returns it under `stop_gradient`)."""
+  z, _, *input_term = _forward_call(options, inputs)
+  return (z, *input_term)
 
 
 def _fused_layer_forward(options, inputs):
-  z, entries = _forward_call(options, inputs)
-  return z, (inputs, entries)
+  z, entries, *input_term = _forward_call(options, inputs)
+  return (z, *input_term), (inputs, entries)
 
 
-def _fused_layer_backward(options, residuals, dz):
+def _fused_layer_backward(options, residuals, cotangents):
   inputs, entries = residuals
+  dz = cotangents[0]
   du, *rest = _backward_call(options, inputs, entries, dz)
   grads = {"dt_low": rest.pop(0).sum(2) if options.has_steps else None}
   da, db_ch, dc_ch, *rest = rest
@@ -538,6 +559,7 @@ def fused_layer(
     b_channel: Array | None = None,
     c_channel: Array | None = None,
     mix_weight: Array | None = None,
+    return_input_term: bool = False,
     chunk: int | None = None,
     checkpoint_every: int | None = None,
     block_channels: int | None = None,
@@ -561,6 +583,8 @@ def fused_layer(
     b, c: `(B, L, G, N)` time-varying projections shared by a stream's channels, or None (1).
     b_channel, c_channel: `(G, H, N)` per-channel factors, or None (1).
     mix_weight: `(H, G)` the mixer's input weights w, or None (static and `none` mixers).
+    return_input_term: also return z's input-dependent part `sum_j w_j u_t y^j_t` `(B, L, H)`
+      (one more write; for the layer's `mixer_input_ratio` metric), under `stop_gradient`.
     chunk, block_channels: T and H_blk (defaults from `default_block`).
     checkpoint_every: E, chunks per saved state: the backward keeps `B G H N L / (T E)` floats
       and recomputes the states of E chunks at a time. Default: the smallest E for which
@@ -569,9 +593,12 @@ def fused_layer(
     interpret: run in the Pallas interpreter; default: on the CPU backend only.
 
   Returns:
-    `(B, L, H)` float32.
+    `z` `(B, L, H)` float32, or `(z, input term)` with `return_input_term`.
   """
   steps = (dt_low, dt_proj, dt_bias)
+  if return_input_term and mix_weight is None:
+    raise ValueError("return_input_term needs mix_weight: the static and none mixers have no "
+                     "input-dependent term")
   _check_shapes(u, filters, steps, a, b, c, b_channel, c_channel, mix_weight, mix_bias, skip)
   batch, length, channels = u.shape
   num_states = a.shape[2]
@@ -590,8 +617,10 @@ def fused_layer(
     interpret = jax.default_backend() == "cpu"
   options = FusedOptions(
       chunk=chunk, checkpoint_every=checkpoint_every, block_channels=block_channels,
-      taps=tuple(f.shape[0] for f in filters), num_warps=num_warps, has_steps=dt_low is not None, has_b=b is not None,
-      has_c=c is not None, has_input_weight=mix_weight is not None, interpret=interpret)
+      taps=tuple(f.shape[0] for f in filters), num_warps=num_warps,
+      has_steps=dt_low is not None, has_b=b is not None, has_c=c is not None,
+      has_input_weight=mix_weight is not None,
+      input_term_out=return_input_term, interpret=interpret)
   # Padded steps come after the last one (no valid output or gradient sees them); padded
   # channels, states and ranks have zero filters, inputs and factors.
   pad_length, pad_channels = -length % (chunk * checkpoint_every), -channels % block_channels
@@ -621,4 +650,7 @@ def fused_layer(
       "mix_b": per_channel(mix_bias),
       "skip": jnp.pad(f32(skip), (0, pad_channels)),
   }
-  return _fused_layer(options, inputs)[:, :length, :channels]
+  outputs = [x[:, :length, :channels] for x in _fused_layer(options, inputs)]
+  if return_input_term:
+    return outputs[0], jax.lax.stop_gradient(outputs[1])
+  return outputs[0]

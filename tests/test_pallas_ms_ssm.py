@@ -256,3 +256,21 @@ def test_low_precision_inputs_accumulate_in_float32(x64):
   assert z.dtype == jnp.float32
   expected = reference_layer(**cast(low, lambda x: np.asarray(x.astype(jnp.float32), np.float64)))
   assert relative_error(z, expected) < 1e-5
+
+
+def test_input_term_for_the_mixer_ratio_metric(x64):
+  """`return_input_term`: z's input-dependent part `sum_j w_j u y^j` (the reference with zero
+  mixer bias and skip), without a gradient; z and its gradient as without it."""
+  inputs = random_inputs(9)
+  layer = lambda i, **options: pallas_ms_ssm.fused_layer(
+      i["u"], i["filters"], i["a"], **{name: i[name] for name in ARG_NAMES[3:]}, chunk=4,
+      **options)
+  z, input_term = jax.jit(functools.partial(layer, return_input_term=True))(inputs)
+  np.testing.assert_allclose(z, jax.jit(layer)(inputs), rtol=1e-6, atol=1e-6)
+  zero_bias = dict(inputs, mix_bias=np.zeros_like(inputs["mix_bias"]),
+                   skip=np.zeros_like(inputs["skip"]))
+  assert relative_error(input_term, reference_layer(**zero_bias)) < 1e-5
+  grad = lambda **options: jax.jit(jax.grad(
+      lambda u: jnp.sum(jnp.stack(jax.tree.leaves(layer(dict(inputs, u=u), **options))))))(
+          inputs["u"])
+  np.testing.assert_allclose(grad(return_input_term=True), grad(), rtol=1e-6)
