@@ -196,7 +196,8 @@ def test_kernels_lower_to_triton(monkeypatch, selective, input_weight, checkpoin
 
 def layer_through_kernel(layer: MSSSMLayer, params, u):
   """A causal `MSSSMLayer`'s output by `fused_layer`, from the layer's own parameters: the glue
-  the layer's `impl="pallas"` path needs (per-channel mixers, s4d_real or s6 streams)."""
+  the layer's `impl="pallas"` path needs (per-channel mixers, s4d_real or s6 streams). With the
+  `linear_input` mixer, also the `mixer_input_ratio` the layer sows."""
   width, num_streams = layer.d_model, layer.num_streams
   decomp = decomposition.WaveletDecomposition(
       num_levels=layer.num_levels, kernel_size=layer.kernel_size, streams=layer.streams)
@@ -218,8 +219,13 @@ def layer_through_kernel(layer: MSSSMLayer, params, u):
     shape = streams.b_bar.shape
     stream_args = dict(a=per_stream(streams.log_a_bar.reshape(shape)),
                        b_channel=per_stream(streams.b_bar), c_channel=per_stream(streams.c))
-  return pallas_ms_ssm.fused_layer(u, filters, mix_weight=weight, mix_bias=bias,
-                                   skip=params["D"], chunk=4, **stream_args)
+  out = pallas_ms_ssm.fused_layer(u, filters, mix_weight=weight, mix_bias=bias,
+                                  skip=params["D"], return_input_term=weight is not None,
+                                  chunk=4, **stream_args)
+  if weight is None:
+    return out, None
+  z, input_term = out
+  return z, mixer_lib.input_ratio(input_term, z - input_term)
 
 
 @pytest.mark.parametrize("backbone,mixer", [("s6", "linear_input"), ("s4d_real", "static"),
@@ -233,9 +239,12 @@ def test_equals_the_layer(x64, backbone, mixer):
                         layer.init(jax.random.key(0), u)["params"])
   if mixer == "linear_input":  # an input-dependent part as large as the bias
     params["mixer"]["weight"] = params["mixer"]["weight"] * 30.0
-  want = layer.apply({"params": params}, u)
-  got = jax.jit(layer_through_kernel, static_argnums=0)(layer, params, u)
+  want, state = layer.apply({"params": params}, u, mutable=["intermediates"])
+  got, ratio = jax.jit(layer_through_kernel, static_argnums=0)(layer, params, u)
   assert relative_error(got, np.asarray(want)) < 1e-5
+  if mixer == "linear_input":
+    [want_ratio] = state["intermediates"]["mixer_input_ratio"]
+    np.testing.assert_allclose(ratio, want_ratio, rtol=1e-5)
 
 
 def test_default_block_bounds_the_state_and_fills_the_gpu():
