@@ -70,7 +70,7 @@ class KernelOptions:
   interpret: bool
 
 
-def _next_power_of_2(n: int) -> int:
+def next_power_of_2(n: int) -> int:
   return 1 << max(0, (n - 1).bit_length())
 
 
@@ -82,7 +82,7 @@ def default_block(num_channels: int, num_states: int,
   the fastest block shape on an H100 at the paper's ListOps size for N = 16 and N = 128:
   results/h100/kernels_on_gpu). TPU: 128 channels and all states, the tiling Mosaic accepts.
   """
-  channels, states = _next_power_of_2(num_channels), _next_power_of_2(num_states)
+  channels, states = next_power_of_2(num_channels), next_power_of_2(num_states)
   if (backend or jax.default_backend()) == "tpu":
     return 8, 128, states
   return 8, min(channels, 32), min(states, 16)
@@ -95,22 +95,22 @@ def default_block(num_channels: int, num_states: int,
 # y, du and ddelta sum over the program's Nb states only; db and dc over its Hb channels only.
 
 
-def _column(v: Array, shape: tuple[int, int]) -> Array:
+def column(v: Array, shape: tuple[int, int]) -> Array:
   """`(Hb,)` -> `(Hb, Nb)`, constant along the states."""
   return jax.lax.broadcast_in_dim(v, shape, (0,))
 
 
-def _row(v: Array, shape: tuple[int, int]) -> Array:
+def row(v: Array, shape: tuple[int, int]) -> Array:
   """`(Nb,)` -> `(Hb, Nb)`, constant along the channels."""
   return jax.lax.broadcast_in_dim(v, shape, (1,))
 
 
-def _factor(v: Array | None, shape: tuple[int, int]):
+def factor(v: Array | None, shape: tuple[int, int]):
   """A step's time-varying factor (`b_t` or `c_t`) as `(Hb, Nb)`, or 1 when there is none."""
-  return _row(v, shape) if v is not None else 1.0
+  return row(v, shape) if v is not None else 1.0
 
 
-class _StepInputs(NamedTuple):
+class StepInputs(NamedTuple):
   """One step's inputs: u, delta (and dy) `(Hb,)`; b_t, c_t `(Nb,)`; None where not given."""
   u: Array
   delta: Array | None
@@ -119,7 +119,7 @@ class _StepInputs(NamedTuple):
   dy: Array | None
 
 
-class _Coefficients(NamedTuple):
+class Coefficients(NamedTuple):
   """A state block's constants `(Hb, Nb)`: a, b_ch, c_ch, and exp(a) when there is no delta."""
   a: Array
   b_ch: Array
@@ -127,43 +127,43 @@ class _Coefficients(NamedTuple):
   exp_a: Array | None
 
 
-def _coefficients(a_ref, b_ch_ref, c_ch_ref, has_delta: bool) -> _Coefficients:
+def coefficients(a_ref, b_ch_ref, c_ch_ref, has_delta: bool) -> Coefficients:
   a = a_ref[...]
-  return _Coefficients(a, b_ch_ref[...], c_ch_ref[...], None if has_delta else jnp.exp(a))
+  return Coefficients(a, b_ch_ref[...], c_ch_ref[...], None if has_delta else jnp.exp(a))
 
 
 def _loader(u_ref, delta_ref, b_ref, c_ref=None, dy_ref=None):
-  """`load(t)`: step t's `_StepInputs` from the refs.
+  """`load(t)`: step t's `StepInputs` from the refs.
 
   The kernels load a whole chunk's steps before its math and stores: a compiler that cannot
   prove two refs disjoint keeps a load after a store to another output, so per-step loads
   would each wait out a memory round trip (not yet timed against that order on a GPU).
   """
   maybe = lambda ref, t: None if ref is None else ref[t]
-  return lambda t: _StepInputs(u_ref[t], maybe(delta_ref, t), maybe(b_ref, t), maybe(c_ref, t),
+  return lambda t: StepInputs(u_ref[t], maybe(delta_ref, t), maybe(b_ref, t), maybe(c_ref, t),
                                maybe(dy_ref, t))
 
 
-def _decay(step: _StepInputs, coef: _Coefficients) -> Array:
+def step_decay(step: StepInputs, coef: Coefficients) -> Array:
   """`exp(delta_t a)` `(Hb, Nb)`; `exp(a)` without delta."""
   if step.delta is None:
     return coef.exp_a
-  return jnp.exp(_column(step.delta, coef.a.shape) * coef.a)
+  return jnp.exp(column(step.delta, coef.a.shape) * coef.a)
 
 
-def _scaled_input(step: _StepInputs) -> Array:
+def scaled_input(step: StepInputs) -> Array:
   """`delta_t u_t` `(Hb,)`; `u_t` without delta."""
   return step.u if step.delta is None else step.delta * step.u
 
 
-def _next_state(x: Array, step: _StepInputs, coef: _Coefficients) -> Array:
+def next_state(x: Array, step: StepInputs, coef: Coefficients) -> Array:
   """`x_t` from `x_{t-1}` (the recurrence of the module docstring)."""
   shape = coef.a.shape
-  drive = _column(_scaled_input(step), shape) * coef.b_ch * _factor(step.b, shape)
-  return _decay(step, coef) * x + drive
+  drive = column(scaled_input(step), shape) * coef.b_ch * factor(step.b, shape)
+  return step_decay(step, coef) * x + drive
 
 
-def _div(index, divisor: int):
+def div(index, divisor: int):
   """`index // divisor` for a non-negative traced index (jnp's // adds sign fix-ups)."""
   return jax.lax.div(index, jax.lax.convert_element_type(divisor, index.dtype))
 
@@ -183,7 +183,7 @@ def _forward_kernel(*refs, options: KernelOptions):
   inputs, (y_ref, entry_ref) = _split_refs(refs, options)
   u_ref, delta_ref, a_ref, b_ch_ref, c_ch_ref, b_ref, c_ref = inputs
   chunk = options.chunk
-  coef = _coefficients(a_ref, b_ch_ref, c_ch_ref, options.has_delta)
+  coef = coefficients(a_ref, b_ch_ref, c_ch_ref, options.has_delta)
   shape = coef.a.shape
   load = _loader(u_ref, delta_ref, b_ref, c_ref)
 
@@ -191,8 +191,8 @@ def _forward_kernel(*refs, options: KernelOptions):
     entry_ref[index] = x  # the backward recomputes the chunk's states from it
     steps = [load(index * chunk + s) for s in range(chunk)]
     for s, step in enumerate(steps):
-      x = _next_state(x, step, coef)
-      y_ref[index * chunk + s] = jnp.sum(x * coef.c_ch * _factor(step.c, shape), axis=1)
+      x = next_state(x, step, coef)
+      y_ref[index * chunk + s] = jnp.sum(x * coef.c_ch * factor(step.c, shape), axis=1)
     return x
 
   jax.lax.fori_loop(0, entry_ref.shape[0], chunk_body, jnp.zeros(shape, jnp.float32))
@@ -208,7 +208,7 @@ def _backward_kernel(*refs, options: KernelOptions):
   dc_ref = rest.pop(0) if options.has_c else None
   chunk = options.chunk
   num_chunks = u_ref.shape[0] // chunk
-  coef = _coefficients(a_ref, b_ch_ref, c_ch_ref, options.has_delta)
+  coef = coefficients(a_ref, b_ch_ref, c_ch_ref, options.has_delta)
   shape = coef.a.shape
   load = _loader(u_ref, delta_ref, b_ref, c_ref, dy_ref)
 
@@ -218,12 +218,12 @@ def _backward_kernel(*refs, options: KernelOptions):
     steps = [load(index * chunk + s) for s in range(chunk)]
     x_states = [entry_ref[index]]
     for step in steps:  # recompute the chunk's states from its entry state
-      x_states.append(_next_state(x_states[-1], step, coef))
+      x_states.append(next_state(x_states[-1], step, coef))
     for s in reversed(range(chunk)):
       t, step = index * chunk + s, steps[s]
-      b_t, c_t = _factor(step.b, shape), _factor(step.c, shape)
+      b_t, c_t = factor(step.b, shape), factor(step.c, shape)
       x, x_prev = x_states[s + 1], x_states[s]
-      dy = _column(step.dy, shape)
+      dy = column(step.dy, shape)
       dy_x = dy * x
       g = g_next + dy * coef.c_ch * c_t  # dL/dx_t
       # Readout: y_t = sum_n c_t c_ch x_t.
@@ -232,19 +232,19 @@ def _backward_kernel(*refs, options: KernelOptions):
         dc_ref[t] = jnp.sum(dy_x * coef.c_ch, axis=0)
       # Input term: delta_t u_t b_t b_ch.
       g_in = jnp.sum(g * coef.b_ch * b_t, axis=1)  # (Hb,)
-      g_scaled = g * _column(_scaled_input(step), shape)
+      g_scaled = g * column(scaled_input(step), shape)
       db_ch = db_ch + g_scaled * b_t
       if db_ref is not None:
         db_ref[t] = jnp.sum(g_scaled * coef.b_ch, axis=0)
       # Decay exp(delta_t a): dL/d(delta_t a) = g_t x_{t-1} exp(delta_t a). Recomputed
       # rather than kept from the loop above, which would hold T more tiles in registers.
-      decay = _decay(step, coef)
+      decay = step_decay(step, coef)
       g_exponent = g * x_prev * decay
       if step.delta is None:
         da = da + g_exponent
         du_ref[t] = g_in
       else:
-        da = da + g_exponent * _column(step.delta, shape)
+        da = da + g_exponent * column(step.delta, shape)
         du_ref[t] = g_in * step.delta
         ddelta_ref[t] = g_in * step.u + jnp.sum(g_exponent * coef.a, axis=1)
       g_next = decay * g
@@ -282,7 +282,7 @@ def _specs(batch: int, length: int, groups: int, channels: int, states: int,
 
   def spec(block_shape, index):
     def index_map(i, g, k):
-      h = _div(k, state_blocks)
+      h = div(k, state_blocks)
       return index(i, g, h, k - h * state_blocks)
     return pl.BlockSpec(block_shape, index_map)
 
@@ -309,11 +309,12 @@ def _operands(spec, u, delta, a, b_ch, c_ch, b, c) -> tuple[list[Array], list[pl
   return inputs, in_specs
 
 
-def _compiler_params(options: KernelOptions):
-  if options.interpret or jax.default_backend() != "gpu":
+def compiler_params(num_warps: int, interpret: bool):
+  """Triton's `num_warps` on a GPU (None when interpreted or on another backend)."""
+  if interpret or jax.default_backend() != "gpu":
     return None
   from jax.experimental.pallas import triton as plgpu  # pylint: disable=g-import-not-at-top
-  return plgpu.CompilerParams(num_warps=options.num_warps, num_stages=1)
+  return plgpu.CompilerParams(num_warps=num_warps, num_stages=1)
 
 
 def _grid_state_blocks(states: int, options: KernelOptions) -> int:
@@ -342,7 +343,8 @@ def _forward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c):
   return pl.pallas_call(
       functools.partial(_forward_kernel, options=options), grid=grid, in_specs=in_specs,
       out_specs=(spec["seq_partial"], spec["entry"]), out_shape=out_shape,
-      interpret=options.interpret, compiler_params=_compiler_params(options),
+      interpret=options.interpret,
+      compiler_params=compiler_params(options.num_warps, options.interpret),
       name="selective_scan_forward")(*inputs)
 
 
@@ -368,7 +370,8 @@ def _backward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c, entrie
   return pl.pallas_call(
       functools.partial(_backward_kernel, options=options), grid=grid, in_specs=in_specs,
       out_specs=out_specs, out_shape=out_shape, interpret=options.interpret,
-      compiler_params=_compiler_params(options), name="selective_scan_backward")(*inputs)
+      compiler_params=compiler_params(options.num_warps, options.interpret),
+      name="selective_scan_backward")(*inputs)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -465,7 +468,7 @@ def selective_scan(
   chunk = chunk or default_chunk
   block_channels = block_channels or default_channels
   block_states = block_states or default_states
-  max_states = _next_power_of_2(num_states)
+  max_states = next_power_of_2(num_states)
   is_power_of_2 = lambda n: n >= 1 and not n & (n - 1)
   if chunk < 1 or not is_power_of_2(block_channels):
     raise ValueError(f"chunk must be >= 1 and block_channels a power of 2; got {chunk}, "

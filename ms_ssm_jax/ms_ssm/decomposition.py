@@ -10,17 +10,17 @@ Each level is a causal depthwise convolution with kernel K and dilation `2^(s-1)
 downsampling, so every band keeps length L, and the level-s band sees
 `R_s = 1 + (K-1)(2^s - 1)` input samples. Filters are learned, per channel and per level.
 
-Shapes: `x` is `(B, L, H)`; `phi`, `psi` are `(S, K, H)` (or `(1, K, H)` with shared
-filters); the bands are `(B, L, H, num_streams)` in the stream order slowest -> fastest:
+Shapes: `x` is `(B, L, H)`; `phi`, `psi` are `(S, K, H)`; the bands are `(B, L, H, num_streams)`
+in the stream order slowest -> fastest:
 
     details+approx+raw   a^S, d^S, ..., d^1, x      (S+2 streams, the paper's layer)
     details+approx       a^S, d^S, ..., d^1         (S+1)
     approx_only          a^S, a^{S-1}, ..., a^1     (S; ours: the approximations of all levels)
 
-Our choices (the paper is silent on them): the `random` init is LeCun-uniform over the K taps
-of each filter; `haar`, `db2` and `identity_lowpass` (phi a unit impulse, psi random) are
-alternatives. `filterbank` composes the cascade into one parallel bank of longer filters
-(`phi_1 * up_2(phi_2) * ...`, of length R_s) with the same outputs. The `centered` variant, for
+Our choices (the paper is silent on them): the filters start LeCun-uniform over their K taps.
+The bands are computed level by level (`cascade_bands`); `filterbank_filters` composes the
+cascade into one parallel bank of longer filters (`phi_1 * up_2(phi_2) * ...`, of length R_s),
+which the folded convolution and the fused kernel use. The `centered` variant, for
 bidirectional layers, is the causal transform of the zero-padded signal read
 `C_s = floor((R_s - 1) / 2)` steps later: band s then spans `C_s` future and `R_s - 1 - C_s`
 past samples.
@@ -34,7 +34,6 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 Array = jax.Array
 
@@ -42,12 +41,6 @@ STREAM_LAYOUTS: tuple[str, ...] = ("details+approx+raw", "details+approx", "appr
 # The layer's front end: the learned wavelet cascade, or the paper's "plain Conv1D instead of
 # the decomposition" ablation (`Conv1DDecomposition`).
 DECOMPOSITIONS: tuple[str, ...] = ("wavelet", "conv1d")
-FILTER_INITS: tuple[str, ...] = ("random", "haar", "db2", "identity_lowpass")
-DECOMPOSITION_IMPLS: tuple[str, ...] = ("cascade", "filterbank")
-
-# Daubechies-2 (4 taps) scaling filter, orthonormal: sum h = sqrt(2), sum h^2 = 1.
-_SQRT3 = math.sqrt(3.0)
-_DB2_LOWPASS = np.array([1 + _SQRT3, 3 + _SQRT3, 3 - _SQRT3, 1 - _SQRT3]) / (4 * math.sqrt(2.0))
 
 
 def num_streams(num_levels: int, streams: str) -> int:
@@ -277,45 +270,24 @@ def _cascade_bwd(streams, lookaheads, residuals, g):
 cascade_bands.defvjp(_cascade_fwd, _cascade_bwd)
 
 
-def filterbank_bands(x: Array, phi: Array, psi: Array, streams: str,
-                     lookaheads: tuple[int, ...]) -> Array:
-  """The same bands as `cascade_bands`, by one parallel bank of composed filters."""
-  length = x.shape[1]
-  padded = jnp.pad(x, [(0, 0), (0, max(lookaheads)), (0, 0)])
-  filters = filterbank_filters(phi, psi, streams)
-  longest = max(f.shape[0] for f in filters)
-  bank = jnp.stack([jnp.pad(f, [(0, longest - f.shape[0]), (0, 0)]) for f in filters], -1)
-  out = causal_dilated_conv(padded, bank, 1)
-  bands = [out[:, c:c + length, :, j] for j, c in enumerate(lookaheads[:len(filters)])]
-  if streams == "details+approx+raw":
-    bands.append(x)
-  return jnp.stack(bands, axis=-1)
-
-
-def wavelet_bands(x: Array, phi: Array, psi: Array, *, streams: str, impl: str,
-                  centered: bool) -> Array:
+def wavelet_bands(x: Array, phi: Array, psi: Array, *, streams: str, centered: bool) -> Array:
   """All streams' inputs: the wavelet bands (and the raw input) of `x`.
 
   Args:
     x: `(B, L, H)`.
-    phi, psi: `(S, K, H)` per-level filters (shared filters broadcast to S levels).
+    phi, psi: `(S, K, H)` per-level filters.
     streams: one of `STREAM_LAYOUTS`.
-    impl: `cascade` or `filterbank` (same outputs).
     centered: read each band `C_s` steps later (non-causal, for bidirectional layers).
 
   Returns:
     `(B, L, H, num_streams)` bands in stream order, slowest first.
   """
-  if impl not in DECOMPOSITION_IMPLS:
-    raise ValueError(f"unknown decomposition_impl {impl!r}; known: "
-                     f"{', '.join(DECOMPOSITION_IMPLS)}")
   num_levels, kernel_size = phi.shape[0], phi.shape[1]
   check_layout(num_levels, streams)
   if num_levels == 0:
     return x[..., None]
   lookaheads = stream_lookaheads(num_levels, kernel_size, streams, centered)
-  compute = cascade_bands if impl == "cascade" else filterbank_bands
-  return compute(x, phi, psi, streams, lookaheads)
+  return cascade_bands(x, phi, psi, streams, lookaheads)
 
 
 def stream_filters(phi: Array, psi: Array, *, streams: str, centered: bool
@@ -326,7 +298,7 @@ def stream_filters(phi: Array, psi: Array, *, streams: str, centered: bool
   signals zero before t = 0 and beyond the end), used to fold the bands into the stream kernels.
 
   Args:
-    phi, psi: `(S, K, H)` per-level filters (shared filters broadcast to S levels).
+    phi, psi: `(S, K, H)` per-level filters.
     streams: one of `STREAM_LAYOUTS`.
     centered: the bidirectional layers' centered bands.
 
@@ -345,24 +317,10 @@ def stream_filters(phi: Array, psi: Array, *, streams: str, centered: bool
   return filters, list(stream_lookaheads(num_levels, kernel_size, streams, centered))
 
 
-def init_filter(key: Array, filter_init: str, kind: str, shape: tuple[int, int, int]) -> Array:
-  """The `(levels, K, H)` low-pass (`kind="phi"`) or high-pass (`"psi"`) filters at init."""
-  if filter_init not in FILTER_INITS:
-    raise ValueError(f"unknown filter_init {filter_init!r}; known: {', '.join(FILTER_INITS)}")
-  kernel_size = shape[1]
-  if filter_init == "random" or (filter_init == "identity_lowpass" and kind == "psi"):
-    bound = math.sqrt(3.0 / kernel_size)
-    return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
-  if filter_init == "identity_lowpass":
-    taps = np.eye(kernel_size)[0]
-  else:
-    wanted = {"haar": 2, "db2": 4}[filter_init]
-    if kernel_size != wanted:
-      raise ValueError(f"filter_init={filter_init!r} needs kernel_size={wanted}, got {kernel_size}")
-    lowpass = np.array([1.0, 1.0]) / math.sqrt(2.0) if filter_init == "haar" else _DB2_LOWPASS
-    # Quadrature mirror filter: psi[l] = (-1)^l phi[K-1-l].
-    taps = lowpass if kind == "phi" else lowpass[::-1] * (-1.0)**np.arange(kernel_size)
-  return jnp.broadcast_to(jnp.asarray(taps, jnp.float32)[None, :, None], shape)
+def init_filters(key: Array, shape: tuple[int, int, int]) -> Array:
+  """`(levels, K, H)` filters at init: LeCun-uniform over the K taps of each."""
+  bound = math.sqrt(3.0 / shape[1])
+  return jax.random.uniform(key, shape, jnp.float32, -bound, bound)
 
 
 class WaveletDecomposition(nn.Module):
@@ -371,26 +329,18 @@ class WaveletDecomposition(nn.Module):
   Attributes:
     num_levels: S (0: no decomposition, the raw input is the single band).
     kernel_size: K >= 2.
-    share_filters: one (phi, psi) pair per channel used at every level (the paper: one per
-      level).
-    filter_init: one of `FILTER_INITS`.
-    impl: `cascade` or `filterbank`.
     streams: one of `STREAM_LAYOUTS`.
     centered: non-causal centered bands (bidirectional layers).
   """
 
   num_levels: int = 3
   kernel_size: int = 4
-  share_filters: bool = False
-  filter_init: str = "random"
-  impl: str = "cascade"
   streams: str = "details+approx+raw"
   centered: bool = False
 
   def __call__(self, x: Array) -> Array:
     phi, psi = self.filters(x.shape[-1], x.dtype)
-    return wavelet_bands(x, phi, psi, streams=self.streams, impl=self.impl,
-                         centered=self.centered)
+    return wavelet_bands(x, phi, psi, streams=self.streams, centered=self.centered)
 
   def stream_filters(self, width: int, dtype: jnp.dtype) -> tuple[list[Array], list[int]]:
     """Every stream's input as a filter of x and its lookahead (`stream_filters`)."""
@@ -399,21 +349,18 @@ class WaveletDecomposition(nn.Module):
 
   @nn.compact
   def filters(self, width: int, dtype: jnp.dtype) -> tuple[Array, Array]:
-    """The learned `(phi, psi)`, each `(S, K, H)` in `dtype` (shared filters broadcast; S = 0:
-    no parameters, empty filters)."""
+    """The learned `(phi, psi)`, each `(S, K, H)` in `dtype` (S = 0: no parameters, empty
+    filters)."""
     check_layout(self.num_levels, self.streams)
     if self.kernel_size < 2:
       raise ValueError(f"kernel_size must be >= 2, got {self.kernel_size}")
     if self.num_levels == 0:
       empty = jnp.zeros((0, self.kernel_size, width), dtype)
       return empty, empty
-    stored_levels = 1 if self.share_filters else self.num_levels
-    shape = (stored_levels, self.kernel_size, width)
-    phi = self.param("phi", init_filter, self.filter_init, "phi", shape)
-    psi = self.param("psi", init_filter, self.filter_init, "psi", shape)
-    full_shape = (self.num_levels,) + shape[1:]
-    return (jnp.broadcast_to(phi, full_shape).astype(dtype),
-            jnp.broadcast_to(psi, full_shape).astype(dtype))
+    shape = (self.num_levels, self.kernel_size, width)
+    phi = self.param("phi", init_filters, shape)
+    psi = self.param("psi", init_filters, shape)
+    return phi.astype(dtype), psi.astype(dtype)
 
 
 class Conv1DDecomposition(nn.Module):
@@ -454,9 +401,7 @@ class Conv1DDecomposition(nn.Module):
     num_bands = num_streams(self.num_levels, self.streams)
     raw = self.streams == "details+approx+raw"
     size = receptive_field(self.num_levels, self.kernel_size)
-    bound = math.sqrt(3.0 / size)
-    taps = self.param("taps", lambda key: jax.random.uniform(
-        key, (num_bands - raw, size, width), jnp.float32, -bound, bound))
+    taps = self.param("taps", init_filters, (num_bands - raw, size, width))
     lookahead = centered_lookahead(self.num_levels, self.kernel_size) if self.centered else 0
     filters, lookaheads = [f.astype(dtype) for f in taps], [lookahead] * (num_bands - raw)
     if raw:

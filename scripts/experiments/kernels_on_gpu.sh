@@ -5,6 +5,7 @@
 #   ROUND=1 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # call1/
 #   ROUND=2 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # call2/
 #   ROUND=3 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # call3/
+#   ROUND=4 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # call4/
 # 1: all layer/kernel rows (block shapes including state blocks) and the S4 and S6 variants'
 #    train step with the Pallas scan and remat.
 # 2: after round 1 set the default blocks: the tests verbose (a timeout still names each
@@ -15,11 +16,26 @@
 #    ones nor compute its gradient): the Pallas rows, the bare kernel at the default shape with
 #    and without the state loop (and with 32 states per pass), and the S6 variant's train step
 #    with Pallas and remat (its first step compiles for ~60 s).
+# 4: the fused MS-SSM layer kernel (ms_ssm_jax/pallas_ms_ssm.py, issue 26 part 2): its tests
+#    compiled by Triton, its error and times against the unfused path (bands + pallas_scan + XLA
+#    mixer) at B=16, L=4096, H=128, S=4, N=16 for a few block shapes, and the decomposition's
+#    formulations against an S5 layer (issue 26 part 4).
 # Rounds 2 and 3 name kernel blocks with the state-loop and chunks-per-entry parts that the
 # kernel lost on 2026-12-06 (no config used them): they run at commits before f603a14 only.
 out=${1:?usage: kernels_on_gpu.sh OUTDIR}; mkdir -p $out; PY=${PYTHON:-python3}
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1 BENCH_RESULTS_DIR=$out
-round=${ROUND:?set ROUND=1, 2 or 3 (see the header)}
+round=${ROUND:?set ROUND=1, 2, 3 or 4 (see the header)}
+if [ $round = 4 ]; then
+  JAX_PLATFORMS=cuda timeout 240 $PY -m pytest -v -p no:cacheprovider tests/test_pallas_ms_ssm.py \
+    > $out/gpu_tests.log 2>&1; echo "tests exit $?" >> $out/gpu_tests.log
+  PYTHONPATH=. timeout 180 $PY scripts/bench_fused_layer.py --repeats 10 \
+    --blocks 8x32x4,8x16x4,8x8x2,8x4x1,16x8x2 > $out/fused_layer.log 2>&1
+  PYTHONPATH=. timeout 120 $PY scripts/bench_decomposition.py --repeats 10 \
+    > $out/decomposition.log 2>&1
+  grep -c PASSED $out/gpu_tests.log; grep -E "FAILED|exit" $out/gpu_tests.log
+  grep -v "^W1" $out/fused_layer.log; grep -v "^W1" $out/decomposition.log
+  exit 0
+fi
 case $round in
   1) tests=(150 -q)
      kernels=(300)
@@ -35,7 +51,7 @@ case $round in
      kernels=(150 --only pallas
               --kernel_blocks 8x32x16x1x2,8x32x16x1x2x1,8x32x32x1x2x1,8x32x16x1x4x1)
      train=(180 --configs configs/listops.py:ms_ssm_s6 --set train.remat=True) ;;
-  *) echo "ROUND=$round: choose 1, 2 or 3"; exit 2 ;;
+  *) echo "ROUND=$round: choose 1, 2, 3 or 4"; exit 2 ;;
 esac
 timeout ${tests[0]} $PY -m pytest ${tests[1]} -p no:cacheprovider tests/test_pallas_scan.py \
   tests/test_pallas_impl.py > $out/gpu_tests.log 2>&1; echo "tests exit $?" >> $out/gpu_tests.log

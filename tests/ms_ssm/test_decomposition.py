@@ -1,5 +1,6 @@
 """The learned SWT against float64 loops of the paper's formula, and its structure."""
 
+import functools
 import math
 
 import jax
@@ -83,6 +84,17 @@ def numpy_bands(x, phi, psi, streams="details+approx+raw", centered=False):
   return np.stack(bands, axis=-1)
 
 
+def filterbank_bands(x, phi, psi, streams, centered):
+  """The bands by one parallel bank of composed filters, autodiff gradients: a second
+  implementation of `wavelet_bands` (the filters of `stream_filters`, the raw stream included)."""
+  filters, lookaheads = decomposition.stream_filters(phi, psi, streams=streams, centered=centered)
+  bands = []
+  for f, c in zip(filters, lookaheads):
+    padded = jnp.pad(x, [(0, 0), (0, c), (0, 0)])
+    bands.append(decomposition.causal_dilated_conv(padded, f[..., None], 1)[:, c:, :, 0])
+  return jnp.stack(bands, axis=-1)
+
+
 def random_filters(seed, num_levels=3, kernel_size=4, width=3):
   rng = np.random.default_rng(seed)
   shape = (num_levels, kernel_size, width)
@@ -94,7 +106,7 @@ def test_cascade_matches_paper_formula_float64(x64, streams):
   phi, psi = random_filters(0)
   x = np.random.default_rng(1).normal(size=(2, 29, 3))
   got = decomposition.wavelet_bands(jnp.asarray(x), jnp.asarray(phi), jnp.asarray(psi),
-                                    streams=streams, impl="cascade", centered=False)
+                                    streams=streams, centered=False)
   ref = numpy_bands(x, phi, psi, streams)
   assert got.shape == (2, 29, 3, decomposition.num_streams(3, streams))
   np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-12, atol=1e-12)
@@ -105,10 +117,9 @@ def test_centered_matches_composed_filters_float64(x64, kernel_size):
   phi, psi = random_filters(2, kernel_size=kernel_size)
   x = np.random.default_rng(3).normal(size=(2, 29, 3))
   ref = numpy_bands(x, phi, psi, centered=True)
-  for impl in decomposition.DECOMPOSITION_IMPLS:
-    got = decomposition.wavelet_bands(jnp.asarray(x), jnp.asarray(phi), jnp.asarray(psi),
-                                      streams="details+approx+raw", impl=impl, centered=True)
-    np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-12, atol=1e-12, err_msg=impl)
+  got = decomposition.wavelet_bands(jnp.asarray(x), jnp.asarray(phi), jnp.asarray(psi),
+                                    streams="details+approx+raw", centered=True)
+  np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("centered", [False, True])
@@ -116,10 +127,10 @@ def test_centered_matches_composed_filters_float64(x64, kernel_size):
 def test_filterbank_equals_cascade(x64, centered, streams):
   phi, psi = random_filters(4, num_levels=4, kernel_size=3)
   x = jnp.asarray(np.random.default_rng(5).normal(size=(2, 40, 3)))
-  outs = [decomposition.wavelet_bands(x, jnp.asarray(phi), jnp.asarray(psi), streams=streams,
-                                      impl=impl, centered=centered)
-          for impl in decomposition.DECOMPOSITION_IMPLS]
-  np.testing.assert_allclose(np.asarray(outs[0]), np.asarray(outs[1]), rtol=1e-12, atol=1e-12)
+  phi, psi = jnp.asarray(phi), jnp.asarray(psi)
+  got = decomposition.wavelet_bands(x, phi, psi, streams=streams, centered=centered)
+  want = filterbank_bands(x, phi, psi, streams, centered)
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-12, atol=1e-12)
 
 
 def test_composed_filters_match_numpy_and_have_length_r_s(x64):
@@ -142,7 +153,7 @@ def test_receptive_field_is_exact(kernel_size, fields, centered):
   def bands_at_t0(x):
     bands = decomposition.wavelet_bands(
         x, jnp.asarray(phi, jnp.float32), jnp.asarray(psi, jnp.float32),
-        streams="details+approx+raw", impl="cascade", centered=centered)
+        streams="details+approx+raw", centered=centered)
     return bands[0, t0, 0]  # (S+2,): a^3, d^3, d^2, d^1, x
 
   jac = jax.jacrev(bands_at_t0)(x)[:, 0, :, 0]  # (S+2, L)
@@ -156,43 +167,15 @@ def test_receptive_field_is_exact(kernel_size, fields, centered):
   np.testing.assert_array_equal(np.flatnonzero(np.asarray(jac[-1])), [t0])
 
 
-def test_module_params_and_shared_filters():
+def test_module_params_and_lecun_uniform_init():
   x = jax.random.normal(jax.random.key(0), (2, 16, 3))
-  module = decomposition.WaveletDecomposition(num_levels=3, kernel_size=4)
-  params = module.init(jax.random.key(1), x)["params"]
+  params = decomposition.WaveletDecomposition(num_levels=3, kernel_size=4).init(
+      jax.random.key(1), x)["params"]
   assert params["phi"].shape == params["psi"].shape == (3, 4, 3)
-  shared = decomposition.WaveletDecomposition(num_levels=3, kernel_size=4, share_filters=True)
-  shared_params = shared.init(jax.random.key(1), x)["params"]
-  assert shared_params["phi"].shape == (1, 4, 3)
-  tiled = jax.tree.map(lambda p: jnp.tile(p, (3, 1, 1)), shared_params)
-  np.testing.assert_allclose(shared.apply({"params": shared_params}, x),
-                             module.apply({"params": tiled}, x), rtol=1e-6, atol=1e-6)
-
-
-def test_random_init_is_lecun_uniform():
-  phi = decomposition.init_filter(jax.random.key(0), "random", "phi", (3, 4, 500))
+  phi = decomposition.init_filters(jax.random.key(0), (3, 4, 500))
   bound = math.sqrt(3 / 4)
   assert float(jnp.max(jnp.abs(phi))) <= bound
   assert abs(float(jnp.var(phi)) - 1 / 4) < 0.02
-
-
-@pytest.mark.parametrize("name,kernel_size", [("haar", 2), ("db2", 4)])
-def test_wavelet_inits_are_orthonormal_qmf_pairs(name, kernel_size):
-  shape = (2, kernel_size, 3)
-  phi = np.asarray(decomposition.init_filter(jax.random.key(0), name, "phi", shape))[0, :, 0]
-  psi = np.asarray(decomposition.init_filter(jax.random.key(0), name, "psi", shape))[0, :, 0]
-  np.testing.assert_allclose([phi @ phi, psi @ psi, phi @ psi], [1, 1, 0], atol=1e-6)
-  np.testing.assert_allclose([phi.sum(), psi.sum()], [math.sqrt(2), 0], atol=1e-6)
-  if name == "db2":  # two vanishing moments: psi kills linear trends
-    np.testing.assert_allclose(psi @ np.arange(4), 0, atol=1e-6)
-
-
-def test_identity_lowpass_passes_the_input_through_the_approximations():
-  x = jax.random.normal(jax.random.key(0), (1, 16, 2))
-  module = decomposition.WaveletDecomposition(filter_init="identity_lowpass",
-                                              streams="approx_only")
-  bands, _ = module.init_with_output(jax.random.key(1), x)
-  np.testing.assert_array_equal(bands, jnp.broadcast_to(x[..., None], bands.shape))
 
 
 def test_zero_levels_is_the_raw_input():
@@ -205,20 +188,12 @@ def test_zero_levels_is_the_raw_input():
 
 def test_errors_name_the_fix():
   x = jnp.ones((1, 8, 2))
-  with pytest.raises(ValueError, match="needs kernel_size=2"):
-    decomposition.WaveletDecomposition(filter_init="haar", kernel_size=4).init(
-        jax.random.key(0), x)
   with pytest.raises(ValueError, match="kernel_size must be >= 2"):
     decomposition.WaveletDecomposition(kernel_size=1).init(jax.random.key(0), x)
   with pytest.raises(ValueError, match="unknown streams"):
     decomposition.num_streams(3, "details")
-  with pytest.raises(ValueError, match="unknown filter_init"):
-    decomposition.init_filter(jax.random.key(0), "sym4", "phi", (1, 4, 1))
   with pytest.raises(ValueError, match="num_levels=0"):
     decomposition.num_streams(0, "approx_only")
-  with pytest.raises(ValueError, match="unknown decomposition_impl"):
-    decomposition.wavelet_bands(x, jnp.ones((1, 2, 2)), jnp.ones((1, 2, 2)),
-                                streams="details+approx", impl="fft", centered=False)
 
 
 def numpy_bands_vjp(x, phi, psi, cotangent, streams, centered, eps=1e-3):
@@ -244,15 +219,16 @@ def numpy_bands_vjp(x, phi, psi, cotangent, streams, centered, eps=1e-3):
 @pytest.mark.parametrize("streams", decomposition.STREAM_LAYOUTS)
 def test_gradients_match_float64_reference(x64, streams, centered):
   """The cascade's custom gradient (recomputed levels, band-major cotangents) and the
-  filterbank's autodiff gradient against central differences of the float64 loop."""
+  filterbank reference's autodiff gradient against central differences of the float64 loop."""
   phi, psi = random_filters(9, num_levels=2, kernel_size=3, width=2)
   rng = np.random.default_rng(10)
   x = rng.normal(size=(2, 11, 2))
   cotangent = rng.normal(size=(2, 11, 2, decomposition.num_streams(2, streams)))
   ref = numpy_bands_vjp(x, phi, psi, cotangent, streams, centered)
-  for impl in decomposition.DECOMPOSITION_IMPLS:
-    loss = lambda *args, impl=impl: jnp.sum(jnp.asarray(cotangent) * decomposition.wavelet_bands(
-        *args, streams=streams, impl=impl, centered=centered))
+  cascade = functools.partial(decomposition.wavelet_bands, streams=streams, centered=centered)
+  filterbank = functools.partial(filterbank_bands, streams=streams, centered=centered)
+  for impl, bands_fn in (("cascade", cascade), ("filterbank", filterbank)):
+    loss = lambda *args, bands_fn=bands_fn: jnp.sum(jnp.asarray(cotangent) * bands_fn(*args))
     got = jax.grad(loss, argnums=(0, 1, 2))(jnp.asarray(x), jnp.asarray(phi), jnp.asarray(psi))
     for g, r, name in zip(got, ref, ("x", "phi", "psi")):
       np.testing.assert_allclose(np.asarray(g), r, rtol=1e-7, atol=1e-7, err_msg=f"{impl} {name}")
@@ -266,7 +242,7 @@ def test_cascade_gradient_float32_and_bfloat16():
 
   def grads(dtype):
     loss = lambda *args: jnp.sum(decomposition.wavelet_bands(
-        *args, streams="details+approx+raw", impl="cascade", centered=False
+        *args, streams="details+approx+raw", centered=False
     ).astype(jnp.float32) ** 2)
     args = [jnp.asarray(a, dtype) for a in (x, phi, psi)]
     return jax.grad(loss, argnums=(0, 1, 2))(*args)

@@ -182,8 +182,7 @@ def test_folded_convolution_one_kernel_reproduces_band_convolutions(x64):
   kernel_fn = lambda length, reverse: fft_conv.siso_kernel(lam, jnp.ones_like(lam), c, length)
   mix = jnp.asarray(rng.normal(size=(H, len(filters), 1)))
   u = _inputs()
-  bands = decomposition.wavelet_bands(u, phi, psi, streams="details+approx", impl="cascade",
-                                      centered=False)
+  bands = decomposition.wavelet_bands(u, phi, psi, streams="details+approx", centered=False)
   want = jnp.einsum("blhj,hjq->blhq", fft_conv.causal_conv(bands, kernel_fn(L, False)), mix)
   got = folded_conv.folded_convolution(u, kernel_fn, filters, lookaheads, mix,
                                        bidirectional=False)
