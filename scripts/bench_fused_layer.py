@@ -1,6 +1,6 @@
 """The fused MS-SSM layer kernel (`ms_ssm_jax.pallas_ms_ssm`) against the unfused path, on a GPU.
 
-The unfused path is what `MSSSMLayer(scan_impl="pallas")` runs today: the bands
+The unfused path is what `MSSSMLayer(impl="pallas")` runs today: the bands
 (`decomposition.wavelet_bands`, `(B, L, H, S')` in memory), the steps (`(B, L, S', H)`), the
 fused selective scan over them (`pallas_scan.selective_scan`, `(B, L, S', H)` outputs), then
 the mixer and D in XLA. For the
@@ -20,7 +20,6 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_common  # noqa: E402  (scripts/, after the path insert)

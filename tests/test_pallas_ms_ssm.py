@@ -6,7 +6,6 @@ Triton kernels (`JAX_PLATFORMS=cuda pytest tests/test_pallas_ms_ssm.py`).
 """
 
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +15,7 @@ import pytest
 from ms_ssm_jax import pallas_ms_ssm
 from ms_ssm_jax.ms_ssm import MSSSMLayer
 from ms_ssm_jax.ms_ssm import decomposition
+from ms_ssm_jax.ms_ssm import layer as layer_lib
 from ms_ssm_jax.ms_ssm import mixer as mixer_lib
 from ms_ssm_jax.ms_ssm import streams as streams_lib
 from tests import reference
@@ -200,21 +200,20 @@ def layer_through_kernel(layer: MSSSMLayer, params, u):
   `linear_input` mixer, also the `mixer_input_ratio` the layer sows."""
   width, num_streams = layer.d_model, layer.num_streams
   decomp = decomposition.WaveletDecomposition(
-      num_levels=layer.num_levels, kernel_size=layer.kernel_size, streams=layer.streams)
+      num_levels=layer.num_levels, kernel_size=layer.kernel_size, streams=layer_lib.STREAM_LAYOUT)
   filters, _ = decomp.bind({"params": params["decomposition"]}).stream_filters(width, u.dtype)
   streams = streams_lib.StreamSSMs(
-      backbone=layer.backbone, state_per_stream=layer.stream_state_size,
-      ranks=layer.stream_ranks(), s6_dt_rank=math.ceil(width / 16)).bind(
-          {"params": params["streams"]}).discretized(width)
+      backbone=layer.backbone, state_per_stream=layer.stream_state_size).bind(
+          {"params": params["streams"]}).discretized(width, num_streams)
   weight, bias = mixer_lib.ScaleMixer(mixer=layer.mixer).bind(
       {"params": params.get("mixer", {})}).channel_weights(width, num_streams)
   per_stream = lambda x: jnp.swapaxes(x, 0, 1)  # (H, S', N) -> (S', H, N)
   if layer.backbone == "s6":
-    xs = streams.inputs(None, u)  # projections of the raw input u
-    rank = streams.dt_proj.shape[1]
-    dt_low = jnp.einsum("blh,hjr->bljr", u, streams.x_proj[..., :rank])
-    stream_args = dict(a=per_stream(streams.a), dt_low=dt_low, dt_proj=streams.dt_proj,
-                       dt_bias=streams.dt_bias, b=xs["B"], c=xs["C"])
+    rank, n = streams.dt_proj.shape[1], streams.a.shape[-1]
+    proj = jnp.einsum("blh,hjk->bljk", u, streams.x_proj)  # projections of the raw input u
+    stream_args = dict(a=per_stream(streams.a), dt_low=proj[..., :rank],
+                       dt_proj=streams.dt_proj, dt_bias=streams.dt_bias,
+                       b=proj[..., rank:rank + n], c=proj[..., rank + n:rank + 2 * n])
   else:  # s4d_real: steps of 1 with a = Delta A
     shape = streams.b_bar.shape
     stream_args = dict(a=per_stream(streams.log_a_bar.reshape(shape)),

@@ -41,7 +41,6 @@ in the state dtype (at least float32).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import Any, Callable
 
