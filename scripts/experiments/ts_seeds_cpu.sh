@@ -17,8 +17,8 @@ s5_recipe=(--config.model.layer_config.bidirectional=True --config.model.block=s
   --config.model.prenorm=True --config.model.activation=half_glu2
   --config.model.batchnorm_momentum=0.95 --config.model.dropout=0.0
   --config.optimizer.weight_decay=0.04 --config.model.layer_config.mixer=static)
-for d in $datasets; do
-  for seed in 0 1 2; do
+for seed in 0 1 2; do  # seed-major: a run cut short by time still leaves every set a seed
+  for d in $datasets; do
     for variant in ms_ssm ms_ssm_s5recipe s5 lru; do
       name=${d}_${variant}_seed$seed
       [ -f $root/$name/results.json ] && continue
