@@ -34,5 +34,6 @@ for seed in 0 1 2; do  # seed-major: a run cut short by time still leaves every 
 done
 $py scripts/summarize_runs.py $(ls -d $root/*/ | sed 's:/$::') --json $root/summary.json \
   > $root/summary.md
-$py scripts/seed_table.py $root/summary.json > $root/seed_table.md
+$py scripts/seed_table.py $root/summary.json --json $root/seed_table.json \
+  > $root/seed_table.md
 cat $root/seed_table.md
