@@ -71,9 +71,10 @@ def _parse_flags(argv: list[str]) -> list[str]:
 def _evaluate(path: str) -> dict[str, Any]:
   ref = checkpointing.find_checkpoint(path, prefer=_CHECKPOINT.value)
   saved_task = checkpointing.load_config_json(ref)["data"]["name"]
-  result, info = evaluation.evaluate_checkpoint(
-      path, _SPLIT.value, prefer=_CHECKPOINT.value, batch_size=_BATCH_SIZE.value,
-      data_overrides=_data_overrides(saved_task), max_examples=_MAX_EXAMPLES.value)
+  result, info = evaluation.evaluate_checkpoint(path, _SPLIT.value, prefer=_CHECKPOINT.value,
+                                                batch_size=_BATCH_SIZE.value,
+                                                data_overrides=_data_overrides(saved_task),
+                                                max_examples=_MAX_EXAMPLES.value)
   return {"run": path, "split": _SPLIT.value, **info, **result}
 
 
@@ -102,14 +103,14 @@ def _stem(prefix: str, row: dict[str, Any]) -> str:
 
 def _check_same_task(rows: list[dict[str, Any]]) -> None:
   """Raises unless every run was trained and evaluated on the same task data."""
+
   def task_fields(row):
     return {k: v for k, v in row["config"].data.items() if not k.endswith(_PATH_SUFFIXES)}
 
   reference = task_fields(rows[0])
   for row in rows[1:]:
     fields = task_fields(row)
-    differing = sorted(k for k in set(reference) | set(fields)
-                       if reference.get(k) != fields.get(k))
+    differing = sorted(k for k in set(reference) | set(fields) if reference.get(k) != fields.get(k))
     if differing:
       raise ValueError(f"--compare needs runs on the same task; {row['run']} differs from "
                        f"{rows[0]['run']} in data fields {differing}")

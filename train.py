@@ -54,9 +54,10 @@ def main(argv: list[str]) -> None:
                          "path")
   cli.initialize_distributed()
   if jax.process_index() == 0:
-    print(f"JAX {jax.__version__}: {jax.device_count()} devices "
-          f"({jax.local_device_count()} local, {jax.process_count()} processes): "
-          f"{jax.devices()[0].device_kind}", flush=True)
+    print(
+        f"JAX {jax.__version__}: {jax.device_count()} devices "
+        f"({jax.local_device_count()} local, {jax.process_count()} processes): "
+        f"{jax.devices()[0].device_kind}", flush=True)
   try:
     train_lib.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
                                  command="python " + shlex.join(sys.argv))

@@ -24,8 +24,10 @@ import ml_collections
 from configs import listops
 from configs import ptbxl
 
-TASKS = {"listops": lambda: listops.get_config("ms_ssm_s6,size=s5"),
-         "ptbxl": lambda: ptbxl.get_config("ms_ssm_s6")}
+TASKS = {
+    "listops": lambda: listops.get_config("ms_ssm_s6,size=s5"),
+    "ptbxl": lambda: ptbxl.get_config("ms_ssm_s6")
+}
 
 # Each row's changes to `config.model.layer_config`.
 ROWS: dict[str, dict[str, Any]] = {

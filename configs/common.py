@@ -125,8 +125,13 @@ def _s6(model: ml_collections.ConfigDict) -> None:
 # Per model: sets the sequence layer (dataclass defaults and preset changes) and the block
 # scaffold on `config.model`. Fields a preset leaves alone keep their values.
 _PRESETS: dict[str, Callable[[ml_collections.ConfigDict], None]] = {
-    "ms_ssm": _ms_ssm, "ms_ssm_s6": _ms_ssm_s6, "ms_ssm_s5": _ms_ssm_s5, "s5": _s5,
-    "lru": _lru, "s4d": _s4d, "s6": _s6,
+    "ms_ssm": _ms_ssm,
+    "ms_ssm_s6": _ms_ssm_s6,
+    "ms_ssm_s5": _ms_ssm_s5,
+    "s5": _s5,
+    "lru": _lru,
+    "s4d": _s4d,
+    "s6": _s6,
 }
 
 # Data config fields that may be None: optional paths, overridable as strings.
@@ -215,8 +220,8 @@ def _set(config: ml_collections.ConfigDict, key: str, value: Any, dotted: str) -
   config[key] = value
 
 
-def override(config: ml_collections.ConfigDict,
-             updates: Mapping[str, Any]) -> ml_collections.ConfigDict:
+def override(config: ml_collections.ConfigDict, updates: Mapping[str,
+                                                                 Any]) -> ml_collections.ConfigDict:
   """Sets dotted keys (`"model.layer_config.state_size": 64`), as scripts and tests change a
   built config; unknown keys are an error naming them."""
   for dotted, value in updates.items():
@@ -236,9 +241,8 @@ def task_config(task: str, model: str) -> ml_collections.ConfigDict:
   return lock(base_config(task, model))
 
 
-def baseline_layer(config: ml_collections.ConfigDict, model: str, *, s5_state: int,
-                   s5_blocks: int, bidirectional: bool, chunked_siso: bool = False,
-                   **s5_fields: Any) -> None:
+def baseline_layer(config: ml_collections.ConfigDict, model: str, *, s5_state: int, s5_blocks: int,
+                   bidirectional: bool, chunked_siso: bool = False, **s5_fields: Any) -> None:
   """Sets the layer of baseline `model` on a task whose S5 recipe has P states in J blocks.
 
   s5: S5's P, J and fields (`c_init`, `clip_eigs`). lru: P/2 complex states, the state S5

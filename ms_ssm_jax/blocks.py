@@ -58,9 +58,8 @@ class Norm(nn.Module):
     if self.kind == "layer":
       return nn.LayerNorm(dtype=self.dtype, param_dtype=jnp.float32, name="layer_norm")(x)
     if self.kind == "batch":
-      return nn.BatchNorm(use_running_average=not train, momentum=self.momentum,
-                          dtype=self.dtype, param_dtype=jnp.float32, name="batch_norm")(
-                              x, mask=valid[..., None])
+      return nn.BatchNorm(use_running_average=not train, momentum=self.momentum, dtype=self.dtype,
+                          param_dtype=jnp.float32, name="batch_norm")(x, mask=valid[..., None])
     raise ValueError(f"norm={self.kind!r} is not supported; choose one of {', '.join(NORMS)}")
 
 
@@ -155,9 +154,10 @@ class MambaBlock(nn.Module):
                   name="in_proj")(h)
     u, z = jnp.split(xz, 2, axis=-1)
     if self.conv_kernel > 0:
-      u = nn.silu(nn.Conv(inner, kernel_size=(self.conv_kernel,),
-                          padding=((self.conv_kernel - 1, 0),), feature_group_count=inner,
-                          dtype=self.dtype, param_dtype=jnp.float32, name="conv")(u))
+      u = nn.silu(
+          nn.Conv(inner, kernel_size=(self.conv_kernel,), padding=((self.conv_kernel - 1, 0),),
+                  feature_group_count=inner, dtype=self.dtype, param_dtype=jnp.float32,
+                  name="conv")(u))
     y = self.seq_layer.copy(name="seq_layer")(zero_padding(u, valid), lengths).astype(self.dtype)
     y = y * nn.silu(z)
     y = nn.Dense(width, use_bias=False, dtype=self.dtype, param_dtype=jnp.float32,

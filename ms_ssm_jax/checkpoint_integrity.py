@@ -37,8 +37,8 @@ class NonFiniteStateError(FloatingPointError):
 
 
 def _describe_paths(paths: list[str], limit: int = 5) -> str:
-  return ", ".join(paths[:limit]) + (f" and {len(paths) - limit} more" if len(paths) > limit
-                                     else "")
+  return ", ".join(
+      paths[:limit]) + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
 
 
 def path_name(path: tuple[Any, ...]) -> str:
@@ -70,18 +70,19 @@ def check_shapes(expected: Mapping[str, Any], found: Mapping[str, Any], where: s
   """
   missing = sorted(set(expected) - set(found))
   unexpected = sorted(set(found) - set(expected))
-  mismatched = [f"{path}: checkpoint {tuple(found[path].shape)} vs model "
-                f"{tuple(expected[path].shape)}"
-                for path in sorted(set(expected) & set(found))
-                if tuple(found[path].shape) != tuple(expected[path].shape)]
-  problems = ([f"shape mismatch at {m}" for m in mismatched]
-              + [f"missing in checkpoint: {p}" for p in missing]
-              + [f"not in model: {p}" for p in unexpected])
+  mismatched = [
+      f"{path}: checkpoint {tuple(found[path].shape)} vs model "
+      f"{tuple(expected[path].shape)}"
+      for path in sorted(set(expected) & set(found))
+      if tuple(found[path].shape) != tuple(expected[path].shape)
+  ]
+  problems = ([f"shape mismatch at {m}" for m in mismatched] +
+              [f"missing in checkpoint: {p}" for p in missing] +
+              [f"not in model: {p}" for p in unexpected])
   if problems:
     raise CheckpointMismatchError(
-        f"checkpoint {where} does not match the model:\n  " + "\n  ".join(problems[:20])
-        + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
-        + f"\n{hint}")
+        f"checkpoint {where} does not match the model:\n  " + "\n  ".join(problems[:20]) +
+        (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "") + f"\n{hint}")
 
 
 def array_checksums(items: Mapping[str, Any], what: str) -> dict[str, dict[str, str]]:
@@ -97,8 +98,7 @@ def array_checksums(items: Mapping[str, Any], what: str) -> dict[str, dict[str, 
   all_finite, finite, sums = checksums.summarize(leaves)
   if not all_finite:
     bad = [f"{name}/{path}" for (name, path), ok in zip(paths, finite) if not ok]
-    raise NonFiniteStateError(f"{what} has NaN or infinite values in {_describe_paths(bad)}",
-                              bad)
+    raise NonFiniteStateError(f"{what} has NaN or infinite values in {_describe_paths(bad)}", bad)
   result: dict[str, dict[str, str]] = {name: {} for name in items}
   for (name, path), value in zip(paths, sums):
     result[name][path] = value
@@ -116,9 +116,10 @@ def verify(items: Mapping[str, Any], saved: Mapping[str, Any] | None, where: str
     logging.warning("checkpoint %s has no checksums (saved by an older version): not verified",
                     where)
     return
-  bad = [f"{name}/{path}" for name in items for path, value in found[name].items()
-         if saved.get(name, {}).get(path) != value]
+  bad = [
+      f"{name}/{path}" for name in items for path, value in found[name].items()
+      if saved.get(name, {}).get(path) != value
+  ]
   if bad:
     raise CorruptCheckpointError(f"checkpoint {where}: checksum mismatch in "
                                  f"{_describe_paths(bad)}")
-

@@ -43,9 +43,8 @@ from ms_ssm_jax.checkpoint_integrity import verify
 __all__ = [
     "BEST_DIR", "CHECKPOINTS_DIR", "CHECKSUMS", "CONFIG", "CORRUPT_DIR", "META", "TRAIN",
     "VARIABLES", "CheckpointMismatchError", "CheckpointRef", "CorruptCheckpointError",
-    "NonFiniteStateError", "RunCheckpoints", "array_checksums", "check_shapes",
-    "find_checkpoint", "load_config_json", "load_meta", "load_variables", "path_name",
-    "tree_paths"
+    "NonFiniteStateError", "RunCheckpoints", "array_checksums", "check_shapes", "find_checkpoint",
+    "load_config_json", "load_meta", "load_variables", "path_name", "tree_paths"
 ]
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -57,19 +56,24 @@ VARIABLES, TRAIN, CONFIG, META, CHECKSUMS = "variables", "train", "config", "met
 def _item_handlers() -> dict[str, Any]:
   # PyTree handlers (not Standard) so that one manager can restore both into sharded abstract
   # targets and, for fine-tuning, into host numpy arrays.
-  return {VARIABLES: ocp.PyTreeCheckpointHandler(), TRAIN: ocp.PyTreeCheckpointHandler(),
-          CONFIG: ocp.JsonCheckpointHandler(), META: ocp.JsonCheckpointHandler(),
-          CHECKSUMS: ocp.JsonCheckpointHandler()}
+  return {
+      VARIABLES: ocp.PyTreeCheckpointHandler(), TRAIN: ocp.PyTreeCheckpointHandler(),
+      CONFIG: ocp.JsonCheckpointHandler(), META: ocp.JsonCheckpointHandler(),
+      CHECKSUMS: ocp.JsonCheckpointHandler()
+  }
 
 
-def _manager(directory: pathlib.Path, *, max_to_keep: int | None = None,
-             read_only: bool = False, async_save: bool = True) -> ocp.CheckpointManager:
+def _manager(directory: pathlib.Path, *, max_to_keep: int | None = None, read_only: bool = False,
+             async_save: bool = True) -> ocp.CheckpointManager:
   # checkpoints/ and best/ save the same step concurrently; without a per-directory prefix
   # their multi-process barriers share names and the processes fail or hang.
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=max_to_keep, read_only=read_only, create=not read_only,
+      max_to_keep=max_to_keep,
+      read_only=read_only,
+      create=not read_only,
       save_interval_steps=0 if read_only else 1,  # orbax warns when it has to reset it
-      enable_async_checkpointing=async_save, cleanup_tmp_directories=not read_only,
+      enable_async_checkpointing=async_save,
+      cleanup_tmp_directories=not read_only,
       multiprocessing_options=ocp.options.MultiprocessingOptions(
           barrier_sync_key_prefix=pathlib.Path(directory).name))
   return ocp.CheckpointManager(directory, item_handlers=_item_handlers(), options=options)
@@ -105,21 +109,22 @@ class RunCheckpoints:
     the arrays are copied off the devices, so the caller may donate them.
     """
     sums = array_checksums(items, f"the state at step {step}")
-    self._latest.save(step, args=ocp.args.Composite(
-        **{VARIABLES: ocp.args.PyTreeSave(items[VARIABLES]),
-           TRAIN: ocp.args.PyTreeSave(items[TRAIN]),
-           CONFIG: ocp.args.JsonSave(config_json),
-           META: ocp.args.JsonSave({"step": int(step)}),
-           CHECKSUMS: ocp.args.JsonSave(sums)}), force=True)
+    self._latest.save(
+        step, args=ocp.args.Composite(
+            **{
+                VARIABLES: ocp.args.PyTreeSave(items[VARIABLES]), TRAIN: ocp.args.PyTreeSave(
+                    items[TRAIN]), CONFIG: ocp.args.JsonSave(config_json), META: ocp.args.JsonSave(
+                        {"step": int(step)}), CHECKSUMS: ocp.args.JsonSave(sums)
+            }), force=True)
 
   def restore(self, step: int, abstract_items: Mapping[str, Any]) -> dict[str, Any]:
     """Restores `abstract_items` ({"variables": ..., "train": ...}) of `step`, sharded, and
     verifies their checksums (`CorruptCheckpointError`)."""
     return _restore_arrays(self._latest, step, abstract_items)
 
-  def restore_latest(self, abstract_items: Mapping[str, Any],
-                     check_config: Callable[[dict[str, Any], str], None]
-                     ) -> tuple[int, dict[str, Any]] | None:
+  def restore_latest(
+      self, abstract_items: Mapping[str, Any],
+      check_config: Callable[[dict[str, Any], str], None]) -> tuple[int, dict[str, Any]] | None:
     """(step, items) of the latest intact checkpoint; None when there is none.
 
     A checkpoint that is corrupt (checksum mismatch, NaN) or unreadable (truncated or garbage
@@ -133,8 +138,8 @@ class RunCheckpoints:
     for step in steps:
       where = f"{self.directory}/{step}"
       try:
-        config_json = self._latest.restore(step, args=ocp.args.Composite(
-            **{CONFIG: ocp.args.JsonRestore()}))[CONFIG]
+        config_json = self._latest.restore(
+            step, args=ocp.args.Composite(**{CONFIG: ocp.args.JsonRestore()}))[CONFIG]
       except Exception as e:  # pylint: disable=broad-except  # any damage means: fall back
         self._set_aside(step, e)
         continue
@@ -165,16 +170,18 @@ class RunCheckpoints:
       (self.directory / str(step)).rename(target)
     multihost_utils.sync_global_devices(f"set aside checkpoint {step}")
     self._latest.reload()
-    logging.warning("checkpoint %s/%d is corrupt or unreadable (%s); moved it to %s; trying "
-                    "the previous checkpoint", self.directory, step, reason, target)
+    logging.warning(
+        "checkpoint %s/%d is corrupt or unreadable (%s); moved it to %s; trying "
+        "the previous checkpoint", self.directory, step, reason, target)
 
   def best_score(self) -> float | None:
     """The score of the best checkpoint so far (None before the first)."""
     step = self._best.latest_step()
     if step is None:
       return None
-    return float(self._best.restore(step, args=ocp.args.Composite(
-        **{META: ocp.args.JsonRestore()}))[META]["score"])
+    return float(
+        self._best.restore(
+            step, args=ocp.args.Composite(**{META: ocp.args.JsonRestore()}))[META]["score"])
 
   def save_best(self, step: int, variables: Any, config_json: Any, score: float,
                 metrics: Mapping[str, float]) -> None:
@@ -187,13 +194,18 @@ class RunCheckpoints:
       # A resumed run re-evaluates steps after its last checkpoint; on hardware whose sums
       # are not bitwise reproducible the same step can score higher the second time.
       self._best.delete(step)
-    self._best.save(step, args=ocp.args.Composite(
-        **{VARIABLES: ocp.args.PyTreeSave(variables),
-           CONFIG: ocp.args.JsonSave(config_json),
-           META: ocp.args.JsonSave({"step": int(step), "score": float(score),
-                                    "metrics": {k: float(v) for k, v in metrics.items()}}),
-           CHECKSUMS: ocp.args.JsonSave(sums)}),
-        force=True)
+    self._best.save(
+        step, args=ocp.args.Composite(
+            **{
+                VARIABLES:
+                    ocp.args.PyTreeSave(variables), CONFIG:
+                        ocp.args.JsonSave(config_json), META:
+                            ocp.args.JsonSave({
+                                "step": int(step), "score": float(score),
+                                "metrics": {k: float(v) for k, v in metrics.items()}
+                            }), CHECKSUMS:
+                                ocp.args.JsonSave(sums)
+            }), force=True)
 
   def wait_until_finished(self) -> None:
     """Blocks until every pending async save is on disk."""
@@ -220,11 +232,14 @@ def _restore_arrays(manager: ocp.CheckpointManager, step: int,
   for name, abstract in abstract_items.items():
     if metadata[name] is None:
       raise CheckpointMismatchError(f"checkpoint {where} has no item {name!r}")
-    check_shapes(tree_paths(abstract), tree_paths(metadata[name]), f"{where}/{name}",
-                 "Use the config the checkpoint was saved with (it is stored with it), or a "
-                 "fresh workdir.")
-  args = {name: ocp.args.PyTreeRestore(abstract, restore_args=_restore_args(abstract))
-          for name, abstract in abstract_items.items()}
+    check_shapes(
+        tree_paths(abstract), tree_paths(metadata[name]), f"{where}/{name}",
+        "Use the config the checkpoint was saved with (it is stored with it), or a "
+        "fresh workdir.")
+  args = {
+      name: ocp.args.PyTreeRestore(abstract, restore_args=_restore_args(abstract))
+      for name, abstract in abstract_items.items()
+  }
   restored = manager.restore(step, args=ocp.args.Composite(**args, **_checksums_arg(manager, step)))
   items = {name: restored[name] for name in abstract_items}
   verify(items, restored[CHECKSUMS] if CHECKSUMS in restored else None, where)
@@ -278,8 +293,11 @@ def find_checkpoint(path: str | pathlib.Path, prefer: str = "best") -> Checkpoin
 
 def _steps(directory: pathlib.Path) -> list[int]:
   # Only finished saves: orbax writes to a temporary name and renames when committed.
-  return [int(p.name) for p in directory.iterdir()
-          if p.is_dir() and p.name.isdigit() and (p / META).is_dir()]
+  return [
+      int(p.name)
+      for p in directory.iterdir()
+      if p.is_dir() and p.name.isdigit() and (p / META).is_dir()
+  ]
 
 
 def load_config_json(ref: CheckpointRef) -> dict[str, Any]:
@@ -295,8 +313,8 @@ def load_meta(ref: CheckpointRef) -> dict[str, Any]:
 def _load_json(ref: CheckpointRef, item: str) -> dict[str, Any]:
   manager = _manager(ref.directory, read_only=True)
   try:
-    return manager.restore(ref.step, args=ocp.args.Composite(
-        **{item: ocp.args.JsonRestore()}))[item]
+    return manager.restore(ref.step,
+                           args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))[item]
   finally:
     manager.close()
 
@@ -319,12 +337,12 @@ def load_variables(ref: CheckpointRef, abstract_variables: Any | None = None) ->
       raise CheckpointMismatchError(f"checkpoint {ref} has no model variables")
     target = jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), metadata)
     restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
-    restored = manager.restore(ref.step, args=ocp.args.Composite(**{
-        VARIABLES: ocp.args.PyTreeRestore(target, restore_args=restore_args)},
-        **_checksums_arg(manager, ref.step)))
+    restored = manager.restore(
+        ref.step, args=ocp.args.Composite(
+            **{VARIABLES: ocp.args.PyTreeRestore(target, restore_args=restore_args)},
+            **_checksums_arg(manager, ref.step)))
     variables = restored[VARIABLES]
-    verify({VARIABLES: variables}, restored[CHECKSUMS] if CHECKSUMS in restored else None,
-            str(ref))
+    verify({VARIABLES: variables}, restored[CHECKSUMS] if CHECKSUMS in restored else None, str(ref))
     return variables
   finally:
     manager.close()

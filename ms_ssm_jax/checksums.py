@@ -30,8 +30,7 @@ def _words(x: jax.Array) -> jax.Array:
     return x.reshape(-1).astype(jnp.uint32)
   narrow = {1: jnp.uint8, 2: jnp.uint16}
   if x.dtype.itemsize in narrow:
-    return jax.lax.bitcast_convert_type(x, narrow[x.dtype.itemsize]).reshape(-1).astype(
-        jnp.uint32)
+    return jax.lax.bitcast_convert_type(x, narrow[x.dtype.itemsize]).reshape(-1).astype(jnp.uint32)
   if x.dtype.itemsize in (4, 8):  # 8-byte elements become (..., 2) words
     return jax.lax.bitcast_convert_type(x, jnp.uint32).reshape(-1)
   raise TypeError(f"cannot checksum arrays of dtype {x.dtype}")
@@ -49,8 +48,10 @@ def _checksum(x: jax.Array) -> jax.Array:
 
 @jax.jit
 def _summarize(leaves: list[jax.Array]) -> tuple[jax.Array, jax.Array, jax.Array]:
-  finite = [jnp.all(jnp.isfinite(x)) if jnp.issubdtype(x.dtype, jnp.inexact)
-            else jnp.bool_(True) for x in leaves]
+  finite = [
+      jnp.all(jnp.isfinite(x)) if jnp.issubdtype(x.dtype, jnp.inexact) else jnp.bool_(True)
+      for x in leaves
+  ]
   if not leaves:
     return jnp.bool_(True), jnp.zeros((0,), jnp.bool_), jnp.zeros((0, 2), jnp.uint32)
   finite = jnp.stack(finite)

@@ -30,14 +30,15 @@ PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Initialize jax.distributed with auto-detection even when the "
     "environment does not list several processes (e.g. some TPU pod launchers).")
-VERBOSE = flags.DEFINE_bool("verbose", False, "Show the Python traceback of errors (by "
-                            "default a bad config, data, run or checkpoint prints one message).")
+VERBOSE = flags.DEFINE_bool(
+    "verbose", False, "Show the Python traceback of errors (by "
+    "default a bad config, data, run or checkpoint prints one message).")
 
 # What a user can cause: a bad config value, missing or mismatched data, a checkpoint that
 # cannot be used. Their messages say what to do; a traceback adds nothing.
 USER_ERRORS = (data.MissingDataError, checkpointing.CheckpointMismatchError,
-               checkpointing.CorruptCheckpointError, zoo.ZooIntegrityError, KeyError,
-               ValueError, OSError)
+               checkpointing.CorruptCheckpointError, zoo.ZooIntegrityError, KeyError, ValueError,
+               OSError)
 
 # `--config.data.<field>=value` (or `--[no]config.data.<field>` for booleans).
 _DATA_OVERRIDE = re.compile(r"--(no)?config\.data\.")
@@ -46,9 +47,9 @@ _DATA_OVERRIDE = re.compile(r"--(no)?config\.data\.")
 def initialize_distributed() -> None:
   """`jax.distributed.initialize` when the flags or the environment declare several processes
   (`sharding.initialize_distributed`)."""
-  if sharding.initialize_distributed(
-      os.environ, coordinator_address=COORDINATOR.value, num_processes=NUM_PROCESSES.value,
-      process_id=PROCESS_ID.value, force=DISTRIBUTED.value):
+  if sharding.initialize_distributed(os.environ, coordinator_address=COORDINATOR.value,
+                                     num_processes=NUM_PROCESSES.value, process_id=PROCESS_ID.value,
+                                     force=DISTRIBUTED.value):
     logging.info("jax.distributed: process %d of %d", jax.process_index(), jax.process_count())
 
 
@@ -74,9 +75,11 @@ def _one_line_flag_errors(argv: list[str]) -> Iterator[None]:
       cause = cause.args[0]
     message = " ".join(str(cause.args[0] if cause.args else cause).split())
     key = re.match(r"'([\w.]+)'", message)
-    culprits = [arg.split("=", 1)[0] for arg in argv
-                if key and arg.startswith("--config.")
-                and key.group(1) in arg.split("=", 1)[0].split(".")]
+    culprits = [
+        arg.split("=", 1)[0]
+        for arg in argv
+        if key and arg.startswith("--config.") and key.group(1) in arg.split("=", 1)[0].split(".")
+    ]
     where = f" {', '.join(culprits)}" if culprits else ""
     sys.exit(f"FATAL Flags parsing error: unknown config key{where}: {message}")
   except (OSError, ValueError) as e:  # a missing config file, a bad config arg

@@ -50,8 +50,7 @@ class Evaluator:
   """Evaluates model variables on whole splits; shared by the train loop and eval.py."""
 
   def __init__(self, *, mesh: jax.sharding.Mesh, model: nn.Module, spec: data.TaskSpec,
-               data_config: ml_collections.ConfigDict, batch_size: int,
-               variable_shardings: Any):
+               data_config: ml_collections.ConfigDict, batch_size: int, variable_shardings: Any):
     sharding.check_batch_size(mesh, batch_size, "config.train.eval_batch_size")
     self._mesh, self._spec, self._data_config = mesh, spec, data_config
     self._batch_size = batch_size
@@ -61,22 +60,20 @@ class Evaluator:
                        "'accuracy' and 'auroc'")
     step = functools.partial(eval_step, model=model, target=spec.target,
                              with_scores=self._with_scores)
-    self._step = jax.jit(
-        step, in_shardings=(variable_shardings, sharding.batch_sharding(mesh)),
-        out_shardings=sharding.replicated(mesh))
+    self._step = jax.jit(step, in_shardings=(variable_shardings, sharding.batch_sharding(mesh)),
+                         out_shardings=sharding.replicated(mesh))
 
-  def evaluate(self, variables: dict[str, Any], split: str, max_examples: int | None = None
-               ) -> dict[str, float]:
+  def evaluate(self, variables: dict[str, Any], split: str,
+               max_examples: int | None = None) -> dict[str, float]:
     """{"loss", "accuracy", ("auroc",) "num_examples"} over one pass of `split`, plus
     "nonfinite_examples" when some examples' losses were NaN or infinite.
 
     `max_examples` evaluates only the split's first examples (a fixed slice).
     """
     shard, num_shards = sharding.process_data_shard(self._mesh, self._batch_size)
-    batches = data.make_iterator(
-        self._data_config, split, global_batch_size=self._batch_size, seed=0, shuffle=False,
-        drop_remainder=False, process_index=shard, process_count=num_shards,
-        max_examples=max_examples)
+    batches = data.make_iterator(self._data_config, split, global_batch_size=self._batch_size,
+                                 seed=0, shuffle=False, drop_remainder=False, process_index=shard,
+                                 process_count=num_shards, max_examples=max_examples)
     outputs = []
     for local_batch in batches:
       batch = sharding.global_batch(self._mesh, local_batch, self._batch_size)
@@ -84,15 +81,17 @@ class Evaluator:
     # Every output is replicated (out_shardings), so each process can read it whole.
     outputs = jax.device_get(outputs)
     weight = sum(float(o["weight_sum"]) for o in outputs)
-    result = {"loss": sum(float(o["loss_sum"]) for o in outputs) / weight,
-              "accuracy": sum(float(o["correct_sum"]) for o in outputs) / weight}
+    result = {
+        "loss": sum(float(o["loss_sum"]) for o in outputs) / weight,
+        "accuracy": sum(float(o["correct_sum"]) for o in outputs) / weight
+    }
     if self._with_scores:
       scores = np.concatenate([o["scores"] for o in outputs])
       labels = np.concatenate([o["labels"] for o in outputs])
       if self._spec.target == "class":
         labels = np.eye(self._spec.num_classes, dtype=np.float32)[labels]
-      result["auroc"] = metrics_lib.macro_auroc(
-          scores, labels, np.concatenate([o["weights"] for o in outputs]))
+      result["auroc"] = metrics_lib.macro_auroc(scores, labels,
+                                                np.concatenate([o["weights"] for o in outputs]))
     result["num_examples"] = int(round(weight))
     nonfinite = int(round(sum(float(o["nonfinite_sum"]) for o in outputs)))
     if nonfinite:
@@ -140,8 +139,8 @@ class SavedModel:
     info: facts for reports: checkpoint, step, task, metric, layer, params, config.
   """
 
-  def __init__(self, config_json: dict[str, Any], load: Callable[[Any], Any], *,
-               checkpoint: str, step: int, batch_size: int | None = None,
+  def __init__(self, config_json: dict[str, Any], load: Callable[[Any], Any], *, checkpoint: str,
+               step: int, batch_size: int | None = None,
                data_overrides: dict[str, Any] | None = None):
     """Rebuilds the model of `config_json` and loads its variables with `load(target)`.
 
@@ -154,17 +153,18 @@ class SavedModel:
     spec = data.get_task(config.data)
     model = model_lib.build_model(config.model, spec, precision=config.train.precision)
     mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "model": 1}))
-    abstract = jax.eval_shape(
-        lambda: model_lib.init_variables(model, spec, jax.random.PRNGKey(0)))
+    abstract = jax.eval_shape(lambda: model_lib.init_variables(model, spec, jax.random.PRNGKey(0)))
     shardings = sharding.state_shardings(mesh, abstract)
     self.config, self.spec, self.model = config, spec, model
     self.variables = load(sharding.with_shardings(abstract, shardings))
     self._evaluator = Evaluator(mesh=mesh, model=model, spec=spec, data_config=config.data,
                                 batch_size=batch_size or config.train.eval_batch_size,
                                 variable_shardings=shardings)
-    self.info = {"checkpoint": checkpoint, "step": step, "task": spec.name,
-                 "metric": spec.metric, "layer": config.model.layer,
-                 "params": layers.count_parameters(self.variables["params"]), "config": config}
+    self.info = {
+        "checkpoint": checkpoint, "step": step, "task": spec.name, "metric": spec.metric,
+        "layer": config.model.layer, "params": layers.count_parameters(self.variables["params"]),
+        "config": config
+    }
 
   @classmethod
   def from_checkpoint(cls, path: str | pathlib.Path, *, prefer: str = "best",
@@ -172,8 +172,8 @@ class SavedModel:
     """A run workdir or checkpoint directory (see `checkpointing.find_checkpoint`)."""
     ref = checkpointing.find_checkpoint(path, prefer=prefer)
     return cls(checkpointing.load_config_json(ref),
-               lambda target: checkpointing.load_variables(ref, target),
-               checkpoint=str(ref), step=ref.step, **kwargs)
+               lambda target: checkpointing.load_variables(ref, target), checkpoint=str(ref),
+               step=ref.step, **kwargs)
 
   @classmethod
   def from_zoo(cls, name: str, *, directory: str | pathlib.Path | None = None,
@@ -193,10 +193,8 @@ class SavedModel:
 
 
 def evaluate_checkpoint(path: str | pathlib.Path, split: str, *, prefer: str = "best",
-                        batch_size: int | None = None,
-                        data_overrides: dict[str, Any] | None = None,
-                        max_examples: int | None = None
-                        ) -> tuple[dict[str, float], dict[str, Any]]:
+                        batch_size: int | None = None, data_overrides: dict[str, Any] | None = None,
+                        max_examples: int | None = None) -> tuple[dict[str, float], dict[str, Any]]:
   """Evaluates a saved model on one split of its task, on all devices (data parallel).
 
   Args:
@@ -236,7 +234,11 @@ def evaluations_at_best(eval_csv: pathlib.Path, metric: str) -> dict[str, Any]:
   if not scored:
     return {}
   step = -max(scored)[1]
-  splits = {r["split"]: {k: int(float(v)) if k == "num_examples" else float(v)
-                         for k, v in r.items() if k not in ("step", "split") and v}
-            for r in rows if int(r["step"]) == step}
+  splits = {
+      r["split"]: {
+          k: int(float(v)) if k == "num_examples" else float(v)
+          for k, v in r.items()
+          if k not in ("step", "split") and v
+      } for r in rows if int(r["step"]) == step
+  }
   return {"step": step, "splits": splits}

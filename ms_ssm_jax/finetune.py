@@ -22,8 +22,8 @@ INIT_HEAD_MODES = ("keep", "reinit")
 HEAD_MODULE = "head"
 
 
-def fine_tune_variables(variables: dict[str, Any], init_from: str, init_head: str
-                        ) -> dict[str, Any]:
+def fine_tune_variables(variables: dict[str, Any], init_from: str,
+                        init_head: str) -> dict[str, Any]:
   """Model variables loaded from a checkpoint or a zoo entry, merged into fresh `variables`.
 
   Args:
@@ -45,16 +45,19 @@ def fine_tune_variables(variables: dict[str, Any], init_from: str, init_head: st
   source, where = _fine_tune_source(init_from)
   kept_target = {p: v for p, v in target.items() if not is_reinit(p)}
   kept_source = {p: v for p, v in source.items() if not is_reinit(p)}
-  differing = sorted({p.split("/")[1] for p in set(kept_target) & set(kept_source)
-                      if tuple(kept_target[p].shape) != tuple(kept_source[p].shape)})
-  suggestion = "|".join([f"{module}/.*" for module in differing]
-                        + ([reinit.pattern] if reinit is not None else []))
+  differing = sorted({
+      p.split("/")[1]
+      for p in set(kept_target) & set(kept_source)
+      if tuple(kept_target[p].shape) != tuple(kept_source[p].shape)
+  })
+  suggestion = "|".join([f"{module}/.*" for module in differing] +
+                        ([reinit.pattern] if reinit is not None else []))
   checkpointing.check_shapes(
       kept_target, kept_source, where,
       "Fine-tuning loads every array that config.init_head does not re-initialize: use the "
-      "source's model config (a zoo entry's is its manifest `config`)"
-      + (f", or re-initialize the modules whose shapes differ with "
-         f"--config.init_head='{suggestion}'" if differing else "") + ".")
+      "source's model config (a zoo entry's is its manifest `config`)" +
+      (f", or re-initialize the modules whose shapes differ with "
+       f"--config.init_head='{suggestion}'" if differing else "") + ".")
 
   def merge(path, leaf):
     name = checkpointing.path_name(path)

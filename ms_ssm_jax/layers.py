@@ -39,14 +39,15 @@ _NON_CONFIG_FIELDS = frozenset({"d_model", "parent", "name"})
 # store every field they were trained with (ms_ssm_jax/released/manifest.json); a stored retired
 # field at this value is dropped when the layer is rebuilt, any other value is an error.
 RETIRED_FIELDS: Mapping[str, Mapping[str, Any]] = {
-    "ms_ssm": {"share_filters": False, "filter_init": "random", "decomposition_impl": "cascade",
-               "raw_stream": "fastest", "s6_dt_rank": None, "lru_r_min": 0.9, "lru_r_max": 0.999,
-               "lru_max_phase": math.pi / 10, "d_skip": True, "streams": "details+approx+raw",
-               "total_state": None},
+    "ms_ssm": {
+        "share_filters": False, "filter_init": "random", "decomposition_impl": "cascade",
+        "raw_stream": "fastest", "s6_dt_rank": None, "lru_r_min": 0.9, "lru_r_max": 0.999,
+        "lru_max_phase": math.pi / 10, "d_skip": True, "streams": "details+approx+raw",
+        "total_state": None
+    },
     "s5": {"bidirectional_mode": "concat"},
     "s6": {"dt_rank": None, "dt_init_floor": 1e-4},
 }
-
 
 # The three fields that chose how a recurrence runs before `impl` and `chunk_size`
 # (`ms_ssm_jax.ssm.diagonal`): released models store them, and `_translate_evaluation` maps
@@ -66,9 +67,9 @@ def _translate_evaluation(name: str, values: dict[str, Any]) -> None:
   chunk_size = retired.get("scan_chunk_size", 0)
   usage = (f"layer {name!r}: the retired fields {retired} have no translation; set impl "
            f"(auto, scan, chunked, pallas, conv) and chunk_size instead")
-  if ("impl" in values or mode not in ("scan", "conv")
-      or scan_impl not in ("associative", "pallas", "auto") or chunk_size < 0
-      or (mode == "conv" and (scan_impl == "pallas" or chunk_size))):
+  if ("impl" in values or mode not in ("scan", "conv") or
+      scan_impl not in ("associative", "pallas", "auto") or chunk_size < 0 or
+      (mode == "conv" and (scan_impl == "pallas" or chunk_size))):
     raise ValueError(usage)
   if mode == "conv":
     values["impl"] = "conv"
@@ -120,8 +121,10 @@ def layer_class(name: str) -> type[nn.Module]:
 
 
 def _hyperparameter_fields(cls: type[nn.Module]) -> list[dataclasses.Field]:
-  return [f for f in dataclasses.fields(cls)
-          if f.init and f.name not in _NON_CONFIG_FIELDS and not f.name.startswith("_")]
+  return [
+      f for f in dataclasses.fields(cls)
+      if f.init and f.name not in _NON_CONFIG_FIELDS and not f.name.startswith("_")
+  ]
 
 
 def _placeholder_type(cls: type[nn.Module], field: dataclasses.Field) -> type:

@@ -31,8 +31,8 @@ from flax import traverse_util
 MIXER_RATIO_PREFIX = "mixer_ratio/"
 
 
-def loss_and_counts(logits: jax.Array, batch: dict[str, jax.Array], target: str
-                    ) -> dict[str, jax.Array]:
+def loss_and_counts(logits: jax.Array, batch: dict[str, jax.Array],
+                    target: str) -> dict[str, jax.Array]:
   """Weighted sums of the loss and of correct predictions over a batch.
 
   Args:
@@ -61,17 +61,22 @@ def loss_and_counts(logits: jax.Array, batch: dict[str, jax.Array], target: str
   else:
     raise ValueError(f"unknown target {target!r}; expected 'class' or 'multilabel'")
   counted = weights > 0
-  return {"loss_sum": jnp.sum(jnp.where(counted, losses * weights, 0.0)),
-          "correct_sum": jnp.sum(correct * weights), "weight_sum": jnp.sum(weights),
-          "nonfinite_sum": jnp.sum(counted & ~jnp.isfinite(losses)).astype(jnp.float32)}
+  return {
+      "loss_sum": jnp.sum(jnp.where(counted, losses * weights, 0.0)),
+      "correct_sum": jnp.sum(correct * weights), "weight_sum": jnp.sum(weights),
+      "nonfinite_sum": jnp.sum(counted & ~jnp.isfinite(losses)).astype(jnp.float32)
+  }
 
 
 def mixer_ratios(intermediates: Any) -> dict[str, jax.Array]:
   """`{"mixer_ratio/<layer path>": ratio}` from the `mixer_input_ratio` values that MS-SSM
   layers with a linear-input mixer sow (`ms_ssm.mixer.input_ratio`); empty for other models."""
   flat = traverse_util.flatten_dict(intermediates, sep="/")
-  return {f"{MIXER_RATIO_PREFIX}{path.rsplit('/', 1)[0]}": jnp.max(jnp.stack(values))
-          for path, values in flat.items() if path.endswith("mixer_input_ratio")}
+  return {
+      f"{MIXER_RATIO_PREFIX}{path.rsplit('/', 1)[0]}": jnp.max(jnp.stack(values))
+      for path, values in flat.items()
+      if path.endswith("mixer_input_ratio")
+  }
 
 
 def macro_auroc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
@@ -101,8 +106,9 @@ def macro_auroc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> 
     raise ValueError("AUROC is undefined: no class has both positive and negative examples in "
                      "this split")
   if len(per_class) < scores.shape[1]:
-    logging.warning("macro AUROC over %d of %d classes (the others have a single label value "
-                    "in this split)", len(per_class), scores.shape[1])
+    logging.warning(
+        "macro AUROC over %d of %d classes (the others have a single label value "
+        "in this split)", len(per_class), scores.shape[1])
   return float(np.mean(per_class))
 
 
@@ -250,20 +256,24 @@ def _drop_rows_after(path: pathlib.Path, step: int) -> None:
   lines = original
   if lines and not lines[-1].endswith("\n"):
     # A crash in the middle of a write leaves a torn last row; its step was not checkpointed.
-    logging.warning("%s: dropping its torn last line %r (the previous run died while "
-                    "writing it)", path, lines[-1][:80])
+    logging.warning(
+        "%s: dropping its torn last line %r (the previous run died while "
+        "writing it)", path, lines[-1][:80])
     lines = lines[:-1]
   if path.suffix == ".jsonl":
-    kept = [line for number, line in enumerate(lines, start=1)
-            if line.strip() and _jsonl_step(path, number, line) <= step]
+    kept = [
+        line for number, line in enumerate(lines, start=1)
+        if line.strip() and _jsonl_step(path, number, line) <= step
+    ]
   else:
     rows = list(csv.reader(lines))
     if not rows:
       kept = []
     else:
       step_column = rows[0].index("step")
-      kept = lines[:1] + [line for line, row in zip(lines[1:], rows[1:])
-                          if int(row[step_column]) <= step]
+      kept = lines[:1] + [
+          line for line, row in zip(lines[1:], rows[1:]) if int(row[step_column]) <= step
+      ]
   if kept != original:
     path.write_text("".join(kept))
 

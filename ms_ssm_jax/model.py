@@ -52,8 +52,10 @@ PRECISIONS: dict[str, Any] = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 LAYER_CONFIG_KEYS: tuple[str, ...] = ("layer", "layer_config")
 # `SequenceModel` fields that are not `config.model` keys: set from the task's `TaskSpec`, the
 # run settings (`config.train`) and flax.
-_NON_CONFIG_FIELDS = frozenset({"seq_layer", "input_type", "vocab_size", "num_classes", "dual",
-                                "dtype", "remat", "parent", "name"})
+_NON_CONFIG_FIELDS = frozenset({
+    "seq_layer", "input_type", "vocab_size", "num_classes", "dual", "dtype", "remat", "parent",
+    "name"
+})
 
 
 class Encoder(nn.Module):
@@ -141,23 +143,23 @@ class SequenceModel(nn.Module):
     # The blocks' __call__(self, x, valid, lengths, train): `train` (argnum 4) is static.
     wrap = (lambda cls: nn.remat(cls, static_argnums=(4,))) if self.remat else (lambda cls: cls)
     if self.block == "mamba":
-      return wrap(blocks.MambaBlock)(
-          self.seq_layer, self.norm, self.batchnorm_momentum, self.mamba_expand,
-          self.mamba_conv_kernel, self.dropout, self.dtype, name=name)
-    return wrap(blocks.SequenceBlock)(
-        self.seq_layer, self.norm, self.prenorm, self.batchnorm_momentum, self.activation,
-        self.dropout, dropout_shared_over_time=self.block == "s5", dtype=self.dtype, name=name)
+      return wrap(blocks.MambaBlock)(self.seq_layer, self.norm, self.batchnorm_momentum,
+                                     self.mamba_expand, self.mamba_conv_kernel, self.dropout,
+                                     self.dtype, name=name)
+    return wrap(blocks.SequenceBlock)(self.seq_layer, self.norm, self.prenorm,
+                                      self.batchnorm_momentum, self.activation, self.dropout,
+                                      dropout_shared_over_time=self.block == "s5", dtype=self.dtype,
+                                      name=name)
 
   def _encode(self, inputs: Array, lengths: Array, train: bool) -> Array:
     """inputs, lengths (B,) -> pooled features (B, H) or per-step features (B, L, H)."""
     valid = valid_mask(lengths, inputs.shape[1])
-    x = Encoder(self.input_type, self.vocab_size, self.d_model, self.dtype, name="encoder")(
-        inputs)
+    x = Encoder(self.input_type, self.vocab_size, self.d_model, self.dtype, name="encoder")(inputs)
     for index in range(self.num_layers):
       x = self._make_block(index)(x, valid, lengths, train)
     if self.prenorm:
-      x = blocks.Norm(self.norm, self.batchnorm_momentum, self.dtype, name="final_norm")(
-          x, valid, train)
+      x = blocks.Norm(self.norm, self.batchnorm_momentum, self.dtype, name="final_norm")(x, valid,
+                                                                                         train)
     return pool(x, valid, lengths, self.pooling)
 
   @nn.compact
@@ -172,8 +174,8 @@ class SequenceModel(nn.Module):
       raise ValueError(f"dual inputs must have the same shape; got {inputs.shape} and "
                        f"{inputs2.shape}")
     # One pass over both batches: shared weights, and BatchNorm statistics over both.
-    features = self._encode(jnp.concatenate([inputs, inputs2]),
-                            jnp.concatenate([lengths, lengths2]), train)
+    features = self._encode(jnp.concatenate([inputs, inputs2]), jnp.concatenate([lengths,
+                                                                                 lengths2]), train)
     u, v = jnp.split(features, 2)
     # dual_combine: "concat_mul_sub", the one combination (checked by build_model).
     combined = jnp.concatenate([u, v, u * v, u - v], axis=-1)
@@ -190,8 +192,9 @@ def _get(batch: Mapping[str, Array], key: str) -> Array:
 
 
 def _config_fields() -> list[dataclasses.Field]:
-  return [f for f in dataclasses.fields(SequenceModel)
-          if f.init and f.name not in _NON_CONFIG_FIELDS]
+  return [
+      f for f in dataclasses.fields(SequenceModel) if f.init and f.name not in _NON_CONFIG_FIELDS
+  ]
 
 
 MODEL_CONFIG_KEYS: frozenset[str] = frozenset(
@@ -221,8 +224,7 @@ def _model_fields(model_cfg: ml_collections.ConfigDict) -> dict[str, Any]:
                      f"{sorted(MODEL_CONFIG_KEYS)} (model.MODEL_CONFIG_KEYS)")
   if "layer" not in model_cfg:
     raise ValueError("config.model has no 'layer'; build it with configs.common.base_config")
-  return {f.name: model_cfg[f.name] if f.name in model_cfg else f.default
-          for f in _config_fields()}
+  return {f.name: model_cfg[f.name] if f.name in model_cfg else f.default for f in _config_fields()}
 
 
 def _check_choice(field: str, value: Any, choices: tuple[Any, ...]) -> None:
@@ -270,10 +272,9 @@ def build_model(model_cfg: ml_collections.ConfigDict, task_spec: TaskSpec, *,
                      f"{', '.join(PRECISIONS)}")
   layer_config = model_cfg.layer_config if "layer_config" in model_cfg else None
   prototype = layers.make_layer(model_cfg.layer, _layer_width(fields), layer_config)
-  return SequenceModel(
-      seq_layer=prototype, input_type=task_spec.input_type, vocab_size=task_spec.vocab_size,
-      num_classes=task_spec.num_classes, dual=task_spec.dual, **fields,
-      dtype=PRECISIONS[precision], remat=remat)
+  return SequenceModel(seq_layer=prototype, input_type=task_spec.input_type,
+                       vocab_size=task_spec.vocab_size, num_classes=task_spec.num_classes,
+                       dual=task_spec.dual, **fields, dtype=PRECISIONS[precision], remat=remat)
 
 
 def dummy_batch(task_spec: TaskSpec, batch_size: int,
@@ -293,8 +294,8 @@ def dummy_batch(task_spec: TaskSpec, batch_size: int,
 def init_variables(model: nn.Module, spec: TaskSpec, key: jax.Array) -> dict[str, Any]:
   """Fresh model variables: {"params", "batch_stats"} ({} when the model has no BatchNorm)."""
   params_key, dropout_key = jax.random.split(key)
-  variables = model.init({"params": params_key, "dropout": dropout_key},
-                         dummy_batch(spec, 1), train=False)
+  variables = model.init({"params": params_key, "dropout": dropout_key}, dummy_batch(spec, 1),
+                         train=False)
   return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
 
 
@@ -335,13 +336,13 @@ def summarize(model_cfg: ml_collections.ConfigDict, task_spec: TaskSpec) -> Mode
   params = variables["params"]
   params_by_module: dict[str, int] = {}
   for name in ("encoder", "blocks", "final_norm", "head_hidden", "head"):
-    parts = [tree for key, tree in params.items() if key == name or
-             (name == "blocks" and re.fullmatch(r"blocks_\d+", key))]
+    parts = [
+        tree for key, tree in params.items()
+        if key == name or (name == "blocks" and re.fullmatch(r"blocks_\d+", key))
+    ]
     if parts:
       params_by_module[name] = layers.count_parameters(parts)
   states = layers.state_size(model.seq_layer)
-  return ModelSummary(
-      params_by_module=params_by_module,
-      num_params=layers.count_parameters(params), layer_states=states.total,
-      states_per_channel=states.per_channel, carried_floats_per_layer=states.carried_floats,
-      num_layers=model.num_layers)
+  return ModelSummary(params_by_module=params_by_module, num_params=layers.count_parameters(params),
+                      layer_states=states.total, states_per_channel=states.per_channel,
+                      carried_floats_per_layer=states.carried_floats, num_layers=model.num_layers)

@@ -122,8 +122,8 @@ def make_schedule(peak_lr: float, opt_cfg: ml_collections.ConfigDict, num_update
   if opt_cfg.schedule not in SCHEDULES:
     raise ValueError(f"optimizer.schedule={opt_cfg.schedule!r} is not supported; choose one of "
                      f"{', '.join(SCHEDULES)}")
-  if warmup_updates > num_updates or (warmup_updates == num_updates
-                                      and opt_cfg.schedule == "cosine"):
+  if warmup_updates > num_updates or (warmup_updates == num_updates and
+                                      opt_cfg.schedule == "cosine"):
     raise ValueError(f"warmup ({warmup_updates} updates) leaves no updates of training "
                      f"({num_updates} updates) to decay over; shorten "
                      f"optimizer.warmup_steps/warmup_epochs")
@@ -131,13 +131,15 @@ def make_schedule(peak_lr: float, opt_cfg: ml_collections.ConfigDict, num_update
     if warmup_updates == 0:
       return optax.constant_schedule(peak_lr)
     return optax.warmup_constant_schedule(0.0, peak_lr, warmup_updates)
-  return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=peak_lr, warmup_steps=warmup_updates,
-      decay_steps=num_updates, end_value=peak_lr * opt_cfg.end_lr_factor)
+  return optax.warmup_cosine_decay_schedule(init_value=0.0, peak_value=peak_lr,
+                                            warmup_steps=warmup_updates, decay_steps=num_updates,
+                                            end_value=peak_lr * opt_cfg.end_lr_factor)
 
 
 def make_optimizer(
-    opt_cfg: ml_collections.ConfigDict, num_train_steps: int, steps_per_epoch: int,
+    opt_cfg: ml_collections.ConfigDict,
+    num_train_steps: int,
+    steps_per_epoch: int,
     freeze_regex: str | None = None,
 ) -> tuple[optax.GradientTransformation, dict[str, Schedule]]:
   """Builds the optimizer of `config.optimizer` (see the module docstring).
@@ -191,8 +193,8 @@ def make_optimizer(
   }
   if separate_mixer:
     transforms[MIXER] = adam(update_schedules["mixer_lr"], opt_cfg.weight_decay)
-  groups = optax.multi_transform(
-      transforms, lambda params: label_params(params, freeze_regex, separate_mixer))
+  groups = optax.multi_transform(transforms,
+                                 lambda params: label_params(params, freeze_regex, separate_mixer))
 
   def frozen_mask(params: PyTree) -> PyTree:
     return jax.tree_util.tree_map(lambda label: label == FROZEN,

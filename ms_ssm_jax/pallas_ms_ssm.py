@@ -95,8 +95,8 @@ class FusedOptions:
 _MIN_PROGRAMS = 256
 
 
-def default_block(batch: int, num_channels: int, num_streams: int, num_states: int
-                  ) -> tuple[int, int, int]:
+def default_block(batch: int, num_channels: int, num_streams: int,
+                  num_states: int) -> tuple[int, int, int]:
   """`(chunk, block_channels, num_warps)` for the forward's (B, H / H_blk) programs.
 
   T = 8. Channels per program: at most 32, such that the G streams hold at most 4096 state
@@ -190,9 +190,10 @@ def _forward_kernel(*refs, options: FusedOptions):
       coef = _coefficients(ins["a"][j], ins["b_ch"][j], ins["c_ch"][j], options.has_steps)
       taps = [ins["filters"][j, m] for m in range(options.taps[j])]
       deltas = steps_of(j, t0)
-      steps = [ps.StepInputs(_band(window, taps, s, halo), deltas[s], maybe("b", j, t0 + s),
-                             maybe("c", j, t0 + s), None)
-               for s in range(chunk)]
+      steps = [
+          ps.StepInputs(_band(window, taps, s, halo), deltas[s], maybe("b", j, t0 + s),
+                        maybe("c", j, t0 + s), None) for s in range(chunk)
+      ]
       mix_b = ins["mix_b"][j]
       mix_w = None if ins["mix_w"] is None else ins["mix_w"][j]
       for s, step in enumerate(steps):
@@ -252,9 +253,10 @@ def _backward_kernel(*refs, options: FusedOptions):
       lows = [ins["dt_low"][t0 + s] for s in range(chunk)]
       logits = [_step_logit(low, dt_proj, dt_bias) for low in lows]
       deltas = [_softplus(logit) for logit in logits]
-    steps = [ps.StepInputs(_band(window, taps, s, halo), deltas[s], maybe("b", t0 + s),
-                           maybe("c", t0 + s), dz_ref[t0 + s] if with_dy else None)
-             for s in range(chunk)]
+    steps = [
+        ps.StepInputs(_band(window, taps, s, halo), deltas[s], maybe("b", t0 + s),
+                      maybe("c", t0 + s), dz_ref[t0 + s] if with_dy else None) for s in range(chunk)
+    ]
     return window, lows, logits, steps
 
   def chunk_body(index, entry, carry):
@@ -304,10 +306,10 @@ def _backward_kernel(*refs, options: FusedOptions):
         ddelta = g_in * step.u + jnp.sum(g_exponent * coef.a, axis=1)
         dlogit = ddelta / (1.0 + jnp.exp(-logits[s]))  # softplus' = sigmoid
         proj_shape = dt_proj.shape
-        ddt_low_ref[t] = jnp.sum(jax.lax.broadcast_in_dim(dlogit, proj_shape, (1,)) * dt_proj,
-                                 axis=1)
-        ddt_proj = ddt_proj + (jax.lax.broadcast_in_dim(lows[s], proj_shape, (0,))
-                               * jax.lax.broadcast_in_dim(dlogit, proj_shape, (1,)))
+        ddt_low_ref[t] = jnp.sum(
+            jax.lax.broadcast_in_dim(dlogit, proj_shape, (1,)) * dt_proj, axis=1)
+        ddt_proj = ddt_proj + (jax.lax.broadcast_in_dim(lows[s], proj_shape, (0,)) *
+                               jax.lax.broadcast_in_dim(dlogit, proj_shape, (1,)))
         ddt_bias = ddt_bias + dlogit
       g_next = decay * g
     # The band's transpose: acc[r] collects du at t0 - halo + r; its last `halo` rows (times
@@ -320,8 +322,8 @@ def _backward_kernel(*refs, options: FusedOptions):
         dfilters[m] = dfilters[m] + window[halo + s - m] * dv
     for s in range(chunk):
       du_ref[t0 + s] = acc[halo + s] if mixer_grads[s] is None else acc[halo + s] + mixer_grads[s]
-    return (g_next, da, db_ch, dc_ch, dmix_w, dmix_b, tuple(dfilters), tuple(acc[:halo]),
-            ddt_proj, ddt_bias)
+    return (g_next, da, db_ch, dc_ch, dmix_w, dmix_b, tuple(dfilters), tuple(acc[:halo]), ddt_proj,
+            ddt_bias)
 
   def segment_body(k, carry):
     segment = num_segments - 1 - k
@@ -335,14 +337,13 @@ def _backward_kernel(*refs, options: FusedOptions):
       return x
 
     jax.lax.fori_loop(0, every, recompute, entry_ref[segment])
-    reverse = lambda i, carry: chunk_body(segment * every + every - 1 - i,
-                                          scratch_ref[every - 1 - i], carry)
+    reverse = lambda i, carry: chunk_body(segment * every + every - 1 - i, scratch_ref[every - 1 - i
+                                                                                      ], carry)
     return jax.lax.fori_loop(0, every, reverse, carry)
 
   zeros, row = jnp.zeros(shape, jnp.float32), jnp.zeros(shape[:1], jnp.float32)
   proj_zeros = jnp.zeros(dt_proj.shape, jnp.float32) if options.has_steps else None
-  init = (zeros, zeros, zeros, zeros, row, row, (row,) * num_taps, (row,) * halo, proj_zeros,
-          row)
+  init = (zeros, zeros, zeros, zeros, row, row, (row,) * num_taps, (row,) * halo, proj_zeros, row)
   _, da, db_ch, dc_ch, dmix_w, dmix_b, dfilters, _, ddt_proj, ddt_bias = jax.lax.fori_loop(
       0, num_segments, segment_body, init)
   da_ref[...] = da
@@ -398,18 +399,22 @@ def _forward_call(options: FusedOptions, inputs: dict[str, Array | None]):
   in_specs = [block[name] for name in _INPUT_NAMES if inputs[name] is not None]
   sequence = jax.ShapeDtypeStruct((batch, length, channels), jnp.float32)
   sequence_spec = pl.BlockSpec((sq, length, hb), lambda i, h: (i, 0, h))
-  out_shape = [sequence,
-               jax.ShapeDtypeStruct((batch, num_chunks, groups, channels, states), jnp.float32)]
-  out_specs = [sequence_spec,
-               pl.BlockSpec((sq, num_chunks, groups, hb, states), lambda i, h: (i, 0, 0, h, 0))]
+  out_shape = [
+      sequence,
+      jax.ShapeDtypeStruct((batch, num_chunks, groups, channels, states), jnp.float32)
+  ]
+  out_specs = [
+      sequence_spec,
+      pl.BlockSpec((sq, num_chunks, groups, hb, states), lambda i, h: (i, 0, 0, h, 0))
+  ]
   if options.input_term_out:
     out_shape.append(sequence)
     out_specs.append(sequence_spec)
-  return pl.pallas_call(
-      functools.partial(_forward_kernel, options=options), grid=(batch, channels // hb),
-      in_specs=in_specs, out_specs=out_specs, out_shape=out_shape, interpret=options.interpret,
-      compiler_params=ps.compiler_params(options.num_warps, options.interpret),
-      name="ms_ssm_layer_forward")(*_given(inputs))
+  return pl.pallas_call(functools.partial(_forward_kernel, options=options),
+                        grid=(batch, channels // hb), in_specs=in_specs, out_specs=out_specs,
+                        out_shape=out_shape, interpret=options.interpret,
+                        compiler_params=ps.compiler_params(options.num_warps, options.interpret),
+                        name="ms_ssm_layer_forward")(*_given(inputs))
 
 
 def _backward_call(options: FusedOptions, inputs: dict[str, Array | None], entries: Array,
@@ -434,13 +439,22 @@ def _backward_call(options: FusedOptions, inputs: dict[str, Array | None], entri
       "u": pl.BlockSpec((sq, padded_length, hb), lambda i, g, h: (i, 0, h)),
       "filters": pl.BlockSpec((sq, num_taps, hb), lambda i, g, h: (g, 0, h)),
       "dt_low": pl.BlockSpec((sq, sq, length, rank), lambda i, g, h: (i, g, 0, 0)),
-      "dt_proj": pl.BlockSpec((sq, rank, hb), lambda i, g, h: (g, 0, h)), "dt_bias": mix,
-      "a": chan, "b_ch": chan, "c_ch": chan, "b": proj, "c": proj,
-      "mix_w": mix, "mix_b": mix, "skip": pl.BlockSpec((hb,), lambda i, g, h: (h,)),
+      "dt_proj": pl.BlockSpec((sq, rank, hb), lambda i, g, h: (g, 0, h)),
+      "dt_bias": mix,
+      "a": chan,
+      "b_ch": chan,
+      "c_ch": chan,
+      "b": proj,
+      "c": proj,
+      "mix_w": mix,
+      "mix_b": mix,
+      "skip": pl.BlockSpec((hb,), lambda i, g, h: (h,)),
   }
   in_specs = [block[name] for name in _INPUT_NAMES if inputs[name] is not None]
-  in_specs += [pl.BlockSpec((sq, num_chunks, sq, hb, states), lambda i, g, h: (i, 0, g, h, 0)),
-               pl.BlockSpec((sq, length, hb), lambda i, g, h: (i, 0, h))]
+  in_specs += [
+      pl.BlockSpec((sq, num_chunks, sq, hb, states), lambda i, g, h: (i, 0, g, h, 0)),
+      pl.BlockSpec((sq, length, hb), lambda i, g, h: (i, 0, h))
+  ]
   sequence = jax.ShapeDtypeStruct((batch, groups, length, channels), jnp.float32)
   per_batch = jax.ShapeDtypeStruct((batch, groups, channels, states), jnp.float32)
   partial = jax.ShapeDtypeStruct((batch, groups, channels // hb, length, states), jnp.float32)
@@ -448,12 +462,11 @@ def _backward_call(options: FusedOptions, inputs: dict[str, Array | None], entri
   per_channel_spec = pl.BlockSpec((sq, sq, hb), lambda i, g, h: (i, g, h))
   outputs = [(sequence, seq)]
   outputs += [(jax.ShapeDtypeStruct((batch, groups, channels // hb, length, rank), jnp.float32),
-               pl.BlockSpec((sq, sq, sq, length, rank), lambda i, g, h: (i, g, h, 0, 0)))] * (
-                   options.has_steps)
+               pl.BlockSpec((sq, sq, sq, length, rank), lambda i, g, h:
+                            (i, g, h, 0, 0)))] * (options.has_steps)
   outputs += [(per_batch, pl.BlockSpec((sq, sq, hb, states), lambda i, g, h: (i, g, h, 0)))] * 3
-  outputs += [(partial, pl.BlockSpec((sq, sq, sq, length, states),
-                                     lambda i, g, h: (i, g, h, 0, 0)))] * (
-                                         options.has_b + options.has_c)
+  outputs += [(partial, pl.BlockSpec((sq, sq, sq, length, states), lambda i, g, h:
+                                     (i, g, h, 0, 0)))] * (options.has_b + options.has_c)
   outputs.append((jax.ShapeDtypeStruct((batch, groups, num_taps, channels), jnp.float32),
                   pl.BlockSpec((sq, sq, num_taps, hb), lambda i, g, h: (i, g, 0, h))))
   outputs += [(per_channel, per_channel_spec)] * (1 + options.has_input_weight)
@@ -464,12 +477,12 @@ def _backward_call(options: FusedOptions, inputs: dict[str, Array | None], entri
   if every > 1:
     outputs.append((jax.ShapeDtypeStruct((batch, groups, every, channels, states), jnp.float32),
                     pl.BlockSpec((sq, sq, every, hb, states), lambda i, g, h: (i, g, 0, h, 0))))
-  return pl.pallas_call(
-      functools.partial(_backward_kernel, options=options), grid=(batch, groups, channels // hb),
-      in_specs=in_specs, out_specs=[spec for _, spec in outputs],
-      out_shape=[shape for shape, _ in outputs], interpret=options.interpret,
-      compiler_params=ps.compiler_params(options.num_warps, options.interpret),
-      name="ms_ssm_layer_backward")(*_given(inputs), entries, dz)
+  return pl.pallas_call(functools.partial(_backward_kernel,
+                                          options=options), grid=(batch, groups, channels // hb),
+                        in_specs=in_specs, out_specs=[spec for _, spec in outputs],
+                        out_shape=[shape for shape, _ in outputs], interpret=options.interpret,
+                        compiler_params=ps.compiler_params(options.num_warps, options.interpret),
+                        name="ms_ssm_layer_backward")(*_given(inputs), entries, dz)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -497,8 +510,8 @@ def _fused_layer_backward(options, residuals, cotangents):
   grads["filters"] = rest.pop(0).sum(0)
   grads["mix_w"] = rest.pop(0).sum(0) if options.has_input_weight else None
   grads["mix_b"] = rest.pop(0).sum(0)
-  grads["dt_proj"], grads["dt_bias"] = (
-      (rest[0].sum(0), rest[1].sum(0)) if options.has_steps else (None, None))
+  grads["dt_proj"], grads["dt_bias"] = ((rest[0].sum(0), rest[1].sum(0)) if options.has_steps else
+                                        (None, None))
   u = inputs["u"][:, options.halo:]
   grads["skip"] = jnp.sum(dz * u, axis=(0, 1))
   grads["u"] = jnp.pad(du.sum(1) + dz * inputs["skip"], ((0, 0), (options.halo, 0), (0, 0)))
@@ -506,7 +519,6 @@ def _fused_layer_backward(options, residuals, cotangents):
 
 
 _fused_layer.defvjp(_fused_layer_forward, _fused_layer_backward)
-
 
 # ----------------------------------------------------------------------------------------------
 # The public entry point: checks, float32, padding.
@@ -532,11 +544,12 @@ def _check_shapes(u, filters, steps, a, b, c, b_channel, c_channel, mix_weight, 
                        "(use the layer's associative scan for complex backbones)")
   rank = None if steps[0] is None else steps[0].shape[-1]
   num_states = a.shape[2]
-  expected = {"dt_low": (batch, length, groups, rank), "dt_proj": (groups, rank, channels),
-              "dt_bias": (channels, groups), "b": (batch, length, groups, num_states),
-              "c": (batch, length, groups, num_states), "b_channel": a.shape,
-              "c_channel": a.shape, "mix_weight": (channels, groups),
-              "mix_bias": (channels, groups), "skip": (channels,)}
+  expected = {
+      "dt_low": (batch, length, groups, rank), "dt_proj": (groups, rank, channels),
+      "dt_bias": (channels, groups), "b": (batch, length, groups, num_states),
+      "c": (batch, length, groups, num_states), "b_channel": a.shape, "c_channel": a.shape,
+      "mix_weight": (channels, groups), "mix_bias": (channels, groups), "skip": (channels,)
+  }
   given = dict(zip(_STEP_NAMES, steps), b=b, c=c, b_channel=b_channel, c_channel=c_channel,
                mix_weight=mix_weight, mix_bias=mix_bias, skip=skip)
   for name, x in given.items():
@@ -602,25 +615,24 @@ def fused_layer(
   _check_shapes(u, filters, steps, a, b, c, b_channel, c_channel, mix_weight, mix_bias, skip)
   batch, length, channels = u.shape
   num_states = a.shape[2]
-  default_chunk, default_channels, default_warps = default_block(
-      batch, channels, len(filters), num_states)
+  default_chunk, default_channels, default_warps = default_block(batch, channels, len(filters),
+                                                                 num_states)
   chunk = chunk or default_chunk
   block_channels = block_channels or default_channels
   num_warps = num_warps or default_warps
   padded_states = ps.next_power_of_2(num_states)
   checkpoint_every = checkpoint_every or -(-padded_states // (2 * chunk))
-  if chunk < 1 or checkpoint_every < 1 or block_channels < 1 or block_channels & (
-      block_channels - 1):
+  if chunk < 1 or checkpoint_every < 1 or block_channels < 1 or block_channels & (block_channels -
+                                                                                  1):
     raise ValueError(f"chunk and checkpoint_every must be >= 1 and block_channels a power of 2; "
                      f"got {chunk}, {checkpoint_every}, {block_channels}")
   if interpret is None:
     interpret = jax.default_backend() == "cpu"
-  options = FusedOptions(
-      chunk=chunk, checkpoint_every=checkpoint_every, block_channels=block_channels,
-      taps=tuple(f.shape[0] for f in filters), num_warps=num_warps,
-      has_steps=dt_low is not None, has_b=b is not None, has_c=c is not None,
-      has_input_weight=mix_weight is not None,
-      input_term_out=return_input_term, interpret=interpret)
+  options = FusedOptions(chunk=chunk, checkpoint_every=checkpoint_every,
+                         block_channels=block_channels, taps=tuple(f.shape[0] for f in filters),
+                         num_warps=num_warps, has_steps=dt_low is not None, has_b=b is not None,
+                         has_c=c is not None, has_input_weight=mix_weight is not None,
+                         input_term_out=return_input_term, interpret=interpret)
   # Padded steps come after the last one (no valid output or gradient sees them); padded
   # channels, states and ranks have zero filters, inputs and factors.
   pad_length, pad_channels = -length % (chunk * checkpoint_every), -channels % block_channels
@@ -630,25 +642,38 @@ def fused_layer(
   num_taps = max(options.taps)
   ones = jnp.ones_like(a)
   chan = lambda x: jnp.pad(f32(x), ((0, 0), (0, pad_channels), (0, pad_states)))
-  per_stream = lambda x, pad_last: None if x is None else jnp.pad(
-      jnp.swapaxes(f32(x), 1, 2), ((0, 0), (0, 0), (0, pad_length), (0, pad_last)))
+  per_stream = lambda x, pad_last: None if x is None else jnp.pad(jnp.swapaxes(f32(x), 1, 2), (
+      (0, 0), (0, 0), (0, pad_length), (0, pad_last)))
   per_channel = lambda x: None if x is None else jnp.pad(f32(x).T, ((0, 0), (0, pad_channels)))
   inputs = {
-      "u": jnp.pad(f32(u), ((0, 0), (options.halo, pad_length), (0, pad_channels))),
-      "filters": jnp.stack([jnp.pad(f32(f), ((0, num_taps - f.shape[0]), (0, pad_channels)))
-                            for f in filters]),
-      "dt_low": per_stream(dt_low, pad_rank),
-      "dt_proj": None if dt_proj is None else jnp.pad(
-          f32(dt_proj), ((0, 0), (0, pad_rank), (0, pad_channels))),
-      "dt_bias": per_channel(dt_bias),
-      "a": chan(a),
-      "b_ch": chan(ones if b_channel is None else b_channel),
-      "c_ch": chan(ones if c_channel is None else c_channel),
-      "b": per_stream(b, pad_states),
-      "c": per_stream(c, pad_states),
-      "mix_w": per_channel(mix_weight),
-      "mix_b": per_channel(mix_bias),
-      "skip": jnp.pad(f32(skip), (0, pad_channels)),
+      "u":
+          jnp.pad(f32(u), ((0, 0), (options.halo, pad_length), (0, pad_channels))),
+      "filters":
+          jnp.stack(
+              [jnp.pad(f32(f), ((0, num_taps - f.shape[0]), (0, pad_channels))) for f in filters]),
+      "dt_low":
+          per_stream(dt_low, pad_rank),
+      "dt_proj":
+          None if dt_proj is None else jnp.pad(f32(dt_proj),
+                                               ((0, 0), (0, pad_rank), (0, pad_channels))),
+      "dt_bias":
+          per_channel(dt_bias),
+      "a":
+          chan(a),
+      "b_ch":
+          chan(ones if b_channel is None else b_channel),
+      "c_ch":
+          chan(ones if c_channel is None else c_channel),
+      "b":
+          per_stream(b, pad_states),
+      "c":
+          per_stream(c, pad_states),
+      "mix_w":
+          per_channel(mix_weight),
+      "mix_b":
+          per_channel(mix_bias),
+      "skip":
+          jnp.pad(f32(skip), (0, pad_channels)),
   }
   outputs = [x[:, :length, :channels] for x in _fused_layer(options, inputs)]
   if return_input_term:

@@ -141,7 +141,7 @@ def _loader(u_ref, delta_ref, b_ref, c_ref=None, dy_ref=None):
   """
   maybe = lambda ref, t: None if ref is None else ref[t]
   return lambda t: StepInputs(u_ref[t], maybe(delta_ref, t), maybe(b_ref, t), maybe(c_ref, t),
-                               maybe(dy_ref, t))
+                              maybe(dy_ref, t))
 
 
 def step_decay(step: StepInputs, coef: Coefficients) -> Array:
@@ -281,20 +281,28 @@ def _specs(batch: int, length: int, groups: int, channels: int, states: int,
   grid = (batch, groups, (channels // hb) * state_blocks)
 
   def spec(block_shape, index):
+
     def index_map(i, g, k):
       h = div(k, state_blocks)
       return index(i, g, h, k - h * state_blocks)
+
     return pl.BlockSpec(block_shape, index_map)
 
   specs = {
-      "seq": spec((sq, sq, length, hb), lambda i, g, h, n: (i, g, 0, h)),
-      "seq_partial": spec((sq, sq, sq, length, hb), lambda i, g, h, n: (i, g, n, 0, h)),
-      "proj": spec((sq, sq, length, nb), lambda i, g, h, n: (i, g, 0, n)),
-      "proj_partial": spec((sq, sq, sq, length, nb), lambda i, g, h, n: (i, g, h, 0, n)),
-      "chan": spec((sq, hb, nb), lambda i, g, h, n: (g, h, n)),
-      "chan_per_batch": spec((sq, sq, hb, nb), lambda i, g, h, n: (i, g, h, n)),
-      "entry": spec((sq, sq, _num_entries(length, options), hb, nb),
-                    lambda i, g, h, n: (i, g, 0, h, n)),
+      "seq":
+          spec((sq, sq, length, hb), lambda i, g, h, n: (i, g, 0, h)),
+      "seq_partial":
+          spec((sq, sq, sq, length, hb), lambda i, g, h, n: (i, g, n, 0, h)),
+      "proj":
+          spec((sq, sq, length, nb), lambda i, g, h, n: (i, g, 0, n)),
+      "proj_partial":
+          spec((sq, sq, sq, length, nb), lambda i, g, h, n: (i, g, h, 0, n)),
+      "chan":
+          spec((sq, hb, nb), lambda i, g, h, n: (g, h, n)),
+      "chan_per_batch":
+          spec((sq, sq, hb, nb), lambda i, g, h, n: (i, g, h, n)),
+      "entry":
+          spec((sq, sq, _num_entries(length, options), hb, nb), lambda i, g, h, n: (i, g, 0, h, n)),
   }
   return grid, specs
 
@@ -304,8 +312,8 @@ def _operands(spec, u, delta, a, b_ch, c_ch, b, c) -> tuple[list[Array], list[pl
   sequences = [x for x in (u, delta) if x is not None]
   projections = [x for x in (b, c) if x is not None]
   inputs = sequences + [a, b_ch, c_ch] + projections
-  in_specs = ([spec["seq"]] * len(sequences) + [spec["chan"]] * 3
-              + [spec["proj"]] * len(projections))
+  in_specs = ([spec["seq"]] * len(sequences) + [spec["chan"]] * 3 +
+              [spec["proj"]] * len(projections))
   return inputs, in_specs
 
 
@@ -340,12 +348,11 @@ def _forward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c):
       jax.ShapeDtypeStruct((batch, groups, _num_entries(length, options), channels, states),
                            jnp.float32),
   )
-  return pl.pallas_call(
-      functools.partial(_forward_kernel, options=options), grid=grid, in_specs=in_specs,
-      out_specs=(spec["seq_partial"], spec["entry"]), out_shape=out_shape,
-      interpret=options.interpret,
-      compiler_params=compiler_params(options.num_warps, options.interpret),
-      name="selective_scan_forward")(*inputs)
+  return pl.pallas_call(functools.partial(_forward_kernel, options=options), grid=grid,
+                        in_specs=in_specs, out_specs=(spec["seq_partial"], spec["entry"]),
+                        out_shape=out_shape, interpret=options.interpret,
+                        compiler_params=compiler_params(options.num_warps, options.interpret),
+                        name="selective_scan_forward")(*inputs)
 
 
 def _backward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c, entries, dy):
@@ -363,15 +370,15 @@ def _backward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c, entrie
   partial_shape = jax.ShapeDtypeStruct(
       (batch, groups, channels // options.block_channels, length, states), jnp.float32)
   num_sequences = 1 + int(delta is not None)
-  out_shape = ((_state_partial_shape(u, states, options),) * num_sequences + (per_batch,) * 3
-               + (partial_shape,) * num_partial)
-  out_specs = ((spec["seq_partial"],) * num_sequences + (spec["chan_per_batch"],) * 3
-               + (spec["proj_partial"],) * num_partial)
-  return pl.pallas_call(
-      functools.partial(_backward_kernel, options=options), grid=grid, in_specs=in_specs,
-      out_specs=out_specs, out_shape=out_shape, interpret=options.interpret,
-      compiler_params=compiler_params(options.num_warps, options.interpret),
-      name="selective_scan_backward")(*inputs)
+  out_shape = ((_state_partial_shape(u, states, options),) * num_sequences + (per_batch,) * 3 +
+               (partial_shape,) * num_partial)
+  out_specs = ((spec["seq_partial"],) * num_sequences + (spec["chan_per_batch"],) * 3 +
+               (spec["proj_partial"],) * num_partial)
+  return pl.pallas_call(functools.partial(_backward_kernel,
+                                          options=options), grid=grid, in_specs=in_specs,
+                        out_specs=out_specs, out_shape=out_shape, interpret=options.interpret,
+                        compiler_params=compiler_params(options.num_warps, options.interpret),
+                        name="selective_scan_backward")(*inputs)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -396,7 +403,6 @@ def _fused_scan_backward(options, residuals, dy):
 
 
 _fused_scan.defvjp(_fused_scan_forward, _fused_scan_backward)
-
 
 # ----------------------------------------------------------------------------------------------
 # The public entry point: checks, float32, padding, reverse.
@@ -479,9 +485,8 @@ def selective_scan(
   if interpret is None:
     interpret = jax.default_backend() == "cpu"
   options = KernelOptions(chunk=chunk, block_channels=block_channels, block_states=block_states,
-                          num_warps=num_warps,
-                          has_delta=delta is not None, has_b=b is not None, has_c=c is not None,
-                          interpret=interpret)
+                          num_warps=num_warps, has_delta=delta is not None, has_b=b is not None,
+                          has_c=c is not None, interpret=interpret)
 
   f32 = lambda x: None if x is None else jnp.asarray(x, jnp.float32)
   u, delta, a, b, c = map(f32, (u, delta, a, b, c))

@@ -29,9 +29,11 @@ def device_description() -> str:
 
 def record_session(workdir: str | pathlib.Path, start_step: int, command: str | None) -> None:
   """Appends this session's line to `<workdir>/sessions.jsonl` (call on process 0 only)."""
-  line = {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-          "start_step": int(start_step), "command": command, "device": device_description(),
-          "jax_version": jax.__version__}
+  line = {
+      "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "start_step": int(start_step), "command": command, "device": device_description(),
+      "jax_version": jax.__version__
+  }
   with open(pathlib.Path(workdir) / SESSIONS_FILE, "a") as f:
     f.write(json.dumps(line) + "\n")
 

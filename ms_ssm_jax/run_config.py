@@ -49,12 +49,15 @@ def _is_fixed(key: str) -> bool:
 def changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
   """{dotted key: (saved value, current value)} of the fields that differ (None if absent)."""
   old, new = flatten(saved), flatten(current)
-  return {key: (old.get(key), new.get(key)) for key in sorted(set(old) | set(new))
-          if old.get(key) != new.get(key)}
+  return {
+      key: (old.get(key), new.get(key))
+      for key in sorted(set(old) | set(new))
+      if old.get(key) != new.get(key)
+  }
 
 
-def check_resume(saved: Mapping[str, Any], current: Mapping[str, Any], where: str
-                 ) -> dict[str, tuple[Any, Any]]:
+def check_resume(saved: Mapping[str, Any], current: Mapping[str, Any],
+                 where: str) -> dict[str, tuple[Any, Any]]:
   """The run-setting changes of a resume; raises `ConfigChangedError` for fixed fields.
 
   Args:
@@ -78,8 +81,7 @@ def describe(changed: Mapping[str, tuple[Any, Any]]) -> str:
   return ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changed.items())
 
 
-def record(workdir: str | pathlib.Path, config_json: Mapping[str, Any], start_step: int
-           ) -> None:
+def record(workdir: str | pathlib.Path, config_json: Mapping[str, Any], start_step: int) -> None:
   """Writes config.json, and `config_history/<start_step>.json` when the config differs from
   the latest one in the history (call on process 0 only)."""
   workdir = pathlib.Path(workdir)

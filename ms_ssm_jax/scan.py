@@ -174,9 +174,8 @@ def chunked_linear_recurrence(
   if initial_state is None:
     initial_state = jnp.zeros((batch, b0.shape[-1]), carry_dtype)
   initial_state = initial_state.astype(state_dtype(carry_dtype, initial_state.dtype))
-  final_state, ys = jax.lax.scan(
-      chunk_body, initial_state, (jnp.arange(num_chunks), chunks), reverse=reverse
-  )
+  final_state, ys = jax.lax.scan(chunk_body, initial_state, (jnp.arange(num_chunks), chunks),
+                                 reverse=reverse)
 
   def from_chunks(y: Array) -> Array:
     y = jnp.moveaxis(y, 0, 1)

@@ -100,23 +100,21 @@ def array_partition_spec(shape: tuple[int, ...], model_size: int,
   return PartitionSpec(*spec)
 
 
-def state_shardings(mesh: Mesh, abstract_tree: Any,
-                    min_size: int = MIN_SHARDED_SIZE) -> Any:
+def state_shardings(mesh: Mesh, abstract_tree: Any, min_size: int = MIN_SHARDED_SIZE) -> Any:
   """`NamedSharding`s for every leaf of a (abstract) train-state pytree, by the rules above.
 
   Rules depend on shapes only, so parameters and their optimizer moments line up.
   """
   model_size = mesh.shape[MODEL_AXIS]
   return jax.tree.map(
-      lambda leaf: NamedSharding(
-          mesh, array_partition_spec(tuple(leaf.shape), model_size, min_size)),
-      abstract_tree)
+      lambda leaf: NamedSharding(mesh, array_partition_spec(tuple(leaf.shape), model_size, min_size)
+                                ), abstract_tree)
 
 
 def with_shardings(abstract: Any, shardings: Any) -> Any:
   """`ShapeDtypeStruct`s of `abstract` carrying `shardings` (a restore target)."""
-  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                      abstract, shardings)
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract,
+                      shardings)
 
 
 def process_data_shard(mesh: Mesh, global_batch_size: int) -> tuple[int, int]:
@@ -138,8 +136,8 @@ def process_data_shard(mesh: Mesh, global_batch_size: int) -> tuple[int, int]:
   for device, index in batch_sharding(mesh).devices_indices_map((global_batch_size,)).items():
     rows_of[device.process_index].update(range(*index[0].indices(global_batch_size)))
   groups = sorted({frozenset(rows) for rows in rows_of.values()}, key=min)
-  if (len({len(rows) for rows in groups}) != 1
-      or sum(len(rows) for rows in groups) != global_batch_size):
+  if (len({len(rows) for rows in groups}) != 1 or
+      sum(len(rows) for rows in groups) != global_batch_size):
     raise ValueError(f"the processes hold overlapping or unequal sets of rows of a global batch "
                      f"of {global_batch_size}; use a device order in which processes that "
                      "share any rows share all of them")
@@ -161,8 +159,9 @@ def global_batch(mesh: Mesh, local_batch: dict[str, np.ndarray],
   """
   sharding = batch_sharding(mesh)
   return {
-      key: jax.make_array_from_process_local_data(
-          sharding, value, (global_batch_size,) + value.shape[1:])
+      key:
+          jax.make_array_from_process_local_data(sharding, value,
+                                                 (global_batch_size,) + value.shape[1:])
       for key, value in local_batch.items()
   }
 
@@ -183,8 +182,7 @@ def declared_process_count(environ: dict[str, str]) -> int:
 
 
 def initialize_distributed(environ: dict[str, str], *, coordinator_address: str | None,
-                           num_processes: int | None, process_id: int | None,
-                           force: bool) -> bool:
+                           num_processes: int | None, process_id: int | None, force: bool) -> bool:
   """Calls `jax.distributed.initialize` when the job has several processes.
 
   It must not be called in a single-process job on a non-TPU host (it fails there), so it
@@ -198,6 +196,6 @@ def initialize_distributed(environ: dict[str, str], *, coordinator_address: str 
   if flagged and (num_processes is None or process_id is None or not coordinator_address):
     raise ValueError("multi-process flags need all three of --coordinator_address, "
                      "--num_processes and --process_id (or none, for auto-detection)")
-  jax.distributed.initialize(coordinator_address=coordinator_address,
-                             num_processes=num_processes, process_id=process_id)
+  jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
+                             process_id=process_id)
   return True

@@ -57,8 +57,7 @@ Prepared = dict[str, Any]
 # Layer class -> its `prepare(layer, params)`, whose result has `step(state, u_t)`.
 _LAYER_PREPARE: Mapping[type, Callable[[Any, Any], Any]] = {
     s4d.S4D: ssm_recurrent.s4d_prepare,
-    s5.S5: functools.partial(ssm_recurrent.s5_prepare,
-                             clip_eigs_max_real=s5.CLIP_EIGS_MAX_REAL),
+    s5.S5: functools.partial(ssm_recurrent.s5_prepare, clip_eigs_max_real=s5.CLIP_EIGS_MAX_REAL),
     lru.LRU: ssm_recurrent.lru_prepare,
     s6.S6: ssm_recurrent.s6_prepare,
     ms_ssm_layer.MSSSMLayer: ms_ssm_recurrent.prepare,
@@ -111,8 +110,8 @@ def _norm(model: model_lib.SequenceModel, prepared: Mapping[str, Array], x: Arra
   return y.astype(model.dtype)
 
 
-def _dense(model: model_lib.SequenceModel, params: Mapping[str, Any], features: int,
-           x: Array, use_bias: bool = True) -> Array:
+def _dense(model: model_lib.SequenceModel, params: Mapping[str, Any], features: int, x: Array,
+           use_bias: bool = True) -> Array:
   layer = nn.Dense(features, use_bias=use_bias, dtype=model.dtype, param_dtype=jnp.float32,
                    parent=None)
   return layer.apply({"params": params}, x)
@@ -121,10 +120,12 @@ def _dense(model: model_lib.SequenceModel, params: Mapping[str, Any], features: 
 def _prepare_block(model: model_lib.SequenceModel, variables: Variables) -> dict[str, Any]:
   """One block's norm and sequence layer prepared; its dense and conv weights as stored."""
   params = variables["params"]
-  block = {"norm": _prepare_norm(model, _subtree(variables, "norm")),
-           "layer": prepare_layer(model.seq_layer, params["seq_layer"])}
-  block.update({name: params[name] for name in ("glu", "gate", "in_proj", "out_proj")
-                if name in params})
+  block = {
+      "norm": _prepare_norm(model, _subtree(variables, "norm")),
+      "layer": prepare_layer(model.seq_layer, params["seq_layer"])
+  }
+  block.update(
+      {name: params[name] for name in ("glu", "gate", "in_proj", "out_proj") if name in params})
   if model.block == "mamba" and model.mamba_conv_kernel > 0:
     block["conv"] = {"kernel": params["conv"]["kernel"][:, 0], "bias": params["conv"]["bias"]}
   return block
@@ -134,10 +135,14 @@ def prepare(model: model_lib.SequenceModel, variables: Variables) -> Prepared:
   """The model's variables ready for `step` (module docstring); compute it once per model."""
   check_streamable(model)
   prepared = {
-      "encoder": _subtree(variables, "encoder"),
-      "blocks": tuple(_prepare_block(model, _subtree(variables, f"blocks_{index}"))
-                      for index in range(model.num_layers)),
-      "head": _subtree(variables, "head"),
+      "encoder":
+          _subtree(variables, "encoder"),
+      "blocks":
+          tuple(
+              _prepare_block(model, _subtree(variables, f"blocks_{index}"))
+              for index in range(model.num_layers)),
+      "head":
+          _subtree(variables, "head"),
   }
   if model.prenorm:
     prepared["final_norm"] = _prepare_norm(model, _subtree(variables, "final_norm"))
@@ -200,15 +205,20 @@ def init_stream(model: model_lib.SequenceModel, variables: Variables,
   block_states = []
   for index in range(model.num_layers):
     block_variables = _subtree(variables, f"blocks_{index}")
-    state = {"layer": model.seq_layer.apply(_subtree(block_variables, "seq_layer"), batch_size,
-                                            model.dtype, method="init_state")}
+    state = {
+        "layer":
+            model.seq_layer.apply(_subtree(block_variables, "seq_layer"), batch_size, model.dtype,
+                                  method="init_state")
+    }
     if model.block == "mamba" and model.mamba_conv_kernel > 0:
       inner = model.mamba_expand * model.d_model
       state["conv_window"] = jnp.zeros((batch_size, model.mamba_conv_kernel - 1, inner),
                                        model.dtype)
     block_states.append(state)
-  return {"blocks": tuple(block_states), "steps": jnp.zeros((), jnp.int32),
-          "pooled_sum": jnp.zeros((batch_size, model.d_model), jnp.float32)}
+  return {
+      "blocks": tuple(block_states), "steps": jnp.zeros((), jnp.int32), "pooled_sum": jnp.zeros(
+          (batch_size, model.d_model), jnp.float32)
+  }
 
 
 def step(model: model_lib.SequenceModel, prepared: Prepared, state: StreamState,
@@ -235,8 +245,9 @@ def step(model: model_lib.SequenceModel, prepared: Prepared, state: StreamState,
   return {"blocks": tuple(block_states), "steps": steps, "pooled_sum": pooled_sum}, logits
 
 
-def jit_step(model: model_lib.SequenceModel
-             ) -> Callable[[Prepared, StreamState, Array], tuple[StreamState, Array]]:
+def jit_step(
+    model: model_lib.SequenceModel
+) -> Callable[[Prepared, StreamState, Array], tuple[StreamState, Array]]:
   """`step` for `model`, jitted once, with the state (argument 1) donated: a step updates the
   state's buffers in place instead of copying them. `(prepared, state, inputs_t) -> (state,
   logits)`; pass only the latest returned state (a donated one is deleted)."""
@@ -249,8 +260,7 @@ def stream_step(model: model_lib.SequenceModel, variables: Variables, state: Str
   return step(model, prepare(model, variables), state, inputs_t)
 
 
-def stream_logits(model: model_lib.SequenceModel, variables: Variables,
-                  inputs: Array) -> Array:
+def stream_logits(model: model_lib.SequenceModel, variables: Variables, inputs: Array) -> Array:
   """The logits after every sample of `inputs` `(B, L)` or `(B, L, C)`: `(B, L, num_classes)`.
 
   `prepare` once, then `step` over the whole sequence in one `jax.lax.scan` (jit it for speed).

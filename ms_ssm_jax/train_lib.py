@@ -50,32 +50,35 @@ __all__ = [
 ]
 
 
-def training_loss(params: Any, *, batch_stats: Any, batch: dict[str, jax.Array],
-                  model: nn.Module, target: str, dropout_key: jax.Array
-                  ) -> tuple[jax.Array, tuple[dict[str, jax.Array], Any]]:
+def training_loss(params: Any, *, batch_stats: Any, batch: dict[str, jax.Array], model: nn.Module,
+                  target: str,
+                  dropout_key: jax.Array) -> tuple[jax.Array, tuple[dict[str, jax.Array], Any]]:
   """The mean loss of `batch` in training mode (batch statistics, dropout), with the metric
   sums and the BatchNorm updates as aux; `jax.grad` of it drives `train_step`."""
-  logits, updates = model.apply({"params": params, "batch_stats": batch_stats}, batch,
-                                train=True, rngs={"dropout": dropout_key},
+  logits, updates = model.apply({"params": params, "batch_stats": batch_stats}, batch, train=True,
+                                rngs={"dropout": dropout_key},
                                 mutable=["batch_stats", "intermediates"])
   updates = dict(updates)
-  counts = {**metrics_lib.loss_and_counts(logits, batch, target),
-            **metrics_lib.mixer_ratios(updates.pop("intermediates", {}))}
+  counts = {
+      **metrics_lib.loss_and_counts(logits, batch, target),
+      **metrics_lib.mixer_ratios(updates.pop("intermediates", {}))
+  }
   return counts["loss_sum"] / jnp.maximum(counts["weight_sum"], 1.0), (counts, updates)
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module,
-               tx: optax.GradientTransformation, target: str
-               ) -> tuple[TrainState, dict[str, jax.Array]]:
+               tx: optax.GradientTransformation,
+               target: str) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer step on a global batch; returns the new state and metric sums."""
   dropout_key = jax.random.fold_in(state.rng, state.step)
   loss_fn = functools.partial(training_loss, batch_stats=state.batch_stats, batch=batch,
                               model=model, target=target, dropout_key=dropout_key)
   grads, (counts, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
   param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  new_state = state.replace(
-      step=state.step + 1, params=optax.apply_updates(state.params, param_updates),
-      opt_state=opt_state, batch_stats=updates.get("batch_stats", state.batch_stats))
+  new_state = state.replace(step=state.step + 1,
+                            params=optax.apply_updates(state.params,
+                                                       param_updates), opt_state=opt_state,
+                            batch_stats=updates.get("batch_stats", state.batch_stats))
   return new_state, {**counts, "grad_norm": optax.tree.norm(grads)}
 
 
@@ -86,15 +89,15 @@ def make_init_fn(model: nn.Module, tx: optax.GradientTransformation, spec: data.
 
   def init_state() -> TrainState:
     variables = model_lib.init_variables(model, spec, init_key)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
-                      opt_state=tx.init(variables["params"]),
+    return TrainState(step=jnp.zeros(
+        (), jnp.int32), params=variables["params"], opt_state=tx.init(variables["params"]),
                       batch_stats=variables["batch_stats"], rng=train_key)
 
   return init_state
 
 
-def jit_train_step(mesh: jax.sharding.Mesh, state_shardings: TrainState, **static: Any
-                   ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
+def jit_train_step(mesh: jax.sharding.Mesh, state_shardings: TrainState,
+                   **static: Any) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
   """`train_step` with its static arguments bound, jitted once; the state is donated."""
   return jax.jit(functools.partial(train_step, **static),
                  in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
@@ -106,8 +109,10 @@ def model_summary(variables: dict[str, Any]) -> str:
   paths = checkpointing.tree_paths(variables)
   width = max((len(p) for p in paths), default=10)
   lines = [f"{'array':<{width}}  {'shape':<20} {'size':>12}"]
-  lines += [f"{path:<{width}}  {str(tuple(leaf.shape)):<20} "
-            f"{int(np.prod(leaf.shape, dtype=np.int64)):>12,}" for path, leaf in paths.items()]
+  lines += [
+      f"{path:<{width}}  {str(tuple(leaf.shape)):<20} "
+      f"{int(np.prod(leaf.shape, dtype=np.int64)):>12,}" for path, leaf in paths.items()
+  ]
   lines.append(f"parameters: {layers.count_parameters(variables['params']):,}")
   lines.append(f"batch_stats (state): {layers.count_parameters(variables['batch_stats']):,}")
   return "\n".join(lines)
@@ -115,8 +120,8 @@ def model_summary(variables: dict[str, Any]) -> str:
 
 def num_train_steps(train_config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
   """`num_epochs * steps_per_epoch` when `num_epochs > 0`, else `num_steps`."""
-  steps = (int(train_config.num_epochs * steps_per_epoch) if train_config.num_epochs > 0
-           else train_config.num_steps)
+  steps = (int(train_config.num_epochs *
+               steps_per_epoch) if train_config.num_epochs > 0 else train_config.num_steps)
   if steps < 1:
     raise ValueError(f"training needs at least one step; got num_steps={train_config.num_steps}"
                      f" num_epochs={train_config.num_epochs}")
@@ -145,21 +150,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   spec = data.get_task(config.data)
   num_train = data.num_examples(config.data, "train")
   if batch_size > num_train:
-    logging.warning("config.train.global_batch_size=%d is larger than the %d training "
-                    "examples: every batch repeats examples", batch_size, num_train)
+    logging.warning(
+        "config.train.global_batch_size=%d is larger than the %d training "
+        "examples: every batch repeats examples", batch_size, num_train)
   steps_per_epoch = -(-num_train // batch_size)
   num_steps = num_train_steps(config.train, steps_per_epoch)
   model = model_lib.build_model(config.model, spec, precision=config.train.precision,
                                 remat=config.train.remat)
-  tx, schedules = optim.make_optimizer(config.optimizer, num_steps, steps_per_epoch,
-                                       config.freeze)
+  tx, schedules = optim.make_optimizer(config.optimizer, num_steps, steps_per_epoch, config.freeze)
   init_state = make_init_fn(model, tx, spec, config.train.seed)
-  created = [path for path in (workdir, workdir / checkpointing.CHECKPOINTS_DIR,
-                               workdir / checkpointing.BEST_DIR) if not path.exists()]
+  created = [
+      path for path in (workdir, workdir / checkpointing.CHECKPOINTS_DIR,
+                        workdir / checkpointing.BEST_DIR) if not path.exists()
+  ]
   # The lock comes first: opening the checkpoint managers cleans up temporary directories,
   # which may be another trainer's saves in flight.
-  lock = (workdir_lock.WorkdirLock(workdir) if jax.process_index() == 0
-          else contextlib.nullcontext())
+  lock = (workdir_lock.WorkdirLock(workdir)
+          if jax.process_index() == 0 else contextlib.nullcontext())
   try:
     with lock, checkpointing.RunCheckpoints(workdir, keep=config.train.keep_checkpoints) as ckpt:
       return _train(config, workdir, ckpt, mesh=mesh, spec=spec, model=model, tx=tx,
@@ -212,13 +219,14 @@ def _train(config, workdir, ckpt, *, mesh, spec, model, tx, schedules, init_stat
     start_step, items = restored
     state = state_from_items(items)
     if start_step >= num_steps:
-      logging.warning("%s holds step %d of %d: training is complete", ckpt.directory,
-                      start_step, num_steps)
+      logging.warning("%s holds step %d of %d: training is complete", ckpt.directory, start_step,
+                      num_steps)
       if not (workdir / train_loop.RESULTS_FILE).exists():
         logging.warning("%s is missing: rewriting it from the final checkpoint",
                         workdir / train_loop.RESULTS_FILE)
-        final = {split: evaluator.evaluate(state.variables(), split)
-                 for split in config.train.eval_splits}
+        final = {
+            split: evaluator.evaluate(state.variables(), split) for split in config.train.eval_splits
+        }
         train_loop.write_results(workdir, num_steps, final, ckpt.best_score(), spec.metric)
       return state
   else:
@@ -238,10 +246,9 @@ def _train(config, workdir, ckpt, *, mesh, spec, model, tx, schedules, init_stat
 
   p_train_step = jit_train_step(mesh, shardings, model=model, tx=tx, target=spec.target)
   shard, num_shards = sharding.process_data_shard(mesh, batch_size)
-  batches = data.make_iterator(
-      config.data, "train", global_batch_size=batch_size, seed=config.train.seed,
-      shuffle=True, drop_remainder=True, start_step=start_step, process_index=shard,
-      process_count=num_shards)
+  batches = data.make_iterator(config.data, "train", global_batch_size=batch_size,
+                               seed=config.train.seed, shuffle=True, drop_remainder=True,
+                               start_step=start_step, process_index=shard, process_count=num_shards)
 
   writer = metrics_lib.MetricWriter(workdir, resume_step=start_step, is_writer=is_writer)
   writer.print(f"mesh {dict(mesh.shape)} on {jax.device_count()} {jax.devices()[0].platform} "

@@ -35,6 +35,7 @@ StepFn = Callable[[TrainState, dict[str, jax.Array]], tuple[TrainState, dict[str
 class NonFiniteError(FloatingPointError):
   """The loss, the gradient norm or the state became NaN or Inf; the bad state was not saved."""
 
+
 # What to do about a NonFiniteError.
 _NONFINITE_ADVICE = ("Lower optimizer.lr, set optimizer.grad_clip_norm, or use "
                      "train.precision='float32'.")
@@ -62,17 +63,21 @@ class _TrainMetrics:
               f"non-finite {quantity} ({float(values[key])}) at step {step}; the run stopped "
               f"and this state was not saved ({last_good}). {_NONFINITE_ADVICE}")
     weight = sum(float(v["weight_sum"]) for _, v in pending)
-    ratios = {key: float(np.mean([v[key] for _, v in pending]))
-              for key in pending[0][1] if key.startswith(metrics_lib.MIXER_RATIO_PREFIX)}
-    return {"loss": sum(float(v["loss_sum"]) for _, v in pending) / weight,
-            "accuracy": sum(float(v["correct_sum"]) for _, v in pending) / weight,
-            "grad_norm": float(np.mean([v["grad_norm"] for _, v in pending])), **ratios}
+    ratios = {
+        key: float(np.mean([v[key] for _, v in pending]))
+        for key in pending[0][1]
+        if key.startswith(metrics_lib.MIXER_RATIO_PREFIX)
+    }
+    return {
+        "loss": sum(float(v["loss_sum"]) for _, v in pending) / weight,
+        "accuracy": sum(float(v["correct_sum"]) for _, v in pending) / weight,
+        "grad_norm": float(np.mean([v["grad_norm"] for _, v in pending])), **ratios
+    }
 
 
-def run(state: TrainState, step_fn: StepFn, batches: Iterator[dict[str, Any]], *,
-        start_step: int, num_steps: int, mesh: jax.sharding.Mesh,
-        config: ml_collections.ConfigDict, spec: data.TaskSpec,
-        ckpt: checkpointing.RunCheckpoints, writer: metrics_lib.MetricWriter,
+def run(state: TrainState, step_fn: StepFn, batches: Iterator[dict[str, Any]], *, start_step: int,
+        num_steps: int, mesh: jax.sharding.Mesh, config: ml_collections.ConfigDict,
+        spec: data.TaskSpec, ckpt: checkpointing.RunCheckpoints, writer: metrics_lib.MetricWriter,
         evaluator: evaluation.Evaluator, schedules: dict[str, Callable[[int], Any]],
         config_json: dict[str, Any], workdir: pathlib.Path) -> TrainState:
   """Trains `state` from `start_step` to `num_steps` with `step_fn` (the jitted `train_step`)
@@ -104,8 +109,10 @@ def write_results(workdir: pathlib.Path, num_steps: int, final: dict[str, dict[s
   at_best = evaluation.evaluations_at_best(workdir / "metrics" / "eval.csv", metric)
   if jax.process_index() == 0:
     selection = evaluation.SELECTION_SPLIT
-    results = {"num_steps": num_steps, "final": final, f"best_{selection}_{metric}": best,
-               f"at_best_{selection}": at_best}
+    results = {
+        "num_steps": num_steps, "final": final, f"best_{selection}_{metric}": best,
+        f"at_best_{selection}": at_best
+    }
     (workdir / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
   return at_best
 
@@ -113,8 +120,8 @@ def write_results(workdir: pathlib.Path, num_steps: int, final: dict[str, dict[s
 class _Loop:
   """What happens between train steps: logging, evaluation, checkpoints, preemption."""
 
-  def __init__(self, *, config, spec, ckpt, writer, evaluator, schedules, num_steps,
-               config_json, last_saved):
+  def __init__(self, *, config, spec, ckpt, writer, evaluator, schedules, num_steps, config_json,
+               last_saved):
     self._config, self._spec, self._ckpt = config, spec, ckpt
     self._writer, self._evaluator, self._schedules = writer, evaluator, schedules
     self._num_steps, self._config_json = num_steps, config_json
@@ -171,30 +178,30 @@ class _Loop:
 
   def _log(self, step: int) -> None:
     values = self._metrics.flush(self._last_good())
-    seconds_per_step = ((time.perf_counter() - self._timer) / self._timed_steps
-                        if self._timed_steps else self._first_step_seconds)
+    seconds_per_step = ((time.perf_counter() - self._timer) /
+                        self._timed_steps if self._timed_steps else self._first_step_seconds)
     # The learning rates of the update that produced this step.
-    values.update({name: float(schedule(step - 1))
-                   for name, schedule in self._schedules.items()})
+    values.update({name: float(schedule(step - 1)) for name, schedule in self._schedules.items()})
     values["step_time"] = seconds_per_step
     values["examples_per_s"] = self._config.train.global_batch_size / seconds_per_step
     self._writer.write("train", step, values)
-    shown = {"loss": values["loss"], "acc": values["accuracy"], "lr": values["lr"],
-             "s/step": seconds_per_step, "ex/s": round(values["examples_per_s"])}
+    shown = {
+        "loss": values["loss"], "acc": values["accuracy"], "lr": values["lr"],
+        "s/step": seconds_per_step, "ex/s": round(values["examples_per_s"])
+    }
     ratios = [v for k, v in values.items() if k.startswith(metrics_lib.MIXER_RATIO_PREFIX)]
     if ratios:
       shown["grad"] = values["grad_norm"]
       shown["mixer_ratio"] = max(ratios)
-    self._writer.print(metrics_lib.progress_line(step, self._num_steps, shown,
-                                                 seconds_per_step))
+    self._writer.print(metrics_lib.progress_line(step, self._num_steps, shown, seconds_per_step))
 
   def _evaluate(self, step: int, state: TrainState) -> None:
     for split in self._config.train.eval_splits:
       result = self._evaluator.evaluate(state.variables(), split)
       nonfinite = result.pop("nonfinite_examples", 0)
       if nonfinite:
-        self._writer.print(evaluation.nonfinite_eval_warning(split, step, nonfinite,
-                                                             result["num_examples"]))
+        self._writer.print(
+            evaluation.nonfinite_eval_warning(split, step, nonfinite, result["num_examples"]))
       self._writer.write("eval", step, {"split": split, **result})
       # Other splits (test) are recorded at every evaluation but printed only at the end, so
       # that the printed log does not invite picking a step by its test score.
@@ -214,8 +221,10 @@ class _Loop:
       return
     for split, result in at_best.get("splits", {}).items():
       if split != evaluation.SELECTION_SPLIT:
-        self._writer.print(_eval_line(f"{split} at the best {evaluation.SELECTION_SPLIT} step "
-                                      f"({at_best['step']})", result))
+        self._writer.print(
+            _eval_line(
+                f"{split} at the best {evaluation.SELECTION_SPLIT} step "
+                f"({at_best['step']})", result))
 
 
 def _eval_line(title: str, result: dict[str, Any]) -> str:

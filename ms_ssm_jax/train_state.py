@@ -30,14 +30,14 @@ class TrainState:
 
 def state_items(state: TrainState) -> dict[str, Any]:
   """The checkpoint items of a state (see checkpointing.py)."""
-  return {checkpointing.VARIABLES: state.variables(),
-          checkpointing.TRAIN: {"step": state.step, "opt_state": state.opt_state,
-                                "rng": state.rng}}
+  return {
+      checkpointing.VARIABLES: state.variables(),
+      checkpointing.TRAIN: {"step": state.step, "opt_state": state.opt_state, "rng": state.rng}
+  }
 
 
 def state_from_items(items: dict[str, Any]) -> TrainState:
   """The state of restored checkpoint items (the inverse of `state_items`)."""
   variables, train = items[checkpointing.VARIABLES], items[checkpointing.TRAIN]
-  return TrainState(step=train["step"], params=variables["params"],
-                    opt_state=train["opt_state"], batch_stats=variables["batch_stats"],
-                    rng=train["rng"])
+  return TrainState(step=train["step"], params=variables["params"], opt_state=train["opt_state"],
+                    batch_stats=variables["batch_stats"], rng=train["rng"])

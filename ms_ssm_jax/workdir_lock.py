@@ -68,8 +68,10 @@ class WorkdirLock:
     except PermissionError as e:
       raise WorkdirError(f"--workdir={workdir} cannot be created ({e.strerror}); pass a "
                          "directory you can write") from None
-    me = {"host": socket.gethostname(), "pid": os.getpid(),
-          "since": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    me = {
+        "host": socket.gethostname(), "pid": os.getpid(),
+        "since": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    }
     for _ in range(3):  # a stale lock is removed, then the create is retried
       try:
         fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -101,8 +103,8 @@ class WorkdirLock:
         return time.time() - self.path.stat().st_mtime > _TORN_GRACE_S
       except FileNotFoundError:
         return True
-    return (holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int)
-            and not _pid_alive(holder["pid"]))
+    return (holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int) and
+            not _pid_alive(holder["pid"]))
 
   def release(self) -> None:
     if self._held:

@@ -129,8 +129,8 @@ def get_entry(name: str, directory: str | os.PathLike | None = None) -> ZooEntry
 
 def is_zoo_name(text: str, directory: str | os.PathLike | None = None) -> bool:
   """Whether `text` is the name of a manifest entry."""
-  return (NAME_PATTERN.fullmatch(text) is not None
-          and any(entry.name == text for entry in list_entries(directory)))
+  return (NAME_PATTERN.fullmatch(text) is not None and
+          any(entry.name == text for entry in list_entries(directory)))
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -168,8 +168,7 @@ def load_variables(name: str, directory: str | os.PathLike | None = None) -> dic
 
 def serialize_variables(variables: dict[str, Any]) -> bytes:
   """{"params", "batch_stats"} (arrays of any kind) as msgpack bytes of numpy arrays."""
-  host = {collection: _to_numpy(variables[collection]) for collection in ("params",
-                                                                          "batch_stats")}
+  host = {collection: _to_numpy(variables[collection]) for collection in ("params", "batch_stats")}
   return flax.serialization.msgpack_serialize(host)
 
 
@@ -210,11 +209,11 @@ def add_entry(variables: dict[str, Any], *, overwrite: bool = False,
   root.mkdir(parents=True, exist_ok=True)
   path = root / f"{name}{FILE_SUFFIX}"
   _write_atomically(path, serialize_variables(variables))
-  entry = ZooEntry(**fields, file=path.name, size_bytes=path.stat().st_size,
-                   sha256=sha256_of(path))
+  entry = ZooEntry(**fields, file=path.name, size_bytes=path.stat().st_size, sha256=sha256_of(path))
   entries[name] = entry
-  manifest = {"format": MANIFEST_FORMAT,
-              "entries": [entries[key].to_json() for key in sorted(entries)]}
+  manifest = {
+      "format": MANIFEST_FORMAT, "entries": [entries[key].to_json() for key in sorted(entries)]
+  }
   _write_atomically(root / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
   return entry
 

@@ -107,6 +107,7 @@ class RowLog:
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+
   def fmt(v: Any) -> str:
     if isinstance(v, float):
       return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.3e}"

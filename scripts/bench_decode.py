@@ -47,8 +47,10 @@ SIZES = {
     "listops": (listops_config.get_config, {"model.num_layers": 8, "model.d_model": 128}),
     "default": (default_config.get_config, {}),
 }
-COLUMNS = ["model", "size", "batch", "step_ms", "unprepared_ms", "steps/s", "samples/s",
-           "prefix_T", "prefix_pass_ms", "prefix/step", "state_MB", "donated"]
+COLUMNS = [
+    "model", "size", "batch", "step_ms", "unprepared_ms", "steps/s", "samples/s", "prefix_T",
+    "prefix_pass_ms", "prefix/step", "state_MB", "donated"
+]
 
 
 def build(model_name: str, size: str, steps: int):
@@ -128,8 +130,7 @@ def main() -> None:
       model, spec, variables = build(model_name, size, args.steps)
       prepared = jax.block_until_ready(streaming.prepare(model, variables))
       prepared_step = streaming.jit_step(model)
-      unprepared_step = jax.jit(functools.partial(streaming.stream_step, model),
-                                donate_argnums=1)
+      unprepared_step = jax.jit(functools.partial(streaming.stream_step, model), donate_argnums=1)
       for batch in [int(b) for b in args.batches.split(",")]:
         inputs = random_inputs(spec, batch, args.steps)
         state = streaming.init_stream(model, variables, batch)
@@ -140,12 +141,13 @@ def main() -> None:
         compiled, _ = compile_step(unprepared_step, variables, state, inputs[:, 0])
         unprepared_ms = time_steps(compiled, variables, state, inputs, args.warmup)
         prefix_ms = time_prefix_pass(model, variables, inputs, args.repeats)
-        log.add({"model": model_name, "size": size, "batch": batch, "step_ms": step_ms,
-                 "unprepared_ms": unprepared_ms, "steps/s": 1e3 / step_ms,
-                 "samples/s": batch * 1e3 / step_ms, "prefix_T": args.steps,
-                 "prefix_pass_ms": prefix_ms, "prefix/step": prefix_ms / step_ms,
-                 "state_MB": state_mb, "donated": donated,
-                 "elapsed_s": time.perf_counter() - start})  # compilations included
+        log.add({
+            "model": model_name, "size": size, "batch": batch, "step_ms": step_ms,
+            "unprepared_ms": unprepared_ms, "steps/s": 1e3 / step_ms,
+            "samples/s": batch * 1e3 / step_ms, "prefix_T": args.steps, "prefix_pass_ms": prefix_ms,
+            "prefix/step": prefix_ms / step_ms, "state_MB": state_mb, "donated": donated,
+            "elapsed_s": time.perf_counter() - start
+        })  # compilations included
   table = bench_common.markdown_table(log.rows, COLUMNS)
   table_path = os.path.splitext(log.path)[0] + ".md"
   with open(table_path, "w") as f:

@@ -71,8 +71,10 @@ def _composed_bwd(residuals, g):
   padded = jnp.pad(x, [(0, 0), (before, 0), (0, 0)])
   dtype = jnp.promote_types(x.dtype, jnp.float32)
   dfilters = tuple(
-      jnp.stack([jnp.sum(padded[:, before - m:before - m + length] * g[..., j], axis=(0, 1),
-                         dtype=dtype) for m in range(f.shape[0])]).astype(f.dtype)
+      jnp.stack([
+          jnp.sum(padded[:, before - m:before - m + length] * g[..., j], axis=(0, 1), dtype=dtype)
+          for m in range(f.shape[0])
+      ]).astype(f.dtype)
       for j, f in enumerate(filters))
   return dx, dfilters
 
@@ -106,11 +108,13 @@ def variants(levels: int, kernel_size: int):
     return composed_bands(x, tuple(filters))
 
   return {
-      "cascade": lambda x, phi, psi: decomposition.wavelet_bands(x, phi, psi, streams=STREAMS,
-                                                                 centered=False),
-      "composed, cascade grad": lambda x, phi, psi: composed_with_cascade_grad(
-          x, phi, psi, lookaheads),
-      "composed": composed,
+      "cascade":
+          lambda x, phi, psi: decomposition.wavelet_bands(x, phi, psi, streams=STREAMS, centered=
+                                                          False),
+      "composed, cascade grad":
+          lambda x, phi, psi: composed_with_cascade_grad(x, phi, psi, lookaheads),
+      "composed":
+          composed,
   }
 
 
@@ -131,7 +135,7 @@ def main():
   phi, psi = (decomposition.init_filters(k, shape) for k in keys[1:3])
   s5 = S5(d_model=args.width, state_size=args.s5_state)
   s5_params = s5.init(keys[3], x[:1, :16])
-  s5_loss = jax.grad(lambda p, x: jnp.sum(s5.apply(p, x) ** 2), argnums=(0, 1))
+  s5_loss = jax.grad(lambda p, x: jnp.sum(s5.apply(p, x)**2), argnums=(0, 1))
   s5_ms = bench_common.time_fn(s5_loss, s5_params, x, repeats=args.repeats).median_ms
   print(f"B={args.batch} L={args.length} H={args.width} S={args.levels} K={args.kernel_size}; "
         f"S5 layer (P={args.s5_state}) forward+backward {s5_ms:.3f} ms")
@@ -139,16 +143,17 @@ def main():
   reference = None
   for name, fn in variants(args.levels, args.kernel_size).items():
     # A loss that needs the bands themselves: the forward runs before the backward.
-    loss = jax.grad(lambda *a, fn=fn: 0.5 * jnp.sum(fn(*a) ** 2), argnums=(0, 1, 2))
+    loss = jax.grad(lambda *a, fn=fn: 0.5 * jnp.sum(fn(*a)**2), argnums=(0, 1, 2))
     results = (jax.jit(fn)(x, phi, psi),) + jax.jit(loss)(x, phi, psi)
     reference = reference or results
-    error = max(float(jnp.max(jnp.abs(r - w)) / jnp.max(jnp.abs(w)))
-                for r, w in zip(results, reference))
+    error = max(
+        float(jnp.max(jnp.abs(r - w)) / jnp.max(jnp.abs(w))) for r, w in zip(results, reference))
     forward = bench_common.time_fn(fn, x, phi, psi, repeats=args.repeats)
     backward = bench_common.time_fn(loss, x, phi, psi, repeats=args.repeats)
-    print(f"| {name} | {forward.median_ms:.3f} | {backward.median_ms:.3f} | "
-          f"{backward.median_ms / s5_ms:.2f} | {(backward.flops or 0) / 1e9:.2f} | "
-          f"{(backward.bytes_accessed or 0) / 1e9:.2f} | {error:.1e} |", flush=True)
+    print(
+        f"| {name} | {forward.median_ms:.3f} | {backward.median_ms:.3f} | "
+        f"{backward.median_ms / s5_ms:.2f} | {(backward.flops or 0) / 1e9:.2f} | "
+        f"{(backward.bytes_accessed or 0) / 1e9:.2f} | {error:.1e} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -36,22 +36,26 @@ def layer_inputs(key, batch, length, width, levels, kernel_size, states, selecti
   groups = decomposition.num_streams(levels, STREAMS)
   keys = iter(jax.random.split(key, 12))
   normal = lambda *shape: jax.random.normal(next(keys), shape, jnp.float32)
-  bound = (3.0 / kernel_size) ** 0.5
-  filters = lambda: jax.random.uniform(next(keys), (levels, kernel_size, width), jnp.float32,
-                                       -bound, bound)
-  rates = jnp.broadcast_to(jnp.arange(1, groups * states + 1, dtype=jnp.float32).reshape(
-      groups, 1, states), (groups, width, states))
-  inputs = {"u": normal(batch, length, width), "phi": filters(), "psi": filters(),
-            "mix_bias": jnp.full((width, groups), 1.0 / groups), "skip": jnp.ones((width,)),
-            "c_channel": normal(groups, width, states)}
+  bound = (3.0 / kernel_size)**0.5
+  filters = lambda: jax.random.uniform(next(keys),
+                                       (levels, kernel_size, width), jnp.float32, -bound, bound)
+  rates = jnp.broadcast_to(
+      jnp.arange(1, groups * states + 1, dtype=jnp.float32).reshape(groups, 1, states),
+      (groups, width, states))
+  inputs = {
+      "u": normal(batch, length, width), "phi": filters(), "psi": filters(), "mix_bias": jnp.full(
+          (width, groups), 1.0 / groups), "skip": jnp.ones((width,)),
+      "c_channel": normal(groups, width, states)
+  }
   if selective:  # Mamba's step projection: rank ceil(H / 16), steps about [1e-3, 1e-1]
     rank = -(-width // 16)
     steps = jnp.exp(jax.random.uniform(next(keys), (width, groups), minval=-6.9, maxval=-2.3))
     inputs.update(a=-rates, dt_low=normal(batch, length, groups, rank) / width**0.5,
                   dt_proj=normal(groups, rank, width) / rank**0.5,
                   dt_bias=steps + jnp.log(-jnp.expm1(-steps)),
-                  b=normal(batch, length, groups, states), c=normal(batch, length, groups, states),
-                  mix_weight=0.01 * normal(width, groups))
+                  b=normal(batch, length, groups,
+                           states), c=normal(batch, length, groups,
+                                             states), mix_weight=0.01 * normal(width, groups))
   else:
     inputs.update(a=-0.01 * rates, b_channel=jnp.ones((groups, width, states)))
   return inputs
@@ -71,11 +75,11 @@ def unfused(inputs):
                                       centered=False)
   delta = None
   if "dt_low" in inputs:
-    delta = jax.nn.softplus(jnp.einsum("blgr,grh->blgh", inputs["dt_low"], inputs["dt_proj"])
-                            + inputs["dt_bias"].T)
-  y = pallas_scan.selective_scan(
-      jnp.swapaxes(bands, 2, 3), delta, inputs["a"], b=inputs.get("b"),
-      c=inputs.get("c"), b_channel=inputs.get("b_channel"), c_channel=inputs["c_channel"])
+    delta = jax.nn.softplus(
+        jnp.einsum("blgr,grh->blgh", inputs["dt_low"], inputs["dt_proj"]) + inputs["dt_bias"].T)
+  y = pallas_scan.selective_scan(jnp.swapaxes(bands, 2, 3), delta, inputs["a"], b=inputs.get("b"),
+                                 c=inputs.get("c"), b_channel=inputs.get("b_channel"),
+                                 c_channel=inputs["c_channel"])
   weight = inputs["mix_bias"].T
   if "mix_weight" in inputs:
     weight = weight + inputs["mix_weight"].T * u[:, :, None]
@@ -89,7 +93,7 @@ def decomposition_only(inputs):
 
 def value_and_grads(fn):
   """`inputs -> (sum of squares of fn, its gradients in every input)`: the timed backward."""
-  return jax.value_and_grad(lambda inputs: jnp.sum(fn(inputs).astype(jnp.float32) ** 2))
+  return jax.value_and_grad(lambda inputs: jnp.sum(fn(inputs).astype(jnp.float32)**2))
 
 
 def relative_error(x, y):
@@ -122,10 +126,13 @@ def main():
     errors.update({f"d{k}": relative_error(got_grads[k], want_grads[k]) for k in want_grads})
     print(f"\n## {name}: B={args.batch} L={args.length} H={args.width} S={args.levels} "
           f"K={args.kernel_size} N={args.states}")
-    print("fused vs unfused, max relative error: "
-          + ", ".join(f"{k} {v:.1e}" for k, v in errors.items()), flush=True)
-    variants = {"unfused (bands + pallas_scan + XLA mixer)": unfused,
-                "decomposition alone": decomposition_only, "fused, default block": fused}
+    print(
+        "fused vs unfused, max relative error: " +
+        ", ".join(f"{k} {v:.1e}" for k, v in errors.items()), flush=True)
+    variants = {
+        "unfused (bands + pallas_scan + XLA mixer)": unfused,
+        "decomposition alone": decomposition_only, "fused, default block": fused
+    }
     for chunk, channels, warps in blocks:
       variants[f"fused T={chunk} H_blk={channels} warps={warps}"] = (
           lambda i, c=chunk, h=channels, w=warps: fused(i, c, h, w))

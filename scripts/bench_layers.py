@@ -81,8 +81,12 @@ def bench_scan(log: bench_common.RowLog, lengths: list[int], batch: int, states:
       timing = bench_common.time_fn(fn, a, b, repeats=repeats)
       floor_ms = bytes_per_element * b.size / (bandwidth * 1e9) * 1e3
       log.add({
-          "L": length, "B": batch, "P": states, "variant": name,
-          "ms": timing.median_ms, "floor_ms": floor_ms,
+          "L": length,
+          "B": batch,
+          "P": states,
+          "variant": name,
+          "ms": timing.median_ms,
+          "floor_ms": floor_ms,
           "fraction_of_floor": floor_ms / timing.median_ms,
           "temp_GB": None if timing.temp_bytes is None else timing.temp_bytes / 1e9,
       })
@@ -106,16 +110,19 @@ def layer_suite(mimo_state: int, siso_state: int) -> dict[str, tuple[str, dict]]
   }
   for levels in (1, 2, 4):
     streams = levels + 2
-    s5_streams = {"num_levels": levels, "backbone": "s5",
-                  "state_per_stream": mimo_state // (2 * streams) * 2}
+    s5_streams = {
+        "num_levels": levels, "backbone": "s5", "state_per_stream": mimo_state // (2 * streams) * 2
+    }
     suite[f"ms_ssm s5 x{streams} streams"] = ("ms_ssm", s5_streams)
-    suite[f"ms_ssm s5 x{streams} streams, static mixer"] = (
-        "ms_ssm", {**s5_streams, "mixer": "static"})
-    siso_streams = {"num_levels": levels, "backbone": "s4d_real",
-                    "state_per_stream": max(1, siso_state // streams)}
+    suite[f"ms_ssm s5 x{streams} streams, static mixer"] = ("ms_ssm",
+                                                            {**s5_streams, "mixer": "static"})
+    siso_streams = {
+        "num_levels": levels, "backbone": "s4d_real",
+        "state_per_stream": max(1, siso_state // streams)
+    }
     suite[f"ms_ssm s4d_real x{streams} streams"] = ("ms_ssm", siso_streams)
-    suite[f"ms_ssm s4d_real x{streams} streams, conv"] = (
-        "ms_ssm", {**siso_streams, "impl": "conv"})
+    suite[f"ms_ssm s4d_real x{streams} streams, conv"] = ("ms_ssm",
+                                                          {**siso_streams, "impl": "conv"})
     suite[f"ms_ssm s4d_real x{streams} streams, conv, static mixer"] = (
         "ms_ssm", {**siso_streams, "impl": "conv", "mixer": "static"})
   return suite
@@ -138,11 +145,11 @@ def _timed_row(row: dict, fns: dict[str, Callable[..., Any]], args: tuple, repea
   return row
 
 
-def _time_layer(row: dict, apply: Callable[[dict, Array], Array], params: dict,
-                u: Array, repeats: int) -> dict:
+def _time_layer(row: dict, apply: Callable[[dict, Array], Array], params: dict, u: Array,
+                repeats: int) -> dict:
   """`_timed_row` of the forward pass and of the gradient of `sum(apply(params, u)**2)`, plus
   tokens/s."""
-  loss_grad = jax.grad(lambda p, u: jnp.sum(apply(p, u) ** 2), argnums=(0, 1))
+  loss_grad = jax.grad(lambda p, u: jnp.sum(apply(p, u)**2), argnums=(0, 1))
   _timed_row(row, {"fwd": apply, "fwd+bwd": loss_grad}, (params, u), repeats)
   if isinstance(row.get("fwd+bwd_ms"), float):
     row["tokens/s (fwd+bwd)"] = u.shape[0] * u.shape[1] / (row["fwd+bwd_ms"] * 1e-3)
@@ -181,9 +188,11 @@ def bench_layers(log: bench_common.RowLog, lengths: list[int], tokens: int, widt
   for name, _, layer in selected_layers(width, mimo_state, siso_state, only):
     for length in lengths:
       params, u = layer_inputs(layer, length, tokens, width)
-      row = {"layer": name, "L": length, "B": u.shape[0], "H": width,
-             "floats/step": layer.state_counts().carried_floats,
-             "params": layers.count_parameters(params)}
+      row = {
+          "layer": name, "L": length, "B": u.shape[0], "H": width,
+          "floats/step": layer.state_counts().carried_floats,
+          "params": layers.count_parameters(params)
+      }
       log.add(_time_layer(row, layer.apply, params, u, repeats))
 
 
@@ -191,10 +200,8 @@ def bench_layers(log: bench_common.RowLog, lengths: list[int], tokens: int, widt
 # output) that replaces it in the `parts` section: bands = copies of u, stream outputs = their
 # bands, mixer = a plain sum with no input-dependent term.
 PART_STAND_INS: dict[str, tuple[type, str, Callable[..., Any]]] = {
-    "decomposition": (
-        decomposition.WaveletDecomposition, "__call__",
-        lambda module, u: jnp.repeat(
-            u[..., None], decomposition.num_streams(module.num_levels, module.streams), -1)),
+    "decomposition": (decomposition.WaveletDecomposition, "__call__", lambda module, u: jnp.repeat(
+        u[..., None], decomposition.num_streams(module.num_levels, module.streams), -1)),
     "streams": (streams_lib.StreamSSMs, "__call__", lambda module, bands, u, lengths: bands),
     "mixer": (mixer_lib.ScaleMixer, "terms", lambda module, y, u: (None, jnp.sum(y, axis=-1))),
 }
@@ -212,6 +219,7 @@ def apply_without(layer: nn.Module, part: str) -> Callable[[dict, Array], Array]
   def apply(params: dict, u: Array) -> Array:
     with nn.intercept_methods(replace):  # active while jit traces, which is what counts
       return layer.apply(params, u)
+
   return apply
 
 
@@ -224,8 +232,9 @@ def bench_parts(log: bench_common.RowLog, lengths: list[int], tokens: int, width
       continue
     for length in lengths:
       params, u = layer_inputs(layer, length, tokens, width)
-      variants = {"none": layer.apply, **{part: apply_without(layer, part)
-                                          for part in PART_STAND_INS}}
+      variants = {
+          "none": layer.apply, **{part: apply_without(layer, part) for part in PART_STAND_INS}
+      }
       for replaced, apply in variants.items():
         row = {"layer": name, "replaced": replaced, "L": length, "B": u.shape[0], "H": width}
         log.add(_time_layer(row, apply, params, u, repeats))
@@ -254,12 +263,13 @@ def bench_kernels(log: bench_common.RowLog, batch: int, length: int, width: int,
         if only and not any(matches(o, variant) for o in only):
           continue
         cfg = layers.default_layer_config("ms_ssm")
-        cfg.update({"num_levels": levels, "backbone": backbone, "state_per_stream": n,
-                    **overrides})
+        cfg.update({"num_levels": levels, "backbone": backbone, "state_per_stream": n, **overrides})
         layer = layers.make_layer("ms_ssm", width, cfg)
         params = layer.init(rng, u[:1, :16])
-        row = {"what": f"ms_ssm {backbone}", "variant": variant, "N": n, "B": batch, "L": length,
-               "H": width, "streams": layer.num_streams}
+        row = {
+            "what": f"ms_ssm {backbone}", "variant": variant, "N": n, "B": batch, "L": length,
+            "H": width, "streams": layer.num_streams
+        }
         log.add(_time_layer(row, layer.apply, params, u, repeats))
     # The bare kernel (s6 form: all streams as groups) under several block shapes.
     groups = levels + 2
@@ -280,38 +290,40 @@ def bench_kernels(log: bench_common.RowLog, batch: int, length: int, width: int,
       scan_fn = functools.partial(pallas_scan.selective_scan, chunk=chunk, block_channels=block,
                                   block_states=state_block, num_warps=warps)
       kernel = lambda u, d, a, b, c: scan_fn(u, d, a, b=b, c=c)
-      fns = {"fwd": kernel,
-             "fwd+bwd": jax.grad(lambda *x: jnp.sum(kernel(*x) ** 2), argnums=(0, 1, 2, 3, 4))}
-      row = {"what": "bare kernel",
-             "variant": f"T={chunk} H_blk={block} N_blk={state_block} warps={warps}", "N": n,
-             "B": batch, "L": length, "H": width, "streams": groups}
+      fns = {
+          "fwd": kernel, "fwd+bwd": jax.grad(lambda *x: jnp.sum(kernel(*x)**2),
+                                             argnums=(0, 1, 2, 3, 4))
+      }
+      row = {
+          "what": "bare kernel",
+          "variant": f"T={chunk} H_blk={block} N_blk={state_block} warps={warps}", "N": n,
+          "B": batch, "L": length, "H": width, "streams": groups
+      }
       log.add(_timed_row(row, fns, inputs, repeats))
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--section", choices=["scan", "layers", "parts", "kernels"],
-                      default="scan")
+  parser.add_argument("--section", choices=["scan", "layers", "parts", "kernels"], default="scan")
   parser.add_argument("--tokens", type=int, default=65536, help="layers, parts: B = tokens // L")
   parser.add_argument("--width", type=int, default=128, help="layers, parts: H")
   parser.add_argument("--mimo_state", type=int, default=256)
   parser.add_argument("--siso_state", type=int, default=64)
-  parser.add_argument("--only", default="",
-                      help="layers, parts: layer-name filters; kernels: variant filters; "
-                           "separated by commas without a space after them (names hold "
-                           "', '); a filter matches names containing it, `=name` that name "
-                           "alone")
+  parser.add_argument(
+      "--only", default="", help="layers, parts: layer-name filters; kernels: variant filters; "
+      "separated by commas without a space after them (names hold "
+      "', '); a filter matches names containing it, `=name` that name "
+      "alone")
   parser.add_argument("--lengths", default="1024,4096,16384,65536")
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--states", default="256",
                       help="scan: P, complex states per step; kernels: N per stream, a list")
   parser.add_argument("--levels", type=int, default=3, help="kernels: S, decomposition levels")
-  parser.add_argument("--kernel_blocks",
-                      default="8x16x0x4,8x32x0x4,8x16x32x4,8x32x32x4,8x64x16x4,8x32x16x2,"
-                              "8x16x64x4,16x32x32x4",
-                      help="kernels: bare-kernel shapes TxH_blkxN_blkxwarps to time "
-                           "(N_blk 0: all N states in one program)")
+  parser.add_argument(
+      "--kernel_blocks", default="8x16x0x4,8x32x0x4,8x16x32x4,8x32x32x4,8x64x16x4,8x32x16x2,"
+      "8x16x64x4,16x32x32x4", help="kernels: bare-kernel shapes TxH_blkxN_blkxwarps to time "
+      "(N_blk 0: all N states in one program)")
   parser.add_argument("--repeats", type=int, default=20)
   args = parser.parse_args()
   lengths = [int(v) for v in args.lengths.split(",")]
@@ -328,18 +340,24 @@ def main() -> None:
     bench_kernels(log, args.batch, lengths[0], args.width, args.levels,
                   [int(v) for v in args.states.split(",")], args.repeats, blocks,
                   parse_only(args.only))
-    columns = ["what", "variant", "N", "B", "L", "H", "streams", "fwd_ms", "fwd_temp_GB",
-               "fwd_peak_GB", "fwd+bwd_ms", "fwd+bwd_temp_GB", "fwd+bwd_peak_GB"]
+    columns = [
+        "what", "variant", "N", "B", "L", "H", "streams", "fwd_ms", "fwd_temp_GB", "fwd_peak_GB",
+        "fwd+bwd_ms", "fwd+bwd_temp_GB", "fwd+bwd_peak_GB"
+    ]
   elif args.section == "parts":
     bench_parts(log, lengths, args.tokens, args.width, args.mimo_state, args.siso_state,
                 args.repeats, parse_only(args.only))
-    columns = ["layer", "replaced", "L", "B", "fwd_ms", "fwd+bwd_ms", "fwd+bwd_GFLOP",
-               "fwd+bwd_traffic_GB", "fwd+bwd_temp_GB"]
+    columns = [
+        "layer", "replaced", "L", "B", "fwd_ms", "fwd+bwd_ms", "fwd+bwd_GFLOP",
+        "fwd+bwd_traffic_GB", "fwd+bwd_temp_GB"
+    ]
   else:
     bench_layers(log, lengths, args.tokens, args.width, args.mimo_state, args.siso_state,
                  args.repeats, parse_only(args.only))
-    columns = ["layer", "L", "B", "H", "floats/step", "params", "fwd_ms", "fwd+bwd_ms",
-               "fwd+bwd_GFLOP", "fwd+bwd_traffic_GB", "fwd+bwd_temp_GB", "tokens/s (fwd+bwd)"]
+    columns = [
+        "layer", "L", "B", "H", "floats/step", "params", "fwd_ms", "fwd+bwd_ms", "fwd+bwd_GFLOP",
+        "fwd+bwd_traffic_GB", "fwd+bwd_temp_GB", "tokens/s (fwd+bwd)"
+    ]
   if not log.rows:
     sys.exit(f"--only {args.only!r} matched no {args.section} variant: nothing was timed")
   print(bench_common.markdown_table(log.rows, columns))

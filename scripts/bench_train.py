@@ -83,10 +83,12 @@ def bench_config(name: str, config, steps: int) -> dict:
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - start)
   step_ms = float(np.median(times) * 1e3)
-  return {"config": name, "task": spec.name, "layer": config.model.layer,
-          "params": layers.count_parameters(state.params), "batch": batch_size,
-          "L": spec.max_length, "step_ms": step_ms, "examples/s": batch_size / step_ms * 1e3,
-          "first_step_s": compile_s, "loss_finite": bool(np.isfinite(float(metrics["loss_sum"])))}
+  return {
+      "config": name, "task": spec.name, "layer": config.model.layer,
+      "params": layers.count_parameters(state.params), "batch": batch_size, "L": spec.max_length,
+      "step_ms": step_ms, "examples/s": batch_size / step_ms * 1e3, "first_step_s": compile_s,
+      "loss_finite": bool(np.isfinite(float(metrics["loss_sum"])))
+  }
 
 
 def main() -> None:
@@ -119,8 +121,9 @@ def main() -> None:
     # S6 Pathfinder step with remat fit on an H100 alone but not after the PTB-XL one.
     gc.collect()
     jax.clear_caches()
-  columns = ["config", "task", "layer", "params", "batch", "L", "step_ms", "examples/s",
-             "first_step_s"]
+  columns = [
+      "config", "task", "layer", "params", "batch", "L", "step_ms", "examples/s", "first_step_s"
+  ]
   print(bench_common.markdown_table(log.rows, columns))
   print("wrote", log.path)
 

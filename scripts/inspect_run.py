@@ -52,19 +52,20 @@ def running_stat_rows(batch_stats: Any) -> list[dict[str, Any]]:
     norm = path[:-len("/var")]
     var = np.asarray(paths[path], np.float64)
     mean = np.asarray(paths[norm + "/mean"], np.float64)
-    rows.append({"norm": norm, "var_min": float(var.min()), "var_median": float(np.median(var)),
-                 "var_max": float(var.max()), "abs_mean_max": float(np.abs(mean).max())})
+    rows.append({
+        "norm": norm, "var_min": float(var.min()), "var_median": float(np.median(var)),
+        "var_max": float(var.max()), "abs_mean_max": float(np.abs(mean).max())
+    })
   return rows
 
 
 def _block_outputs(model, variables, batch, train: bool) -> dict[str, np.ndarray]:
   """Each top-level block's output (B, L, H) for `batch`, in evaluation or training mode."""
-  is_block = lambda module, method: (method == "__call__" and module.name is not None
-                                     and module.name.startswith("blocks_"))
+  is_block = lambda module, method: (method == "__call__" and module.name is not None and module.
+                                     name.startswith("blocks_"))
   kwargs = dict(train=train, capture_intermediates=is_block, mutable=["intermediates"])
   if train:
-    kwargs.update(rngs={"dropout": jax.random.PRNGKey(0)},
-                  mutable=["intermediates", "batch_stats"])
+    kwargs.update(rngs={"dropout": jax.random.PRNGKey(0)}, mutable=["intermediates", "batch_stats"])
   _, state = model.apply(variables, batch, **kwargs)
   found = {}
   for path, value in checkpointing.tree_paths(state["intermediates"]).items():
@@ -84,31 +85,33 @@ def block_rows(model, variables, batch) -> list[dict[str, Any]]:
   for block, out in evals.items():
     out_valid = np.where(valid, out, 0.0)
     finite = np.isfinite(out_valid)
-    rows.append({"block": block,
-                 "eval_abs_max": float(np.abs(np.where(finite, out_valid, 0.0)).max()),
-                 "train_abs_max": float(np.nanmax(np.abs(np.where(valid, trains[block], 0.0)))),
-                 "eval_nonfinite": int((~finite).sum())})
+    rows.append({
+        "block": block, "eval_abs_max": float(np.abs(np.where(finite, out_valid, 0.0)).max()),
+        "train_abs_max": float(np.nanmax(np.abs(np.where(valid, trains[block], 0.0)))),
+        "eval_nonfinite": int((~finite).sum())
+    })
   return rows
 
 
 def gradient_rows(model, variables, batch, target: str, top: int) -> list[dict[str, Any]]:
   """The `top` parameters by gradient norm of the mean loss on `batch` (training mode)."""
-  loss = functools.partial(train_lib.training_loss, batch_stats=variables.get("batch_stats", {}),
-                           batch=batch, model=model, target=target,
-                           dropout_key=jax.random.PRNGKey(0))
+  loss = functools.partial(train_lib.training_loss, batch_stats=variables.get("batch_stats",
+                                                                              {}), batch=batch,
+                           model=model, target=target, dropout_key=jax.random.PRNGKey(0))
   grads = checkpointing.tree_paths(jax.grad(loss, has_aux=True)(variables["params"])[0])
   params = checkpointing.tree_paths(variables["params"])
-  rows = [{"parameter": path, "grad_norm": float(np.linalg.norm(np.asarray(grad))),
-           "param_norm": float(np.linalg.norm(np.asarray(params[path])))}
-          for path, grad in grads.items()]
+  rows = [{
+      "parameter": path, "grad_norm": float(np.linalg.norm(np.asarray(grad))),
+      "param_norm": float(np.linalg.norm(np.asarray(params[path])))
+  } for path, grad in grads.items()]
   return sorted(rows, key=lambda row: -row["grad_norm"])[:top]
 
 
 def first_batch(data_config, split: str, size: int) -> dict[str, np.ndarray]:
   """The first `size` examples of `split`, in stored order, as one batch."""
-  return next(data.make_iterator(data_config, split, global_batch_size=size, seed=0,
-                                 shuffle=False, drop_remainder=False, process_index=0,
-                                 process_count=1, max_examples=size))
+  return next(
+      data.make_iterator(data_config, split, global_batch_size=size, seed=0, shuffle=False,
+                         drop_remainder=False, process_index=0, process_count=1, max_examples=size))
 
 
 def main() -> None:
@@ -123,7 +126,7 @@ def main() -> None:
 
   overrides = {"data_dir": args.data_dir} if args.data_dir else None
   saved = evaluation.SavedModel.from_checkpoint(args.workdir, prefer=args.checkpoint,
-                                               data_overrides=overrides)
+                                                data_overrides=overrides)
   config, spec, model = saved.config, saved.spec, saved.model
   variables = jax.device_get(saved.variables)
   print(f"{saved.info['checkpoint']} (step {saved.info['step']}), task {spec.name}, "
@@ -134,8 +137,8 @@ def main() -> None:
   else:
     print("no BatchNorm running statistics (norm='layer')")
   batch = first_batch(config.data, args.split, args.batch_size)
-  for rows in (block_rows(model, variables, batch),
-               gradient_rows(model, variables, batch, spec.target, args.top)):
+  for rows in (block_rows(model, variables,
+                          batch), gradient_rows(model, variables, batch, spec.target, args.top)):
     print(bench_common.markdown_table(rows, list(rows[0])))
 
 

@@ -27,8 +27,8 @@ def main(argv: Sequence[str]) -> None:
   print("| data set | from | channels | classes | length | train | test | load with |")
   print("|" + "---|" * 8)
   for row in rows:
-    length = (f"{row.min_length}" if row.min_length == row.max_length
-              else f"{row.min_length}-{row.max_length}")
+    length = (f"{row.min_length}"
+              if row.min_length == row.max_length else f"{row.min_length}-{row.max_length}")
     print(f"| {row.name} | {row.source} | {row.channels} | {row.classes} | {length} | "
           f"{row.train} | {row.test} | {row.load_with} |")
   for name, why in rejected.items():

@@ -73,8 +73,7 @@ def main(argv: list[str]) -> None:
   multiscale = MSSSMLayer(d_model=_D_MODEL.value, num_levels=_NUM_LEVELS.value,
                           kernel_size=_KERNEL_SIZE.value, state_per_stream=_STATE.value,
                           backbone=_BACKBONE.value)
-  plain = multiscale.clone(num_levels=0,
-                           state_per_stream=multiscale.num_streams * _STATE.value)
+  plain = multiscale.clone(num_levels=0, state_per_stream=multiscale.num_streams * _STATE.value)
   print(f"mean mixing distance d(L), L={_LENGTH.value}, at init, "
         f"averaged over {_D_MODEL.value} channels x {_BATCH.value} sequences")
   for name, layer in [(f"MS-SSM, S={_NUM_LEVELS.value}", multiscale),

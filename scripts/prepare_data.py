@@ -30,8 +30,8 @@ def _parse_bool(text: str) -> bool:
   return _BOOLEANS[text.lower()]
 
 
-def _flat_fields(config: ml_collections.ConfigDict, prefix: str = ""
-                 ) -> list[tuple[str, type, Any]]:
+def _flat_fields(config: ml_collections.ConfigDict,
+                 prefix: str = "") -> list[tuple[str, type, Any]]:
   """(dotted key, type, default) of every leaf field of `config`."""
   fields = []
   for key in sorted(config.keys()):
@@ -53,8 +53,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, ml_collections.
   known, _ = lenient.parse_known_args(argv)
   if known.task not in data.list_tasks():  # --help, or no or an unknown --task: exits
     argparse.ArgumentParser(description=__doc__, parents=[task_parser],
-                            formatter_class=argparse.RawDescriptionHelpFormatter
-                            ).parse_args(argv)
+                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
   config = data.default_data_config(known.task)
 
   parser = argparse.ArgumentParser(description=__doc__, parents=[task_parser],

@@ -45,17 +45,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   parser.add_argument("--command", help="the training command (default: the run's)")
   parser.add_argument("--device", help="the training devices (default: the run's)")
   parser.add_argument("--date", help="the training date, YYYY-MM-DD (default: the run's)")
-  parser.add_argument("--data_dir", help="replaces the run's config.data.data_dir for the "
-                      "evaluation (the manifest keeps the run's config)")
+  parser.add_argument(
+      "--data_dir", help="replaces the run's config.data.data_dir for the "
+      "evaluation (the manifest keeps the run's config)")
   parser.add_argument("--batch_size", type=int, help="eval batch size (default: the run's)")
-  parser.add_argument("--zoo_dir", help=f"the zoo directory (default: ${zoo.ZOO_DIR_ENV} or "
-                      "the package's released/)")
+  parser.add_argument(
+      "--zoo_dir", help=f"the zoo directory (default: ${zoo.ZOO_DIR_ENV} or "
+      "the package's released/)")
   parser.add_argument("--overwrite", action="store_true", help="replace an existing entry")
   return parser.parse_args(argv)
 
 
-def training_facts(run_dir: pathlib.Path, step: int, args: argparse.Namespace
-                   ) -> dict[str, str]:
+def training_facts(run_dir: pathlib.Path, step: int, args: argparse.Namespace) -> dict[str, str]:
   """command, device, date and jax_version of the session that trained up to `step`.
 
   Flags win over the run's sessions.jsonl; a fact that neither gives is an error.
@@ -65,10 +66,12 @@ def training_facts(run_dir: pathlib.Path, step: int, args: argparse.Namespace
   trained = [s for s in sessions if s["start_step"] < step]
   session = trained[-1] if trained else {}
   first = sessions[0] if sessions else {}
-  facts = {"command": args.command or first.get("command"),
-           "device": args.device or " + ".join(dict.fromkeys(s["device"] for s in trained)),
-           "date": args.date or session.get("started", "")[:10],
-           "jax_version": session.get("jax_version", "unknown")}
+  facts = {
+      "command": args.command or first.get("command"),
+      "device": args.device or " + ".join(dict.fromkeys(s["device"] for s in trained)),
+      "date": args.date or session.get("started", "")[:10],
+      "jax_version": session.get("jax_version", "unknown")
+  }
   missing = [key for key in ("command", "device", "date") if not facts[key]]
   if missing:
     raise ValueError(f"{run_dir} does not record the training {', '.join(missing)} (no "
@@ -105,8 +108,8 @@ def release(args: argparse.Namespace) -> zoo.ZooEntry:
   facts = training_facts(run_dir, ref.step, args)
   config_json = checkpointing.load_config_json(ref)
   model = evaluation.SavedModel(
-      config_json, lambda target: checkpointing.load_variables(ref, target),
-      checkpoint=str(ref), step=ref.step, batch_size=args.batch_size,
+      config_json, lambda target: checkpointing.load_variables(ref, target), checkpoint=str(ref),
+      step=ref.step, batch_size=args.batch_size,
       data_overrides={"data_dir": args.data_dir} if args.data_dir else None)
   test = model.evaluate(TEST_SPLIT)
   test_slice = model.evaluate(TEST_SPLIT, args.slice_examples)
@@ -117,10 +120,10 @@ def release(args: argparse.Namespace) -> zoo.ZooEntry:
   return zoo.add_entry(
       jax.device_get(model.variables), overwrite=args.overwrite, directory=args.zoo_dir,
       name=args.name, task=model.info["task"], model=model.info["layer"],
-      description=args.description, config=config_json,
-      metrics={**_prefixed("test", test), **_prefixed("slice", test_slice),
-               "eval_device": provenance.device_description()},
-      steps=ref.step, selected_by=selection(ref, model.info["metric"], num_steps), **facts)
+      description=args.description, config=config_json, metrics={
+          **_prefixed("test", test),
+          **_prefixed("slice", test_slice), "eval_device": provenance.device_description()
+      }, steps=ref.step, selected_by=selection(ref, model.info["metric"], num_steps), **facts)
 
 
 def main(argv: Sequence[str]) -> None:

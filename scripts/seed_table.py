@@ -22,8 +22,10 @@ _SEED_SUFFIX = re.compile(r"^(?P<group>.+)_seed(?P<seed>\d+)$")
 
 def _mean_std(values: list[float]) -> dict[str, float | None]:
   percents = [100 * v for v in values]
-  return {"mean": statistics.fmean(percents),
-          "std": statistics.stdev(percents) if len(percents) > 1 else None}
+  return {
+      "mean": statistics.fmean(percents),
+      "std": statistics.stdev(percents) if len(percents) > 1 else None
+  }
 
 
 def group_by_seed(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -42,13 +44,19 @@ def group_by_seed(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
       if len(values) > 1:
         raise ValueError(f"{group}: its runs differ in {field} ({sorted(map(str, values))}); "
                          "finish or remove the odd runs first")
-    unevaluated = [run["run"] for run in runs
-                   if run["final_test"] is None or run["test_at_best_validation"] is None]
+    unevaluated = [
+        run["run"]
+        for run in runs
+        if run["final_test"] is None or run["test_at_best_validation"] is None
+    ]
     if unevaluated:
       raise ValueError(f"{group}: {unevaluated} have no test evaluation yet; finish them first")
     rows.append({
-        "group": group, "task": runs[0]["task"], "seeds": len(runs),
-        "parameters": runs[0]["parameters"], "steps": runs[0]["steps"],
+        "group": group,
+        "task": runs[0]["task"],
+        "seeds": len(runs),
+        "parameters": runs[0]["parameters"],
+        "steps": runs[0]["steps"],
         "final_test": _mean_std([run["final_test"] for run in runs]),
         "test_at_best_validation": _mean_std([run["test_at_best_validation"] for run in runs]),
     })
@@ -61,8 +69,10 @@ def _cell(stats: dict[str, float | None]) -> str:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-  lines = ["| runs | task | seeds | params | steps | test, last step | test at best validation |",
-           "|" + "---|" * 7]
+  lines = [
+      "| runs | task | seeds | params | steps | test, last step | test at best validation |",
+      "|" + "---|" * 7
+  ]
   for row in rows:
     lines.append(f"| {row['group']} | {row['task']} | {row['seeds']} | {row['parameters']:,} | "
                  f"{row['steps']} | {_cell(row['final_test'])} | "

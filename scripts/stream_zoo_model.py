@@ -31,8 +31,9 @@ def _example(saved: evaluation.SavedModel, index: int) -> dict[str, np.ndarray]:
                                process_index=0, process_count=1)
   *_, batch = batches
   length = int(batch["lengths"][0])
-  return {"inputs": batch["inputs"][:, :length], "lengths": batch["lengths"],
-          "labels": batch["labels"]}
+  return {
+      "inputs": batch["inputs"][:, :length], "lengths": batch["lengths"], "labels": batch["labels"]
+  }
 
 
 def main(argv: list[str]) -> None:

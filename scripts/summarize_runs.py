@@ -44,7 +44,9 @@ def summarize(workdir: pathlib.Path) -> dict[str, Any]:
       "parameters": int(params.group(1).replace(",", "")) if params else None,
       "steps": int(train_rows[-1]["step"]) if train_rows else 0,
       "seconds_per_step": statistics.median(step_times) if step_times else None,
-      "final_test": None, "best_validation": None, "test_at_best_validation": None,
+      "final_test": None,
+      "best_validation": None,
+      "test_at_best_validation": None,
       "best_step": None,
   }
   if evals:
@@ -63,13 +65,15 @@ def _percent(value: float | None) -> str:
 
 
 def markdown(summaries: list[dict[str, Any]]) -> str:
-  lines = ["| run | task | model | params | steps | s/step | test (last eval) | best validation "
-           "(step) | test at best validation |", "|" + "---|" * 9]
+  lines = [
+      "| run | task | model | params | steps | s/step | test (last eval) | best validation "
+      "(step) | test at best validation |", "|" + "---|" * 9
+  ]
   for s in summaries:
     seconds = "-" if s["seconds_per_step"] is None else f"{s['seconds_per_step']:.4f}"
     params = "-" if s["parameters"] is None else f"{s['parameters']:,}"
-    best = ("-" if s["best_step"] is None
-            else f"{_percent(s['best_validation'])} ({s['best_step']})")
+    best = ("-"
+            if s["best_step"] is None else f"{_percent(s['best_validation'])} ({s['best_step']})")
     lines.append(
         f"| {s['run']} | {s['task']} | {s['model']} | {params} | {s['steps']} | {seconds} | "
         f"{_percent(s['final_test'])} | {best} | {_percent(s['test_at_best_validation'])} |")

@@ -31,8 +31,7 @@ from ms_ssm_jax import cli  # noqa: E402
 from ms_ssm_jax import data  # noqa: E402
 from ms_ssm_jax import sharding  # noqa: E402
 
-_RECORD = flags.DEFINE_string("record", None, "Directory for process_<i>.npz.",
-                              required=True)
+_RECORD = flags.DEFINE_string("record", None, "Directory for process_<i>.npz.", required=True)
 
 _INTERLEAVE = flags.DEFINE_bool("interleave_devices", False,
                                 "Order the mesh's devices round-robin over the processes.")
@@ -48,8 +47,10 @@ class _Recorder:
     self._make_iterator = data.make_iterator
 
   def make_iterator(self, data_config, split: str, **kwargs) -> Iterator[dict[str, Any]]:
-    record = {"split": split, "process_index": kwargs["process_index"],
-              "process_count": kwargs["process_count"], "batches": []}
+    record = {
+        "split": split, "process_index": kwargs["process_index"],
+        "process_count": kwargs["process_count"], "batches": []
+    }
     self.iterators.append(record)
     for batch in self._make_iterator(data_config, split, **kwargs):
       record["batches"].append({key: batch[key] for key in _RECORDED_KEYS})
@@ -68,8 +69,9 @@ class _Recorder:
 def _interleaved_mesh(mesh_config, devices=None):
   """`sharding.make_mesh` over the devices taken round-robin over the processes."""
   devices = list(jax.devices()) if devices is None else list(devices)
-  rank = {d: sum(e.process_index == d.process_index and e.id < d.id for e in devices)
-          for d in devices}
+  rank = {
+      d: sum(e.process_index == d.process_index and e.id < d.id for e in devices) for d in devices
+  }
   return _MAKE_MESH(mesh_config, sorted(devices, key=lambda d: (rank[d], d.process_index)))
 
 

@@ -60,8 +60,8 @@ def sequential_selective_scan(u, delta, a, b=None, c=None, b_channel=None, c_cha
 
   def step(x, inputs):
     u_t, delta_t, b_t, c_t = inputs
-    x = (jnp.exp(delta_t[..., None] * a) * x
-         + (delta_t * u_t)[..., None] * b_t[:, :, None, :] * b_channel)
+    x = (jnp.exp(delta_t[..., None] * a) * x +
+         (delta_t * u_t)[..., None] * b_t[:, :, None, :] * b_channel)
     return x, jnp.sum(x * c_t[:, :, None, :] * c_channel, axis=-1)
 
   time_major = tuple(jnp.moveaxis(x, 1, 0) for x in (u, delta, b, c))

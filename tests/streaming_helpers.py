@@ -14,6 +14,7 @@ def stepped_outputs(layer, variables, u):
 
   One jitted `lax.scan`, as a user would run it.
   """
+
   def run(variables, u):
     state = layer.apply(variables, u.shape[0], u.dtype, method="init_state")
     step = lambda state, u_t: layer.apply(variables, state, u_t, method="step")
@@ -46,8 +47,9 @@ def perturbed_variables(layer, width: int):
   variables = layer.init(jax.random.key(1), jnp.zeros((1, 1, width)))
   leaves, tree = jax.tree.flatten(variables)
   keys = jax.random.split(jax.random.key(2), len(leaves))
-  return jax.tree.unflatten(tree, [leaf + 0.1 * jax.random.normal(k, leaf.shape, leaf.dtype)
-                                   for leaf, k in zip(leaves, keys)])
+  return jax.tree.unflatten(
+      tree,
+      [leaf + 0.1 * jax.random.normal(k, leaf.shape, leaf.dtype) for leaf, k in zip(leaves, keys)])
 
 
 def primitive_names(fn, *args) -> set[str]:

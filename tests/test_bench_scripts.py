@@ -12,7 +12,6 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
-
 sys.path.insert(0, str(REPO / "scripts"))
 import bench_common  # noqa: E402  (scripts/ is not a package)
 
@@ -21,8 +20,8 @@ def run_bench_script(tmp_path: pathlib.Path, script: str, *args: str,
                      check: bool = True) -> subprocess.CompletedProcess:
   """Runs scripts/`script` with `args` on the CPU, its results under `tmp_path`."""
   return subprocess.run(
-      [sys.executable, str(REPO / "scripts" / script), *args],
-      check=check, cwd=REPO, capture_output=True, text=True,
+      [sys.executable, str(REPO / "scripts" / script), *args], check=check, cwd=REPO,
+      capture_output=True, text=True,
       env={**os.environ, "BENCH_RESULTS_DIR": str(tmp_path), "JAX_PLATFORMS": "cpu"})
 
 
@@ -41,8 +40,8 @@ def test_row_log_rewrites_the_results_after_every_row(tmp_path, monkeypatch):
 
 
 def test_layers_section_says_when_only_matches_nothing(tmp_path):
-  result = run_bench_script(tmp_path, "bench_layers.py", "--section", "layers",
-                            "--lengths", "64", "--only", "no_such_layer", check=False)
+  result = run_bench_script(tmp_path, "bench_layers.py", "--section", "layers", "--lengths", "64",
+                            "--only", "no_such_layer", check=False)
   assert result.returncode != 0
   assert "'no_such_layer' matched no layers variant" in result.stderr
 
@@ -64,9 +63,9 @@ def test_layers_section_counts_the_mixer(tmp_path):
 
 @pytest.mark.slow  # compiles the layer four times (about 2-4 minutes on 2 cores)
 def test_parts_section_replaces_each_part(tmp_path):
-  run_bench_script(tmp_path, "bench_layers.py", "--section", "parts", "--lengths", "64",
-                   "--tokens", "128", "--width", "16", "--mimo_state", "24", "--siso_state", "4",
-                   "--only", "s5 x3 streams, static", "--repeats", "1")
+  run_bench_script(tmp_path, "bench_layers.py", "--section", "parts", "--lengths", "64", "--tokens",
+                   "128", "--width", "16", "--mimo_state", "24", "--siso_state", "4", "--only",
+                   "s5 x3 streams, static", "--repeats", "1")
   rows = {row["replaced"]: row for row in read_rows(tmp_path, "bench_parts")}
   assert set(rows) == {"none", "decomposition", "streams", "mixer"}
   # Each stand-in does less arithmetic than the part it replaces, so every replacement shows.
@@ -75,11 +74,11 @@ def test_parts_section_replaces_each_part(tmp_path):
 
 
 def test_train_step_bench_writes_a_row_per_config(tmp_path):
-  run_bench_script(tmp_path, "bench_train.py", "--steps", "2",
-                   "--configs", "configs/default.py:s5,configs/default.py:lru")
+  run_bench_script(tmp_path, "bench_train.py", "--steps", "2", "--configs",
+                   "configs/default.py:s5,configs/default.py:lru")
   rows = read_rows(tmp_path, "bench_train")
-  assert [(row["config"], row["layer"]) for row in rows] == [
-      ("configs/default.py:s5", "s5"), ("configs/default.py:lru", "lru")]
+  assert [(row["config"], row["layer"]) for row in rows] == [("configs/default.py:s5", "s5"),
+                                                             ("configs/default.py:lru", "lru")]
   for row in rows:
     assert row["step_ms"] > 0 and row["examples/s"] > 0 and row["loss_finite"], row
 

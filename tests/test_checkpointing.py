@@ -23,17 +23,21 @@ def assert_trees_close(a, b, atol):
   a_paths, b_paths = checkpointing.tree_paths(a), checkpointing.tree_paths(b)
   assert a_paths.keys() == b_paths.keys()
   for path in a_paths:
-    np.testing.assert_allclose(np.asarray(a_paths[path]), np.asarray(b_paths[path]),
-                               atol=atol, rtol=0, err_msg=path)
+    np.testing.assert_allclose(np.asarray(a_paths[path]), np.asarray(b_paths[path]), atol=atol,
+                               rtol=0, err_msg=path)
 
 
 def test_save_restore_roundtrip(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)  # a relative workdir, as users pass it (orbax needs absolute)
   mesh = sharding.make_mesh(tiny_config().mesh)
-  tree = {"params": {"w": np.arange(12, dtype=np.float32).reshape(4, 3)},
-          "batch_stats": {"mean": np.ones(3, np.float32)}}
-  train = {"step": np.int32(7), "opt_state": (np.zeros(2, np.float32), None, {}),
-           "rng": np.array([1, 2], np.uint32)}
+  tree = {
+      "params": {"w": np.arange(12, dtype=np.float32).reshape(4, 3)},
+      "batch_stats": {"mean": np.ones(3, np.float32)}
+  }
+  train = {
+      "step": np.int32(7), "opt_state": (np.zeros(2, np.float32), None, {}),
+      "rng": np.array([1, 2], np.uint32)
+  }
   items = {"variables": tree, "train": train}
   shardings = sharding.state_shardings(mesh, items)
   items = jax.tree.map(jax.device_put, items, shardings)
@@ -55,8 +59,10 @@ def test_save_restore_roundtrip(tmp_path, monkeypatch):
 def test_restore_into_a_different_model_names_the_parameter(tmp_path):
   mesh = sharding.make_mesh(tiny_config().mesh)
   ckpt = checkpointing.RunCheckpoints(tmp_path, keep=1)
-  saved = {"variables": {"params": {"head": {"kernel": np.zeros((8, 9), np.float32)}}},
-           "train": {"step": np.int32(1)}}
+  saved = {
+      "variables": {"params": {"head": {"kernel": np.zeros((8, 9), np.float32)}}},
+      "train": {"step": np.int32(1)}
+  }
   ckpt.save(1, saved, {})
   ckpt.wait_until_finished()
   wanted = jax.tree.map(
@@ -107,8 +113,7 @@ def test_resume_after_crash_equals_uninterrupted(uninterrupted, tmp_path, monkey
   assert steps == [int(r["step"]) for r in read_csv(reference_dir / "metrics" / "train.csv")]
 
 
-def test_sigterm_saves_at_the_next_step_and_resumes_exactly(uninterrupted, tmp_path,
-                                                            monkeypatch):
+def test_sigterm_saves_at_the_next_step_and_resumes_exactly(uninterrupted, tmp_path, monkeypatch):
   _, reference = uninterrupted
   with monkeypatch.context() as patch:
     patch.setattr(data, "make_iterator", _interrupting(3, "sigterm"))
@@ -129,11 +134,12 @@ def test_resume_with_another_model_names_the_field(uninterrupted):
 
 def _recall_config(num_keys: int, num_values: int, **updates):
   # Same vocabulary (2 + keys + values) and inputs, a different number of classes.
-  return tiny_config("associative_recall", **{
-      "data.length": 8, "data.num_keys": num_keys, "data.num_values": num_values,
-      "data.num_train": 64, "data.num_validation": 32, "data.num_test": 32,
-      "train.num_steps": 2, "train.checkpoint_every": 2, "optimizer.warmup_steps": 0,
-      **updates})
+  return tiny_config(
+      "associative_recall", **{
+          "data.length": 8, "data.num_keys": num_keys, "data.num_values": num_values,
+          "data.num_train": 64, "data.num_validation": 32, "data.num_test": 32,
+          "train.num_steps": 2, "train.checkpoint_every": 2, "optimizer.warmup_steps": 0, **updates
+      })
 
 
 def test_fine_tune_with_a_new_head(tmp_path):
@@ -141,10 +147,9 @@ def test_fine_tune_with_a_new_head(tmp_path):
   source = train_lib.train_and_evaluate(_recall_config(10, 4), source_dir)
   with pytest.raises(checkpointing.CheckpointMismatchError,
                      match=r"params/head/kernel: checkpoint \(8, 4\) vs model \(8, 6\)"):
-    train_lib.train_and_evaluate(_recall_config(8, 6, init_from=str(source_dir)),
-                                 tmp_path / "keep")
-  config = _recall_config(8, 6, init_from=str(source_dir), init_head="reinit",
-                          freeze="encoder/.*", **{"train.num_steps": 1})
+    train_lib.train_and_evaluate(_recall_config(8, 6, init_from=str(source_dir)), tmp_path / "keep")
+  config = _recall_config(8, 6, init_from=str(source_dir), init_head="reinit", freeze="encoder/.*",
+                          **{"train.num_steps": 1})
   tuned = train_lib.train_and_evaluate(config, tmp_path / "tuned")
   assert tuned.params["head"]["kernel"].shape == (8, 6)
   # The frozen encoder is the source's; the trained blocks moved away from it.

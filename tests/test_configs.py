@@ -22,9 +22,11 @@ CONFIG_FILES = ("default", "listops", "lra_text", "lra_retrieval", "lra_image", 
 
 # Tasks whose spec needs files only the user has: the spec they would report.
 USER_DATA_SPECS = {
-    "ptbxl": TaskSpec("ptbxl", "continuous", num_classes=71, max_length=1000, num_channels=12,
-                      target="multilabel", metric="auroc"),
-    "uea": TaskSpec("uea", "continuous", num_classes=2, max_length=405, num_channels=61),
+    "ptbxl":
+        TaskSpec("ptbxl", "continuous", num_classes=71, max_length=1000, num_channels=12,
+                 target="multilabel", metric="auroc"),
+    "uea":
+        TaskSpec("uea", "continuous", num_classes=2, max_length=405, num_channels=61),
 }
 
 
@@ -65,20 +67,20 @@ def test_options_pick_the_task():
       "s6,task=selective_copying").data.name == "selective_copying"
   uea = importlib.import_module("configs.uea").get_config(
       "lru,dataset=Heartbeat,protocol=uea_70_15_15,split_seed=3456")
-  assert (uea.data.dataset, uea.data.protocol, uea.data.split_seed) == (
-      "Heartbeat", "uea_70_15_15", 3456)
+  assert (uea.data.dataset, uea.data.protocol, uea.data.split_seed) == ("Heartbeat", "uea_70_15_15",
+                                                                        3456)
 
 
 def test_model_presets():
   listops = importlib.import_module("configs.listops")
   paper = listops.get_config("ms_ssm")
-  assert (paper.model.num_layers, paper.model.d_model, paper.optimizer.weight_decay) == (
-      20, 128, 0.04)
+  assert (paper.model.num_layers, paper.model.d_model, paper.optimizer.weight_decay) == (20, 128,
+                                                                                         0.04)
   assert paper.model.layer_config.num_levels == 3 and paper.model.block == "s5"
   assert (paper.model.layer_config.impl, paper.model.layer_config.mixer) == ("conv", "static")
   s6 = listops.get_config("ms_ssm_s6")
-  assert (s6.model.layer_config.backbone, s6.model.block, s6.model.mamba_conv_kernel) == (
-      "s6", "mamba", 0)
+  assert (s6.model.layer_config.backbone, s6.model.block,
+          s6.model.mamba_conv_kernel) == ("s6", "mamba", 0)
   assert s6.model.layer_config.impl == "auto"
   s5 = listops.get_config("s5")
   assert (s5.model.layer, s5.model.layer_config.state_size, s5.model.layer_config.blocks,
@@ -87,17 +89,19 @@ def test_model_presets():
 
 def test_base_config_has_the_schema():
   config = common.base_config("japanese_vowels")
-  assert set(config) == {"data", "model", "optimizer", "train", "mesh", "init_from",
-                         "init_head", "freeze"}
+  assert set(config) == {
+      "data", "model", "optimizer", "train", "mesh", "init_from", "init_head", "freeze"
+  }
   assert set(config.model) == model_lib.MODEL_CONFIG_KEYS
   assert set(config.optimizer) == {
       "lr", "ssm_lr", "mixer_lr", "weight_decay", "b1", "b2", "eps", "schedule", "warmup_steps",
-      "warmup_epochs", "warmup_max_fraction", "end_lr_factor", "grad_clip_norm",
-      "grad_accum_steps"}
+      "warmup_epochs", "warmup_max_fraction", "end_lr_factor", "grad_clip_norm", "grad_accum_steps"
+  }
   assert set(config.train) == {
       "seed", "global_batch_size", "eval_batch_size", "num_steps", "num_epochs", "log_every",
-      "eval_every", "checkpoint_every", "keep_checkpoints", "eval_splits", "precision",
-      "remat", "profile_steps"}
+      "eval_every", "checkpoint_every", "keep_checkpoints", "eval_splits", "precision", "remat",
+      "profile_steps"
+  }
   # Placeholders: None by default, settable to a string (as from the command line).
   assert config.init_from is None and config.freeze is None
   config.freeze = "encoder/.*"
@@ -119,8 +123,7 @@ def test_unknown_keys_are_errors_naming_the_key():
   with pytest.raises(AttributeError, match="d_modle"):
     config.model.d_modle = 64
   with pytest.raises(KeyError, match="model.layer_config.state_sise"):
-    common.override(common.base_config("listops", "s5"),
-                    {"model.layer_config.state_sise": 3})
+    common.override(common.base_config("listops", "s5"), {"model.layer_config.state_sise": 3})
   with pytest.raises(KeyError, match="'modle'"):
     common.override(common.base_config("listops"), {"modle.d_model": 3})
 
@@ -130,8 +133,8 @@ def test_ms_ssm_s5_preset_is_s5s_listops_model_with_s5_streams():
   layer_config = config.model.layer_config
   assert (config.model.layer, layer_config.backbone, layer_config.bidirectional,
           layer_config.s5_blocks, layer_config.impl) == ("ms_ssm", "s5", True, 8, "conv")
-  assert (config.model.block, config.model.activation, config.model.num_layers) == (
-      "s5", "half_glu2", 8)
+  assert (config.model.block, config.model.activation, config.model.num_layers) == ("s5",
+                                                                                    "half_glu2", 8)
 
 
 @pytest.mark.parametrize("task", ["listops", "ptbxl"])
@@ -152,8 +155,8 @@ def test_every_ablation_row_builds_and_changes_one_thing(task):
 @pytest.mark.parametrize("model_name", common.MODELS)
 def test_every_preset_has_its_layers_dataclass_fields(model_name):
   config = common.task_config("japanese_vowels", model_name)
-  assert set(config.model.layer_config) == set(
-      layers.default_layer_config(config.model.layer)), model_name
+  assert set(config.model.layer_config) == set(layers.default_layer_config(
+      config.model.layer)), model_name
 
 
 def test_a_task_file_cannot_set_a_misspelt_field():
@@ -185,9 +188,10 @@ def test_the_models_a_config_offers():
 
 def test_an_unknown_layer_key_on_the_command_line_is_a_one_line_error_naming_it(tmp_path):
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO)}
-  result = subprocess.run(
-      [sys.executable, str(REPO / "train.py"), "--config=configs/default.py:s5",
-       "--config.model.layer_config.nope=1", f"--workdir={tmp_path}"],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+  result = subprocess.run([
+      sys.executable,
+      str(REPO / "train.py"), "--config=configs/default.py:s5",
+      "--config.model.layer_config.nope=1", f"--workdir={tmp_path}"
+  ], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
   assert result.returncode != 0 and "Traceback" not in result.stderr
   assert "unknown config key --config.model.layer_config.nope" in result.stderr

@@ -33,32 +33,41 @@ def _ms_ssm(backbone: str, bidirectional: bool) -> MSSSMLayer:
 
 # name -> the layer with impl="scan" (the conv layer is its clone with impl="conv").
 CASES: dict[str, nn.Module] = {
-    "s4d_real": S4D(WIDTH, state_size=3, a_init="real"),
-    "s4d_real_bidirectional": S4D(WIDTH, state_size=3, a_init="real", bidirectional=True),
-    "s4d_lin": S4D(WIDTH, state_size=4, a_init="lin"),
-    "s4d_lin_bidirectional": S4D(WIDTH, state_size=4, a_init="lin", bidirectional=True),
-    "s5": S5(WIDTH, state_size=8, blocks=2, clip_eigs=True, step_rescale=2.0),
-    "s5_bidirectional_concat": S5(WIDTH, state_size=4, bidirectional=True),
-    "s5_bilinear_no_conj_sym_bidirectional": S5(
-        WIDTH, state_size=4, conj_sym=False, discretization="bilinear", bidirectional=True),
-    "lru": LRU(WIDTH, state_size=3, r_min=0.5, r_max=0.95, max_phase=1.0),
-    "lru_recomputed_gamma_bidirectional": LRU(WIDTH, state_size=3, train_gamma=False,
-                                              bidirectional=True),
-    **{f"ms_ssm_{backbone}{suffix}": _ms_ssm(backbone, bidirectional)
-       for backbone in ("s4d_real", "s5")
-       for suffix, bidirectional in (("", False), ("_bidirectional", True))},
+    "s4d_real":
+        S4D(WIDTH, state_size=3, a_init="real"),
+    "s4d_real_bidirectional":
+        S4D(WIDTH, state_size=3, a_init="real", bidirectional=True),
+    "s4d_lin":
+        S4D(WIDTH, state_size=4, a_init="lin"),
+    "s4d_lin_bidirectional":
+        S4D(WIDTH, state_size=4, a_init="lin", bidirectional=True),
+    "s5":
+        S5(WIDTH, state_size=8, blocks=2, clip_eigs=True, step_rescale=2.0),
+    "s5_bidirectional_concat":
+        S5(WIDTH, state_size=4, bidirectional=True),
+    "s5_bilinear_no_conj_sym_bidirectional":
+        S5(WIDTH, state_size=4, conj_sym=False, discretization="bilinear", bidirectional=True),
+    "lru":
+        LRU(WIDTH, state_size=3, r_min=0.5, r_max=0.95, max_phase=1.0),
+    "lru_recomputed_gamma_bidirectional":
+        LRU(WIDTH, state_size=3, train_gamma=False, bidirectional=True),
+    **{
+        f"ms_ssm_{backbone}{suffix}": _ms_ssm(backbone, bidirectional) for backbone in ("s4d_real", "s5") for suffix, bidirectional in (("", False), ("_bidirectional", True))
+    },
 }
 # A tiny float64 gradient check per layer class and MS-SSM stream type (SISO real and complex,
 # MIMO), bidirectional so that both kernels get gradients.
-GRADIENT_CASES = ["s4d_lin_bidirectional", "s5_bidirectional_concat",
-                  "lru_recomputed_gamma_bidirectional", "ms_ssm_s4d_real_bidirectional",
-                  "ms_ssm_s5_bidirectional"]
-
+GRADIENT_CASES = [
+    "s4d_lin_bidirectional", "s5_bidirectional_concat", "lru_recomputed_gamma_bidirectional",
+    "ms_ssm_s4d_real_bidirectional", "ms_ssm_s5_bidirectional"
+]
 
 # Parameter values (not only names and shapes) compared between the modes' inits: one case per
 # class with every parameter (compiling an init costs more than the forward passes).
-INIT_VALUE_CASES = ["s4d_lin_bidirectional", "s5_bidirectional_concat",
-                    "lru_recomputed_gamma_bidirectional", "ms_ssm_s5_bidirectional"]
+INIT_VALUE_CASES = [
+    "s4d_lin_bidirectional", "s5_bidirectional_concat", "lru_recomputed_gamma_bidirectional",
+    "ms_ssm_s5_bidirectional"
+]
 
 
 def _inputs(dtype) -> jax.Array:
@@ -83,8 +92,8 @@ def _scan_and_conv(name: str, params, u: jax.Array) -> tuple[jax.Array, jax.Arra
 
   @jax.jit
   def apply_both(params, u, lengths):
-    return (scan_layer.apply({"params": params}, u, lengths),
-            conv_layer.apply({"params": params}, u, lengths))
+    return (scan_layer.apply({"params": params}, u,
+                             lengths), conv_layer.apply({"params": params}, u, lengths))
 
   outputs = apply_both(params, u, jnp.asarray(LENGTHS))
   return tuple(jnp.where(_compared(name), y, 0) for y in outputs)
@@ -106,9 +115,11 @@ def _assert_close(got: jax.Array, want: jax.Array, rtol: float) -> None:
 
 @pytest.mark.parametrize("name", CASES)
 def test_param_names_and_shapes_identical_in_both_modes(name):
-  shapes = {mode: jax.eval_shape(CASES[name].clone(impl=mode).init, jax.random.key(1),
-                                 _inputs(jnp.float32), jnp.asarray(LENGTHS))
-            for mode in ("scan", "conv")}
+  shapes = {
+      mode:
+          jax.eval_shape(CASES[name].clone(impl=mode).init, jax.random.key(1), _inputs(jnp.float32),
+                         jnp.asarray(LENGTHS)) for mode in ("scan", "conv")
+  }
   assert shapes["scan"] == shapes["conv"]
 
 
@@ -168,9 +179,10 @@ def test_kernel_of_an_underflowed_eigenvalue():
 
 
 def test_conv_with_s6_backbone_is_a_config_error():
-  with pytest.raises(ValueError, match=r"impl='conv' is not supported by MSSSMLayer\(backbone="
-                     r"'s6'\) \(a selective system has no convolution form\); choose one of "
-                     "auto, scan, chunked, pallas$"):
+  with pytest.raises(
+      ValueError, match=r"impl='conv' is not supported by MSSSMLayer\(backbone="
+      r"'s6'\) \(a selective system has no convolution form\); choose one of "
+      "auto, scan, chunked, pallas$"):
     MSSSMLayer(d_model=WIDTH, state_per_stream=4, backbone="s6", impl="conv")
 
 

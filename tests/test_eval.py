@@ -54,8 +54,7 @@ def two_runs(tmp_path_factory):
   runs = {}
   for model in ("s5", "lru"):
     runs[model] = root / model
-    train_lib.train_and_evaluate(tiny_config(model=model, **{"train.num_steps": 4}),
-                                 runs[model])
+    train_lib.train_and_evaluate(tiny_config(model=model, **{"train.num_steps": 4}), runs[model])
   return runs
 
 
@@ -123,23 +122,23 @@ def test_override_data_config_retargets_the_task():
   saved.split_seed = 4567
   config = evaluation.override_data_config(saved, {"name": "uea", "max_length": 20}, "run")
   # Fields that both tasks have keep the saved values; the overrides win.
-  assert (config.name, config.dataset, config.split_seed, config.max_length) == (
-      "uea", "JapaneseVowels", 4567, 20)
+  assert (config.name, config.dataset, config.split_seed,
+          config.max_length) == ("uea", "JapaneseVowels", 4567, 20)
   assert saved.name == "japanese_vowels" and saved.max_length == 0  # not modified
   with pytest.raises(KeyError, match="task 'lra_listops' .* has no field 'split_seed'"):
     evaluation.override_data_config(saved, {"name": "lra_listops", "split_seed": 1}, "run")
 
 
 def test_parse_data_overrides_types_values_like_train_py():
-  overrides = cli.parse_data_overrides(
-      ["--config.data.split_seed=3456", "--noconfig.data.standardize",
-       "--config.data.validation_fraction=0.5"], "japanese_vowels")
+  overrides = cli.parse_data_overrides([
+      "--config.data.split_seed=3456", "--noconfig.data.standardize",
+      "--config.data.validation_fraction=0.5"
+  ], "japanese_vowels")
   assert overrides == {"split_seed": 3456, "standardize": False, "validation_fraction": 0.5}
   assert type(overrides["split_seed"]) is int
   # The fields of the task that --config.data.name selects.
-  assert cli.parse_data_overrides(["--config.data.name=lra_listops",
-                                   "--config.data.data_dir=/lra"], "listops") == {
-                                       "name": "lra_listops", "data_dir": "/lra"}
+  assert cli.parse_data_overrides(["--config.data.name=lra_listops", "--config.data.data_dir=/lra"],
+                                  "listops") == {"name": "lra_listops", "data_dir": "/lra"}
   with pytest.raises(SystemExit, match="unknown config key --config.data.nope"):
     cli.parse_data_overrides(["--config.data.nope=1"], "japanese_vowels")
 
@@ -151,9 +150,8 @@ def test_eval_py_config_overrides_evaluate_another_data_source(two_runs, tmp_pat
   assert result.returncode == 0, result.stderr[-3000:]
   row = json.loads((tmp_path / "eval_best_validation_on_uea.json").read_text())[0]
   assert row["task"] == "uea"
-  expected, _ = evaluation.evaluate_checkpoint(
-      two_runs["s5"], "validation", batch_size=32,
-      data_overrides={"name": "uea", "split_seed": 3456})
+  expected, _ = evaluation.evaluate_checkpoint(two_runs["s5"], "validation", batch_size=32,
+                                               data_overrides={"name": "uea", "split_seed": 3456})
   assert row["loss"] == pytest.approx(expected["loss"], rel=1e-5)
   assert row["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-6)
   # Another split seed holds out other validation examples.

@@ -24,9 +24,11 @@ def documents() -> list[pathlib.Path]:
 
 
 def test_results_holds_no_runnable_files():
-  runnable = [str(path.relative_to(REPO)) for path in (REPO / "results").rglob("*")
-              if path.is_file() and (path.suffix in RUNNABLE_SUFFIXES
-                                     or path.stat().st_mode & 0o111)]
+  runnable = [
+      str(path.relative_to(REPO))
+      for path in (REPO / "results").rglob("*")
+      if path.is_file() and (path.suffix in RUNNABLE_SUFFIXES or path.stat().st_mode & 0o111)
+  ]
   assert not runnable, f"move these to scripts/experiments/: {runnable}"
 
 
@@ -36,38 +38,44 @@ def test_every_results_folder_with_outputs_has_a_readme():
     # A folder is covered by its own README or by the README of the experiment folder above it
     # (e.g. accuracy_budget/README.md names call_a/ ... call_g/).
     covered = any((parent / "README.md").is_file()
-                  for parent in (folder, *folder.parents) if parent != REPO / "results"
-                  and REPO / "results" in parent.parents)
+                  for parent in (folder, *folder.parents)
+                  if parent != REPO / "results" and REPO / "results" in parent.parents)
     if not covered:
       missing.append(str(folder.relative_to(REPO)))
   assert not missing, f"results folders without a README naming their command: {missing}"
 
 
 def test_every_script_the_docs_name_exists():
-  missing = {f"{document.relative_to(REPO)}: {reference}"
-             for document in documents()
-             for reference in SCRIPT_REFERENCE.findall(document.read_text())
-             if not (REPO / reference).is_file()}
+  missing = {
+      f"{document.relative_to(REPO)}: {reference}" for document in documents()
+      for reference in SCRIPT_REFERENCE.findall(document.read_text())
+      if not (REPO / reference).is_file()
+  }
   assert not missing, sorted(missing)
 
 
 def test_every_experiment_is_named_by_a_results_readme_or_the_docs():
-  named = {reference for document in documents()
-           for reference in SCRIPT_REFERENCE.findall(document.read_text())}
-  drivers = {str(path.relative_to(REPO)) for path in EXPERIMENTS.iterdir()
-             if path.suffix in (".sh", ".py") and path.name != "lib.sh"}
+  named = {
+      reference for document in documents()
+      for reference in SCRIPT_REFERENCE.findall(document.read_text())
+  }
+  drivers = {
+      str(path.relative_to(REPO))
+      for path in EXPERIMENTS.iterdir()
+      if path.suffix in (".sh", ".py") and path.name != "lib.sh"
+  }
   assert drivers - named == set(), "drivers no document names (what did they produce?)"
 
 
 @pytest.mark.parametrize("script", sorted(path.name for path in EXPERIMENTS.glob("*.sh")))
 def test_experiment_script_parses(script):
-  result = subprocess.run(["bash", "-n", str(EXPERIMENTS / script)], capture_output=True,
-                          text=True, check=False)
+  result = subprocess.run(["bash", "-n", str(EXPERIMENTS / script)], capture_output=True, text=True,
+                          check=False)
   assert result.returncode == 0, result.stderr
 
 
 def test_kernels_on_gpu_asks_for_its_round(tmp_path):
-  result = subprocess.run(["bash", str(EXPERIMENTS / "kernels_on_gpu.sh"), str(tmp_path)],
-                          cwd=REPO, capture_output=True, text=True, check=False)
+  result = subprocess.run(["bash", str(EXPERIMENTS / "kernels_on_gpu.sh"),
+                           str(tmp_path)], cwd=REPO, capture_output=True, text=True, check=False)
   assert result.returncode != 0
   assert "set ROUND=1, 2, 3 or 4" in result.stderr

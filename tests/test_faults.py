@@ -52,17 +52,24 @@ def test_checksum_sees_every_single_bit_flip_and_every_dtype():
       flipped = words.copy().reshape(-1)
       flipped[i] ^= np.uint32(1 << bit)
       assert checksums.summarize([flipped.view(np.float32).reshape(3, 5)])[2][0] != reference
-  leaves = [np.arange(4, dtype=np.int32), np.ones(3, jnp.bfloat16), np.array([True, False]),
-            np.zeros((), np.uint8)]
+  leaves = [
+      np.arange(4, dtype=np.int32),
+      np.ones(3, jnp.bfloat16),
+      np.array([True, False]),
+      np.zeros((), np.uint8)
+  ]
   all_finite, finite, sums = checksums.summarize(leaves)
   assert all_finite and all(finite) and len(set(sums)) == len(sums)
 
 
 def test_checkpointing_refuses_a_nonfinite_state(tmp_path):
   ckpt = checkpointing.RunCheckpoints(tmp_path, keep=1)
-  items = {"variables": {"params": {"w": np.ones(3, np.float32)},
-                         "batch_stats": {"var": np.array([1.0, np.inf], np.float32)}},
-           "train": {"step": np.int32(1)}}
+  items = {
+      "variables": {
+          "params": {"w": np.ones(3, np.float32)},
+          "batch_stats": {"var": np.array([1.0, np.inf], np.float32)}
+      }, "train": {"step": np.int32(1)}
+  }
   with pytest.raises(checkpointing.NonFiniteStateError, match="variables/batch_stats/var"):
     ckpt.save(1, items, {})
   ckpt.close()
@@ -81,15 +88,14 @@ def test_a_nan_after_a_checkpoint_keeps_the_last_good_one_finite(tmp_path, monke
 
   monkeypatch.setattr(train_lib, "train_step", poisoned)
   with pytest.raises(train_lib.NonFiniteError, match=r"batch_stats/.*last good checkpoint: "
-                                                     r"step 4"):
+                     r"step 4"):
     train_lib.train_and_evaluate(tiny_config(), tmp_path)
   assert checkpointing.find_checkpoint(tmp_path, prefer="latest").step == 4
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["4"]
 
 
 @pytest.mark.parametrize("damage", ["flip", "checksum", "truncate", "garbage_metadata"])
-def test_a_damaged_checkpoint_falls_back_to_the_previous_one(finished, tmp_path, damage,
-                                                             caplog):
+def test_a_damaged_checkpoint_falls_back_to_the_previous_one(finished, tmp_path, damage, caplog):
   reference_dir, reference = finished
   workdir = _copy(reference_dir, tmp_path)
   step_dir = workdir / "checkpoints" / "8"
@@ -105,7 +111,7 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one(finished, tmp_path,
     target.write_text(json.dumps(sums))
   elif damage == "truncate":
     target = _largest_file(step_dir / "train")
-    target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    target.write_bytes(target.read_bytes()[:target.stat().st_size // 2])
   else:
     (step_dir / "variables" / "_METADATA").write_text("garbage{")
   (workdir / "results.json").unlink()
@@ -135,9 +141,10 @@ def test_a_changed_checksum_is_a_mismatch(finished, tmp_path):
 def _abstract(state):
   mesh_device = jax.devices()[0]
   single = jax.sharding.SingleDeviceSharding(mesh_device)
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype,
-                                                     sharding=single),
-                      train_lib.state_items(state))
+  return jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(np.shape(x),
+                                     np.asarray(x).dtype, sharding=single),
+      train_lib.state_items(state))
 
 
 def test_resume_checks_the_config_and_keeps_its_history(finished, tmp_path, capsys):
@@ -157,18 +164,19 @@ def test_resume_checks_the_config_and_keeps_its_history(finished, tmp_path, caps
 def test_machine_paths_may_change_but_data_may_not():
   saved = {"data": {"name": "x", "data_dir": "/a"}, "train": {"seed": 0, "num_steps": 5}}
   moved = {"data": {"name": "x", "data_dir": "/b"}, "train": {"seed": 0, "num_steps": 9}}
-  assert run_config.check_resume(saved, moved, "here") == {
-      "data.data_dir": ("/a", "/b"), "train.num_steps": (5, 9)}
+  assert run_config.check_resume(
+      saved, moved, "here") == {"data.data_dir": ("/a", "/b"), "train.num_steps": (5, 9)}
   with pytest.raises(run_config.ConfigChangedError, match="data.name"):
     run_config.check_resume(saved, {**moved, "data": {"name": "y"}}, "here")
 
 
 def test_a_second_trainer_is_refused_and_a_stale_lock_taken_over(tmp_path):
-  holder = subprocess.Popen(
-      [sys.executable, "-c", "import sys, time\nfrom ms_ssm_jax import workdir_lock\n"
-       "with workdir_lock.WorkdirLock(sys.argv[1]):\n  print('held', flush=True)\n"
-       "  time.sleep(60)\n", str(tmp_path)],
-      cwd=pathlib.Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, text=True)
+  holder = subprocess.Popen([
+      sys.executable, "-c", "import sys, time\nfrom ms_ssm_jax import workdir_lock\n"
+      "with workdir_lock.WorkdirLock(sys.argv[1]):\n  print('held', flush=True)\n"
+      "  time.sleep(60)\n",
+      str(tmp_path)
+  ], cwd=pathlib.Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, text=True)
   try:
     assert holder.stdout.readline().strip() == "held"
     with pytest.raises(workdir_lock.WorkdirLockedError, match=rf"pid {holder.pid} on host"):
@@ -202,8 +210,8 @@ def test_a_finished_run_rewrites_its_missing_results(finished, tmp_path):
   workdir = _copy(reference_dir, tmp_path)
   (workdir / "results.json").unlink()
   train_lib.train_and_evaluate(tiny_config(), workdir)
-  assert (json.loads((workdir / "results.json").read_text())
-          == json.loads((reference_dir / "results.json").read_text()))
+  assert (json.loads((workdir / "results.json").read_text()) == json.loads(
+      (reference_dir / "results.json").read_text()))
 
 
 def test_a_torn_metrics_line_is_dropped_on_resume(tmp_path):

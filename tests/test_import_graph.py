@@ -45,8 +45,10 @@ def _imports(path: pathlib.Path, modules: dict[str, pathlib.Path]) -> set[str]:
 def _graph() -> dict[str, set[str]]:
   """The package's modules -> the package modules each imports."""
   modules = _modules()
-  return {name: {m for m in _imports(path, modules) if m in modules and m != name}
-          for name, path in modules.items()}
+  return {
+      name: {m for m in _imports(path, modules) if m in modules and m != name}
+      for name, path in modules.items()
+  }
 
 
 def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:

@@ -28,8 +28,11 @@ def test_default_config_mirrors_the_dataclass_fields(name):
   cls = layers.LAYERS[name]
   config = layers.default_layer_config(name)
   assert isinstance(config, ml_collections.ConfigDict)
-  fields = {f.name: f.default for f in dataclasses.fields(cls)
-            if f.name not in ("d_model", "parent", "name")}
+  fields = {
+      f.name: f.default
+      for f in dataclasses.fields(cls)
+      if f.name not in ("d_model", "parent", "name")
+  }
   assert set(config.keys()) == set(fields)
   for key, default in fields.items():
     assert config[key] == default, key
@@ -82,12 +85,11 @@ def test_count_parameters_and_state_size():
   params = layer.init(jax.random.key(0), jnp.zeros((1, 2, 6)))["params"]
   # Lambda_re, Lambda_im (4 each), B (4, 6, 2), C and C_reverse (6, 4, 2), D (6), log_step (4, 1)
   assert layers.count_parameters(params) == 4 + 4 + 48 + 48 + 48 + 6 + 4
-  assert layers.state_size(layer) == layers.StateCounts(
-      per_channel=8, total=8, carried_floats=16)
-  assert layers.state_size(layers.make_layer("s4d", 6, {"state_size": 8})) == (
-      layers.StateCounts(per_channel=8, total=48, carried_floats=48))
-  assert layers.state_size(layers.make_layer("lru", 6, {"state_size": 8})) == (
-      layers.StateCounts(per_channel=8, total=8, carried_floats=16))
+  assert layers.state_size(layer) == layers.StateCounts(per_channel=8, total=8, carried_floats=16)
+  assert layers.state_size(layers.make_layer("s4d", 6, {"state_size": 8})) == (layers.StateCounts(
+      per_channel=8, total=48, carried_floats=48))
+  assert layers.state_size(layers.make_layer("lru", 6, {"state_size": 8})) == (layers.StateCounts(
+      per_channel=8, total=8, carried_floats=16))
   assert layers.state_size(S6(6, state_size=4)) == layers.StateCounts(4, 24, 24)
   with pytest.raises(TypeError, match="Dense does not implement state_counts"):
     layers.state_size(nn.Dense(3))
@@ -112,13 +114,13 @@ def test_retired_fields_load_at_their_value_and_fail_otherwise():
 
 
 @pytest.mark.parametrize("name, stored, expected", [
-    ("ms_ssm", {"mode": "conv", "scan_impl": "associative", "scan_chunk_size": 0},
-     {"impl": "conv"}),
-    ("ms_ssm", {"mode": "scan", "scan_impl": "auto", "scan_chunk_size": 128},
-     {"impl": "auto", "chunk_size": 128}),
+    ("ms_ssm", {"mode": "conv", "scan_impl": "associative", "scan_chunk_size": 0}, {"impl": "conv"
+                                                                                   }),
+    ("ms_ssm", {"mode": "scan", "scan_impl": "auto", "scan_chunk_size": 128
+               }, {"impl": "auto", "chunk_size": 128}),
     ("ms_ssm", {"mode": "scan", "scan_impl": "pallas", "scan_chunk_size": 0}, {"impl": "pallas"}),
-    ("ms_ssm", {"mode": "scan", "scan_impl": "associative", "scan_chunk_size": 0},
-     {"impl": "scan"}),
+    ("ms_ssm", {"mode": "scan", "scan_impl": "associative", "scan_chunk_size": 0}, {"impl": "scan"
+                                                                                   }),
     ("s4d", {"mode": "scan", "scan_chunk_size": 32}, {"impl": "chunked", "chunk_size": 32}),
     ("s5", {"mode": "scan"}, {"impl": "scan"}),
     ("lru", {"mode": "conv"}, {"impl": "conv"}),
@@ -132,11 +134,11 @@ def test_retired_evaluation_fields_become_impl(name, stored, expected):
   assert not any(hasattr(layer, key) for key in layers.RETIRED_EVALUATION_FIELDS)
 
 
-@pytest.mark.parametrize("stored", [
-    {"mode": "conv", "scan_chunk_size": 8}, {"mode": "fft"}, {"scan_impl": "triton"},
-    {"mode": "scan", "impl": "scan"}])
+@pytest.mark.parametrize("stored", [{"mode": "conv", "scan_chunk_size": 8}, {"mode": "fft"},
+                                    {"scan_impl": "triton"}, {"mode": "scan", "impl": "scan"}])
 def test_retired_evaluation_fields_without_a_translation_are_one_line_errors(stored):
-  with pytest.raises(ValueError, match=r"^layer 's4d': the retired fields .* have no "
-                     r"translation; set impl \(auto, scan, chunked, pallas, conv\) and chunk_size "
-                     r"instead$"):
+  with pytest.raises(
+      ValueError, match=r"^layer 's4d': the retired fields .* have no "
+      r"translation; set impl \(auto, scan, chunked, pallas, conv\) and chunk_size "
+      r"instead$"):
     layers.make_layer("s4d", 8, stored)

@@ -1,6 +1,5 @@
 """The sequence model: shapes for every layer and block, padding invariance, precision."""
 
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -111,12 +110,12 @@ def test_parameter_paths():
 @pytest.mark.parametrize("name, cfg, spec, train", [
     ("causal ms_ssm, BatchNorm in training, per-step outputs",
      dict(layer="ms_ssm", pooling="none", dropout=0.1), TOKENS, True),
-    ("s6 in a mamba block with its conv, last step",
-     dict(layer="s6", model="s6", pooling="last"), CONTINUOUS, True),
+    ("s6 in a mamba block with its conv, last step", dict(layer="s6", model="s6",
+                                                          pooling="last"), CONTINUOUS, True),
     ("bidirectional s5, masked mean",
      dict(layer="s5", model="s5", pooling="mean", bidirectional=True), CONTINUOUS, False),
-    ("bidirectional ms_ssm, masked mean",
-     dict(layer="ms_ssm", pooling="mean", bidirectional=True), CONTINUOUS, True),
+    ("bidirectional ms_ssm, masked mean", dict(layer="ms_ssm", pooling="mean",
+                                               bidirectional=True), CONTINUOUS, True),
 ])
 def test_padding_does_not_reach_valid_outputs(name, cfg, spec, train):
   cfg = dict(cfg)
@@ -140,8 +139,7 @@ def test_padding_does_not_reach_valid_outputs(name, cfg, spec, train):
     out, out2 = np.asarray(out)[valid], np.asarray(out2)[valid]
   assert np.all(np.isfinite(out))
   np.testing.assert_allclose(out, out2, rtol=1e-5, atol=1e-5, err_msg=name)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), stats,
-               stats2)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), stats, stats2)
 
 
 def test_padding_changes_the_output_without_lengths_masking():
@@ -225,15 +223,18 @@ def test_unknown_model_key_and_precision_are_errors():
   with pytest.raises(ValueError, match="residual_scale"):
     model_lib.build_model(cfg, CONTINUOUS)
   # One line, naming the key and what is known.
-  with pytest.raises(ValueError, match=r"^config.model has unknown keys \['residual_scale'\]; "
-                     r"the known keys are \[[^\n]*'d_model'[^\n]*\]"):
+  with pytest.raises(
+      ValueError, match=r"^config.model has unknown keys \['residual_scale'\]; "
+      r"the known keys are \[[^\n]*'d_model'[^\n]*\]"):
     model_lib.build_model(cfg, CONTINUOUS)
 
 
 # A value other than the default for every `config.model` key that is a SequenceModel field.
-NON_DEFAULTS = {"d_model": 6, "num_layers": 2, "block": "mamba", "norm": "layer",
-                "prenorm": True, "batchnorm_momentum": 0.5, "activation": "gelu",
-                "dropout": 0.25, "pooling": "last", "mamba_expand": 3, "mamba_conv_kernel": 2}
+NON_DEFAULTS = {
+    "d_model": 6, "num_layers": 2, "block": "mamba", "norm": "layer", "prenorm": True,
+    "batchnorm_momentum": 0.5, "activation": "gelu", "dropout": 0.25, "pooling": "last",
+    "mamba_expand": 3, "mamba_conv_kernel": 2
+}
 
 
 def test_model_config_keys_are_the_model_fields():

@@ -74,8 +74,10 @@ def _env(num_devices: int) -> dict[str, str]:
   """The parent's environment for a CPU subprocess with `num_devices` fake devices."""
   env = {k: v for k, v in os.environ.items() if not k.startswith(_CLUSTER_PREFIXES)}
   # Replace (not inherit) the test session's device count.
-  xla_flags = [flag for flag in env.get("XLA_FLAGS", "").split()
-               if not flag.startswith("--xla_force_host_platform_device_count")]
+  xla_flags = [
+      flag for flag in env.get("XLA_FLAGS", "").split()
+      if not flag.startswith("--xla_force_host_platform_device_count")
+  ]
   env.update({
       "XLA_FLAGS": " ".join(xla_flags + [f"--xla_force_host_platform_device_count={num_devices}"]),
       "JAX_PLATFORMS": "cpu",
@@ -120,14 +122,17 @@ def _run_all(commands: dict[str, tuple[list[str], dict[str, str]]], log_dir: pat
     for log in logs.values():
       log.close()
   if failure:
-    tails = "\n".join(f"--- {name} ---\n{(log_dir / f'{name}.log').read_text()[-3000:]}"
-                      for name in commands)
+    tails = "\n".join(
+        f"--- {name} ---\n{(log_dir / f'{name}.log').read_text()[-3000:]}" for name in commands)
     pytest.fail(f"{failure}\n{tails}")
 
 
 def _worker(workdir: pathlib.Path, config: pathlib.Path, *flags: str) -> list[str]:
-  return [sys.executable, str(WORKER), f"--record={workdir / 'record'}",
-          f"--workdir={workdir}", f"--config={config}", *flags]
+  return [
+      sys.executable,
+      str(WORKER), f"--record={workdir / 'record'}", f"--workdir={workdir}", f"--config={config}",
+      *flags
+  ]
 
 
 def _launch(root: pathlib.Path) -> dict[str, pathlib.Path]:
@@ -140,9 +145,9 @@ def _launch(root: pathlib.Path) -> dict[str, pathlib.Path]:
     address = f"127.0.0.1:{_free_port()}"
     extra = ["--interleave_devices"] if layout == "interleaved" else []
     for i in range(2):
-      commands[f"{layout}_{i}"] = (
-          _worker(workdirs[layout], config, f"--coordinator_address={address}",
-                  "--num_processes=2", f"--process_id={i}", *extra), _env(4))
+      commands[f"{layout}_{i}"] = (_worker(workdirs[layout], config,
+                                           f"--coordinator_address={address}", "--num_processes=2",
+                                           f"--process_id={i}", *extra), _env(4))
   _run_all(commands, root / "logs")
   return workdirs
 
@@ -155,8 +160,9 @@ def _metrics(workdir: pathlib.Path, stream: str) -> list[dict[str, float]]:
 def _records(path: pathlib.Path) -> list[dict[str, np.ndarray]]:
   with np.load(path) as npz:
     count = len({key.split("/")[0] for key in npz.files})
-    return [{key: npz[f"{i}/{key}"] for key in ("split", "shard", "inputs", "labels",
-                                                 "weights")} for i in range(count)]
+    return [{key: npz[f"{i}/{key}"]
+             for key in ("split", "shard", "inputs", "labels", "weights")}
+            for i in range(count)]
 
 
 def _check_losses(runs: dict[str, pathlib.Path], layout: str) -> None:
@@ -166,10 +172,9 @@ def _check_losses(runs: dict[str, pathlib.Path], layout: str) -> None:
   # permuted rows in the interleaved layout), which moves float32 results by an ulp or so.
   reference, multi = (_metrics(runs[k], "train") for k in ("reference", layout))
   assert [r["step"] for r in multi] == list(range(1, NUM_STEPS + 1))
-  np.testing.assert_allclose([r["loss"] for r in multi], [r["loss"] for r in reference],
-                             rtol=1e-5)
-  np.testing.assert_allclose([r["grad_norm"] for r in multi],
-                             [r["grad_norm"] for r in reference], rtol=1e-4)
+  np.testing.assert_allclose([r["loss"] for r in multi], [r["loss"] for r in reference], rtol=1e-5)
+  np.testing.assert_allclose([r["grad_norm"] for r in multi], [r["grad_norm"] for r in reference],
+                             rtol=1e-4)
   (ref_eval,), (multi_eval,) = (_metrics(runs[k], "eval") for k in ("reference", layout))
   assert multi_eval["num_examples"] == ref_eval["num_examples"]
   assert multi_eval["accuracy"] == ref_eval["accuracy"]
@@ -200,13 +205,16 @@ def _check_data_shards(runs: dict[str, pathlib.Path], layout: str) -> None:
 
 def _check_checkpoints(runs: dict[str, pathlib.Path], layout: str) -> None:
   """The run's orbax checkpoints exist and load here with the reference parameters."""
-  assert sorted(int(p.name) for p in (runs[layout] / "checkpoints").iterdir()
-                if p.name.isdigit()) == [2, NUM_STEPS]
+  assert sorted(
+      int(p.name) for p in (runs[layout] / "checkpoints").iterdir() if p.name.isdigit()) == [
+          2, NUM_STEPS
+      ]
   assert checkpointing.find_checkpoint(runs[layout], prefer="best").step == NUM_STEPS
   # The 2-process checkpoint (each process wrote its part) loads in this single process and
   # holds the reference run's parameters.
-  multi, reference = (checkpointing.tree_paths(checkpointing.load_variables(
-      checkpointing.find_checkpoint(runs[k], prefer="latest"))) for k in (layout, "reference"))
+  multi, reference = (checkpointing.tree_paths(
+      checkpointing.load_variables(checkpointing.find_checkpoint(runs[k], prefer="latest")))
+                      for k in (layout, "reference"))
   assert multi.keys() == reference.keys()
   for path, value in reference.items():
     np.testing.assert_allclose(multi[path], value, rtol=1e-5, atol=1e-6, err_msg=path)
@@ -251,21 +259,25 @@ def test_concurrent_multi_process_saves(tmp_path):
   # Without a barrier prefix per checkpoint directory, both managers' async saves of a step
   # wait at barriers of the same name: one process fails and both hang.
   address = f"127.0.0.1:{_free_port()}"
-  _run_all({f"process_{i}": ([sys.executable, "-c", _CONCURRENT_SAVES, address, str(i),
-                              str(tmp_path / "run")], _env(4)) for i in range(2)},
-           tmp_path / "logs", deadline_s=120)
+  _run_all(
+      {
+          f"process_{i}": (
+              [sys.executable, "-c", _CONCURRENT_SAVES, address,
+               str(i),
+               str(tmp_path / "run")], _env(4)) for i in range(2)
+      }, tmp_path / "logs", deadline_s=120)
   for prefer, step in (("best", 4), ("latest", 4)):
     ref = checkpointing.find_checkpoint(tmp_path / "run", prefer=prefer)
     assert ref.step == step
-    np.testing.assert_array_equal(checkpointing.load_variables(ref)["params"]["w"],
-                                  np.arange(64, dtype=np.float32))
+    np.testing.assert_array_equal(
+        checkpointing.load_variables(ref)["params"]["w"], np.arange(64, dtype=np.float32))
 
 
 def test_train_py_rejects_url_workdirs(tmp_path):
   # A gs:// workdir would become the local directory "gs:/..." on every host.
-  result = subprocess.run([sys.executable, str(REPO / "train.py"), "--workdir=gs://b/run"],
-                          cwd=tmp_path, env=_env(1), capture_output=True, text=True,
-                          timeout=DEADLINE_S)
+  result = subprocess.run(
+      [sys.executable, str(REPO / "train.py"), "--workdir=gs://b/run"], cwd=tmp_path, env=_env(1),
+      capture_output=True, text=True, timeout=DEADLINE_S)
   assert result.returncode != 0
   assert "--workdir=gs://b/run: URLs are not supported yet" in result.stderr
   assert not (tmp_path / "gs:").exists()

@@ -29,8 +29,8 @@ def model_params(model: str, **layer_updates):
   config.model.d_model, config.model.num_layers = 4, 2
   config.model.layer_config.update(layer_updates)
   model_ = model_lib.build_model(config.model, SPEC)
-  return jax.eval_shape(lambda: model_.init(jax.random.key(0), model_lib.dummy_batch(SPEC, 1))
-                        )["params"]
+  return jax.eval_shape(
+      lambda: model_.init(jax.random.key(0), model_lib.dummy_batch(SPEC, 1)))["params"]
 
 
 def flat_labels(params, freeze=None, separate_mixer=False) -> dict[str, str]:
@@ -39,7 +39,9 @@ def flat_labels(params, freeze=None, separate_mixer=False) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("model, layer_updates", [
-    ("s5", {"state_size": 4}), ("lru", {"state_size": 2}), ("s6", {"state_size": 2}),
+    ("s5", {"state_size": 4}),
+    ("lru", {"state_size": 2}),
+    ("s6", {"state_size": 2}),
     ("ms_ssm", {"state_per_stream": 2, "num_levels": 1}),
 ])
 @pytest.mark.parametrize("separate_mixer", [False, True])
@@ -81,8 +83,9 @@ def test_one_step_decay_groups_and_frozen():
       "norm": {"scale": jnp.ones(2)},
       "frozen": {"kernel": jnp.ones((2, 2))},
   }
-  tx, _ = optim.make_optimizer(opt_config(lr=0.1, ssm_lr=0.1, weight_decay=0.5,
-                                          schedule="constant"), 10, 0, freeze_regex="frozen/.*")
+  tx, _ = optim.make_optimizer(
+      opt_config(lr=0.1, ssm_lr=0.1, weight_decay=0.5, schedule="constant"), 10, 0,
+      freeze_regex="frozen/.*")
   state = tx.init(params)
   # Zero gradients: only decoupled weight decay moves parameters.
   updates, state = tx.update(jax.tree.map(jnp.zeros_like, params), state, params)
@@ -99,8 +102,10 @@ def test_one_step_decay_groups_and_frozen():
 
 
 def test_mixer_lr_sets_the_rate_of_the_mixer_input_weights_only():
-  params = {"mixer": {"kernel": jnp.ones(2), "bias": jnp.ones(2), "weight": jnp.ones(2)},
-            "dense": {"kernel": jnp.ones(2), "weight": jnp.ones(2)}}
+  params = {
+      "mixer": {"kernel": jnp.ones(2), "bias": jnp.ones(2), "weight": jnp.ones(2)},
+      "dense": {"kernel": jnp.ones(2), "weight": jnp.ones(2)}
+  }
   grads = jax.tree.map(jnp.ones_like, params)
   # b1 = b2 = 0, eps = 0, no decay: Adam's first update is -lr sign(g).
   base = dict(lr=0.1, weight_decay=0.0, schedule="constant", b1=0.0, b2=0.0, eps=0.0)
@@ -120,8 +125,8 @@ def test_mixer_lr_sets_the_rate_of_the_mixer_input_weights_only():
 def test_frozen_gradients_do_not_count_in_clipping():
   params = {"w": {"kernel": jnp.ones(2)}, "frozen": {"kernel": jnp.ones(2)}}
   # b1 = b2 = 0 and eps = 1: Adam's update is -lr g / (|g| + 1), so it shows the clipping.
-  cfg = opt_config(lr=1.0, weight_decay=0.0, schedule="constant", grad_clip_norm=1.0,
-                   b1=0.0, b2=0.0, eps=1.0)
+  cfg = opt_config(lr=1.0, weight_decay=0.0, schedule="constant", grad_clip_norm=1.0, b1=0.0,
+                   b2=0.0, eps=1.0)
   tx, _ = optim.make_optimizer(cfg, 10, 0, freeze_regex="frozen/.*")
   grads = {"w": {"kernel": jnp.full(2, 0.1)}, "frozen": {"kernel": jnp.full(2, 1e6)}}
   updates, _ = tx.update(grads, tx.init(params), params)
@@ -139,8 +144,8 @@ def test_schedules():
   np.testing.assert_allclose([lr(100), ssm_lr(100)], [0.2, 0.05], rtol=1e-5)
   assert 0.2 < float(lr(55)) < 2.0
   # warmup_epochs wins over warmup_steps.
-  _, schedules = optim.make_optimizer(opt_config(lr=1.0, warmup_steps=10, warmup_epochs=2.0),
-                                      100, 20)
+  _, schedules = optim.make_optimizer(opt_config(lr=1.0, warmup_steps=10, warmup_epochs=2.0), 100,
+                                      20)
   np.testing.assert_allclose([schedules["lr"](40), schedules["lr"](20)], [1.0, 0.5], rtol=1e-6)
   _, schedules = optim.make_optimizer(opt_config(lr=1.0, schedule="constant"), 100, 0)
   np.testing.assert_allclose([schedules["lr"](0), schedules["lr"](99)], [1.0, 1.0])

@@ -21,14 +21,19 @@ BATCH, LENGTH, WIDTH = 2, 11, 4
 LENGTHS = np.array([LENGTH, 6], np.int32)
 
 CASES: dict[str, nn.Module] = {
-    "ms_ssm_s4d_real": MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=3),
-    "ms_ssm_s4d_real_bidirectional": MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=3,
-                                                bidirectional=True),
-    "ms_ssm_s6": MSSSMLayer(d_model=WIDTH, num_levels=2, state_per_stream=4, backbone="s6"),
-    "ms_ssm_s6_bidirectional": MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=4,
-                                          backbone="s6", bidirectional=True),
-    "s6": S6(WIDTH, state_size=5),
-    "s4d_real_bidirectional": S4D(WIDTH, state_size=3, a_init="real", bidirectional=True),
+    "ms_ssm_s4d_real":
+        MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=3),
+    "ms_ssm_s4d_real_bidirectional":
+        MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=3, bidirectional=True),
+    "ms_ssm_s6":
+        MSSSMLayer(d_model=WIDTH, num_levels=2, state_per_stream=4, backbone="s6"),
+    "ms_ssm_s6_bidirectional":
+        MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=4, backbone="s6",
+                   bidirectional=True),
+    "s6":
+        S6(WIDTH, state_size=5),
+    "s4d_real_bidirectional":
+        S4D(WIDTH, state_size=3, a_init="real", bidirectional=True),
 }
 
 
@@ -56,8 +61,8 @@ def test_pallas_matches_associative(name):
 
 def test_auto_picks_pallas_on_gpu_and_tpu_only():
   on_accelerator = jax.default_backend() in ("gpu", "tpu")
-  assert diagonal.resolve_impl("auto", fusable=True, layer="test") == (
-      "pallas" if on_accelerator else "chunked")
+  assert diagonal.resolve_impl("auto", fusable=True,
+                               layer="test") == ("pallas" if on_accelerator else "chunked")
   assert diagonal.resolve_impl("auto", fusable=False, layer="test") == "chunked"
   assert diagonal.resolve_impl("pallas", fusable=True, layer="test") == "pallas"
 

@@ -24,39 +24,51 @@ ARG_NAMES = ("u", "filters", "a", "mix_bias", "skip", "dt_low", "dt_proj", "dt_b
              "b_channel", "c_channel", "mix_weight")
 
 
-def random_inputs(seed, batch=2, length=13, channels=3, states=3, levels=2, kernel_size=2,
-                  rank=3, *, selective=True, input_weight=True):
+def random_inputs(seed, batch=2, length=13, channels=3, states=3, levels=2, kernel_size=2, rank=3,
+                  *, selective=True, input_weight=True):
   """Float64 inputs of G = levels + 2 streams with the wavelet filters of random (phi, psi);
   selective steps in about [e^-3, 1]."""
   rng = np.random.default_rng(seed)
   shape = (levels, kernel_size, channels)
-  filters, _ = decomposition.stream_filters(
-      jnp.asarray(rng.normal(size=shape)), jnp.asarray(rng.normal(size=shape)),
-      streams="details+approx+raw", centered=False)
+  filters, _ = decomposition.stream_filters(jnp.asarray(rng.normal(size=shape)),
+                                            jnp.asarray(rng.normal(size=shape)),
+                                            streams="details+approx+raw", centered=False)
   groups = len(filters)
   proj = (batch, length, groups, states)
   chan = (groups, channels, states)
   steps = np.exp(rng.uniform(-3, 0, size=(channels, groups)))
   return {
-      "u": rng.normal(size=(batch, length, channels)),
+      "u":
+          rng.normal(size=(batch, length, channels)),
       "filters": [np.asarray(f) for f in filters],
-      "a": -np.exp(rng.uniform(-1, 1, size=chan)) if selective
-           else -np.exp(rng.uniform(-3, -1, size=chan)),
-      "mix_bias": rng.normal(size=(channels, groups)),
-      "skip": rng.normal(size=(channels,)),
-      "dt_low": 0.3 * rng.normal(size=(batch, length, groups, rank)) if selective else None,
-      "dt_proj": rng.normal(size=(groups, rank, channels)) if selective else None,
-      "dt_bias": steps + np.log(-np.expm1(-steps)) if selective else None,  # softplus^-1
-      "b": rng.normal(size=proj) if selective else None,
-      "c": rng.normal(size=proj) if selective else None,
-      "b_channel": rng.normal(size=chan),
-      "c_channel": rng.normal(size=chan),
-      "mix_weight": rng.normal(size=(channels, groups)) if input_weight else None,
+      "a":
+          -np.exp(rng.uniform(-1, 1, size=chan))
+          if selective else -np.exp(rng.uniform(-3, -1, size=chan)),
+      "mix_bias":
+          rng.normal(size=(channels, groups)),
+      "skip":
+          rng.normal(size=(channels,)),
+      "dt_low":
+          0.3 * rng.normal(size=(batch, length, groups, rank)) if selective else None,
+      "dt_proj":
+          rng.normal(size=(groups, rank, channels)) if selective else None,
+      "dt_bias":
+          steps + np.log(-np.expm1(-steps)) if selective else None,  # softplus^-1
+      "b":
+          rng.normal(size=proj) if selective else None,
+      "c":
+          rng.normal(size=proj) if selective else None,
+      "b_channel":
+          rng.normal(size=chan),
+      "c_channel":
+          rng.normal(size=chan),
+      "mix_weight":
+          rng.normal(size=(channels, groups)) if input_weight else None,
   }
 
 
-def reference_layer(u, filters, a, mix_bias, skip, dt_low=None, dt_proj=None, dt_bias=None,
-                    b=None, c=None, b_channel=None, c_channel=None, mix_weight=None):
+def reference_layer(u, filters, a, mix_bias, skip, dt_low=None, dt_proj=None, dt_bias=None, b=None,
+                    c=None, b_channel=None, c_channel=None, mix_weight=None):
   """`z_t = sum_j (w_j u_t + b_j) y^j_t + D u_t` with `y^j = SSM^j(f_j * u)`, all in loops."""
   length = u.shape[1]
   bands = []
@@ -76,9 +88,9 @@ def reference_layer(u, filters, a, mix_bias, skip, dt_low=None, dt_proj=None, dt
 
 
 def fused(inputs, **options):
-  return jax.jit(functools.partial(pallas_ms_ssm.fused_layer, **options))(
-      inputs["u"], inputs["filters"], inputs["a"],
-      **{name: inputs[name] for name in ARG_NAMES[3:]})
+  return jax.jit(functools.partial(pallas_ms_ssm.fused_layer,
+                                   **options))(inputs["u"], inputs["filters"], inputs["a"],
+                                               **{name: inputs[name] for name in ARG_NAMES[3:]})
 
 
 def relative_error(x, reference_value):
@@ -107,8 +119,10 @@ def test_forward_matches_float64_reference(x64, shape, options, selective, input
 
 
 # The default suite keeps the halo, no-decomposition and segment cases; the rest run with -m slow.
-GRADIENT_CASES = [pytest.param(*case, marks=pytest.mark.slow) if index in (1, 2, 5, 6) else case
-                  for index, case in enumerate(CASES)]
+GRADIENT_CASES = [
+    pytest.param(*case, marks=pytest.mark.slow) if index in (1, 2, 5, 6) else case
+    for index, case in enumerate(CASES)
+]
 
 
 @pytest.mark.parametrize("shape,options", GRADIENT_CASES)
@@ -123,10 +137,12 @@ def test_gradients_match_float64_reference(x64, shape, options, selective, input
 
   args = [inputs[name] for name in names]
   argnums = tuple(range(len(names)))
-  grads = jax.jit(jax.grad(lambda *x: loss(lambda i: fused(dict(inputs, **i), **options), *x),
-                           argnums=argnums))(*args)
-  expected = jax.jit(jax.grad(lambda *x: loss(lambda i: reference_layer(**dict(inputs, **i)), *x),
-                              argnums=argnums))(*args)
+  grads = jax.jit(
+      jax.grad(lambda *x: loss(lambda i: fused(dict(inputs, **i), **options), *x),
+               argnums=argnums))(*args)
+  expected = jax.jit(
+      jax.grad(lambda *x: loss(lambda i: reference_layer(**dict(inputs, **i)), *x),
+               argnums=argnums))(*args)
   for name, grad, want in zip(names, grads, expected):
     for g, w in zip(jax.tree.leaves(grad), jax.tree.leaves(want)):
       assert g.shape == w.shape, name
@@ -148,8 +164,8 @@ def test_saved_states_one_per_segment_and_no_bands(checkpoint_every):
   """The forward's residuals: the inputs and one state per segment of E chunks and stream
   `(B, L / (T E), G, H, N)`; nothing of shape `(B, L, G, H)` (bands, stream outputs)."""
   inputs = random_inputs(5, length=32, selective=False)
-  _, vjp_fn = jax.vjp(lambda u: fused(dict(inputs, u=u), chunk=8,
-                                      checkpoint_every=checkpoint_every), inputs["u"])
+  _, vjp_fn = jax.vjp(
+      lambda u: fused(dict(inputs, u=u), chunk=8, checkpoint_every=checkpoint_every), inputs["u"])
   leaves = [x for x in jax.tree.leaves(vjp_fn) if hasattr(x, "shape")]
   [entries] = [x for x in leaves if x.ndim == 5]
   assert entries.shape == (2, 4 // checkpoint_every, 4, 4, 4)  # N, H = 3 padded to 4
@@ -170,7 +186,7 @@ def test_bad_shapes_name_the_fix(bad, message):
 
 
 @pytest.mark.parametrize("selective,input_weight,checkpoint_every", [(True, True, 1),
-                                                                    (False, False, 4)])
+                                                                     (False, False, 4)])
 def test_kernels_lower_to_triton(monkeypatch, selective, input_weight, checkpoint_every):
   """Both kernels pass the Pallas-to-Triton lowering (what a GPU compiles) on any machine, at
   the paper's S = 3, K = 4 (halo 21) with 32 channels and 16 states per stream."""
@@ -178,13 +194,15 @@ def test_kernels_lower_to_triton(monkeypatch, selective, input_weight, checkpoin
   batch, length, channels, states, groups = 2, 64, 32, 16, 5
   taps = [22, 22, 10, 4, 1]
   f32 = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
-  args = {"u": f32(batch, length, channels), "filters": [f32(r, channels) for r in taps],
-          "a": f32(groups, channels, states), "mix_bias": f32(channels, groups),
-          "skip": f32(channels), "c_channel": f32(groups, channels, states)}
+  args = {
+      "u": f32(batch, length, channels), "filters": [f32(r, channels) for r in taps],
+      "a": f32(groups, channels, states), "mix_bias": f32(channels, groups), "skip": f32(channels),
+      "c_channel": f32(groups, channels, states)
+  }
   if selective:
     args.update(dt_low=f32(batch, length, groups, 2), dt_proj=f32(groups, 2, channels),
-                dt_bias=f32(channels, groups), b=f32(batch, length, groups, states),
-                c=f32(batch, length, groups, states))
+                dt_bias=f32(channels, groups), b=f32(batch, length, groups,
+                                                     states), c=f32(batch, length, groups, states))
   else:
     args.update(b_channel=f32(groups, channels, states))
   if input_weight:
@@ -204,28 +222,29 @@ def layer_through_kernel(layer: MSSSMLayer, params, u):
   the layer's `impl="pallas"` path needs (per-channel mixers, s4d_real or s6 streams). With the
   `linear_input` mixer, also the `mixer_input_ratio` the layer sows."""
   width, num_streams = layer.d_model, layer.num_streams
-  decomp = decomposition.WaveletDecomposition(
-      num_levels=layer.num_levels, kernel_size=layer.kernel_size, streams=layer_lib.STREAM_LAYOUT)
+  decomp = decomposition.WaveletDecomposition(num_levels=layer.num_levels,
+                                              kernel_size=layer.kernel_size,
+                                              streams=layer_lib.STREAM_LAYOUT)
   filters, _ = decomp.bind({"params": params["decomposition"]}).stream_filters(width, u.dtype)
-  streams = streams_lib.StreamSSMs(
-      backbone=layer.backbone, state_per_stream=layer.stream_state_size).bind(
-          {"params": params["streams"]}).discretized(width, num_streams)
-  weight, bias = mixer_lib.ScaleMixer(mixer=layer.mixer).bind(
-      {"params": params.get("mixer", {})}).channel_weights(width, num_streams)
+  streams = streams_lib.StreamSSMs(backbone=layer.backbone,
+                                   state_per_stream=layer.stream_state_size).bind({
+                                       "params": params["streams"]
+                                   }).discretized(width, num_streams)
+  weight, bias = mixer_lib.ScaleMixer(mixer=layer.mixer).bind({"params": params.get(
+      "mixer", {})}).channel_weights(width, num_streams)
   per_stream = lambda x: jnp.swapaxes(x, 0, 1)  # (H, S', N) -> (S', H, N)
   if layer.backbone == "s6":
     rank, n = streams.dt_proj.shape[1], streams.a.shape[-1]
     proj = jnp.einsum("blh,hjk->bljk", u, streams.x_proj)  # projections of the raw input u
-    stream_args = dict(a=per_stream(streams.a), dt_low=proj[..., :rank],
-                       dt_proj=streams.dt_proj, dt_bias=streams.dt_bias,
-                       b=proj[..., rank:rank + n], c=proj[..., rank + n:rank + 2 * n])
+    stream_args = dict(a=per_stream(streams.a), dt_low=proj[..., :rank], dt_proj=streams.dt_proj,
+                       dt_bias=streams.dt_bias, b=proj[..., rank:rank + n],
+                       c=proj[..., rank + n:rank + 2 * n])
   else:  # s4d_real: steps of 1 with a = Delta A
     shape = streams.b_bar.shape
     stream_args = dict(a=per_stream(streams.log_a_bar.reshape(shape)),
                        b_channel=per_stream(streams.b_bar), c_channel=per_stream(streams.c))
-  out = pallas_ms_ssm.fused_layer(u, filters, mix_weight=weight, mix_bias=bias,
-                                  skip=params["D"], return_input_term=weight is not None,
-                                  chunk=4, **stream_args)
+  out = pallas_ms_ssm.fused_layer(u, filters, mix_weight=weight, mix_bias=bias, skip=params["D"],
+                                  return_input_term=weight is not None, chunk=4, **stream_args)
   if weight is None:
     return out, None
   z, input_term = out
@@ -236,8 +255,8 @@ def layer_through_kernel(layer: MSSSMLayer, params, u):
                                             ("s4d_real", "none")])
 def test_equals_the_layer(x64, backbone, mixer):
   """The kernel on an `MSSSMLayer`'s parameters gives the layer's (associative scan) output."""
-  layer = MSSSMLayer(d_model=3, num_levels=2, kernel_size=3, backbone=backbone,
-                     state_per_stream=3, mixer=mixer)
+  layer = MSSSMLayer(d_model=3, num_levels=2, kernel_size=3, backbone=backbone, state_per_stream=3,
+                     mixer=mixer)
   u = jnp.asarray(np.random.default_rng(7).normal(size=(2, 11, 3)))
   params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64),
                         layer.init(jax.random.key(0), u)["params"])
@@ -260,9 +279,12 @@ def test_default_block_bounds_the_state_and_fills_the_gpu():
 
 
 def test_low_precision_inputs_accumulate_in_float32(x64):
+
   def cast(inputs, convert):
-    return {k: None if v is None else [convert(f) for f in v] if k == "filters" else convert(v)
-            for k, v in inputs.items()}
+    return {
+        k: None if v is None else [convert(f) for f in v] if k == "filters" else convert(v)
+        for k, v in inputs.items()
+    }
 
   low = cast(random_inputs(8), lambda x: jnp.asarray(x, jnp.bfloat16))
   z = fused(low, chunk=4)
@@ -275,15 +297,14 @@ def test_input_term_for_the_mixer_ratio_metric(x64):
   """`return_input_term`: z's input-dependent part `sum_j w_j u y^j` (the reference with zero
   mixer bias and skip), without a gradient; z and its gradient as without it."""
   inputs = random_inputs(9)
-  layer = lambda i, **options: pallas_ms_ssm.fused_layer(
-      i["u"], i["filters"], i["a"], **{name: i[name] for name in ARG_NAMES[3:]}, chunk=4,
-      **options)
+  layer = lambda i, **options: pallas_ms_ssm.fused_layer(i["u"], i["filters"], i[
+      "a"], **{name: i[name] for name in ARG_NAMES[3:]}, chunk=4, **options)
   z, input_term = jax.jit(functools.partial(layer, return_input_term=True))(inputs)
   np.testing.assert_allclose(z, jax.jit(layer)(inputs), rtol=1e-6, atol=1e-6)
   zero_bias = dict(inputs, mix_bias=np.zeros_like(inputs["mix_bias"]),
                    skip=np.zeros_like(inputs["skip"]))
   assert relative_error(input_term, reference_layer(**zero_bias)) < 1e-5
-  grad = lambda **options: jax.jit(jax.grad(
-      lambda u: jnp.sum(jnp.stack(jax.tree.leaves(layer(dict(inputs, u=u), **options))))))(
+  grad = lambda **options: jax.jit(
+      jax.grad(lambda u: jnp.sum(jnp.stack(jax.tree.leaves(layer(dict(inputs, u=u), **options))))))(
           inputs["u"])
   np.testing.assert_allclose(grad(return_input_term=True), grad(), rtol=1e-6)

@@ -20,8 +20,8 @@ from tests import reference
 ARG_NAMES = ("u", "delta", "a", "b", "c", "b_channel", "c_channel")
 
 
-def random_inputs(seed, batch=2, length=13, groups=3, channels=5, states=6, *,
-                  time_varying=True, channel_factors=True):
+def random_inputs(seed, batch=2, length=13, groups=3, channels=5, states=6, *, time_varying=True,
+                  channel_factors=True):
   """Float64 inputs; steps in [e^-3, 1], eigenvalues in -[e^-1, e]."""
   rng = np.random.default_rng(seed)
   seq = (batch, length, groups, channels)
@@ -40,9 +40,11 @@ def random_inputs(seed, batch=2, length=13, groups=3, channels=5, states=6, *,
 
 def fused(inputs, **options):
   """The kernel on a dict of `ARG_NAMES` inputs (jitted: the interpreter is slow op by op)."""
-  return jax.jit(functools.partial(pallas_scan.selective_scan, **options))(
-      inputs["u"], inputs["delta"], inputs["a"], b=inputs["b"], c=inputs["c"],
-      b_channel=inputs["b_channel"], c_channel=inputs["c_channel"])
+  return jax.jit(functools.partial(pallas_scan.selective_scan,
+                                   **options))(inputs["u"], inputs["delta"], inputs["a"],
+                                               b=inputs["b"], c=inputs["c"],
+                                               b_channel=inputs["b_channel"],
+                                               c_channel=inputs["c_channel"])
 
 
 def relative_error(x, reference_value):
@@ -83,19 +85,22 @@ def test_gradients_match_float64_reference(x64, reverse, shape, options):
     return jnp.sum(weights * scan_fn(dict(zip(ARG_NAMES, args))))
 
   args = [inputs[name] for name in ARG_NAMES]
-  grads = jax.jit(jax.grad(lambda *x: loss(lambda i: fused(i, reverse=reverse, **options), *x),
-                           argnums=argnums))(*args)
-  expected = jax.jit(jax.grad(
-      lambda *x: loss(lambda i: reference.sequential_selective_scan(**i, reverse=reverse), *x),
-      argnums=argnums))(*args)
+  grads = jax.jit(
+      jax.grad(lambda *x: loss(lambda i: fused(i, reverse=reverse, **options), *x),
+               argnums=argnums))(*args)
+  expected = jax.jit(
+      jax.grad(
+          lambda *x: loss(lambda i: reference.sequential_selective_scan(**i, reverse=reverse), *x),
+          argnums=argnums))(*args)
   for name, grad, want in zip(ARG_NAMES, grads, expected):
     assert grad.shape == want.shape, name
     assert relative_error(grad, want) < 1e-4, name
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("options", [dict(chunk=4, block_channels=2),
-                                     dict(chunk=3, block_states=2)])
+@pytest.mark.parametrize("options",
+                         [dict(chunk=4, block_channels=2),
+                          dict(chunk=3, block_states=2)])
 def test_without_delta_matches_unit_steps(x64, reverse, options):
   """`delta=None` (the time-invariant streams) is the recurrence with delta = 1: outputs and
   the gradients of every other input."""
@@ -108,8 +113,7 @@ def test_without_delta_matches_unit_steps(x64, reverse, options):
     return jnp.sum(weights * scan_fn(dict(zip(names, args))))
 
   fused_no_delta = lambda i: fused(dict(i, delta=None), reverse=reverse, **options)
-  sequential = lambda i: reference.sequential_selective_scan(**i, delta=unit_steps,
-                                                             reverse=reverse)
+  sequential = lambda i: reference.sequential_selective_scan(**i, delta=unit_steps, reverse=reverse)
   args = [inputs[name] for name in names]
   without_delta = dict(zip(names, args))
   assert relative_error(fused_no_delta(without_delta), sequential(without_delta)) < 1e-5
@@ -141,8 +145,9 @@ def test_state_blocks_leave_partial_sums():
   inputs = random_inputs(12, length=16, channels=4, states=8)
   options = dict(chunk=4, block_channels=4, block_states=2)
   grad = jax.grad(lambda u: jnp.sum(fused(dict(inputs, u=u), **options)))
-  sequence_outputs = [s for s in _pallas_output_shapes(grad, inputs["u"])
-                      if s[-2:] == (16, 4) and len(s) == 5]
+  sequence_outputs = [
+      s for s in _pallas_output_shapes(grad, inputs["u"]) if s[-2:] == (16, 4) and len(s) == 5
+  ]
   assert len(sequence_outputs) == 3  # y; du and ddelta
   assert all(s == (2, 3, 4, 16, 4) for s in sequence_outputs)
 
@@ -174,9 +179,10 @@ def test_low_precision_inputs_accumulate_in_float32(x64):
   inputs = random_inputs(5)
   low = {k: None if v is None else jnp.asarray(v, jnp.bfloat16) for k, v in inputs.items()}
   y = fused(low)
-  expected = reference.sequential_selective_scan(
-      **{k: None if v is None else np.asarray(v.astype(jnp.float32), np.float64)
-         for k, v in low.items()})
+  expected = reference.sequential_selective_scan(**{
+      k: None if v is None else np.asarray(v.astype(jnp.float32), np.float64)
+      for k, v in low.items()
+  })
   assert y.dtype == jnp.float32
   assert relative_error(y, expected) < 1e-5
 
@@ -209,8 +215,12 @@ def test_bad_inputs_raise_clear_errors(bad, message):
     fused(inputs)
 
 
-@pytest.mark.parametrize("options", [dict(block_channels=3), dict(block_states=3),
-                                     dict(block_states=16), dict(chunk=-1)])
+@pytest.mark.parametrize(
+    "options",
+    [dict(block_channels=3),
+     dict(block_states=3),
+     dict(block_states=16),
+     dict(chunk=-1)])
 def test_bad_kernel_options_raise_clear_errors(options):
   with pytest.raises(ValueError, match="power of 2|chunk must be"):
     fused(random_inputs(8), **options)
@@ -223,8 +233,8 @@ def test_default_blocks():
   assert pallas_scan.default_block(5, 6, "tpu") == (8, 128, 8)
 
 
-@pytest.mark.parametrize("states,block_states,has_delta", [
-    (16, None, True), (256, 128, True), (256, 128, False)])
+@pytest.mark.parametrize("states,block_states,has_delta", [(16, None, True), (256, 128, True),
+                                                           (256, 128, False)])
 def test_kernels_lower_for_tpu(monkeypatch, states, block_states, has_delta):
   """Both kernels pass the Mosaic (TPU) lowering with the TPU default blocks, with a state
   block, and with no delta; not run on a TPU."""
@@ -233,8 +243,8 @@ def test_kernels_lower_for_tpu(monkeypatch, states, block_states, has_delta):
   args = [jax.ShapeDtypeStruct(shape, jnp.float32) for shape in shapes]
 
   def forward(u, delta, a, b, c):
-    return pallas_scan.selective_scan(u, delta if has_delta else None, a, b=b, c=c,
-                                      interpret=False, block_states=block_states)
+    return pallas_scan.selective_scan(u, delta if has_delta else None, a, b=b, c=c, interpret=False,
+                                      block_states=block_states)
 
   backward = jax.grad(lambda *x: forward(*x).sum(), argnums=tuple(range(5)))
   for fn in (forward, backward):
@@ -250,8 +260,8 @@ def test_kernels_lower_to_triton(monkeypatch, block_states, has_delta):
   args = [jax.ShapeDtypeStruct(shape, jnp.float32) for shape in shapes]
 
   def forward(u, delta, a, b, c):
-    return pallas_scan.selective_scan(u, delta if has_delta else None, a, b=b, c=c,
-                                      interpret=False, block_states=block_states)
+    return pallas_scan.selective_scan(u, delta if has_delta else None, a, b=b, c=c, interpret=False,
+                                      block_states=block_states)
 
   backward = jax.grad(lambda *x: forward(*x).sum(), argnums=tuple(range(5)))
   for fn in (forward, backward):

@@ -14,8 +14,8 @@ from ms_ssm_jax import quiet_logs
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NOISE = ("Downloading and preparing", "Unknown size", "downloaded and prepared",
-         "Given directory is read only", "save_interval_steps", "has no dataset_info.json",
-         "\r", "\x1b[")
+         "Given directory is read only", "save_interval_steps", "has no dataset_info.json", "\r",
+         "\x1b[")
 
 
 def run_main(script: str, *args: str) -> str:
@@ -61,5 +61,6 @@ def test_only_the_expected_warnings_are_dropped():
     absl_logging.error("checkpoint %s is corrupt", "/tmp/x")
   finally:
     absl_logger.removeHandler(handler)
-  assert kept == ["Given directory is read only=/tmp/x (from another module)",
-                  "checkpoint /tmp/x is corrupt"]
+  assert kept == [
+      "Given directory is read only=/tmp/x (from another module)", "checkpoint /tmp/x is corrupt"
+  ]

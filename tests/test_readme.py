@@ -62,8 +62,8 @@ def test_the_readme_has_the_commands_a_new_user_needs():
   commands = readme_commands()
   assert commands[:2] == [
       "bash scripts/setup.sh && .venv/bin/python train.py --config configs/default.py "
-      "--workdir workdirs/default",
-      "bash scripts/setup.sh && .venv/bin/python -m pytest -n 2 -q"]
+      "--workdir workdirs/default", "bash scripts/setup.sh && .venv/bin/python -m pytest -n 2 -q"
+  ]
   assert [toy_command(c) for c in commands].count(None) == 1  # only the suite is not run
   ci = (REPO / ".ci" / "run").read_text()
   assert commands[1] in ci  # CI runs the README's test command verbatim
@@ -76,16 +76,18 @@ def test_every_readme_command_runs_at_toy_size(tmp_path):
   zoo = tmp_path / "zoo"  # release_checkpoint.py writes here, not into the package
   shutil.copytree(REPO / "ms_ssm_jax" / "released", zoo)
   # One CPU device, as on a user's machine (conftest fakes 8 for the sharding tests).
-  env = {**os.environ, "XLA_FLAGS": "", "PYTHONPATH": str(REPO), "MS_SSM_ZOO_DIR": str(zoo),
-         "TFDS_DATA_DIR": str(tmp_path / "tfds")}
+  env = {
+      **os.environ, "XLA_FLAGS": "", "PYTHONPATH": str(REPO), "MS_SSM_ZOO_DIR": str(zoo),
+      "TFDS_DATA_DIR": str(tmp_path / "tfds")
+  }
   outputs = {}
   for command in filter(None, map(toy_command, readme_commands())):
     run = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True,
                          text=True, timeout=600)
     assert run.returncode == 0, f"{command}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     outputs[command] = run.stdout + run.stderr
-  zoo_eval = next(out for command, out in outputs.items() if "--zoo=ms_ssm_japanese_vowels" in
-                  command and "eval.py" in command)
+  zoo_eval = next(out for command, out in outputs.items()
+                  if "--zoo=ms_ssm_japanese_vowels" in command and "eval.py" in command)
   assert "0.9703" in zoo_eval  # the accuracy the README states
 
 
@@ -97,11 +99,14 @@ def test_python_blocks_name_what_exists():
   assert blocks, "the README has no Python block to check"
   for block in blocks:
     tree = ast.parse(block)
-    modules = {alias.asname or alias.name: importlib.import_module(f"{node.module}.{alias.name}")
-               for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-               and node.module == "ms_ssm_jax" for alias in node.names}
+    modules = {
+        alias.asname or alias.name: importlib.import_module(f"{node.module}.{alias.name}")
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "ms_ssm_jax" for alias in node.names
+    }
     for node in ast.walk(tree):
-      if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-          and node.value.id in modules):
-        assert hasattr(modules[node.value.id], node.attr), (
-            f"README uses {node.value.id}.{node.attr}, which does not exist")
+      if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and
+          node.value.id in modules):
+        assert hasattr(
+            modules[node.value.id],
+            node.attr), (f"README uses {node.value.id}.{node.attr}, which does not exist")

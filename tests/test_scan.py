@@ -73,8 +73,9 @@ def test_two_references_agree(x64):
 def test_operator_is_associative_and_ordered(x64):
   """With time-varying elements the operator's order matters; a swapped operator fails here."""
   rng = np.random.default_rng(1)
-  e1, e2, e3 = [tuple(jnp.asarray(v) for v in random_coeffs(rng, (4,), (4,), True))
-                for _ in range(3)]
+  e1, e2, e3 = [
+      tuple(jnp.asarray(v) for v in random_coeffs(rng, (4,), (4,), True)) for _ in range(3)
+  ]
   left = scan._combine(scan._combine(e1, e2), e3)
   right = scan._combine(e1, scan._combine(e2, e3))
   for u, v in zip(left, right):
@@ -170,13 +171,13 @@ def test_chunked_equals_full(x64, time_varying, complex_, reverse):
     return readout(states, xs)
 
   def chunked(xs):
-    ys, _ = scan.chunked_linear_recurrence(
-        coeffs, readout, xs, chunk_size=8, reverse=reverse, initial_state=x0)
+    ys, _ = scan.chunked_linear_recurrence(coeffs, readout, xs, chunk_size=8, reverse=reverse,
+                                           initial_state=x0)
     return ys
 
   np.testing.assert_allclose(jax.jit(chunked)(xs), jax.jit(full)(xs), rtol=1e-10, atol=1e-12)
-  g_full = jax.jit(jax.grad(lambda xs: jnp.sum(full(xs) ** 2)))(xs)
-  g_chunk = jax.jit(jax.grad(lambda xs: jnp.sum(chunked(xs) ** 2)))(xs)
+  g_full = jax.jit(jax.grad(lambda xs: jnp.sum(full(xs)**2)))(xs)
+  g_chunk = jax.jit(jax.grad(lambda xs: jnp.sum(chunked(xs)**2)))(xs)
   for u, v in zip(g_chunk, g_full):
     np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-12)
 

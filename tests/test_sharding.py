@@ -40,8 +40,9 @@ def test_make_mesh_rejects_bad_shapes(data_size, model_size, message):
 def test_batch_size_must_split_over_the_data_axis():
   mesh = sharding.make_mesh(mesh_config(-1, 1))
   sharding.check_batch_size(mesh, 16, "config.train.global_batch_size")
-  with pytest.raises(ValueError, match="global_batch_size=12 must be a positive multiple of "
-                                       "the mesh's data axis \\(8 devices\\)"):
+  with pytest.raises(
+      ValueError, match="global_batch_size=12 must be a positive multiple of "
+      "the mesh's data axis \\(8 devices\\)"):
     sharding.check_batch_size(mesh, 12, "config.train.global_batch_size")
 
 
@@ -61,8 +62,10 @@ def test_process_data_shard_single_process():
 
 def test_global_batch_is_split_along_data():
   mesh = sharding.make_mesh(mesh_config(4, 2))
-  local = {"inputs": np.arange(8 * 3, dtype=np.float32).reshape(8, 3),
-           "labels": np.arange(8, dtype=np.int32)}
+  local = {
+      "inputs": np.arange(8 * 3, dtype=np.float32).reshape(8, 3),
+      "labels": np.arange(8, dtype=np.int32)
+  }
   batch = sharding.global_batch(mesh, local, 8)
   assert batch["inputs"].sharding.spec == P("data")
   np.testing.assert_array_equal(np.asarray(batch["inputs"]), local["inputs"])
@@ -102,8 +105,8 @@ def test_sharded_training_matches_one_device():
   # zero up to rounding (biases before a BatchNorm) would otherwise move by +-lr at random.
   config = tiny_config(**{"optimizer.eps": 1.0})
   spec = data.get_task(config.data)
-  iterator = data.make_iterator(config.data, "train", global_batch_size=16, seed=0,
-                                shuffle=True, drop_remainder=True)
+  iterator = data.make_iterator(config.data, "train", global_batch_size=16, seed=0, shuffle=True,
+                                drop_remainder=True)
   batches = [next(iterator) for _ in range(3)]
   devices = jax.devices()
   single, single_params, _ = _train_losses(devices[:1], (1, 1), 16, config, batches, spec)

@@ -24,12 +24,12 @@ B, L = 2, 8
 # activation and pooling that a preset uses, two blocks deep.
 CASES = {
     "ms_ssm_multires_batchnorm_mean": ("ms_ssm", "ms_ssm", CONTINUOUS, {}),
-    "ms_ssm_s6_mamba_last": ("ms_ssm_s6", "ms_ssm", TOKENS,
-                             {"pooling": "last", "layer_config.backbone": "s6"}),
+    "ms_ssm_s6_mamba_last":
+        ("ms_ssm_s6", "ms_ssm", TOKENS, {"pooling": "last", "layer_config.backbone": "s6"}),
     "s5_block_prenorm_half_glu2": ("s5", "s5", CONTINUOUS, {"activation": "half_glu2"}),
     "s6_mamba_conv": ("s6", "s6", TOKENS, {}),
-    "lru_per_step_logits": ("lru", "lru", CONTINUOUS, {"pooling": "none",
-                                                       "activation": "half_glu1"}),
+    "lru_per_step_logits":
+        ("lru", "lru", CONTINUOUS, {"pooling": "none", "activation": "half_glu1"}),
     "s4d_gelu_layernorm": ("s4d", "s4d", TOKENS, {"activation": "gelu", "norm": "layer"}),
 }
 
@@ -38,8 +38,9 @@ def _perturbed(variables):
   """Random variables away from the init (BatchNorm statistics included)."""
   leaves, tree = jax.tree.flatten(variables)
   keys = jax.random.split(jax.random.key(2), len(leaves))
-  return jax.tree.unflatten(tree, [leaf + 0.1 * jax.random.normal(k, leaf.shape, leaf.dtype)
-                                   for leaf, k in zip(leaves, keys)])
+  return jax.tree.unflatten(
+      tree,
+      [leaf + 0.1 * jax.random.normal(k, leaf.shape, leaf.dtype) for leaf, k in zip(leaves, keys)])
 
 
 def _inputs(spec, key):
@@ -74,8 +75,8 @@ def test_streamed_logits_equal_the_parallel_pass_on_every_prefix(name):
   inputs = _inputs(spec, jax.random.key(3))
   streamed = jax.jit(lambda v, x: streaming.stream_logits(model, v, x))(variables, inputs)
   assert streamed.shape == (B, L, spec.num_classes) and streamed.dtype == jnp.float32
-  np.testing.assert_allclose(streamed, _prefix_logits(model, variables, inputs),
-                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(streamed, _prefix_logits(model, variables, inputs), rtol=1e-4,
+                             atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["ms_ssm_multires_batchnorm_mean", "s6_mamba_conv"])

@@ -28,9 +28,12 @@ def write_run(root: pathlib.Path, name: str, evals: list[tuple[int, str, float]]
 
 def test_test_accuracy_at_the_earliest_best_validation_step(tmp_path):
   workdir = write_run(tmp_path, "run", [
-      (100, "validation", 0.5), (100, "test", 0.4),
-      (200, "validation", 0.9), (200, "test", 0.7),
-      (300, "validation", 0.9), (300, "test", 0.8),
+      (100, "validation", 0.5),
+      (100, "test", 0.4),
+      (200, "validation", 0.9),
+      (200, "test", 0.7),
+      (300, "validation", 0.9),
+      (300, "test", 0.8),
   ])
   summary = summarize_runs.summarize(workdir)
   assert summary["task"] == "uea:BasicMotions" and summary["model"] == "s5"
@@ -53,8 +56,10 @@ def test_a_run_without_evaluations_shows_dashes(tmp_path):
 def test_directories_that_are_not_runs_are_skipped_with_a_warning(tmp_path, capsys, monkeypatch):
   write_run(tmp_path, "run", [(100, "validation", 0.5), (100, "test", 0.4)])
   (tmp_path / "ft").mkdir()  # e.g. a run that failed before writing config.json
-  monkeypatch.setattr(sys, "argv", ["summarize_runs.py", str(tmp_path / "run"),
-                                    str(tmp_path / "ft")])
+  monkeypatch.setattr(
+      sys, "argv",
+      ["summarize_runs.py", str(tmp_path / "run"),
+       str(tmp_path / "ft")])
   summarize_runs.main()
   out, err = capsys.readouterr()
   assert "| run | uea:BasicMotions | s5 |" in out

@@ -37,12 +37,16 @@ def _mnist_dir(root: pathlib.Path) -> pathlib.Path:
 
 def _data_updates(task: str, data_dir: pathlib.Path) -> dict:
   if task == "listops":
-    return {"data.data_dir": str(data_dir), "data.num_train": 32, "data.num_validation": 8,
-            "data.num_test": 8, "data.min_tree_length": 10, "data.max_tree_length": 40,
-            "data.max_length": 48}
+    return {
+        "data.data_dir": str(data_dir), "data.num_train": 32, "data.num_validation": 8,
+        "data.num_test": 8, "data.min_tree_length": 10, "data.max_tree_length": 40,
+        "data.max_length": 48
+    }
   if task == "pathfinder32":
-    return {"data.data_dir": str(data_dir), "data.num_train": 16, "data.num_validation": 8,
-            "data.num_test": 8}
+    return {
+        "data.data_dir": str(data_dir), "data.num_train": 16, "data.num_validation": 8,
+        "data.num_test": 8
+    }
   if task == "smnist":
     return {"data.data_dir": str(_mnist_dir(data_dir)), "data.num_validation": 8}
   if task == "basic_motions":
@@ -55,14 +59,25 @@ def test_task_family_trains_end_to_end(task, tmp_path):
   data_dir = tmp_path / "data"
   data_dir.mkdir()
   workdir = tmp_path / "run"
-  config = tiny_config(task, "s5", **{
-      # FFT convolution, layer norm and no dropout: the cheapest programs to compile, which
-      # is where almost all of each run's time goes.
-      "model.layer_config.impl": "conv", "model.norm": "layer", "model.dropout": 0.0,
-      "optimizer.warmup_steps": 1, "train.global_batch_size": 8, "train.eval_batch_size": 8,
-      "train.num_steps": _NUM_STEPS, "train.log_every": _NUM_STEPS, "train.eval_every": 0,
-      "train.checkpoint_every": 0, "train.eval_splits": ("validation",),
-      **_data_updates(task, data_dir)})
+  config = tiny_config(
+      task,
+      "s5",
+      **{
+          # FFT convolution, layer norm and no dropout: the cheapest programs to compile, which
+          # is where almost all of each run's time goes.
+          "model.layer_config.impl": "conv",
+          "model.norm": "layer",
+          "model.dropout": 0.0,
+          "optimizer.warmup_steps": 1,
+          "train.global_batch_size": 8,
+          "train.eval_batch_size": 8,
+          "train.num_steps": _NUM_STEPS,
+          "train.log_every": _NUM_STEPS,
+          "train.eval_every": 0,
+          "train.checkpoint_every": 0,
+          "train.eval_splits": ("validation",),
+          **_data_updates(task, data_dir)
+      })
 
   train_lib.train_and_evaluate(config, workdir)
 

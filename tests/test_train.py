@@ -25,7 +25,6 @@ from ms_ssm_jax import train_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
-
 _CACHE_OPTIONS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
                   "jax_persistent_cache_min_entry_size_bytes")
 
@@ -49,16 +48,18 @@ def persistent_compilation_cache(tmp_path_factory):
     jax.config.update(name, value)
 
 
-def tiny_config(task: str = "japanese_vowels", model: str = "s5", **updates
-                ) -> ml_collections.ConfigDict:
+def tiny_config(task: str = "japanese_vowels", model: str = "s5",
+                **updates) -> ml_collections.ConfigDict:
   """A model of a few hundred parameters that trains in seconds on the CPU."""
   config = common.base_config(task, model)
-  common.override(config, {
-      "model.d_model": 8, "model.num_layers": 1, "model.dropout": 0.1,
-      "model.layer_config.state_size": 4, "optimizer.lr": 1e-2, "optimizer.warmup_steps": 2,
-      "train.global_batch_size": 16, "train.eval_batch_size": 64, "train.num_steps": 8,
-      "train.log_every": 4, "train.eval_every": 0, "train.checkpoint_every": 4,
-      "train.eval_splits": ("validation",), **updates})
+  common.override(
+      config, {
+          "model.d_model": 8, "model.num_layers": 1, "model.dropout": 0.1,
+          "model.layer_config.state_size": 4, "optimizer.lr": 1e-2, "optimizer.warmup_steps":
+              2, "train.global_batch_size": 16, "train.eval_batch_size": 64, "train.num_steps":
+                  8, "train.log_every": 4, "train.eval_every": 0, "train.checkpoint_every": 4,
+          "train.eval_splits": ("validation",), **updates
+      })
   return common.lock(config)
 
 
@@ -71,9 +72,11 @@ def read_csv(path: pathlib.Path) -> list[dict[str, str]]:
 def trained_run(tmp_path_factory):
   """30 steps on JapaneseVowels, with the step functions checked for retracing."""
   workdir = tmp_path_factory.mktemp("run")
-  config = tiny_config(**{"train.num_steps": 30, "train.log_every": 5, "train.eval_every": 15,
-                          "train.checkpoint_every": 15, "train.eval_splits": ("validation",
-                                                                              "test")})
+  config = tiny_config(
+      **{
+          "train.num_steps": 30, "train.log_every": 5, "train.eval_every": 15,
+          "train.checkpoint_every": 15, "train.eval_splits": ("validation", "test")
+      })
   with pytest.MonkeyPatch.context() as patch:
     # Any retrace (new shapes, dtypes or shardings between steps) raises here.
     patch.setattr(train_lib, "train_step", chex.assert_max_traces(train_lib.train_step, n=1))
@@ -100,8 +103,8 @@ def test_run_files(trained_run):
   summary = (workdir / "model_summary.txt").read_text()
   assert "parameters:" in summary and "params/head/kernel" in summary
   evals = read_csv(workdir / "metrics" / "eval.csv")
-  assert [(r["step"], r["split"]) for r in evals] == [
-      ("15", "validation"), ("15", "test"), ("30", "validation"), ("30", "test")]
+  assert [(r["step"], r["split"]) for r in evals] == [("15", "validation"), ("15", "test"),
+                                                      ("30", "validation"), ("30", "test")]
   assert int(evals[0]["num_examples"]) == data.num_examples(tiny_config().data, "validation")
   results = json.loads((workdir / "results.json").read_text())
   best_score = max(float(r["accuracy"]) for r in evals if r["split"] == "validation")
@@ -133,8 +136,11 @@ def test_nan_loss_stops_without_saving_the_bad_state(tmp_path, monkeypatch):
 
 def test_missing_data_error_surfaces(tmp_path):
   config = common.base_config("uea", "s5")
-  common.override(config, {"data.dataset": "EigenWorms", "data.manual_dir": str(tmp_path),
-                           "data.data_dir": str(tmp_path / "tfds")})
+  common.override(
+      config, {
+          "data.dataset": "EigenWorms", "data.manual_dir": str(tmp_path), "data.data_dir": str(
+              tmp_path / "tfds")
+      })
   with pytest.raises(data.MissingDataError, match="EigenWorms"):
     train_lib.train_and_evaluate(config, tmp_path / "run")
 
@@ -146,11 +152,11 @@ def _run_train_py(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_train_py_default_config(tmp_path):
-  result = _run_train_py(
-      f"--workdir={tmp_path}", "--config.model.d_model=8", "--config.model.num_layers=1",
-      "--config.train.num_steps=2", "--config.train.log_every=1",
-      "--config.optimizer.warmup_steps=1",
-      "--config.train.eval_splits=('validation',)", "--config.train.global_batch_size=8")
+  result = _run_train_py(f"--workdir={tmp_path}", "--config.model.d_model=8",
+                         "--config.model.num_layers=1", "--config.train.num_steps=2",
+                         "--config.train.log_every=1", "--config.optimizer.warmup_steps=1",
+                         "--config.train.eval_splits=('validation',)",
+                         "--config.train.global_batch_size=8")
   assert result.returncode == 0, result.stderr[-3000:]
   assert "step 2/2" in result.stdout
   assert "parameters:" in result.stdout
@@ -223,8 +229,8 @@ def test_a_run_that_fails_before_its_first_step_leaves_no_half_made_workdir(tmp_
 def test_results_hold_every_split_at_the_best_validation_step(trained_run):
   workdir, _ = trained_run
   evals = read_csv(workdir / "metrics" / "eval.csv")
-  best = max((r for r in evals if r["split"] == "validation"),
-             key=lambda r: (float(r["accuracy"]), -int(r["step"])))
+  best = max((r for r in evals if r["split"] == "validation"), key=lambda r:
+             (float(r["accuracy"]), -int(r["step"])))
   test_at_best = next(r for r in evals if r["split"] == "test" and r["step"] == best["step"])
   at_best = json.loads((workdir / "results.json").read_text())["at_best_validation"]
   assert at_best["step"] == int(best["step"])
@@ -232,8 +238,11 @@ def test_results_hold_every_split_at_the_best_validation_step(trained_run):
 
 
 def test_the_log_prints_validation_during_training_and_test_at_the_end(tmp_path, capsys):
-  config = tiny_config(**{"train.num_steps": 4, "train.log_every": 2, "train.eval_every": 2,
-                          "train.eval_splits": ("validation", "test")})
+  config = tiny_config(
+      **{
+          "train.num_steps": 4, "train.log_every": 2, "train.eval_every": 2, "train.eval_splits": (
+              "validation", "test")
+      })
   train_lib.train_and_evaluate(config, tmp_path / "run")
   out = capsys.readouterr().out
   assert "eval validation @ 2" in out and "eval test @ 2" not in out
@@ -250,8 +259,7 @@ def test_profile_steps_writes_a_trace_into_the_workdir(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, expected", [
     (("--config.train.global_batch_size=0",), "global_batch_size=0 must be a positive"),
-    pytest.param(("--config.init_from=no_such_model",), "not a zoo name",
-                 marks=pytest.mark.slow),
+    pytest.param(("--config.init_from=no_such_model",), "not a zoo name", marks=pytest.mark.slow),
     pytest.param(("--config.data.name=no_such_task",), "unknown task 'no_such_task'",
                  marks=pytest.mark.slow),
 ])

@@ -37,8 +37,8 @@ SLICE_TOLERANCE_EXAMPLES = 2
 # (as their own tasks or as task "uea" with that dataset), scikit-learn's digits, generated
 # ListOps at LRA sizes (about 25 s on 2 CPU cores), and the synthetic memory tasks (made per
 # example, no files).
-QUICK_TASKS = set(uea.SHIPPED_TASKS) | {"sdigits", "listops", "associative_recall",
-                                        "selective_copying"}
+QUICK_TASKS = set(
+    uea.SHIPPED_TASKS) | {"sdigits", "listops", "associative_recall", "selective_copying"}
 SHIPPED_UEA_DATASETS = set(uea.SHIPPED_TASKS.values())
 # Generated tasks write their data here (once per test session), not into ~/tensorflow_datasets.
 GENERATED_TASKS = {"listops"}
@@ -49,8 +49,8 @@ TINY_NAME = "tiny_s5_japanese_vowels"
 
 
 def _load_script():
-  spec = importlib.util.spec_from_file_location(
-      "release_checkpoint", REPO / "scripts" / "release_checkpoint.py")
+  spec = importlib.util.spec_from_file_location("release_checkpoint",
+                                                REPO / "scripts" / "release_checkpoint.py")
   script = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(script)
   return script
@@ -74,8 +74,7 @@ def test_entry_file_matches_the_manifest_and_the_model(entry):
   path = zoo.zoo_dir() / entry.file
   assert path.stat().st_size == entry.size_bytes
   assert zoo.sha256_of(path) == entry.sha256
-  assert (entry.task, entry.model) == (entry.config["data"]["name"],
-                                       entry.config["model"]["layer"])
+  assert (entry.task, entry.model) == (entry.config["data"]["name"], entry.config["model"]["layer"])
   assert {"command", "device", "date"} <= {k for k, v in entry.to_json().items() if v}
   # Rebuilds the model from the stored config; every array must fit it.
   model = evaluation.SavedModel.from_zoo(entry.name)
@@ -89,19 +88,19 @@ def generated_data_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("entry", [
     pytest.param(entry, marks=pytest.mark.slow) if entry.name in SLOW_SLICE_ENTRIES else entry
-    for entry in RELEASED], ids=lambda entry: entry.name)
+    for entry in RELEASED
+], ids=lambda entry: entry.name)
 def test_entry_reproduces_its_slice_accuracy(entry, generated_data_dir):
-  quick = entry.task in QUICK_TASKS or (
-      entry.task == "uea" and entry.config["data"]["dataset"] in SHIPPED_UEA_DATASETS)
+  quick = entry.task in QUICK_TASKS or (entry.task == "uea" and
+                                        entry.config["data"]["dataset"] in SHIPPED_UEA_DATASETS)
   if not quick and os.environ.get("MS_SSM_ZOO_TEST_ALL") != "1":
     pytest.skip(f"task {entry.task!r}: its test split cannot be made on a CPU in seconds; set "
                 "MS_SSM_ZOO_TEST_ALL=1 (with the data prepared) to evaluate it")
   metrics = entry.metrics
-  overrides = ({"data_dir": str(generated_data_dir)} if entry.task in GENERATED_TASKS
-               else None)
+  overrides = ({"data_dir": str(generated_data_dir)} if entry.task in GENERATED_TASKS else None)
   # A batch that splits over the tests' 8 CPU devices; eval-mode metrics do not depend on it.
   model = evaluation.SavedModel.from_zoo(entry.name, data_overrides=overrides,
-                                        batch_size=5 * jax.device_count())
+                                         batch_size=5 * jax.device_count())
   result = model.evaluate("test", metrics["slice_examples"])
   assert result["num_examples"] == metrics["slice_examples"]
   differing = abs(result["accuracy"] - metrics["slice_accuracy"]) * metrics["slice_examples"]
@@ -135,8 +134,11 @@ def tiny_zoo(tmp_path_factory):
   root = tmp_path_factory.mktemp("tiny_zoo")
   run = root / "run"
   train_lib.train_and_evaluate(tiny_config(), run, command="python train.py --tiny")
-  release_checkpoint.main(["--workdir", str(run), "--name", TINY_NAME, "--description", "tiny",
-                           "--slice_examples", "50", "--zoo_dir", str(root / "zoo")])
+  release_checkpoint.main([
+      "--workdir",
+      str(run), "--name", TINY_NAME, "--description", "tiny", "--slice_examples", "50", "--zoo_dir",
+      str(root / "zoo")
+  ])
   return root / "zoo", run, zoo.get_entry(TINY_NAME, root / "zoo")
 
 
@@ -163,8 +165,10 @@ def test_release_script_writes_a_verified_entry(tiny_zoo):
   assert entry.metrics["test_examples"] == test["num_examples"] == 370
   model = evaluation.SavedModel.from_zoo(TINY_NAME, directory=directory)
   assert model.evaluate("test", 50) == pytest.approx(
-      {"loss": entry.metrics["slice_loss"], "accuracy": entry.metrics["slice_accuracy"],
-       "num_examples": 50}, rel=1e-6)
+      {
+          "loss": entry.metrics["slice_loss"], "accuracy": entry.metrics["slice_accuracy"],
+          "num_examples": 50
+      }, rel=1e-6)
 
 
 def test_release_script_refuses_to_overwrite_and_needs_provenance(tiny_zoo, tmp_path):
@@ -178,22 +182,27 @@ def test_release_script_refuses_to_overwrite_and_needs_provenance(tiny_zoo, tmp_
   shutil.copytree(run, bare)
   (bare / "sessions.jsonl").unlink()
   with pytest.raises(ValueError, match="pass --command --device --date"):
-    release_checkpoint.main(["--workdir", str(bare), "--name", "other", "--zoo_dir",
-                             str(directory)])
+    release_checkpoint.main(
+        ["--workdir", str(bare), "--name", "other", "--zoo_dir",
+         str(directory)])
 
 
 def test_eval_py_evaluates_a_zoo_entry_by_name(tiny_zoo):
   directory, _, entry = tiny_zoo
-  env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", "PYTHONPATH": str(REPO),
-         zoo.ZOO_DIR_ENV: str(directory)}
+  env = {
+      **os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", "PYTHONPATH": str(REPO),
+      zoo.ZOO_DIR_ENV: str(directory)
+  }
   result = subprocess.run(
-      [sys.executable, str(REPO / "eval.py"), f"--zoo={TINY_NAME}", "--max_examples=50"],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+      [sys.executable,
+       str(REPO / "eval.py"), f"--zoo={TINY_NAME}", "--max_examples=50"], cwd=REPO, env=env,
+      capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   row = next(line for line in result.stdout.splitlines() if line.startswith(f"| zoo:{TINY_NAME}"))
   cells = [cell.strip() for cell in row.strip("|").split("|")]
-  assert cells[4:] == ["test", f"{entry.metrics['slice_loss']:.4f}",
-                       f"{entry.metrics['slice_accuracy']:.4f}", "50"]
+  assert cells[4:] == [
+      "test", f"{entry.metrics['slice_loss']:.4f}", f"{entry.metrics['slice_accuracy']:.4f}", "50"
+  ]
 
 
 def test_fine_tune_from_a_zoo_name_on_another_dataset(tiny_zoo, tmp_path, monkeypatch):
@@ -201,9 +210,10 @@ def test_fine_tune_from_a_zoo_name_on_another_dataset(tiny_zoo, tmp_path, monkey
   monkeypatch.setenv(zoo.ZOO_DIR_ENV, str(directory))
   # BasicMotions: 6 input channels and 4 classes, against JapaneseVowels' 12 and 9.
   updates = {"init_from": TINY_NAME, "train.num_steps": 1, "optimizer.warmup_steps": 0}
-  with pytest.raises(checkpointing.CheckpointMismatchError,
-                     match=r"(?s)params/encoder/projection/kernel: checkpoint \(12, 8\) vs model "
-                           r"\(6, 8\).*--config.init_head='encoder/\.\*\|head/\.\*'"):
+  with pytest.raises(
+      checkpointing.CheckpointMismatchError,
+      match=r"(?s)params/encoder/projection/kernel: checkpoint \(12, 8\) vs model "
+      r"\(6, 8\).*--config.init_head='encoder/\.\*\|head/\.\*'"):
     train_lib.train_and_evaluate(tiny_config("basic_motions", init_head="reinit", **updates),
                                  tmp_path / "head_only")
   config = tiny_config("basic_motions", init_head="encoder/.*|head/.*", freeze="blocks_0/.*",
@@ -229,4 +239,4 @@ def test_init_from_errors_are_clear(tiny_zoo, tmp_path, monkeypatch):
     finetune.fine_tune_variables({}, TINY_NAME, "keep")
   with pytest.raises(ValueError, match="re-initializes nothing"):
     finetune.fine_tune_variables({"params": {"head": {"kernel": np.zeros(1)}}}, TINY_NAME,
-                                  "encoder/.*")
+                                 "encoder/.*")

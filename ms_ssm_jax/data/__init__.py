@@ -6,9 +6,8 @@
                             drop_remainder=True)
 """
 
-from ms_ssm_jax.data.registry import (default_data_config, get_source, get_task,
-                                      get_task_def, list_tasks, make_iterator,
-                                      num_examples)
+from ms_ssm_jax.data.registry import (default_data_config, get_source, get_task, get_task_def,
+                                      list_tasks, make_iterator, num_examples)
 from ms_ssm_jax.data.task import MissingDataError, TaskDef, TaskSpec
 
 __all__ = [

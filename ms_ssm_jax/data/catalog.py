@@ -25,9 +25,10 @@ GENERATED_TASKS = ("listops", "pathfinder32", "pathfinder64", "pathx", "associat
 def task_kinds() -> dict[str, str]:
   """Every registered task's kind: SHIPPED, GENERATED or PROVIDED."""
   shipped_tasks = set(uea.SHIPPED_TASKS) | set(digits.TASKS)
-  return {name: SHIPPED if name in shipped_tasks else
-          GENERATED if name in GENERATED_TASKS else PROVIDED
-          for name in registry.list_tasks()}
+  return {
+      name: SHIPPED if name in shipped_tasks else GENERATED if name in GENERATED_TASKS else PROVIDED
+      for name in registry.list_tasks()
+  }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,12 +62,12 @@ def shipped_datasets() -> tuple[list[ShippedDataSet], dict[str, str]]:
       rejected[problem.name] = str(error).splitlines()[0]
       continue
     lengths = [*train.lengths, *test.lengths]
-    rows.append(ShippedDataSet(
-        name=problem.name, source=f"{problem.package} {problem.version}",
-        channels=train.values.shape[2], classes=len(train.class_names),
-        min_length=int(min(lengths)), max_length=int(max(lengths)),
-        train=len(train.lengths), test=len(test.lengths),
-        load_with=named_tasks.get(problem.name, f"uea, dataset={problem.name}")))
+    rows.append(
+        ShippedDataSet(name=problem.name, source=f"{problem.package} {problem.version}",
+                       channels=train.values.shape[2], classes=len(train.class_names),
+                       min_length=int(min(lengths)), max_length=int(max(lengths)),
+                       train=len(train.lengths), test=len(test.lengths),
+                       load_with=named_tasks.get(problem.name, f"uea, dataset={problem.name}")))
   digits_config = digits.default_config()
   try:
     _, labels = digits.read_digits_csv(digits.digits_file(digits_config))
@@ -74,8 +75,9 @@ def shipped_datasets() -> tuple[list[ShippedDataSet], dict[str, str]]:
     rejected["sdigits"] = str(error).splitlines()[0]
     return rows, rejected
   num_test = digits_config.num_test
-  rows.append(ShippedDataSet(
-      name="sdigits", source=f"{digits.DISTRIBUTION} (digits.csv.gz)", channels=1,
-      classes=digits.NUM_CLASSES, min_length=digits.NUM_PIXELS, max_length=digits.NUM_PIXELS,
-      train=len(labels) - num_test, test=num_test, load_with="sdigits"))
+  rows.append(
+      ShippedDataSet(name="sdigits", source=f"{digits.DISTRIBUTION} (digits.csv.gz)", channels=1,
+                     classes=digits.NUM_CLASSES, min_length=digits.NUM_PIXELS,
+                     max_length=digits.NUM_PIXELS, train=len(labels) - num_test, test=num_test,
+                     load_with="sdigits"))
   return rows, rejected

@@ -74,8 +74,8 @@ def read_digits_csv(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f"{path}: expected {NUM_PIXELS + 1} columns (pixels, label), got "
                      f"{table.shape[1]}")
   pixels, labels = table[:, :NUM_PIXELS], table[:, NUM_PIXELS]
-  if (pixels.min() < 0 or pixels.max() > MAX_INTENSITY
-      or not np.all(np.isin(labels, range(NUM_CLASSES)))):
+  if (pixels.min() < 0 or pixels.max() > MAX_INTENSITY or
+      not np.all(np.isin(labels, range(NUM_CLASSES)))):
     raise ValueError(f"{path}: pixels must lie in [0, {MAX_INTENSITY:g}] and labels in "
                      f"0-{NUM_CLASSES - 1}")
   return (pixels / MAX_INTENSITY).astype(np.float32), labels.astype(np.int32)
@@ -89,9 +89,10 @@ def split_indices(num_examples: int, config: ml_collections.ConfigDict) -> dict[
                      f"{config.num_test} must be >= 1 and leave training examples out of "
                      f"{num_examples}")
   order = np.random.default_rng(config.split_seed).permutation(num_examples)
-  return {"test": order[:config.num_test],
-          "validation": order[config.num_test:held_out],
-          "train": order[held_out:]}
+  return {
+      "test": order[:config.num_test], "validation": order[config.num_test:held_out],
+      "train": order[held_out:]
+  }
 
 
 class DigitsSource:
@@ -108,8 +109,8 @@ class DigitsSource:
 
 
 def spec(config: ml_collections.ConfigDict) -> TaskSpec:
-  return TaskSpec(name="sdigits", input_type="continuous", num_channels=1,
-                  num_classes=NUM_CLASSES, max_length=NUM_PIXELS)
+  return TaskSpec(name="sdigits", input_type="continuous", num_channels=1, num_classes=NUM_CLASSES,
+                  max_length=NUM_PIXELS)
 
 
 def source(config: ml_collections.ConfigDict, split: str) -> SubsetSource:

@@ -77,9 +77,8 @@ def image_patches(image: np.ndarray, patch_size: int) -> np.ndarray:
   return grid.transpose(0, 2, 1, 3, 4).reshape(-1, patch_size * patch_size * channels)
 
 
-def imagenet_patches(
-    example: dict, resize_size: int, image_size: int, patch_size: int
-) -> dict[str, np.ndarray]:
+def imagenet_patches(example: dict, resize_size: int, image_size: int,
+                     patch_size: int) -> dict[str, np.ndarray]:
   """ImageNet example -> `((image_size / patch_size)^2, patch_size^2 * 3)` normalized patches."""
   image = Image.fromarray(example["image"])
   width, height = image.size
@@ -156,9 +155,8 @@ def _imagenet_spec(config):
   if config.image_size % config.patch_size or config.resize_size < config.image_size:
     raise ValueError(
         f"image_size={config.image_size} must be a multiple of patch_size={config.patch_size} "
-        f"and at most resize_size={config.resize_size}"
-    )
-  steps = (config.image_size // config.patch_size) ** 2
+        f"and at most resize_size={config.resize_size}")
+  steps = (config.image_size // config.patch_size)**2
   return _continuous_spec(config, 3 * config.patch_size**2, 1000, steps)
 
 
@@ -174,23 +172,27 @@ def _imagenet_source(config, split):
 
 
 TASKS: dict[str, TaskDef] = {
-    "lra_image": TaskDef(
-        functools.partial(_base_config, "lra_image", 5000),
-        lambda config: _continuous_spec(config, 1, 10, 1024),
-        _lra_image_source,
-    ),
-    "scifar": TaskDef(
-        functools.partial(_base_config, "scifar", 5000),
-        lambda config: _continuous_spec(config, 3, 10, 1024),
-        _scifar_source,
-    ),
-    "smnist": TaskDef(
-        functools.partial(_base_config, "smnist", 6000),
-        lambda config: _continuous_spec(config, 1, 10, 784),
-        _smnist_source,
-    ),
-    "psmnist": TaskDef(
-        _psmnist_config, lambda config: _continuous_spec(config, 1, 10, 784), _psmnist_source
-    ),
-    "imagenet": TaskDef(_imagenet_config, _imagenet_spec, _imagenet_source),
+    "lra_image":
+        TaskDef(
+            functools.partial(_base_config, "lra_image", 5000),
+            lambda config: _continuous_spec(config, 1, 10, 1024),
+            _lra_image_source,
+        ),
+    "scifar":
+        TaskDef(
+            functools.partial(_base_config, "scifar", 5000),
+            lambda config: _continuous_spec(config, 3, 10, 1024),
+            _scifar_source,
+        ),
+    "smnist":
+        TaskDef(
+            functools.partial(_base_config, "smnist", 6000),
+            lambda config: _continuous_spec(config, 1, 10, 784),
+            _smnist_source,
+        ),
+    "psmnist":
+        TaskDef(_psmnist_config, lambda config: _continuous_spec(config, 1, 10, 784),
+                _psmnist_source),
+    "imagenet":
+        TaskDef(_imagenet_config, _imagenet_spec, _imagenet_source),
 }

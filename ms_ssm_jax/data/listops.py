@@ -48,8 +48,21 @@ from ms_ssm_jax.data.task import MappedSource, TaskDef, TaskSpec
 
 PAD_ID = 0
 LISTOPS_TOKENS = (
-    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9",
-    "[MIN", "[MAX", "[MED", "[SM", "]",
+    "0",
+    "1",
+    "2",
+    "3",
+    "4",
+    "5",
+    "6",
+    "7",
+    "8",
+    "9",
+    "[MIN",
+    "[MAX",
+    "[MED",
+    "[SM",
+    "]",
 )  # fmt: skip
 LISTOPS_VOCAB_SIZE = len(LISTOPS_TOKENS) + 1  # + padding
 NUM_CLASSES = 10
@@ -70,10 +83,8 @@ def tokenize_listops(text: str) -> np.ndarray:
   try:
     return np.array([_TOKEN_TO_ID[token] for token in _split_listops_text(text)], np.int32)
   except KeyError as e:
-    raise ValueError(
-        f"unknown ListOps token {e.args[0]!r} in {text[:80]!r}...; known tokens: "
-        f"{', '.join(LISTOPS_TOKENS)} (parentheses are ignored)"
-    ) from None
+    raise ValueError(f"unknown ListOps token {e.args[0]!r} in {text[:80]!r}...; known tokens: "
+                     f"{', '.join(LISTOPS_TOKENS)} (parentheses are ignored)") from None
 
 
 def listops_to_text(tokens: np.ndarray) -> str:
@@ -167,9 +178,8 @@ def _sample_structure(
   return levels, length, alive
 
 
-def _evaluate_level(
-    child_value: np.ndarray, child_size: np.ndarray, op_type: np.ndarray, num_children: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _evaluate_level(child_value: np.ndarray, child_size: np.ndarray, op_type: np.ndarray,
+                    num_children: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Values and token counts `(n_ops,)` of one level's operators from their children's."""
   starts = np.cumsum(num_children) - num_children
   group = np.repeat(np.arange(num_children.size), num_children)
@@ -192,9 +202,8 @@ def _evaluate_level(
   return value, size
 
 
-def _sample_trees(
-    rng: np.random.Generator, num_attempts: int, min_length: int, max_length: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _sample_trees(rng: np.random.Generator, num_attempts: int, min_length: int,
+                  max_length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Accepted trees of `num_attempts` draws: flat tokens (uint8), lengths and labels."""
   levels, length, alive = _sample_structure(rng, num_attempts, max_length)
   accepted = alive & (length >= min_length) & (length <= max_length)
@@ -212,9 +221,8 @@ def _sample_trees(
   sizes = [np.ones(is_op.size, np.int64) for is_op, _ in kept]
   for d in reversed(range(len(kept) - 1)):
     is_op, num_children = kept[d]
-    values[d][is_op], sizes[d][is_op] = _evaluate_level(
-        values[d + 1], sizes[d + 1], op_types[d], num_children[is_op]
-    )
+    values[d][is_op], sizes[d][is_op] = _evaluate_level(values[d + 1], sizes[d + 1], op_types[d],
+                                                        num_children[is_op])
 
   # Token positions top down: a child starts after its parent's `[OP` and its older siblings.
   tokens = np.empty(int(sizes[0].sum()), np.uint8)
@@ -234,16 +242,13 @@ def _sample_trees(
 
 def _check_window(min_length: int, max_length: int) -> None:
   if not _MIN_WINDOW_LENGTH <= min_length <= max_length:
-    raise ValueError(
-        f"ListOps length window [{min_length}, {max_length}] must satisfy "
-        f"{_MIN_WINDOW_LENGTH} <= min_length <= max_length (the shortest expression, "
-        f"`[OP a b ]`, has {_MIN_WINDOW_LENGTH} tokens)"
-    )
+    raise ValueError(f"ListOps length window [{min_length}, {max_length}] must satisfy "
+                     f"{_MIN_WINDOW_LENGTH} <= min_length <= max_length (the shortest expression, "
+                     f"`[OP a b ]`, has {_MIN_WINDOW_LENGTH} tokens)")
 
 
-def generate_listops_shard(
-    seed: int, shard_index: int, num_examples: int, min_length: int, max_length: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def generate_listops_shard(seed: int, shard_index: int, num_examples: int, min_length: int,
+                           max_length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """`num_examples` trees with token counts in [min_length, max_length], from `(seed, shard)`.
 
   Returns flat uint8 tokens of all trees one after the other, their lengths `(n,)` and their
@@ -257,25 +262,22 @@ def generate_listops_shard(
     if count == 0 and attempts >= _MAX_ATTEMPTS_WITHOUT_ACCEPT:
       raise ValueError(
           f"no ListOps tree with a length in [{min_length}, {max_length}] in {attempts} "
-          "draws: under LRA's distribution this window is too rare; widen it"
-      )
-    batch_tokens, batch_lengths, batch_labels = _sample_trees(
-        rng, _ATTEMPTS_PER_BATCH, min_length, max_length
-    )
+          "draws: under LRA's distribution this window is too rare; widen it")
+    batch_tokens, batch_lengths, batch_labels = _sample_trees(rng, _ATTEMPTS_PER_BATCH, min_length,
+                                                              max_length)
     attempts += _ATTEMPTS_PER_BATCH
     tokens.append(batch_tokens)
     lengths.append(batch_lengths)
     labels.append(batch_labels)
     count += batch_lengths.size
   lengths = np.concatenate(lengths)[:num_examples]
-  tokens = np.concatenate(tokens)[: int(lengths.sum())]
+  tokens = np.concatenate(tokens)[:int(lengths.sum())]
   labels = np.concatenate(labels)[:num_examples]
   return tokens, lengths.astype(np.int32), labels.astype(np.int32)
 
 
-def generate_listops(
-    num_examples: int, *, min_length: int, max_length: int, seed: int, num_workers: int = 1
-) -> tuple[list[np.ndarray], np.ndarray]:
+def generate_listops(num_examples: int, *, min_length: int, max_length: int, seed: int,
+                     num_workers: int = 1) -> tuple[list[np.ndarray], np.ndarray]:
   """`num_examples` distinct trees: token arrays `(l,)` uint8 and labels `(num_examples,)` int32.
 
   Shards of `_SHARD_SIZE` trees come from their own seeds `(seed, shard)` and are merged in
@@ -286,8 +288,7 @@ def generate_listops(
   if num_examples < 0 or seed < 0 or num_workers < 1:
     raise ValueError(
         f"need num_examples >= 0, seed >= 0 and num_workers >= 1, got {num_examples}, {seed}, "
-        f"{num_workers}"
-    )
+        f"{num_workers}")
   shard_size = min(_SHARD_SIZE, max(num_examples, 1))
   examples: dict[bytes, tuple[np.ndarray, int]] = {}
   next_shard = trees_without_new = 0
@@ -295,16 +296,13 @@ def generate_listops(
     map_shards = map
     if num_workers > 1:
       # Spawned, not forked: forking a parent that runs JAX or other threads is unsafe.
-      pool = concurrent.futures.ProcessPoolExecutor(
-          num_workers, mp_context=multiprocessing.get_context("spawn")
-      )
+      pool = concurrent.futures.ProcessPoolExecutor(num_workers,
+                                                    mp_context=multiprocessing.get_context("spawn"))
       map_shards = stack.enter_context(pool).map
     while len(examples) < num_examples:
       num_shards = -(-(num_examples - len(examples)) // shard_size)
-      shard_args = [
-          (seed, shard, shard_size, min_length, max_length)
-          for shard in range(next_shard, next_shard + num_shards)
-      ]
+      shard_args = [(seed, shard, shard_size, min_length, max_length)
+                    for shard in range(next_shard, next_shard + num_shards)]
       next_shard += num_shards
       found = len(examples)
       for tokens, lengths, labels in map_shards(generate_listops_shard, *zip(*shard_args)):
@@ -317,8 +315,7 @@ def generate_listops(
         raise ValueError(
             f"only {found} distinct ListOps trees found with lengths in [{min_length}, "
             f"{max_length}] (the last {trees_without_new} trees drawn were all repeats), fewer "
-            f"than the {num_examples} requested: widen the length window or ask for fewer"
-        )
+            f"than the {num_examples} requested: widen the length window or ask for fewer")
   selected = list(examples.values())[:num_examples]
   return [tree for tree, _ in selected], np.array([label for _, label in selected], np.int32)
 
@@ -403,13 +400,14 @@ class ListOps(local_builder.LocalBuilder, skip_registration=True):
     )
     logging.info(
         "Generated %d ListOps trees in %.1f s with %d worker(s).",
-        len(trees), time.perf_counter() - start, self._num_workers,
+        len(trees),
+        time.perf_counter() - start,
+        self._num_workers,
     )  # fmt: skip
     generators, offset = {}, 0
     for split, size in sizes.items():
-      generators[split] = self._generate_examples(
-          trees[offset : offset + size], labels[offset : offset + size]
-      )
+      generators[split] = self._generate_examples(trees[offset:offset + size],
+                                                  labels[offset:offset + size])
       offset += size
     return generators
 
@@ -442,8 +440,7 @@ def get_spec(config: ml_collections.ConfigDict) -> TaskSpec:
   if config.max_tree_length > config.max_length:
     raise ValueError(
         f"listops: max_tree_length {config.max_tree_length} exceeds max_length "
-        f"{config.max_length}; raise max_length (the padded length) or lower max_tree_length"
-    )
+        f"{config.max_length}; raise max_length (the padded length) or lower max_tree_length")
   return TaskSpec(
       name="listops",
       input_type="tokens",
@@ -469,9 +466,7 @@ def _builder_config(config: ml_collections.ConfigDict) -> ListOpsConfig:
     if all(getattr(predefined, key) == value for key, value in fields.items()):
       return predefined
   name = "custom-{num_train}-{num_validation}-{num_test}-len{min_tree_length}-{max_tree_length}"
-  return ListOpsConfig(
-      name=(name + "-seed{seed}").format(**fields), version=_VERSION, **fields
-  )
+  return ListOpsConfig(name=(name + "-seed{seed}").format(**fields), version=_VERSION, **fields)
 
 
 def make_builder(config: ml_collections.ConfigDict) -> ListOps:

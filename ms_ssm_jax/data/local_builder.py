@@ -15,8 +15,9 @@ class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _log_download_bytes(self) -> None:
     # Overrides tfds's announcement (a private hook; its only caller is download_and_prepare).
-    print(f"preparing {self.name}/{self.builder_config.name} in {self.data_dir} (once; later "
-          "runs reuse it)", flush=True)
+    print(
+        f"preparing {self.name}/{self.builder_config.name} in {self.data_dir} (once; later "
+        "runs reuse it)", flush=True)
 
   def _log_download_done(self) -> None:
     pass

@@ -64,10 +64,8 @@ _MAX_LISTED_MISSING = 20
 
 def _release_dir(config: ml_collections.ConfigDict) -> pathlib.Path:
   if not config.data_dir:
-    raise ValueError(
-        f"task {config.name!r}: set data_dir to the folder that holds the unpacked "
-        f"lra_release/ tree (from {RELEASE_URL})"
-    )
+    raise ValueError(f"task {config.name!r}: set data_dir to the folder that holds the unpacked "
+                     f"lra_release/ tree (from {RELEASE_URL})")
   return pathlib.Path(config.data_dir).expanduser() / "lra_release"
 
 
@@ -75,13 +73,11 @@ def _require_files(paths: list[pathlib.Path], release_dir: pathlib.Path) -> None
   missing = [p for p in paths if not p.is_file()]
   if missing:
     raise MissingDataError(
-        "missing LRA release files:\n"
-        + "".join(f"  {p}\n" for p in missing)
-        + f"They come from {RELEASE_URL} (linked from "
+        "missing LRA release files:\n" + "".join(f"  {p}\n" for p in missing) +
+        f"They come from {RELEASE_URL} (linked from "
         "https://github.com/google-research/long-range-arena). Download it, unpack it with "
         f"`tar -xzf lra_release.gz -C {release_dir.parent}` so that {release_dir} exists, "
-        "or point data_dir at the folder that holds lra_release/."
-    )
+        "or point data_dir at the folder that holds lra_release/.")
 
 
 def _check_split(split: str, known: dict[str, Any]) -> None:
@@ -125,12 +121,10 @@ class _TsvSource:
     if header is not None:
       first = self._read(spans[0]) if len(spans) else b""
       if first != header:
-        raise ValueError(
-            f"{path}: expected the header {header.decode()!r} on the first line, got "
-            f"{first[:80].decode(errors='replace')!r}; is this the LRA release file?"
-        )
+        raise ValueError(f"{path}: expected the header {header.decode()!r} on the first line, got "
+                         f"{first[:80].decode(errors='replace')!r}; is this the LRA release file?")
       self._first_row = 1
-    self._spans = spans[self._first_row :]
+    self._spans = spans[self._first_row:]
 
   def __len__(self) -> int:
     return len(self._spans)
@@ -147,8 +141,7 @@ class _TsvSource:
     if len(fields) != self._num_fields:
       raise ValueError(
           f"{self._path}, line {index + self._first_row + 1}: expected {self._num_fields} "
-          f"tab-separated fields, got {len(fields)}"
-      )
+          f"tab-separated fields, got {len(fields)}")
     return fields
 
   def where(self, index: int) -> str:
@@ -172,7 +165,7 @@ class ListOpsTsvSource:
     except ValueError:
       raise ValueError(f"{self._rows.where(index)}: target {target!r} is not an integer") from None
     tokens = listops.tokenize_listops(text.decode("ascii"))
-    return {"inputs": tokens[: self._max_length], "label": np.int32(label)}
+    return {"inputs": tokens[:self._max_length], "label": np.int32(label)}
 
 
 class RetrievalTsvSource:
@@ -222,8 +215,7 @@ def _pathfinder_index(level_dir: str) -> tuple[tuple[str, ...], np.ndarray]:
       if len(fields) < 4 or fields[3] not in ("0", "1"):
         raise ValueError(
             f"{metadata_file}, row {row_number}: expected `imgs/<batch> <file> <index> <label> "
-            f"...` with label 0 or 1, got {row[:80]!r}"
-        )
+            f"...` with label 0 or 1, got {row[:80]!r}")
       image = os.path.join(fields[0], fields[1])
       try:
         if os.path.getsize(os.path.join(level_dir, image)) == 0:
@@ -237,19 +229,17 @@ def _pathfinder_index(level_dir: str) -> tuple[tuple[str, ...], np.ndarray]:
     shown = "".join(f"  {p}\n" for p in missing[:_MAX_LISTED_MISSING])
     more = len(missing) - _MAX_LISTED_MISSING
     raise MissingDataError(
-        f"{len(missing)} Pathfinder images named in {level_dir}/metadata are missing:\n{shown}"
-        + (f"  ... and {more} more\n" if more > 0 else "")
-        + f"They come from {RELEASE_URL}; unpack the whole archive, images included."
-    )
+        f"{len(missing)} Pathfinder images named in {level_dir}/metadata are missing:\n{shown}" +
+        (f"  ... and {more} more\n" if more > 0 else "") +
+        f"They come from {RELEASE_URL}; unpack the whole archive, images included.")
   return tuple(paths), np.asarray(labels, np.int32)
 
 
 class PathfinderPngSource:
   """Pathfinder images of the release, as pixel sequences `(res * res, 1)` in [-1, 1]."""
 
-  def __init__(
-      self, level_dir: pathlib.Path, paths: list[str], labels: np.ndarray, resolution: int
-  ):
+  def __init__(self, level_dir: pathlib.Path, paths: list[str], labels: np.ndarray,
+               resolution: int):
     self._level_dir = level_dir
     self._paths = paths
     self._labels = labels
@@ -266,8 +256,7 @@ class PathfinderPngSource:
       pixels = np.asarray(image if image.mode == "L" else image.convert("L"))
     if pixels.shape != (self._resolution, self._resolution):
       raise ValueError(
-          f"{path}: expected a {self._resolution}x{self._resolution} image, got {pixels.shape}"
-      )
+          f"{path}: expected a {self._resolution}x{self._resolution} image, got {pixels.shape}")
     inputs = pixels.reshape(-1, 1).astype(np.float32) / 127.5 - 1.0
     return {"inputs": inputs, "label": self._labels[index]}
 
@@ -329,10 +318,11 @@ def pathfinder_split_indices(num_examples: int, split: str, seed: int) -> np.nda
   _check_split(split, _PATHFINDER_FRACTIONS)
   permutation = np.random.default_rng(seed).permutation(num_examples)
   low, high = _PATHFINDER_FRACTIONS[split]
-  return np.sort(permutation[int(low * num_examples) : int(high * num_examples)])
+  return np.sort(permutation[int(low * num_examples):int(high * num_examples)])
 
 
 def _make_pathfinder_task(name: str, resolution: int) -> TaskDef:
+
   def default_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.name = name
@@ -353,18 +343,15 @@ def _make_pathfinder_task(name: str, resolution: int) -> TaskDef:
   def source(config: ml_collections.ConfigDict, split: str) -> PathfinderPngSource:
     _check_split(split, _PATHFINDER_FRACTIONS)
     if config.difficulty not in PATHFINDER_DIFFICULTIES:
-      raise ValueError(
-          f"unknown Pathfinder difficulty {config.difficulty!r}; known: "
-          f"{', '.join(PATHFINDER_DIFFICULTIES)}"
-      )
+      raise ValueError(f"unknown Pathfinder difficulty {config.difficulty!r}; known: "
+                       f"{', '.join(PATHFINDER_DIFFICULTIES)}")
     release_dir = _release_dir(config)
     level_dir = release_dir / f"pathfinder{resolution}" / config.difficulty
     if not any((level_dir / "metadata").glob("*.npy")):
       raise MissingDataError(
           f"no Pathfinder metadata files {level_dir / 'metadata' / '<batch>.npy'} (and no "
           f"images under {level_dir / 'imgs'}). They come from {RELEASE_URL}; unpack it with "
-          f"`tar -xzf lra_release.gz -C {release_dir.parent}` so that {level_dir} exists."
-      )
+          f"`tar -xzf lra_release.gz -C {release_dir.parent}` so that {level_dir} exists.")
     paths, labels = _pathfinder_index(str(level_dir))
     indices = pathfinder_split_indices(len(paths), split, config.split_seed)
     return PathfinderPngSource(level_dir, [paths[i] for i in indices], labels[indices], resolution)

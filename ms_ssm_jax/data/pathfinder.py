@@ -73,8 +73,7 @@ def _tiny_config(image_size: int) -> PathfinderConfig:
 
 
 BUILDER_CONFIGS = tuple(_lra_config(size) for size in (32, 64, 128)) + tuple(
-    _tiny_config(size) for size in (32, 64, 128)
-)
+    _tiny_config(size) for size in (32, 64, 128))
 
 
 class Pathfinder(local_builder.LocalBuilder, skip_registration=True):
@@ -97,10 +96,11 @@ class Pathfinder(local_builder.LocalBuilder, skip_registration=True):
         description=__doc__,
         features=tfds.features.FeaturesDict({
             # Images are mostly background, so zlib shrinks them several times.
-            "image": tfds.features.Tensor(
-                shape=(size, size), dtype=np.uint8, encoding=tfds.features.Encoding.ZLIB
-            ),
-            "label": tfds.features.ClassLabel(num_classes=NUM_CLASSES),
+            "image":
+                tfds.features.Tensor(shape=(size, size), dtype=np.uint8,
+                                     encoding=tfds.features.Encoding.ZLIB),
+            "label":
+                tfds.features.ClassLabel(num_classes=NUM_CLASSES),
         }),
         supervised_keys=("image", "label"),
         homepage="https://github.com/google-research/long-range-arena",
@@ -110,16 +110,14 @@ class Pathfinder(local_builder.LocalBuilder, skip_registration=True):
     del dl_manager  # Nothing to download.
     sizes = self.builder_config.split_sizes
     return {
-        split: self._generate_examples(index, sizes[split])
-        for index, split in enumerate(SPLITS)
+        split: self._generate_examples(index, sizes[split]) for index, split in enumerate(SPLITS)
     }
 
   def _generate_examples(self, split_index: int, num_images: int):
     config = self.builder_config
     start = time.perf_counter()
-    chunks = pathfinder_render.generate(
-        config.params, num_images, (config.seed, split_index), num_workers=self._num_workers
-    )
+    chunks = pathfinder_render.generate(config.params, num_images, (config.seed, split_index),
+                                        num_workers=self._num_workers)
     key = 0
     for images, labels in chunks:
       for image, label in zip(images, labels):
@@ -127,7 +125,10 @@ class Pathfinder(local_builder.LocalBuilder, skip_registration=True):
         key += 1
     logging.info(
         "Generated %d Pathfinder %s images in %.1f s with %d worker(s).",
-        num_images, SPLITS[split_index], time.perf_counter() - start, self._num_workers,
+        num_images,
+        SPLITS[split_index],
+        time.perf_counter() - start,
+        self._num_workers,
     )  # fmt: skip
 
 
@@ -180,6 +181,7 @@ class PathfinderSource:
 
 
 def _make_task(name: str, image_size: int) -> TaskDef:
+
   def default_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.name = name
@@ -216,7 +218,10 @@ def _make_task(name: str, image_size: int) -> TaskDef:
     if not builder.is_prepared():
       logging.info(
           "Generating %s (%s) into %s; %d workers (config.generation_workers).",
-          name, builder.builder_config.name, builder.data_dir, config.generation_workers,
+          name,
+          builder.builder_config.name,
+          builder.data_dir,
+          config.generation_workers,
       )  # fmt: skip
       builder.download_and_prepare()
     return PathfinderSource(builder.as_data_source(split=split))

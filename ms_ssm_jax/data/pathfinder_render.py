@@ -77,8 +77,8 @@ class PathfinderParams:
 
   def __post_init__(self):
     positive = ("image_size", "contour_length", "paddle_length", "paddle_thickness",
-                "marker_radius", "seed_distance", "continuity", "snake_contrast",
-                "paddle_contrast", "antialias_scale")
+                "marker_radius", "seed_distance", "continuity", "snake_contrast", "paddle_contrast",
+                "antialias_scale")
     for name in positive:
       if not getattr(self, name) > 0:
         raise ValueError(f"PathfinderParams.{name} must be > 0, got {getattr(self, name)}")
@@ -146,8 +146,8 @@ def _segment_distance(a0, a1, b0, b1):
       np.minimum(_point_segment_distance(a0, b0, b1), _point_segment_distance(a1, b0, b1)),
       np.minimum(_point_segment_distance(b0, a0, a1), _point_segment_distance(b1, a0, a1)))
   da, db = a1 - a0, b1 - b0
-  crossing = ((_cross(da, b0 - a0) * _cross(da, b1 - a0) < 0)
-              & (_cross(db, a0 - b0) * _cross(db, a1 - b0) < 0))
+  crossing = ((_cross(da, b0 - a0) * _cross(da, b1 - a0) < 0) &
+              (_cross(db, a0 - b0) * _cross(db, a1 - b0) < 0))
   return np.where(crossing, 0.0, d)
 
 
@@ -210,8 +210,7 @@ class _SceneBuilder:
     # extra_clearance separates contours; a contour only keeps clear of itself by 2 * margin.
     own = self.owner[rows, :used] == contour
     need = np.where(own, 2 * self.margins[rows, None], self.clearance[rows, None]) * active
-    clear_of_paddles = ~_too_close(starts, ends, self.segments[rows, :used], need,
-                                   p.paddle_length)
+    clear_of_paddles = ~_too_close(starts, ends, self.segments[rows, :used], need, p.paddle_length)
     tip_owner = np.array([0, 1, 0, 1])
     tip_active = self.tip_set[rows] & (tip_owner != contour)[None, :]
     tip_dist = _point_segment_distance(self.tips[rows][:, None, :, :], starts[:, :, None],
@@ -291,7 +290,7 @@ class _SceneBuilder:
     margin = self.margins[rows, None, None]
     starts = pivot[:, None] + margin * unit
     ends = starts + p.paddle_length * unit
-    weight = np.cos(p.continuity * turn) ** 2 * self.free(rows, starts, ends, contour, slot)
+    weight = np.cos(p.continuity * turn)**2 * self.free(rows, starts, ends, contour, slot)
     total = weight.sum(1)
     found = total > 0
     cdf = np.cumsum(weight, 1) / np.where(found, total, 1)[:, None]
@@ -326,8 +325,8 @@ class _SceneBuilder:
       dist = _point_segment_distance(self.tips[:, end_tip, None], segs[:, :, 0], segs[:, :, 1])
       near = (dist < tip_need[:, None]) & (self.owner == other)
       self.alive &= ~near.any(1)
-      tip_dist = np.linalg.norm(self.tips[:, end_tip] - self.tips[:, [other, other + 2]]
-                                .transpose(1, 0, 2), axis=-1)
+      tip_dist = np.linalg.norm(
+          self.tips[:, end_tip] - self.tips[:, [other, other + 2]].transpose(1, 0, 2), axis=-1)
       self.alive &= np.all(tip_dist >= 2 * p.marker_radius + self.clearance, 0)
 
   def add_distractors(self):
@@ -354,8 +353,7 @@ class _SceneBuilder:
         self.count[stuck_rows] = first_slot[stuck]
 
 
-def sample_scenes(params: PathfinderParams, labels: np.ndarray,
-                  rng: np.random.Generator) -> Scenes:
+def sample_scenes(params: PathfinderParams, labels: np.ndarray, rng: np.random.Generator) -> Scenes:
   """Samples one scene per label (1: markers on the two ends of one contour).
 
   Scenes whose target contours get stuck are redrawn, with choices that never depend on the

@@ -66,8 +66,8 @@ def pad_sequence(sequence: Any, spec: TaskSpec, what: str) -> tuple[np.ndarray, 
   return out, np.int32(length)
 
 
-def prepare_example(example: dict[str, Any], spec: TaskSpec, weight: float = 1.0
-                    ) -> dict[str, np.ndarray]:
+def prepare_example(example: dict[str, Any], spec: TaskSpec,
+                    weight: float = 1.0) -> dict[str, np.ndarray]:
   """Turns one source example into one row of a batch (see the module docstring)."""
   inputs, lengths = pad_sequence(example["inputs"], spec, "inputs")
   row = {"inputs": inputs, "lengths": lengths, "weights": np.float32(weight)}
@@ -102,10 +102,10 @@ def num_eval_batches(num_examples: int, global_batch_size: int) -> int:
   return -(-num_examples // global_batch_size)
 
 
-def make_batch_iterator(source: ExampleSource, spec: TaskSpec, *, global_batch_size: int,
-                        seed: int, shuffle: bool, drop_remainder: bool, start_step: int = 0,
-                        process_index: int = 0, process_count: int = 1
-                        ) -> Iterator[dict[str, np.ndarray]]:
+def make_batch_iterator(source: ExampleSource, spec: TaskSpec, *, global_batch_size: int, seed: int,
+                        shuffle: bool, drop_remainder: bool, start_step: int = 0,
+                        process_index: int = 0,
+                        process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """Yields this process's share of each global batch (see the module docstring).
 
   Args:
@@ -142,10 +142,10 @@ def make_batch_iterator(source: ExampleSource, spec: TaskSpec, *, global_batch_s
     real_rows = examples.map(functools.partial(prepare_example, spec=spec))
     padding = prepare_example(source[0], spec, weight=0.0)
     total = num_eval_batches(num_examples, global_batch_size) * global_batch_size
-    rows = grain.MapDataset.range(total).map(
-        lambda position: real_rows[position] if position < num_examples else padding)
+    rows = grain.MapDataset.range(total).map(lambda position: real_rows[position]
+                                             if position < num_examples else padding)
   # Local batch j of process p is rows [j * b, (j + 1) * b): global batch g consists of the
   # local batches g * n + p, p = 0 .. n-1.
   batches = rows.batch(local_batch_size, drop_remainder=True)
-  batches = batches[start_step * process_count + process_index :: process_count]
+  batches = batches[start_step * process_count + process_index::process_count]
   return iter(batches.to_iter_dataset(_READ_OPTIONS))

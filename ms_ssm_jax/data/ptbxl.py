@@ -82,8 +82,7 @@ def _parse_signal_line(line: str, where: str) -> WfdbSignal:
   fmt, _, byte_offset = fmt.partition("+")
   if fmt != "16":
     raise ValueError(
-        f"{where}: only WFDB format 16 (PTB-XL's) is supported, got format {fields[1]!r}"
-    )
+        f"{where}: only WFDB format 16 (PTB-XL's) is supported, got format {fields[1]!r}")
   gain_spec, _, units = gain_spec.partition("/")
   adc_zero = int(fields[4])
   if "(" in gain_spec:
@@ -116,12 +115,11 @@ def read_wfdb_header(path: pathlib.Path) -> WfdbHeader:
   if len(record) < 4 or "/" in record[0]:
     raise ValueError(
         f"{path}: expected a single-segment record line `name n_signals fs n_samples`, got "
-        f"{lines[0]!r}"
-    )
+        f"{lines[0]!r}")
   num_signals, num_samples = int(record[1]), int(record[3])
   # The frequency may carry a counter frequency and base counter: `100/25(0)`.
   sampling_frequency = float(record[2].split("/")[0].split("(")[0])
-  signals = tuple(_parse_signal_line(line, str(path)) for line in lines[1 : 1 + num_signals])
+  signals = tuple(_parse_signal_line(line, str(path)) for line in lines[1:1 + num_signals])
   if len(signals) != num_signals:
     raise ValueError(f"{path}: {num_signals} signals declared, {len(signals)} signal lines")
   if len({(s.file_name, s.byte_offset) for s in signals}) != 1:
@@ -144,11 +142,9 @@ def read_wfdb_record(record_path: pathlib.Path) -> tuple[np.ndarray, WfdbHeader]
   num_signals = len(header.signals)
   adc = np.fromfile(data_path, dtype="<i2", offset=first.byte_offset)
   if adc.size < header.num_samples * num_signals:
-    raise ValueError(
-        f"{data_path}: holds {adc.size} samples, the header declares "
-        f"{header.num_samples} x {num_signals}"
-    )
-  adc = adc[: header.num_samples * num_signals].reshape(header.num_samples, num_signals)
+    raise ValueError(f"{data_path}: holds {adc.size} samples, the header declares "
+                     f"{header.num_samples} x {num_signals}")
+  adc = adc[:header.num_samples * num_signals].reshape(header.num_samples, num_signals)
   checksums = adc.astype(np.int64).sum(axis=0) & 0xFFFF
   expected = np.array([s.checksum for s in header.signals], np.int64) & 0xFFFF
   if np.any(checksums != expected):
@@ -162,8 +158,7 @@ def _data_dir(config: ml_collections.ConfigDict) -> pathlib.Path:
   if not config.data_dir:
     raise ValueError(
         f"task {config.name!r}: set data_dir to the unpacked PTB-XL 1.0.3 folder (the one that "
-        f"holds ptbxl_database.csv), from {PTBXL_URL}"
-    )
+        f"holds ptbxl_database.csv), from {PTBXL_URL}")
   return pathlib.Path(config.data_dir).expanduser()
 
 
@@ -171,12 +166,10 @@ def _missing_error(missing: list[pathlib.Path], data_dir: pathlib.Path) -> Missi
   shown = "".join(f"  {p}\n" for p in missing[:_MAX_LISTED_MISSING])
   more = len(missing) - _MAX_LISTED_MISSING
   return MissingDataError(
-      f"missing PTB-XL files:\n{shown}"
-      + (f"  ... and {more} more\n" if more > 0 else "")
-      + f"They come from PTB-XL 1.0.3 on PhysioNet ({PTBXL_URL}, the zip link at the bottom "
+      f"missing PTB-XL files:\n{shown}" + (f"  ... and {more} more\n" if more > 0 else "") +
+      f"They come from PTB-XL 1.0.3 on PhysioNet ({PTBXL_URL}, the zip link at the bottom "
       f"of the page). Unpack it and point data_dir at the folder that holds "
-      f"ptbxl_database.csv, scp_statements.csv and records100/ ({data_dir} now)."
-  )
+      f"ptbxl_database.csv, scp_statements.csv and records100/ ({data_dir} now).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,9 +225,8 @@ def _records(data_dir: str, label_set: str, sampling_rate: int) -> tuple[_Record
       codes = list(ast.literal_eval(row["scp_codes"]))
       labels = _aggregate(codes, statements, label_set)
       if labels:
-        records.append(
-            _Record(row[_FILENAME_COLUMN[sampling_rate]], int(row["strat_fold"]), labels)
-        )
+        records.append(_Record(row[_FILENAME_COLUMN[sampling_rate]], int(row["strat_fold"]),
+                               labels))
   return tuple(records)
 
 
@@ -263,7 +255,7 @@ def _fit_scaler(data_dir: str, filenames: tuple[str, ...]) -> tuple[float, float
     delta = m - mean
     total = count + n
     mean += delta * n / total
-    m2 += ((values - m) ** 2).sum() + delta**2 * count * n / total
+    m2 += ((values - m)**2).sum() + delta**2 * count * n / total
     count = total
   return mean, float(np.sqrt(m2 / count))
 
@@ -307,8 +299,7 @@ class PtbxlSource:
     if signal.shape != (self._length, NUM_LEADS):
       raise ValueError(
           f"{self._data_dir / self._filenames[index]}: expected {self._length} steps x "
-          f"{NUM_LEADS} leads, got {signal.shape} at {header.sampling_frequency} Hz"
-      )
+          f"{NUM_LEADS} leads, got {signal.shape} at {header.sampling_frequency} Hz")
     inputs = ((signal - self._mean) / self._std).astype(np.float32)
     return {"inputs": inputs, "label": self._labels[index]}
 
@@ -349,8 +340,7 @@ def _source(config: ml_collections.ConfigDict, split: str) -> PtbxlSource:
   if len(classes) != NUM_CLASSES[config.label_set]:
     raise ValueError(
         f"PTB-XL label set {config.label_set!r}: the data has {len(classes)} classes, PTB-XL "
-        f"has {NUM_CLASSES[config.label_set]}; is {config.data_dir} the full 1.0.3 release?"
-    )
+        f"has {NUM_CLASSES[config.label_set]}; is {config.data_dir} the full 1.0.3 release?")
   data_dir = _data_dir(config)
   records = _split_records(config, split)
   # The scaler reads the training records whatever the split.
@@ -363,9 +353,8 @@ def _source(config: ml_collections.ConfigDict, split: str) -> PtbxlSource:
   ]
   if missing:
     raise _missing_error(missing, data_dir)
-  return PtbxlSource(
-      data_dir, records, classes, standard_scaler(config), RECORD_SECONDS * config.sampling_rate
-  )
+  return PtbxlSource(data_dir, records, classes, standard_scaler(config),
+                     RECORD_SECONDS * config.sampling_rate)
 
 
 TASKS: dict[str, TaskDef] = {"ptbxl": TaskDef(_default_config, _spec, _source)}

@@ -82,11 +82,10 @@ def num_examples(data_config: ml_collections.ConfigDict, split: str) -> int:
   return len(get_source(data_config, split))
 
 
-def make_iterator(data_config: ml_collections.ConfigDict, split: str, *,
-                  global_batch_size: int, seed: int, shuffle: bool, drop_remainder: bool,
-                  start_step: int = 0, process_index: int | None = None,
-                  process_count: int | None = None, max_examples: int | None = None
-                  ) -> Iterator[dict[str, np.ndarray]]:
+def make_iterator(data_config: ml_collections.ConfigDict, split: str, *, global_batch_size: int,
+                  seed: int, shuffle: bool, drop_remainder: bool, start_step: int = 0,
+                  process_index: int | None = None, process_count: int | None = None,
+                  max_examples: int | None = None) -> Iterator[dict[str, np.ndarray]]:
   """Yields this process's share of each global batch of `split`.
 
   `drop_remainder=True` gives a training stream that repeats forever; `False` one evaluation
@@ -109,8 +108,8 @@ def make_iterator(data_config: ml_collections.ConfigDict, split: str, *,
     if max_examples < 1:
       raise ValueError(f"max_examples must be >= 1, got {max_examples}")
     source = SubsetSource(source, range(min(max_examples, len(source))))
-  return pipeline.make_batch_iterator(
-      source, get_task(data_config),
-      global_batch_size=global_batch_size, seed=seed, shuffle=shuffle,
-      drop_remainder=drop_remainder, start_step=start_step, process_index=process_index,
-      process_count=process_count)
+  return pipeline.make_batch_iterator(source, get_task(data_config),
+                                      global_batch_size=global_batch_size, seed=seed,
+                                      shuffle=shuffle, drop_remainder=drop_remainder,
+                                      start_step=start_step, process_index=process_index,
+                                      process_count=process_count)

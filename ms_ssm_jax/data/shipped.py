@@ -79,8 +79,7 @@ def find_uea_dataset(name: str) -> ShippedDataset | None:
   folders = [name] + ([name.rsplit("_", 1)[0]] if "_" in name else [])
   for package in UEA_PACKAGES:
     for folder_name in folders:
-      folder = locate_in_distribution(package.distribution,
-                                      f"{package.data_folder}/{folder_name}")
+      folder = locate_in_distribution(package.distribution, f"{package.data_folder}/{folder_name}")
       if folder and _has_both_files(folder, name):
         version = importlib.metadata.version(package.distribution)
         return ShippedDataset(name=name, folder=folder, package=package.distribution,

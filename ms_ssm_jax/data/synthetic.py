@@ -52,9 +52,8 @@ def selective_copying_vocab_size(num_data_tokens: int, num_values: int) -> int:
   return _FIRST_FREE_ID + num_data_tokens + num_values
 
 
-def associative_recall_example(
-    rng: np.random.Generator, *, length: int, num_keys: int, num_values: int
-) -> tuple[np.ndarray, int]:
+def associative_recall_example(rng: np.random.Generator, *, length: int, num_keys: int,
+                               num_values: int) -> tuple[np.ndarray, int]:
   """One sequence `(length,)` int32 of key-value pairs, QUERY and a key; and its label."""
   num_pairs = (length - 2) // 2
   keys = rng.choice(num_keys, size=num_pairs, replace=False)
@@ -68,9 +67,8 @@ def associative_recall_example(
   return inputs, int(values[query])
 
 
-def selective_copying_example(
-    rng: np.random.Generator, *, length: int, num_data_tokens: int, num_values: int
-) -> tuple[np.ndarray, int]:
+def selective_copying_example(rng: np.random.Generator, *, length: int, num_data_tokens: int,
+                              num_values: int) -> tuple[np.ndarray, int]:
   """One sequence `(length,)` int32 of data tokens among noise, then a query index; its label."""
   positions = np.sort(rng.choice(length - 1, size=num_data_tokens, replace=False))
   values = rng.integers(0, num_values, size=num_data_tokens)
@@ -125,16 +123,14 @@ def _check_common(config: ml_collections.ConfigDict) -> None:
   if min(sizes) < 1 or config.seed < 0:
     raise ValueError(
         f"{config.name}: split sizes must be >= 1 and seed >= 0, got sizes {sizes} and seed "
-        f"{config.seed}"
-    )
+        f"{config.seed}")
 
 
 def _make_source(config, split, make_example) -> SyntheticSource:
   if split not in SPLIT_IDS:
     raise ValueError(f"{config.name}: unknown split {split!r}; known: {', '.join(SPLIT_IDS)}")
-  sizes = {
-      "train": config.num_train, "validation": config.num_validation, "test": config.num_test
-  }  # fmt: skip
+  sizes = {"train": config.num_train, "validation": config.num_validation,
+           "test": config.num_test}  # fmt: skip
   return SyntheticSource(make_example, seed=config.seed, split=split, size=sizes[split])
 
 
@@ -149,16 +145,13 @@ def associative_recall_config() -> ml_collections.ConfigDict:
 def associative_recall_spec(config: ml_collections.ConfigDict) -> TaskSpec:
   _check_common(config)
   if config.length < 4 or config.length % 2:
-    raise ValueError(
-        f"associative_recall: length must be even and >= 4 (pairs, QUERY, key), got "
-        f"{config.length}"
-    )
+    raise ValueError(f"associative_recall: length must be even and >= 4 (pairs, QUERY, key), got "
+                     f"{config.length}")
   num_pairs = (config.length - 2) // 2
   if config.num_keys < num_pairs:
     raise ValueError(
         f"associative_recall: length {config.length} holds {num_pairs} pairs with distinct keys, "
-        f"but num_keys is {config.num_keys}; set num_keys >= {num_pairs}"
-    )
+        f"but num_keys is {config.num_keys}; set num_keys >= {num_pairs}")
   if config.num_values < 2:
     raise ValueError(f"associative_recall: num_values must be >= 2, got {config.num_values}")
   return TaskSpec(
@@ -194,8 +187,7 @@ def selective_copying_spec(config: ml_collections.ConfigDict) -> TaskSpec:
   if config.num_data_tokens < 1 or config.length - 1 < config.num_data_tokens:
     raise ValueError(
         f"selective_copying: need 1 <= num_data_tokens <= length - 1, got num_data_tokens "
-        f"{config.num_data_tokens} and length {config.length}"
-    )
+        f"{config.num_data_tokens} and length {config.length}")
   if config.num_values < 2:
     raise ValueError(f"selective_copying: num_values must be >= 2, got {config.num_values}")
   return TaskSpec(
@@ -219,14 +211,16 @@ def selective_copying_source(config: ml_collections.ConfigDict, split: str) -> S
 
 
 TASKS = {
-    "associative_recall": TaskDef(
-        default_config=associative_recall_config,
-        spec=associative_recall_spec,
-        source=associative_recall_source,
-    ),
-    "selective_copying": TaskDef(
-        default_config=selective_copying_config,
-        spec=selective_copying_spec,
-        source=selective_copying_source,
-    ),
+    "associative_recall":
+        TaskDef(
+            default_config=associative_recall_config,
+            spec=associative_recall_spec,
+            source=associative_recall_source,
+        ),
+    "selective_copying":
+        TaskDef(
+            default_config=selective_copying_config,
+            spec=selective_copying_spec,
+            source=selective_copying_source,
+        ),
 }

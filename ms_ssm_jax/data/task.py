@@ -57,9 +57,11 @@ class TaskSpec:
 class ExampleSource(Protocol):
   """Random access to the examples of one split (e.g. what `tfds.data_source` returns)."""
 
-  def __len__(self) -> int: ...
+  def __len__(self) -> int:
+    ...
 
-  def __getitem__(self, index: int) -> dict[str, Any]: ...
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +131,7 @@ class ChannelStandardizer:
       n = np.sum(~np.isnan(x), axis=0)
       with np.errstate(invalid="ignore"):
         mean = np.where(n > 0, np.nansum(x, axis=0) / np.maximum(n, 1), 0.0)
-        m2 = np.nansum((x - mean) ** 2, axis=0)
+        m2 = np.nansum((x - mean)**2, axis=0)
       if count is None:
         count, total_mean, total_m2 = n, mean, m2
         continue

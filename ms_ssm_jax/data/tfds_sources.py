@@ -21,8 +21,7 @@ MANUAL_FILES = {
         "cifar-10-binary.tar.gz": "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
     },
     "mnist": {
-        name: f"https://storage.googleapis.com/cvdf-datasets/mnist/{name}"
-        for name in (
+        name: f"https://storage.googleapis.com/cvdf-datasets/mnist/{name}" for name in (
             "train-images-idx3-ubyte.gz",
             "train-labels-idx1-ubyte.gz",
             "t10k-images-idx3-ubyte.gz",
@@ -51,26 +50,20 @@ def tfds_split_source(name: str, split: str, data_dir: str | None) -> ExampleSou
   if not builder.is_prepared():
     manual = MANUAL_FILES[name]
     command = f"tfds build {name} --data_dir={data_dir} --file_format=array_record"
-    manual_note = (
-        "It reads these files from the --manual_dir"
-        if name in _NEEDS_MANUAL_DIR
-        else "Without internet, add --manual_dir=<folder> and put these files in that folder"
-    )
+    manual_note = ("It reads these files from the --manual_dir" if name in _NEEDS_MANUAL_DIR else
+                   "Without internet, add --manual_dir=<folder> and put these files in that folder")
     raise MissingDataError(
         f"the tfds dataset {builder.info.full_name} is not prepared: missing "
         f"{builder.data_dir}/dataset_info.json and its array_record files. Prepare it (needs "
         "TensorFlow for image datasets; on any machine, then copy the folder here) with\n"
         f"  {command}" + (" --manual_dir=<folder>" if name in _NEEDS_MANUAL_DIR else "") + "\n"
-        f"{manual_note}:\n" + "".join(f"  {file}  (from {url})\n" for file, url in manual.items())
-    )
+        f"{manual_note}:\n" + "".join(f"  {file}  (from {url})\n" for file, url in manual.items()))
   file_format = builder.info.file_format
   if file_format is None or file_format.value != "array_record":
-    raise ValueError(
-        f"{builder.data_dir} was prepared as {file_format}, but random access needs "
-        f"array_record: rebuild with `tfds build {name} --data_dir={data_dir} "
-        "--file_format=array_record`, or convert it with `tfds convert_format "
-        f"--dataset_version_dir={builder.data_dir} --out_file_format=array_record`"
-    )
+    raise ValueError(f"{builder.data_dir} was prepared as {file_format}, but random access needs "
+                     f"array_record: rebuild with `tfds build {name} --data_dir={data_dir} "
+                     "--file_format=array_record`, or convert it with `tfds convert_format "
+                     f"--dataset_version_dir={builder.data_dir} --out_file_format=array_record`")
   return builder.as_data_source(split=split)
 
 
@@ -83,9 +76,8 @@ def holdout_indices(num_examples: int, num_validation: int, seed: int, split: st
   return np.sort(chosen)
 
 
-def split_with_holdout(
-    name: str, config: ml_collections.ConfigDict, split: str, test_split: str
-) -> ExampleSource:
+def split_with_holdout(name: str, config: ml_collections.ConfigDict, split: str,
+                       test_split: str) -> ExampleSource:
   """train / validation from tfds `train` with a seeded hold-out; test from `test_split`."""
   if split not in ("train", "validation", "test"):
     raise ValueError(f"unknown split {split!r}; known splits: train, validation, test")

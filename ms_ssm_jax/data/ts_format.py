@@ -73,8 +73,8 @@ def read_labeled_series(path: str | pathlib.Path) -> LabeledSeries:
   return readers[path.suffix.lower()](path)
 
 
-def _numbered_lines(path: pathlib.Path, comment: str | tuple[str, ...]
-                    ) -> Iterator[tuple[int, str]]:
+def _numbered_lines(path: pathlib.Path,
+                    comment: str | tuple[str, ...]) -> Iterator[tuple[int, str]]:
   """Yields (1-based line number, stripped line), skipping blank and comment lines."""
   with open(path, encoding="utf-8", errors="replace") as f:
     for number, line in enumerate(f, start=1):
@@ -161,8 +161,9 @@ def read_ts(path: str | pathlib.Path) -> LabeledSeries:
       tag, value = tag.lower(), value.strip()
       if tag == "data":
         if class_names is None:
-          raise TsFormatError(path, number, "@data before @classLabel; this reader reads "
-                              "classification problems (@classLabel true <names>)")
+          raise TsFormatError(
+              path, number, "@data before @classLabel; this reader reads "
+              "classification problems (@classLabel true <names>)")
         in_data = True
       elif tag == "problemname":
         header["problemname"] = value
@@ -175,12 +176,14 @@ def read_ts(path: str | pathlib.Path) -> LabeledSeries:
       elif tag == "classlabel":
         flag, _, names = value.partition(" ")
         if not _parse_boolean(flag, tag, path, number) or not names.split():
-          raise TsFormatError(path, number, "this reader reads classification problems: "
-                              "expected '@classLabel true <class names>'")
+          raise TsFormatError(
+              path, number, "this reader reads classification problems: "
+              "expected '@classLabel true <class names>'")
         class_names = tuple(names.split())
       elif tag == "targetlabel":
-        raise TsFormatError(path, number, "@targetLabel marks a regression problem; this "
-                            "reader reads classification problems (@classLabel true <names>)")
+        raise TsFormatError(
+            path, number, "@targetLabel marks a regression problem; this "
+            "reader reads classification problems (@classLabel true <names>)")
       else:
         raise TsFormatError(path, number, f"unknown header tag @{tag}")
       continue
@@ -207,8 +210,9 @@ def _stack_dimensions(dims: list[np.ndarray], path: pathlib.Path, number: int) -
   """Stacks per-dimension vectors into one (l, C) case; all must have the same length."""
   lengths = {len(d) for d in dims}
   if len(lengths) > 1:
-    raise TsFormatError(path, number, "dimensions of one case have different lengths "
-                        f"{[len(d) for d in dims]}")
+    raise TsFormatError(
+        path, number, "dimensions of one case have different lengths "
+        f"{[len(d) for d in dims]}")
   return np.stack(dims, axis=-1)
 
 
@@ -225,8 +229,9 @@ def _check_against_header(cases: list[np.ndarray], header: dict, path: pathlib.P
     length = header.get("serieslength", len(cases[0]))
     for i, case in enumerate(cases):
       if len(case) != length:
-        raise TsFormatError(path, None, f"case {i} has length {len(case)}, but the header "
-                            f"declares equal lengths of {length}")
+        raise TsFormatError(
+            path, None, f"case {i} has length {len(case)}, but the header "
+            f"declares equal lengths of {length}")
 
 
 def _assemble(cases: list[np.ndarray], labels: list[str], class_names: tuple[str, ...],
@@ -236,7 +241,7 @@ def _assemble(cases: list[np.ndarray], labels: list[str], class_names: tuple[str
   lengths = np.array([len(c) for c in cases], dtype=np.int32)
   values = np.zeros((len(cases), int(lengths.max()), cases[0].shape[1]), dtype=np.float32)
   for i, case in enumerate(cases):
-    values[i, : len(case)] = case
+    values[i, :len(case)] = case
   return LabeledSeries(values=values, lengths=lengths, labels=np.array(labels, dtype=str),
                        class_names=class_names, problem_name=problem_name)
 
@@ -285,8 +290,9 @@ def read_arff(path: str | pathlib.Path) -> LabeledSeries:
         in_relational = False
       elif keyword == "@data":
         if class_names is None:
-          raise TsFormatError(path, number, "@data before a nominal class attribute "
-                              "(@attribute <name> {<class names>})")
+          raise TsFormatError(
+              path, number, "@data before a nominal class attribute "
+              "(@attribute <name> {<class names>})")
         in_data = True
       else:
         raise TsFormatError(path, number, f"expected @relation, @attribute, @end or @data, "
@@ -298,12 +304,14 @@ def read_arff(path: str | pathlib.Path) -> LabeledSeries:
       values, _, label = line.rpartition(",")
       case = _parse_values(values, path, number, "row")[:, None]
       if len(case) != numeric_count:
-        raise TsFormatError(path, number, f"row has {len(case)} values, the header declares "
-                            f"{numeric_count} attributes")
+        raise TsFormatError(
+            path, number, f"row has {len(case)} values, the header declares "
+            f"{numeric_count} attributes")
     label = _unquote(label)
     if label not in class_names:
-      raise TsFormatError(path, number, f"label {label!r} is not among the class attribute's "
-                          f"{list(class_names)}")
+      raise TsFormatError(
+          path, number, f"label {label!r} is not among the class attribute's "
+          f"{list(class_names)}")
     cases.append(case)
     labels.append(label)
   if not in_data:
@@ -316,9 +324,9 @@ def _parse_relational_row(line: str, path: pathlib.Path, number: int) -> tuple[n
   """Parses `'<dim 1>\\n<dim 2>...',label` into an (l, C) case and its label."""
   quote = line[0]
   end = line.rfind(quote)
-  if quote not in "'\"" or end == 0 or not line[end + 1 :].lstrip().startswith(","):
+  if quote not in "'\"" or end == 0 or not line[end + 1:].lstrip().startswith(","):
     raise TsFormatError(path, number, "expected a quoted relational value followed by "
                         "',<label>'")
   dims = line[1:end].split("\\n")
   parsed = [_parse_values(d, path, number, f"dimension {i + 1}") for i, d in enumerate(dims)]
-  return _stack_dimensions(parsed, path, number), line[end + 1 :].lstrip()[1:]
+  return _stack_dimensions(parsed, path, number), line[end + 1:].lstrip()[1:]

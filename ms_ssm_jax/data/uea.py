@@ -82,8 +82,9 @@ class UeaArchive(local_builder.LocalBuilder):
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Official TRAIN and TEST files as train and test splits."}
-  BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=n)
-                     for n in shipped.AEON_UEA_DATASETS + PROTOCOL_DATASETS]
+  BUILDER_CONFIGS = [
+      tfds.core.BuilderConfig(name=n) for n in shipped.AEON_UEA_DATASETS + PROTOCOL_DATASETS
+  ]
 
   def __init__(self, *, files: dict[str, pathlib.Path] | None = None, **kwargs):
     """`files` maps "train"/"test" to the source files; only needed to build."""
@@ -96,10 +97,13 @@ class UeaArchive(local_builder.LocalBuilder):
         builder=self,
         description="A UEA/UCR time-series classification problem (official TRAIN/TEST).",
         features=tfds.features.FeaturesDict({
-            "inputs": tfds.features.Tensor(shape=(None, None), dtype=np.float32,
-                                           encoding=tfds.features.Encoding.BYTES),
-            "label": tfds.features.Scalar(dtype=np.int64),
-            "index": tfds.features.Scalar(dtype=np.int64),
+            "inputs":
+                tfds.features.Tensor(shape=(None, None), dtype=np.float32,
+                                     encoding=tfds.features.Encoding.BYTES),
+            "label":
+                tfds.features.Scalar(dtype=np.int64),
+            "index":
+                tfds.features.Scalar(dtype=np.int64),
         }),
         metadata=tfds.core.MetadataDict(),
         homepage=ARCHIVE_URL,
@@ -146,8 +150,9 @@ def _source_files(name: str, manual_dir: str, data_dir: str) -> dict[str, pathli
   else:
     location = shipped.find_uea_dataset(name)
     if location is not None:
-      return {"train": location.folder / f"{name}_TRAIN.ts",
-              "test": location.folder / f"{name}_TEST.ts"}
+      return {
+          "train": location.folder / f"{name}_TRAIN.ts", "test": location.folder / f"{name}_TEST.ts"
+      }
     missing = [f"<manual_dir>/{name}/{name}_{part}.ts (or .arff)" for part in ("TRAIN", "TEST")]
     hint = (", then set the data config field manual_dir (--config.data.manual_dir=...) to "
             "the folder that holds it")
@@ -164,9 +169,10 @@ def _source_files(name: str, manual_dir: str, data_dir: str) -> dict[str, pathli
 
 @functools.lru_cache(maxsize=None)
 def _prepared_builder(data_dir: str, dataset: str, manual_dir: str) -> UeaArchive:
-  kwargs = dict(data_dir=os.path.expanduser(data_dir), file_format="array_record",
-                config=dataset if dataset in UeaArchive.builder_configs else
-                tfds.core.BuilderConfig(name=dataset))
+  kwargs = dict(
+      data_dir=os.path.expanduser(data_dir), file_format="array_record",
+      config=dataset if dataset in UeaArchive.builder_configs else tfds.core.BuilderConfig(
+          name=dataset))
   builder = UeaArchive(**kwargs)
   if not builder.is_prepared():
     builder = UeaArchive(files=_source_files(dataset, manual_dir, data_dir), **kwargs)
@@ -231,13 +237,12 @@ class _ArchiveSource:
 
 def _case_digest(record: dict) -> bytes:
   inputs = np.ascontiguousarray(record["inputs"], dtype=np.float32)
-  return hashlib.sha256(inputs.tobytes() + repr((inputs.shape, int(record["label"]))).encode()
-                        ).digest()
+  return hashlib.sha256(inputs.tobytes() +
+                        repr((inputs.shape, int(record["label"]))).encode()).digest()
 
 
-def protocol_split_indices(labels: np.ndarray, digests: list[bytes], num_train: int,
-                           protocol: str, split_seed: int, validation_fraction: float
-                           ) -> dict[str, np.ndarray]:
+def protocol_split_indices(labels: np.ndarray, digests: list[bytes], num_train: int, protocol: str,
+                           split_seed: int, validation_fraction: float) -> dict[str, np.ndarray]:
   """Archive indices (TRAIN cases then TEST cases) of each split, sorted.
 
   Args:
@@ -254,10 +259,12 @@ def protocol_split_indices(labels: np.ndarray, digests: list[bytes], num_train: 
     validation = []
     for label in np.unique(train_labels):
       members = rng.permutation(np.flatnonzero(train_labels == label))
-      validation.extend(members[: int(round(validation_fraction * len(members)))])
+      validation.extend(members[:int(round(validation_fraction * len(members)))])
     validation = np.sort(np.array(validation, dtype=np.int64))
-    return {"train": np.setdiff1d(np.arange(num_train), validation), "validation": validation,
-            "test": np.arange(num_train, len(labels))}
+    return {
+        "train": np.setdiff1d(np.arange(num_train), validation), "validation": validation,
+        "test": np.arange(num_train, len(labels))
+    }
   first_seen = {}
   for index, digest in enumerate(digests):
     first_seen.setdefault(digest, index)
@@ -266,17 +273,18 @@ def protocol_split_indices(labels: np.ndarray, digests: list[bytes], num_train: 
   num_train_split = int(round(0.70 * len(distinct)))
   num_validation = int(round(0.15 * len(distinct)))
   bounds = (0, num_train_split, num_train_split + num_validation, len(distinct))
-  return {split: np.sort(drawn[start:stop])
-          for split, start, stop in zip(SPLITS, bounds[:-1], bounds[1:])}
+  return {
+      split: np.sort(drawn[start:stop])
+      for split, start, stop in zip(SPLITS, bounds[:-1], bounds[1:])
+  }
 
 
 @functools.lru_cache(maxsize=None)
-def _protocol_sources(data_dir: str, dataset: str, manual_dir: str, protocol: str,
-                      split_seed: int, validation_fraction: float, standardize: bool
-                      ) -> dict[str, ExampleSource]:
+def _protocol_sources(data_dir: str, dataset: str, manual_dir: str, protocol: str, split_seed: int,
+                      validation_fraction: float, standardize: bool) -> dict[str, ExampleSource]:
   archive = _ArchiveSource(_prepared_builder(data_dir, dataset, manual_dir))
-  indices = protocol_split_indices(archive.labels, archive.digests, archive.num_train,
-                                   protocol, split_seed, validation_fraction)
+  indices = protocol_split_indices(archive.labels, archive.digests, archive.num_train, protocol,
+                                   split_seed, validation_fraction)
   sources = {split: SubsetSource(archive, idx) for split, idx in indices.items()}
   if standardize:
     standardizer = ChannelStandardizer.fit(sources["train"])
@@ -287,10 +295,9 @@ def _protocol_sources(data_dir: str, dataset: str, manual_dir: str, protocol: st
 def get_spec(config: ml_collections.ConfigDict) -> TaskSpec:
   """The task's spec; builds the dataset on first use."""
   metadata = prepare(config).info.metadata
-  return TaskSpec(name=config.name, input_type="continuous",
-                  num_channels=metadata["num_channels"],
-                  num_classes=len(metadata["class_names"]),
-                  max_length=config.max_length or metadata["max_length"])
+  return TaskSpec(name=config.name, input_type="continuous", num_channels=metadata["num_channels"],
+                  num_classes=len(metadata["class_names"]), max_length=config.max_length or
+                  metadata["max_length"])
 
 
 def get_source(config: ml_collections.ConfigDict, split: str) -> ExampleSource:
@@ -298,8 +305,8 @@ def get_source(config: ml_collections.ConfigDict, split: str) -> ExampleSource:
   prepare(config)
   if split not in SPLITS:
     raise ValueError(f"unknown split {split!r} of task {config.name!r}; known: {list(SPLITS)}")
-  sources = _protocol_sources(config.data_dir, config.dataset, config.manual_dir,
-                              config.protocol, config.split_seed,
+  sources = _protocol_sources(config.data_dir, config.dataset,
+                              config.manual_dir, config.protocol, config.split_seed,
                               float(config.validation_fraction), config.standardize)
   return sources[split]
 
@@ -311,7 +318,9 @@ def class_names(config: ml_collections.ConfigDict) -> list[str]:
 
 TASKS = {
     "uea": TaskDef(default_config=default_config, spec=get_spec, source=get_source),
-    **{name: TaskDef(default_config=functools.partial(default_config, name, dataset),
-                     spec=get_spec, source=get_source)
-       for name, dataset in SHIPPED_TASKS.items()},
+    **{
+        name:
+            TaskDef(default_config=functools.partial(default_config, name, dataset), spec=get_spec, source=get_source) for name, dataset in SHIPPED_TASKS.items(
+        )
+    },
 }

@@ -48,8 +48,10 @@ def num_streams(num_levels: int, streams: str) -> int:
   check_layout(num_levels, streams)
   if num_levels == 0:
     return 1
-  return {"details+approx+raw": num_levels + 2, "details+approx": num_levels + 1,
-          "approx_only": num_levels}[streams]
+  return {
+      "details+approx+raw": num_levels + 2, "details+approx": num_levels + 1,
+      "approx_only": num_levels
+  }[streams]
 
 
 def check_layout(num_levels: int, streams: str) -> None:
@@ -140,11 +142,12 @@ def filterbank_filters(phi: Array, psi: Array, streams: str) -> list[Array]:
   return [approx_filters[-1]] + detail_filters[::-1]
 
 
-def stream_lookaheads(num_levels: int, kernel_size: int, streams: str, centered: bool
-                      ) -> tuple[int, ...]:
+def stream_lookaheads(num_levels: int, kernel_size: int, streams: str,
+                      centered: bool) -> tuple[int, ...]:
   """`C_j` of every stream, in stream order: the steps each band is read late (0 if causal)."""
-  return tuple(centered_lookahead(level, kernel_size) if centered else 0
-               for _, level in _band_sources(num_levels, streams))
+  return tuple(
+      centered_lookahead(level, kernel_size) if centered else 0
+      for _, level in _band_sources(num_levels, streams))
 
 
 def _delayed(x: Array, dilation: int, taps: int) -> list[Array]:
@@ -180,8 +183,8 @@ def _band_sources(num_levels: int, streams: str) -> list[tuple[str, int]]:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def cascade_bands(x: Array, phi: Array, psi: Array, streams: str, lookaheads: tuple[int, ...]
-                  ) -> Array:
+def cascade_bands(x: Array, phi: Array, psi: Array, streams: str, lookaheads: tuple[int,
+                                                                                    ...]) -> Array:
   """All streams' inputs by the level-by-level cascade: `(B, L, H, S')`, stream order.
 
   Band j is the causal band read `lookaheads[j]` steps later (the centered bands), zero
@@ -290,8 +293,8 @@ def wavelet_bands(x: Array, phi: Array, psi: Array, *, streams: str, centered: b
   return cascade_bands(x, phi, psi, streams, lookaheads)
 
 
-def stream_filters(phi: Array, psi: Array, *, streams: str, centered: bool
-                   ) -> tuple[list[Array], list[int]]:
+def stream_filters(phi: Array, psi: Array, *, streams: str,
+                   centered: bool) -> tuple[list[Array], list[int]]:
   """Every stream's input as a filter of x: `v^j_t = sum_m filters[j][m] x_{t + C_j - m}`.
 
   The linear-time-invariant view of `wavelet_bands` (which it equals, up to rounding, on

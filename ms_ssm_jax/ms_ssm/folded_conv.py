@@ -42,8 +42,8 @@ from ms_ssm_jax import fft_conv
 Array = jax.Array
 
 
-def two_sided_filters(filters: Sequence[Array], lookaheads: Sequence[int]
-                      ) -> tuple[Array, int, int]:
+def two_sided_filters(filters: Sequence[Array],
+                      lookaheads: Sequence[int]) -> tuple[Array, int, int]:
   """The band filters as one stack over the offsets `p = m - C_j`: `v^j_t = sum_p h[p] u_{t-p}`.
 
   Args:
@@ -56,8 +56,10 @@ def two_sided_filters(filters: Sequence[Array], lookaheads: Sequence[int]
   """
   before = max(lookaheads)
   after = max(f.shape[0] - 1 - c for f, c in zip(filters, lookaheads))
-  taps = [jnp.pad(f, [(before - c, after - (f.shape[0] - 1 - c)), (0, 0)])
-          for f, c in zip(filters, lookaheads)]
+  taps = [
+      jnp.pad(f, [(before - c, after - (f.shape[0] - 1 - c)), (0, 0)])
+      for f, c in zip(filters, lookaheads)
+  ]
   return jnp.stack(taps, axis=-1), before, after
 
 

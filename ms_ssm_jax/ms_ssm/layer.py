@@ -141,9 +141,9 @@ class MSSSMLayer(nn.Module):
       self._check_no_ssm()
     else:
       self._check_state()
-      diagonal.check_impl(self.impl, self.chunk_size,
-                          time_invariant=self.backbone in streams_lib.LTI_BACKBONES,
-                          fusable=self.backbone in streams_lib.PALLAS_BACKBONES,
+      diagonal.check_impl(self.impl, self.chunk_size, time_invariant=self.backbone
+                          in streams_lib.LTI_BACKBONES, fusable=self.backbone
+                          in streams_lib.PALLAS_BACKBONES,
                           layer=f"MSSSMLayer(backbone={self.backbone!r})")
     if not 0.0 < self.dt_min <= self.dt_max:
       raise ValueError(f"need 0 < dt_min <= dt_max, got [{self.dt_min}, {self.dt_max}]")
@@ -197,16 +197,16 @@ class MSSSMLayer(nn.Module):
     common.check_inputs(u, lengths, self.d_model)
     if self.bidirectional:
       u = common.zero_beyond_lengths(u, lengths)
-    front_end = (decomposition.WaveletDecomposition if self.decomposition == "wavelet"
-                 else decomposition.Conv1DDecomposition)
+    front_end = (decomposition.WaveletDecomposition
+                 if self.decomposition == "wavelet" else decomposition.Conv1DDecomposition)
     decomp = front_end(num_levels=self.num_levels, kernel_size=self.kernel_size,
                        streams=STREAM_LAYOUT, centered=self.bidirectional, name="decomposition")
-    stream_ssms = streams_lib.StreamSSMs(
-        backbone=self.backbone, state_per_stream=self.stream_state_size,
-        scale_init=self.scale_init, dt_min=self.dt_min, dt_max=self.dt_max,
-        s6_condition_on=self.s6_condition_on, s5_blocks=self.s5_blocks,
-        bidirectional=self.bidirectional, impl=self.impl, chunk_size=self.chunk_size,
-        name="streams")
+    stream_ssms = streams_lib.StreamSSMs(backbone=self.backbone,
+                                         state_per_stream=self.stream_state_size,
+                                         scale_init=self.scale_init, dt_min=self.dt_min,
+                                         dt_max=self.dt_max, s6_condition_on=self.s6_condition_on,
+                                         s5_blocks=self.s5_blocks, bidirectional=self.bidirectional,
+                                         impl=self.impl, chunk_size=self.chunk_size, name="streams")
     mixer = mixer_lib.ScaleMixer(mixer=self.mixer, name="mixer")
     d = self.param("D", nn.initializers.ones, (self.d_model,), jnp.float32)
     # MIMO (s5) streams stay band-wise: their folded kernels `(L, H, H)` per stream make
@@ -232,8 +232,7 @@ class MSSSMLayer(nn.Module):
     return z.astype(u.dtype)
 
   def _folded_terms(self, u: Array, lengths: Array | None,
-                    decomp: decomposition.WaveletDecomposition
-                    | decomposition.Conv1DDecomposition,
+                    decomp: decomposition.WaveletDecomposition | decomposition.Conv1DDecomposition,
                     stream_ssms: streams_lib.StreamSSMs, mixer: mixer_lib.ScaleMixer,
                     d: Array) -> tuple[Array | None, Array]:
     """`impl="conv"` with SISO streams: the mixer's `(input_term, constant_term + D u)`, each
@@ -251,9 +250,9 @@ class MSSSMLayer(nn.Module):
       skips = jnp.zeros(mix.shape[::2], dtype).at[:, -1].set(skip)
     else:  # weights that mix the channels: the S' stream outputs themselves
       mix, skips = jnp.broadcast_to(jnp.eye(num_streams), (width, num_streams, num_streams)), None
-    out = folded_conv.folded_convolution(
-        u, streams.kernel, filters, lookaheads, mix.astype(dtype),
-        bidirectional=self.bidirectional, lengths=lengths, skip=skips).astype(u.dtype)
+    out = folded_conv.folded_convolution(u, streams.kernel, filters, lookaheads, mix.astype(dtype),
+                                         bidirectional=self.bidirectional, lengths=lengths,
+                                         skip=skips).astype(u.dtype)
     if per_channel is not None:
       return (None if weight is None else u * out[..., 0]), out[..., -1]
     input_term, z = mixer.terms(out, u)

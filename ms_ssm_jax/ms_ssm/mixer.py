@@ -30,8 +30,7 @@ import jax.numpy as jnp
 
 Array = jax.Array
 
-MIXERS: tuple[str, ...] = ("linear_input", "static", "softmax_input", "linear_input_dense",
-                           "none")
+MIXERS: tuple[str, ...] = ("linear_input", "static", "softmax_input", "linear_input_dense", "none")
 # Mixers whose weights are per channel, `E_t[h, j] = w[h, j] u_t[h] + b[h, j]` (w = 0 for
 # `static`; w = 0 and b = 1 for `none`): `ScaleMixer.channel_weights`.
 PER_CHANNEL_MIXERS: tuple[str, ...] = ("linear_input", "static", "none")
@@ -109,18 +108,19 @@ class ScaleMixer(nn.Module):
       return {}
     if self.mixer in ("static", "linear_input"):
       name = "weights" if self.mixer == "static" else "bias"
-      params = {name: self.param(name, nn.initializers.constant(1.0 / streams),
-                                 (width, streams), jnp.float32)}
+      params = {
+          name:
+              self.param(name, nn.initializers.constant(1.0 / streams), (width, streams),
+                         jnp.float32)
+      }
       if self.mixer == "linear_input":
         params["weight"] = self.param("weight", nn.initializers.normal(_INPUT_WEIGHT_INIT_SCALE),
                                       (width, streams), jnp.float32)
       return params
-    kernel = self.param("kernel",
-                        nn.initializers.normal(_INPUT_WEIGHT_INIT_SCALE / width**0.5),
+    kernel = self.param("kernel", nn.initializers.normal(_INPUT_WEIGHT_INIT_SCALE / width**0.5),
                         (width, width * streams), jnp.float32)
     bias_value = 1.0 / streams if self.mixer == "linear_input_dense" else 0.0
-    bias = self.param("bias", nn.initializers.constant(bias_value), (width * streams,),
-                      jnp.float32)
+    bias = self.param("bias", nn.initializers.constant(bias_value), (width * streams,), jnp.float32)
     return {"kernel": kernel, "bias": bias}
 
 

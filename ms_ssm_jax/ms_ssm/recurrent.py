@@ -102,8 +102,8 @@ class SelectiveStreams:
     else:
       proj = jnp.einsum("bhj,hjk->bjk", bands, self.x_proj)
     dt_low, b_t, c_t = proj[..., :rank], proj[..., rank:rank + n], proj[..., rank + n:rank + 2 * n]
-    delta = jax.nn.softplus(jnp.einsum("bjr,jrh->bhj", dt_low, self.dt_proj)
-                            + self.dt_bias)  # (B, H, S')
+    delta = jax.nn.softplus(jnp.einsum("bjr,jrh->bhj", dt_low, self.dt_proj) +
+                            self.dt_bias)  # (B, H, S')
     a_bar, b_scale = discretize(self.a, delta[..., None], "euler_b")
     state = recurrent.advance(state, a_bar, b_scale * b_t[:, None] * bands[..., None])
     return state, jnp.einsum("bhjn,bjn->bhj", state, c_t)
@@ -124,8 +124,7 @@ def _prepare_streams(backbone: str, condition_on: str,
   if backbone == "s4d_real":
     a_bar, b_scale = discretize(-jnp.exp(params["A_re_log"]),
                                 jnp.exp(params["log_step"])[..., None], "zoh")
-    return recurrent.DiagonalSystem(a_bar, b_scale * params["B"], params["C"],
-                                    shared_states=False)
+    return recurrent.DiagonalSystem(a_bar, b_scale * params["B"], params["C"], shared_states=False)
   lam = jax.lax.complex(params["Lambda_re"], params["Lambda_im"])  # s5
   a_bar, b_scale = discretize(lam, jnp.exp(params["log_step"]), "zoh")
   return recurrent.DiagonalSystem(a_bar, b_scale[..., None] * _complex(params["B"]),
@@ -159,8 +158,9 @@ class PreparedLayer:
     else:
       streams, y = self.streams.step(state["streams"], bands)
     # The mixer module itself on a one-step sequence: every mixer reads only u_t and y_t.
-    z = mixer_lib.ScaleMixer(mixer=self.mixer, parent=None).apply(
-        {"params": self.mixer_params}, y.astype(u_t.dtype)[:, None], u_t[:, None])[:, 0]
+    z = mixer_lib.ScaleMixer(mixer=self.mixer, parent=None).apply({"params": self.mixer_params},
+                                                                  y.astype(u_t.dtype)[:, None],
+                                                                  u_t[:, None])[:, 0]
     z = z + self.d.astype(u_t.dtype) * u_t
     period = max((buffer.shape[1] for buffer in buffers), default=1)
     new_state = {"position": (position + 1) % period, "buffers": buffers, "streams": streams}
@@ -197,8 +197,8 @@ def prepare(layer: Any, params: Params) -> PreparedLayer:
     psi = jnp.broadcast_to(params["decomposition"]["psi"], full_shape)
   streams = _prepare_streams(layer.backbone, layer.s6_condition_on, params.get("streams", {}))
   return PreparedLayer(phi, psi, streams, dict(params.get("mixer", {})), params["D"],
-                       kernel_size=layer.kernel_size,
-                       band_activation=layer.band_activation, mixer=layer.mixer)
+                       kernel_size=layer.kernel_size, band_activation=layer.band_activation,
+                       mixer=layer.mixer)
 
 
 def step(layer: Any, params: Params, state: State, u_t: Array) -> tuple[State, Array]:

@@ -66,7 +66,6 @@ PALLAS_BACKBONES: tuple[str, ...] = ("s4d_real", "s6")
 # Mamba floors the initial selective step here (Gu and Dao 2023, reference init).
 _S6_DT_FLOOR = 1e-4
 
-
 # ----------------------------------------------------------------------------------------------
 # Scale-dependent inits. Each returns per-stream values in band order for the given ranks.
 
@@ -88,8 +87,8 @@ def s5_log_steps(key: Array, ranks: tuple[int, ...], n: int, scale_init: str, dt
   if scale_init == "shared":
     return jnp.stack([ssm_init.log_uniform(k, (n,), dt_min, dt_max) for k in keys])
   edges = np.exp(np.linspace(math.log(dt_min), math.log(dt_max), len(ranks) + 1)).tolist()
-  return jnp.stack([ssm_init.log_uniform(k, (n,), edges[r], edges[r + 1])
-                    for k, r in zip(keys, ranks)])
+  return jnp.stack(
+      [ssm_init.log_uniform(k, (n,), edges[r], edges[r + 1]) for k, r in zip(keys, ranks)])
 
 
 def s6_dt_bias(key: Array, num_channels: int, num_streams: int, dt_min: float,
@@ -111,8 +110,10 @@ def _complex(parts: Array) -> Array:
 
 def _symmetric_uniform(bound: float):
   """U(-bound, bound): Mamba's init of the step projection (bound = rank^-1/2)."""
+
   def init(key: Array, shape: tuple[int, ...], dtype: Any) -> Array:
     return jax.random.uniform(key, shape, dtype, -bound, bound)
+
   return init
 
 
@@ -143,8 +144,7 @@ class SelectiveProjections:
     dt_low, b, c = proj[..., :rank], proj[..., rank:rank + n], proj[..., rank + n:rank + 2 * n]
     step = jnp.einsum("bljr,jrh->blhj", dt_low, self.dt_proj) + self.dt_bias
     c_reverse = proj[..., rank + 2 * n:] if proj.shape[-1] > rank + 2 * n else None
-    return diagonal.Selective(a=self.a, step=jax.nn.softplus(step), b=b, c=c,
-                              c_reverse=c_reverse)
+    return diagonal.Selective(a=self.a, step=jax.nn.softplus(step), b=b, c=c, c_reverse=c_reverse)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -188,28 +188,28 @@ class StreamSSMs(nn.Module):
                              lengths=lengths, layer=f"MS-SSM {self.backbone} streams")
 
   @nn.compact
-  def discretized(self, width: int, num_streams: int
-                  ) -> diagonal.Siso | diagonal.Mimo | SelectiveProjections:
+  def discretized(self, width: int,
+                  num_streams: int) -> diagonal.Siso | diagonal.Mimo | SelectiveProjections:
     """The S' streams of `width` channels: a time-invariant system, or S6's projections."""
     build = {"s4d_real": self._siso, "s6": self._selective, "s5": self._s5}[self.backbone]
     return build(width, tuple(range(num_streams)))
 
-  def _readouts(self, init_fn: Callable[..., Array], shape: tuple[int, ...]
-                ) -> tuple[Array, Array | None]:
+  def _readouts(self, init_fn: Callable[..., Array],
+                shape: tuple[int, ...]) -> tuple[Array, Array | None]:
     """`C`, and `C_reverse` for bidirectional layers (None otherwise)."""
     c = self.param("C", init_fn, shape, jnp.float32)
     c_reverse = self.param("C_reverse", init_fn, shape, jnp.float32) if self.bidirectional else None
     return c, c_reverse
 
   def _log_steps(self, width: int, num_streams: int) -> Array:
-    return self.param("log_step", lambda key: jnp.broadcast_to(ssm_init.log_uniform(
-        key, (width, 1), self.dt_min, self.dt_max), (width, num_streams)))
+    return self.param(
+        "log_step", lambda key: jnp.broadcast_to(
+            ssm_init.log_uniform(key, (width, 1), self.dt_min, self.dt_max), (width, num_streams)))
 
   def _siso(self, width: int, ranks: tuple[int, ...]) -> diagonal.Siso:
     """s4d_real: n = N real states per channel and stream, ZOH, B = 1."""
     n, shape = self.state_per_stream, (width, len(ranks), self.state_per_stream)
-    rates = self.param(
-        "A_re_log", lambda _: jnp.log(decay_rates(ranks, n, self.scale_init, width)))
+    rates = self.param("A_re_log", lambda _: jnp.log(decay_rates(ranks, n, self.scale_init, width)))
     a = -jnp.exp(rates)
     b = self.param("B", nn.initializers.ones, shape, jnp.float32)
     c, c_reverse = self._readouts(nn.initializers.normal(1.0), shape)
@@ -221,27 +221,28 @@ class StreamSSMs(nn.Module):
   def _selective(self, width: int, ranks: tuple[int, ...]) -> SelectiveProjections:
     # The step projection's rank is Mamba's ceil(H / 16).
     n, rank, num_streams = self.state_per_stream, math.ceil(width / 16), len(ranks)
-    rates = self.param(
-        "A_log", lambda _: jnp.log(decay_rates(ranks, n, self.scale_init, width)))
+    rates = self.param("A_log", lambda _: jnp.log(decay_rates(ranks, n, self.scale_init, width)))
     outputs = rank + (3 if self.bidirectional else 2) * n
     x_proj = self.param("x_proj", nn.initializers.normal(width**-0.5),
                         (width, num_streams, outputs), jnp.float32)
     dt_proj = self.param("dt_proj", _symmetric_uniform(rank**-0.5), (num_streams, rank, width),
                          jnp.float32)
-    dt_bias = self.param("dt_bias", lambda key: s6_dt_bias(
-        key, width, num_streams, self.dt_min, self.dt_max))
-    return SelectiveProjections(a=-jnp.exp(rates), x_proj=x_proj, dt_proj=dt_proj,
-                                dt_bias=dt_bias, condition_on=self.s6_condition_on)
+    dt_bias = self.param("dt_bias",
+                         lambda key: s6_dt_bias(key, width, num_streams, self.dt_min, self.dt_max))
+    return SelectiveProjections(a=-jnp.exp(rates), x_proj=x_proj, dt_proj=dt_proj, dt_bias=dt_bias,
+                                condition_on=self.s6_condition_on)
 
   def _s5(self, width: int, ranks: tuple[int, ...]) -> diagonal.Mimo:
     """Per-stream S5 (HiPPO-N, conjugate pairs, ZOH) with stratified log-steps."""
     p, num_streams = self.state_per_stream, len(ranks)
     lam, v, v_inv = ssm_init.s5_init(p, self.s5_blocks, conj_sym=True)
     n = lam.shape[0]
-    lam_re = self.param("Lambda_re", lambda _: jnp.broadcast_to(
-        jnp.asarray(lam.real, jnp.float32), (num_streams, n)))
-    lam_im = self.param("Lambda_im", lambda _: jnp.broadcast_to(
-        jnp.asarray(lam.imag, jnp.float32), (num_streams, n)))
+    lam_re = self.param(
+        "Lambda_re", lambda _: jnp.broadcast_to(jnp.asarray(lam.real, jnp.float32),
+                                                (num_streams, n)))
+    lam_im = self.param(
+        "Lambda_im", lambda _: jnp.broadcast_to(jnp.asarray(lam.imag, jnp.float32),
+                                                (num_streams, n)))
 
     def b_init(key: Array) -> Array:
       dense = nn.initializers.lecun_normal()(key, (num_streams, p, width), jnp.float32)
@@ -256,8 +257,9 @@ class StreamSSMs(nn.Module):
 
     b = _complex(self.param("B", b_init))
     c, c_reverse = self._readouts(c_init, (num_streams, width, n, 2))
-    log_step = self.param("log_step", lambda key: s5_log_steps(
-        key, ranks, n, self.scale_init, self.dt_min, self.dt_max))
+    log_step = self.param(
+        "log_step",
+        lambda key: s5_log_steps(key, ranks, n, self.scale_init, self.dt_min, self.dt_max))
     a_bar, b_scale = discretize(jax.lax.complex(lam_re, lam_im), jnp.exp(log_step), "zoh")
     return diagonal.Mimo(a_bar=a_bar, b_bar=b_scale[..., None] * b, c=_complex(c),
                          c_reverse=None if c_reverse is None else _complex(c_reverse),

@@ -105,16 +105,18 @@ class Siso:
   def fused(self, xs: PyTree, *, reverse: bool) -> Array:
     per_group = lambda x: jnp.swapaxes(x, 0, 1)  # (H, G, n) -> the kernel's (G, H, n)
     y = pallas_scan.selective_scan(
-        jnp.swapaxes(xs["u"], 2, 3), None, per_group(self.log_a_bar),  # steps of 1: Delta A
+        jnp.swapaxes(xs["u"], 2, 3),
+        None,
+        per_group(self.log_a_bar),  # steps of 1: Delta A
         b_channel=per_group(self.b_bar),
-        c_channel=per_group(self.c_reverse if reverse else self.c), reverse=reverse)
+        c_channel=per_group(self.c_reverse if reverse else self.c),
+        reverse=reverse)
     return jnp.swapaxes(y, 2, 3)
 
   def kernel(self, length: int, *, reverse: bool) -> Array:
     """Real per-channel kernels `(H, G, length)`."""
     c = self.c_reverse if reverse else self.c
-    return _real_output(fft_conv.siso_kernel(self.a_bar, self.b_bar, c, length),
-                        self.readout_scale)
+    return _real_output(fft_conv.siso_kernel(self.a_bar, self.b_bar, c, length), self.readout_scale)
 
   def convolve(self, u: Array, *, reverse: bool) -> Array:
     conv = fft_conv.anticausal_conv if reverse else fft_conv.causal_conv
@@ -158,8 +160,8 @@ class Mimo:
   def kernel(self, length: int, *, reverse: bool) -> Array:
     """Real MIMO kernels `(G, length, H, H)`."""
     c = self.c_reverse if reverse else self.c
-    kernels = jax.vmap(functools.partial(fft_conv.mimo_kernel, length=length))(
-        self.a_bar, self.b_bar, c)
+    kernels = jax.vmap(functools.partial(fft_conv.mimo_kernel, length=length))(self.a_bar,
+                                                                               self.b_bar, c)
     return _real_output(kernels, self.readout_scale)
 
   def convolve(self, u: Array, *, reverse: bool) -> Array:
@@ -206,9 +208,9 @@ class Selective:
 
   def fused(self, xs: PyTree, *, reverse: bool) -> Array:
     to_kernel = lambda x: jnp.swapaxes(x, 2, 3)  # (B, L, H, G) <-> (B, L, G, H)
-    y = pallas_scan.selective_scan(
-        to_kernel(xs["u"]), to_kernel(xs["step"]), jnp.swapaxes(self.a, 0, 1), b=xs["b"],
-        c=xs["c_reverse" if reverse else "c"], reverse=reverse)
+    y = pallas_scan.selective_scan(to_kernel(xs["u"]), to_kernel(xs["step"]),
+                                   jnp.swapaxes(self.a, 0, 1), b=xs["b"],
+                                   c=xs["c_reverse" if reverse else "c"], reverse=reverse)
     return to_kernel(y)
 
 
@@ -260,8 +262,8 @@ def _one_direction(system: System, xs: PyTree, *, impl: str, chunk_size: int,
     return system.fused(xs, reverse=reverse)
   readout: Callable[[Array, PyTree], Array] = functools.partial(system.readout, reverse=reverse)
   if impl == "chunked":
-    outputs, _ = scan.chunked_linear_recurrence(
-        system.coefficients, readout, xs, chunk_size=chunk_size, reverse=reverse)
+    outputs, _ = scan.chunked_linear_recurrence(system.coefficients, readout, xs,
+                                                chunk_size=chunk_size, reverse=reverse)
     return outputs
   a, b = system.coefficients(xs)
   return readout(scan.linear_recurrence(a, b, reverse=reverse), xs)

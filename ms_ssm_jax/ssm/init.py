@@ -94,8 +94,8 @@ def hippo_n(p: int) -> tuple[np.ndarray, np.ndarray]:
   return lam, v
 
 
-def s5_init(p: int, blocks: int = 1, conj_sym: bool = True
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def s5_init(p: int, blocks: int = 1,
+            conj_sym: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """S5's block-diagonal HiPPO-N initialization (Smith et al. 2023, sec. 4.3).
 
   One HiPPO-N of size `p / blocks` is built and repeated on each of the `blocks` diagonal

@@ -67,10 +67,8 @@ class LRU(nn.Module):
 
   def state_counts(self) -> common.StateCounts:
     directions = 2 if self.bidirectional else 1
-    return common.StateCounts(
-        per_channel=self.state_size,
-        total=self.state_size,
-        carried_floats=directions * 2 * self.state_size)
+    return common.StateCounts(per_channel=self.state_size, total=self.state_size,
+                              carried_floats=directions * 2 * self.state_size)
 
   def _readout_param(self, name: str) -> Array:
     """C or C_reverse, (H, N) complex from `{name}_re` and `{name}_im`."""
@@ -82,8 +80,7 @@ class LRU(nn.Module):
   @nn.compact
   def __call__(self, u: Array, lengths: Array | None = None) -> Array:
     """u (B, L, H), lengths (B,) or None -> y (B, L, H)."""
-    diagonal.check_impl(self.impl, self.chunk_size, time_invariant=True, fusable=False,
-                        layer="LRU")
+    diagonal.check_impl(self.impl, self.chunk_size, time_invariant=True, fusable=False, layer="LRU")
     common.check_inputs(u, lengths, self.d_model)
     h, n = self.d_model, self.state_size
 

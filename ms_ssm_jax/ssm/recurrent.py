@@ -186,8 +186,8 @@ def s5_prepare(layer: Any, params: Params, *, clip_eigs_max_real: float) -> Line
   if layer.clip_eigs:
     lambda_re = jnp.minimum(lambda_re, clip_eigs_max_real)
   step = layer.step_rescale * jnp.exp(params["log_step"][:, 0])
-  lambda_bar, b_scale = discretize(
-      jax.lax.complex(lambda_re, params["Lambda_im"]), step, layer.discretization)
+  lambda_bar, b_scale = discretize(jax.lax.complex(lambda_re, params["Lambda_im"]), step,
+                                   layer.discretization)
   c = _complex(params["C"])
   system = DiagonalSystem(lambda_bar, b_scale[:, None] * _complex(params["B"]),
                           2.0 * c if layer.conj_sym else c, shared_states=True)
@@ -239,8 +239,8 @@ def s6_init_state(layer: Any, batch_size: int, dtype: Any) -> Array:
 def s6_prepare(layer: Any, params: Params) -> SelectiveLayer:
   """S6's projections, A = -exp(A_log) and D (Delta, B and C depend on each step's input)."""
   del layer  # S6 reads its sizes from the parameters' shapes.
-  return SelectiveLayer(params["x_proj"]["kernel"], params["dt_proj"]["kernel"],
-                        params["dt_bias"], -jnp.exp(params["A_log"]), params["D"])
+  return SelectiveLayer(params["x_proj"]["kernel"], params["dt_proj"]["kernel"], params["dt_bias"],
+                        -jnp.exp(params["A_log"]), params["D"])
 
 
 def s6_step(layer: Any, params: Params, state: Array, u_t: Array) -> tuple[Array, Array]:

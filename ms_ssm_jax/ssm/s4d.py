@@ -87,10 +87,8 @@ class S4D(nn.Module):
 
   def state_counts(self) -> common.StateCounts:
     directions = 2 if self.bidirectional else 1
-    return common.StateCounts(
-        per_channel=self.state_size,
-        total=self.d_model * self.state_size,
-        carried_floats=directions * self.d_model * self.state_size)
+    return common.StateCounts(per_channel=self.state_size, total=self.d_model * self.state_size,
+                              carried_floats=directions * self.d_model * self.state_size)
 
   def _eigenvalues(self) -> Array:
     """Continuous-time A, (H, n)."""
@@ -124,13 +122,14 @@ class S4D(nn.Module):
     h, n = self.d_model, self.num_modes
     a = self._eigenvalues()
     if self.is_complex:
-      b_parts = self.param("B", lambda _: jnp.stack(
-          [jnp.ones((h, n), jnp.float32), jnp.zeros((h, n), jnp.float32)], axis=-1))
+      b_parts = self.param(
+          "B", lambda _: jnp.stack([jnp.ones(
+              (h, n), jnp.float32), jnp.zeros((h, n), jnp.float32)], axis=-1))
       b = jax.lax.complex(b_parts[..., 0], b_parts[..., 1])
     else:
       b = self.param("B", nn.initializers.ones, (h, n), jnp.float32)
-    log_step = self.param(
-        "log_step", lambda key: ssm_init.log_uniform(key, (h,), self.dt_min, self.dt_max))
+    log_step = self.param("log_step",
+                          lambda key: ssm_init.log_uniform(key, (h,), self.dt_min, self.dt_max))
     c = self._readout_param("C")
     d = self.param("D", nn.initializers.normal(1.0), (h,), jnp.float32)
     c_reverse = self._readout_param("C_reverse") if self.bidirectional else None
@@ -138,10 +137,10 @@ class S4D(nn.Module):
     step = jnp.exp(log_step)[:, None]
     a_bar, b_scale = discretize(a, step, "zoh")  # (H, n)
     per_channel = lambda x: None if x is None else x[:, None]  # (H, G=1, n)
-    system = diagonal.Siso(
-        a_bar=per_channel(a_bar), b_bar=per_channel(b_scale * b), c=per_channel(c),
-        c_reverse=per_channel(c_reverse), readout_scale=2.0 if self.is_complex else 1.0,
-        log_a_bar=None if self.is_complex else per_channel(step * a))
+    system = diagonal.Siso(a_bar=per_channel(a_bar), b_bar=per_channel(b_scale * b),
+                           c=per_channel(c), c_reverse=per_channel(c_reverse),
+                           readout_scale=2.0 if self.is_complex else 1.0,
+                           log_a_bar=None if self.is_complex else per_channel(step * a))
     y = diagonal.evaluate(system, u[..., None], impl=self.impl, chunk_size=self.chunk_size,
                           lengths=lengths, layer=self._name_for_errors)[..., 0]
     return (y + d * u).astype(u.dtype)

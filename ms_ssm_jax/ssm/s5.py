@@ -99,10 +99,8 @@ class S5(nn.Module):
   def state_counts(self) -> common.StateCounts:
     directions = 2 if self.bidirectional else 1
     floats_per_state = 1 if self.conj_sym else 2  # P/2 complex = P floats
-    return common.StateCounts(
-        per_channel=self.state_size,
-        total=self.state_size,
-        carried_floats=directions * floats_per_state * self.state_size)
+    return common.StateCounts(per_channel=self.state_size, total=self.state_size,
+                              carried_floats=directions * floats_per_state * self.state_size)
 
   def _c_param(self, name: str, v: np.ndarray) -> Array:
     """A readout matrix (H, P') from `c_init`, stored as (H, P', 2)."""
@@ -125,31 +123,33 @@ class S5(nn.Module):
     """u (B, L, H), lengths (B,) or None -> y (B, L, H)."""
     common.check_choice("discretization", self.discretization, S5_DISCRETIZATIONS)
     common.check_choice("c_init", self.c_init, S5_C_INITS)
-    diagonal.check_impl(self.impl, self.chunk_size, time_invariant=True, fusable=False,
-                        layer="S5")
+    diagonal.check_impl(self.impl, self.chunk_size, time_invariant=True, fusable=False, layer="S5")
     common.check_inputs(u, lengths, self.d_model)
     h, p = self.d_model, self.state_size
     lam0, v, v_inv = ssm_init.s5_init(p, self.blocks, self.conj_sym)
 
     lambda_re = self.param("Lambda_re", lambda _: jnp.asarray(lam0.real, jnp.float32))
     lambda_im = self.param("Lambda_im", lambda _: jnp.asarray(lam0.imag, jnp.float32))
-    b = _complex(self.param("B", lambda key: _as_parts(
-        v_inv @ nn.initializers.lecun_normal()(key, (p, h), jnp.float32))))
+    b = _complex(
+        self.param(
+            "B", lambda key: _as_parts(v_inv @ nn.initializers.lecun_normal()
+                                       (key, (p, h), jnp.float32))))
     c = self._c_param("C", v)
     d = self.param("D", nn.initializers.normal(1.0), (h,), jnp.float32)
-    log_step = self.param("log_step", lambda key: ssm_init.log_uniform(
-        key, (self.num_modes, 1), self.dt_min, self.dt_max))
+    log_step = self.param(
+        "log_step", lambda key: ssm_init.log_uniform(key,
+                                                     (self.num_modes, 1), self.dt_min, self.dt_max))
     c_reverse = self._c_param("C_reverse", v) if self.bidirectional else None
 
     if self.clip_eigs:
       lambda_re = jnp.minimum(lambda_re, CLIP_EIGS_MAX_REAL)
     step = self.step_rescale * jnp.exp(log_step[:, 0])
-    lambda_bar, b_scale = discretize(
-        jax.lax.complex(lambda_re, lambda_im), step, self.discretization)
+    lambda_bar, b_scale = discretize(jax.lax.complex(lambda_re, lambda_im), step,
+                                     self.discretization)
     one_group = lambda x: None if x is None else x[None]
-    system = diagonal.Mimo(
-        a_bar=one_group(lambda_bar), b_bar=one_group(b_scale[:, None] * b), c=one_group(c),
-        c_reverse=one_group(c_reverse), readout_scale=2.0 if self.conj_sym else 1.0)
+    system = diagonal.Mimo(a_bar=one_group(lambda_bar), b_bar=one_group(b_scale[:, None] * b),
+                           c=one_group(c), c_reverse=one_group(c_reverse),
+                           readout_scale=2.0 if self.conj_sym else 1.0)
     y = diagonal.evaluate(system, u[..., None], impl=self.impl, chunk_size=self.chunk_size,
                           lengths=lengths, layer="S5")[..., 0]
     return (y + d * u).astype(u.dtype)
@@ -161,4 +161,4 @@ class S5(nn.Module):
   def step(self, state: Array, u_t: Array) -> tuple[Array, Array]:
     """One sample: state, u_t `(B, H)` -> (state, y_t `(B, H)`) (`ssm.recurrent`)."""
     return recurrent.s5_step(self, self.variables["params"], state, u_t,
-                              clip_eigs_max_real=CLIP_EIGS_MAX_REAL)
+                             clip_eigs_max_real=CLIP_EIGS_MAX_REAL)

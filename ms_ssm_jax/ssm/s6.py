@@ -76,10 +76,8 @@ class S6(nn.Module):
     return math.ceil(self.d_model / 16)
 
   def state_counts(self) -> common.StateCounts:
-    return common.StateCounts(
-        per_channel=self.state_size,
-        total=self.d_model * self.state_size,
-        carried_floats=self.d_model * self.state_size)
+    return common.StateCounts(per_channel=self.state_size, total=self.d_model * self.state_size,
+                              carried_floats=self.d_model * self.state_size)
 
   def _dt_bias_init(self, key: Array) -> Array:
     log_dt = ssm_init.log_uniform(key, (self.d_model,), self.dt_min, self.dt_max)
@@ -88,12 +86,12 @@ class S6(nn.Module):
   @nn.compact
   def __call__(self, u: Array, lengths: Array | None = None) -> Array:
     """u (B, L, H), lengths (B,) or None (ignored: the layer is causal) -> y (B, L, H)."""
-    diagonal.check_impl(self.impl, self.chunk_size, time_invariant=False, fusable=True,
-                        layer="S6")
+    diagonal.check_impl(self.impl, self.chunk_size, time_invariant=False, fusable=True, layer="S6")
     common.check_inputs(u, lengths, self.d_model)
     h, n, r = self.d_model, self.state_size, self.rank
-    a_log = self.param("A_log", lambda _: jnp.log(jnp.broadcast_to(
-        -ssm_init.s4d_real_eigenvalues(n), (h, n))).astype(jnp.float32))
+    a_log = self.param(
+        "A_log", lambda _: jnp.log(jnp.broadcast_to(-ssm_init.s4d_real_eigenvalues(n),
+                                                    (h, n))).astype(jnp.float32))
     projected = nn.Dense(r + 2 * n, use_bias=False, name="x_proj")(u)
     dt_low, b_t, c_t = jnp.split(projected, [r, r + n], axis=-1)
     dt_proj = nn.Dense(h, use_bias=False, name="dt_proj", kernel_init=_symmetric_uniform(r**-0.5))

@@ -105,9 +105,11 @@ def toy_cases(num_cases: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
 
 def format_ts(name: str, cases: list[np.ndarray], labels: list[str]) -> str:
   """Writes cases (l, C) in the `.ts` format."""
-  lines = [f"@problemName {name}", "@timeStamps false", "@missing false",
-           "@univariate false", f"@dimensions {cases[0].shape[1]}", "@equalLength false",
-           "@classLabel true " + " ".join(TOY_CLASSES), "@data"]
+  lines = [
+      f"@problemName {name}", "@timeStamps false", "@missing false", "@univariate false",
+      f"@dimensions {cases[0].shape[1]}", "@equalLength false",
+      "@classLabel true " + " ".join(TOY_CLASSES), "@data"
+  ]
   for case, label in zip(cases, labels):
     dims = [",".join(f"{v:g}" for v in case[:, c]) for c in range(case.shape[1])]
     lines.append(":".join(dims) + ":" + label)

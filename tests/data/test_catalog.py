@@ -35,11 +35,11 @@ def test_every_task_has_a_kind():
 def test_shipped_uea_problems_include_the_equal_length_variants():
   rows, rejected = catalog.shipped_datasets()
   problems = {row.name: row for row in rows}
-  assert {"JapaneseVowels", "JapaneseVowels_eq", "PickupGestureWiimoteZ_eq", "ACSF1"} <= set(
-      problems)
+  assert {"JapaneseVowels", "JapaneseVowels_eq", "PickupGestureWiimoteZ_eq",
+          "ACSF1"} <= set(problems)
   vowels = problems["JapaneseVowels"]
-  assert (vowels.channels, vowels.classes, vowels.min_length, vowels.max_length,
-          vowels.train, vowels.test) == (12, 9, 7, 29, 270, 370)
+  assert (vowels.channels, vowels.classes, vowels.min_length, vowels.max_length, vowels.train,
+          vowels.test) == (12, 9, 7, 29, 270, 370)
   assert problems["JapaneseVowels_eq"].min_length == problems["JapaneseVowels_eq"].max_length
   assert (problems["sdigits"].train, problems["sdigits"].test) == (1257 + 180, 360)
   assert "Covid3Month" not in problems and "regression" in rejected["Covid3Month"]

@@ -34,8 +34,8 @@ def fixture_config(tmp_path):
 def test_examples_are_pixel_sequences_of_their_rows(fixture_config):
   config, pixels, labels = fixture_config
   splits = {split: data.get_source(config, split) for split in ("train", "validation", "test")}
-  assert {split: len(source) for split, source in splits.items()} == {
-      "train": 18, "validation": 5, "test": 7}
+  assert {split: len(source) for split, source in splits.items()
+         } == {"train": 18, "validation": 5, "test": 7}
   seen = []
   for source in splits.values():
     for i in range(len(source)):

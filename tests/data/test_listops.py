@@ -91,9 +91,8 @@ def test_release_tsv_format(tmp_path):
   with open(path, newline="") as f:
     rows = list(csv.DictReader(f, delimiter="\t"))
   assert len(rows) == 21
-  np.testing.assert_array_equal(
-      listops.tokenize_listops(rows[0]["Source"]), [12, 3, 10, 11, 5, 8, 15, 1, 15]
-  )
+  np.testing.assert_array_equal(listops.tokenize_listops(rows[0]["Source"]),
+                                [12, 3, 10, 11, 5, 8, 15, 1, 15])
   for row, tree, label in zip(rows[1:], _trees(tokens, lengths), labels):
     np.testing.assert_array_equal(listops.tokenize_listops(row["Source"]), tree)
     assert listops.evaluate_listops(row["Source"]) == int(row["Target"]) == label
@@ -101,9 +100,8 @@ def test_release_tsv_format(tmp_path):
 
 @pytest.mark.parametrize("window", [(4, 40), (501, 1999)])
 def test_generated_labels_and_lengths(window):
-  trees, labels = listops.generate_listops(
-      300 if window[0] < 100 else 40, min_length=window[0], max_length=window[1], seed=1
-  )
+  trees, labels = listops.generate_listops(300 if window[0] < 100 else 40, min_length=window[0],
+                                           max_length=window[1], seed=1)
   for tree, label in zip(trees, labels):
     assert tree.dtype == np.uint8
     assert window[0] <= tree.size <= window[1]
@@ -120,7 +118,7 @@ def _exact_length_distribution(max_length):
   for _ in range(9):  # depths 9, ..., 1
     with_k_children, op = subtree, np.zeros(max_length + 1)
     for _children in range(2, 11):
-      with_k_children = np.convolve(with_k_children, subtree)[: max_length + 1]
+      with_k_children = np.convolve(with_k_children, subtree)[:max_length + 1]
       op[2:] += with_k_children[:-2] / 9
     subtree = 0.75 * leaf + 0.25 * op
   return subtree
@@ -138,7 +136,7 @@ def test_length_distribution_matches_lra(window):
   bins = np.unique(np.concatenate([[min_length], edges, [max_length + 1]]))
   observed = np.histogram(lengths, bins)[0]
   expected = lengths.size * np.add.reduceat(expected, bins[:-1] - min_length)
-  chi2 = np.sum((observed - expected) ** 2 / expected)
+  chi2 = np.sum((observed - expected)**2 / expected)
   assert chi2 < 50, chi2
 
 
@@ -148,7 +146,7 @@ def test_symbols_are_uniform():
   digits = np.bincount(tokens, minlength=16)[1:11]
   for counts in (operators, digits):
     expected = counts.sum() / counts.size
-    assert np.sum((counts - expected) ** 2 / expected) < 30, counts
+    assert np.sum((counts - expected)**2 / expected) < 30, counts
 
 
 def test_generation_is_deterministic_and_independent_of_workers():
@@ -219,9 +217,8 @@ def test_tfds_builder_on_tiny_config(tmp_path):
   config = _tiny_config(tmp_path)
   task = listops.TASKS["listops"]
   sources = {split: task.source(config, split) for split in task.splits}
-  assert {split: len(s) for split, s in sources.items()} == {
-      "train": 48, "validation": 8, "test": 8
-  }  # fmt: skip
+  assert {split: len(s) for split, s in sources.items()
+         } == {"train": 48, "validation": 8, "test": 8}  # fmt: skip
   seen = {}
   for split, source in sources.items():
     for i in range(len(source)):

@@ -50,9 +50,8 @@ def test_listops_reads_release_rows(tmp_path):
 
 def test_listops_truncates_and_pickles(tmp_path):
   _write_listops(tmp_path)
-  source = lra_release.TASKS["lra_listops"].source(
-      _config("lra_listops", tmp_path, max_length=5), "train"
-  )
+  source = lra_release.TASKS["lra_listops"].source(_config("lra_listops", tmp_path, max_length=5),
+                                                   "train")
   np.testing.assert_array_equal(source[1]["inputs"], [14, 5, 11, 8, 6])
   restored = pickle.loads(pickle.dumps(source))
   np.testing.assert_array_equal(restored[0]["inputs"], [12, 3, 10, 15])
@@ -206,10 +205,13 @@ def test_retrieval_batches_through_the_pipeline(tmp_path):
   config = _config("lra_retrieval", tmp_path, max_length=4)
   batches = list(
       pipeline.make_batch_iterator(
-          task.source(config, "test"), task.spec(config), global_batch_size=2, seed=0,
-          shuffle=False, drop_remainder=False,
-      )
-  )  # fmt: skip
+          task.source(config, "test"),
+          task.spec(config),
+          global_batch_size=2,
+          seed=0,
+          shuffle=False,
+          drop_remainder=False,
+      ))  # fmt: skip
   assert len(batches) == 2
   np.testing.assert_array_equal(batches[0]["lengths"], [1, 2])
   np.testing.assert_array_equal(batches[0]["lengths2"], [2, 4])

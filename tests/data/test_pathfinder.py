@@ -10,10 +10,10 @@ from ms_ssm_jax.data import pathfinder_render as pr
 
 # Different contours stay 2 * 1 + 6 = 8 px apart (centre lines), consecutive dashes of one
 # contour 2 * margin = 2 px. Markers are the only full-intensity pixels (snake_contrast 0.5).
-_SEPARATED = pr.PathfinderParams(
-    image_size=64, contour_length=6, paddle_length=3.0, paddle_thickness=1.0,
-    paddle_margins=(1,), marker_radius=1.5, seed_distance=14.0, continuity=1.0,
-    distractor_budget=6.0, snake_contrast=0.5, paddle_contrast=0.75, extra_clearance=6.0)
+_SEPARATED = pr.PathfinderParams(image_size=64, contour_length=6, paddle_length=3.0,
+                                 paddle_thickness=1.0, paddle_margins=(1,), marker_radius=1.5,
+                                 seed_distance=14.0, continuity=1.0, distractor_budget=6.0,
+                                 snake_contrast=0.5, paddle_contrast=0.75, extra_clearance=6.0)
 
 
 def _components(mask: np.ndarray) -> np.ndarray:
@@ -31,8 +31,7 @@ def _components(mask: np.ndarray) -> np.ndarray:
       for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
           q = (y + dy, x + dx)
-          if (0 <= q[0] < mask.shape[0] and 0 <= q[1] < mask.shape[1] and mask[q]
-              and not ids[q]):
+          if (0 <= q[0] < mask.shape[0] and 0 <= q[1] < mask.shape[1] and mask[q] and not ids[q]):
             ids[q] = next_id
             queue.append(q)
   return ids
@@ -114,16 +113,15 @@ def test_lra_scenes_keep_geometry_and_marker_rules(size, count):
 
 def test_render_matches_exact_area_coverage():
   """With 8x8 subpixels the box-filtered render is the area of a paddle and a disc per pixel."""
-  params = pr.PathfinderParams(
-      image_size=12, contour_length=1, paddle_length=4.0, paddle_thickness=1.5,
-      paddle_margins=(1,), marker_radius=2.0, seed_distance=7.0, continuity=1.0,
-      distractor_budget=0.0, snake_contrast=1.0, paddle_contrast=1.0, antialias_scale=8)
+  params = pr.PathfinderParams(image_size=12, contour_length=1, paddle_length=4.0,
+                               paddle_thickness=1.5, paddle_margins=(1,), marker_radius=2.0,
+                               seed_distance=7.0, continuity=1.0, distractor_budget=0.0,
+                               snake_contrast=1.0, paddle_contrast=1.0, antialias_scale=8)
   paddle = np.array([[2.3, 2.6], [4.1, 6.2]])
   marker = np.array([8.4, 7.7])
-  scenes = pr.Scenes(
-      segments=paddle[None, None], owner=np.zeros((1, 1), np.int32),
-      tips=np.zeros((1, 4, 2)), markers=np.stack([marker, marker])[None],
-      labels=np.ones(1, np.int32), margins=np.ones(1))
+  scenes = pr.Scenes(segments=paddle[None, None], owner=np.zeros((1, 1), np.int32), tips=np.zeros(
+      (1, 4, 2)), markers=np.stack([marker, marker])[None], labels=np.ones(1, np.int32),
+                     margins=np.ones(1))
   image = pr.render(params, scenes)[0]
   # Area of the capsule and disc in each pixel, from a 64x64 grid of points per pixel.
   fine = (np.arange(12 * 64) + 0.5) / 64 - 0.5
@@ -166,10 +164,9 @@ def test_generation_does_not_depend_on_the_number_of_workers():
 
 def test_params_reject_markers_that_would_touch():
   with pytest.raises(ValueError, match="seed_distance"):
-    pr.PathfinderParams(
-        image_size=32, contour_length=14, paddle_length=2.0, paddle_thickness=0.5,
-        paddle_margins=(1,), marker_radius=1.5, seed_distance=4.0, continuity=1.0,
-        distractor_budget=20.0, snake_contrast=2.0, paddle_contrast=0.75)
+    pr.PathfinderParams(image_size=32, contour_length=14, paddle_length=2.0, paddle_thickness=0.5,
+                        paddle_margins=(1,), marker_radius=1.5, seed_distance=4.0, continuity=1.0,
+                        distractor_budget=20.0, snake_contrast=2.0, paddle_contrast=0.75)
   with pytest.raises(ValueError, match="use 32, 64 or 128"):
     pr.lra_params(48)
 
@@ -194,8 +191,8 @@ def test_builder_splits_and_source_examples(tmp_path):
   config = _tiny_config("pathfinder32", tmp_path)
   assert pathfinder.make_builder(config, 32).builder_config.name == "tiny32"
   spec = task.spec(config)
-  assert (spec.input_type, spec.num_channels, spec.num_classes, spec.max_length) == (
-      "continuous", 1, 2, 1024)
+  assert (spec.input_type, spec.num_channels, spec.num_classes, spec.max_length) == ("continuous",
+                                                                                     1, 2, 1024)
   seen = set()
   for split, size in (("train", 24), ("validation", 8), ("test", 8)):
     source = task.source(config, split)
@@ -208,14 +205,12 @@ def test_builder_splits_and_source_examples(tmp_path):
       assert label.dtype == np.int32 and label.shape == ()
       assert inputs.min() == -1.0 and inputs.max() == 1.0
       # Pixels are k / 127.5 - 1 for uint8 k.
-      np.testing.assert_allclose((inputs + 1) * 127.5, np.round((inputs + 1) * 127.5),
-                                 atol=1e-4)
+      np.testing.assert_allclose((inputs + 1) * 127.5, np.round((inputs + 1) * 127.5), atol=1e-4)
       seen.add(inputs.tobytes())
   assert len(seen) == 40  # no image repeats across splits
   # The stored images are the generator's: the validation split is stream (seed, 1).
   images, labels = next(pr.generate(pr.lra_params(32), 8, seed=(0, 1)))
-  expected = {(img.astype(np.float32).reshape(-1, 1) / 127.5 - 1).tobytes()
-              for img in images}
+  expected = {(img.astype(np.float32).reshape(-1, 1) / 127.5 - 1).tobytes() for img in images}
   stored = {task.source(config, "validation")[i]["inputs"].tobytes() for i in range(8)}
   assert stored == expected
   with pytest.raises(ValueError, match="unknown split"):

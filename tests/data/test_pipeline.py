@@ -30,8 +30,7 @@ def token_source(num_examples, num_classes=3):
   return ListSource(examples)
 
 
-TOKEN_SPEC = TaskSpec(name="toy", input_type="tokens", vocab_size=100, num_classes=3,
-                      max_length=4)
+TOKEN_SPEC = TaskSpec(name="toy", input_type="tokens", vocab_size=100, num_classes=3, max_length=4)
 
 
 def ids(batch):
@@ -107,12 +106,16 @@ def test_processes_split_each_global_batch(drop_remainder):
 
 def test_eval_pass_pads_the_last_batch_with_weight_zero():
   for process_count in (1, 2):
-    per_process = [list(train_iter(drop_remainder=False, shuffle=False, process_index=p,
-                                   process_count=process_count))
-                   for p in range(process_count)]
+    per_process = [
+        list(
+            train_iter(drop_remainder=False, shuffle=False, process_index=p,
+                       process_count=process_count)) for p in range(process_count)
+    ]
     assert {len(batches) for batches in per_process} == {3}
-    rows = {key: np.concatenate([b[key] for batches in per_process for b in batches])
-            for key in ("inputs", "weights")}
+    rows = {
+        key: np.concatenate([b[key] for batches in per_process for b in batches])
+        for key in ("inputs", "weights")
+    }
     real = rows["weights"] == 1
     assert real.sum() == 10 and np.all(rows["weights"][~real] == 0)
     np.testing.assert_array_equal(np.sort(rows["inputs"][real, 0] - 1), np.arange(10))
@@ -127,8 +130,8 @@ def test_shuffled_eval_pass_sees_every_example_once():
 
 
 def test_continuous_multilabel_and_dual_rows():
-  spec = TaskSpec(name="c", input_type="continuous", num_channels=2, num_classes=3,
-                  max_length=3, target="multilabel")
+  spec = TaskSpec(name="c", input_type="continuous", num_channels=2, num_classes=3, max_length=3,
+                  target="multilabel")
   x = np.arange(4, dtype=np.float64).reshape(2, 2)
   row = pipeline.prepare_example({"inputs": x, "label": [1, 0, 1]}, spec)
   np.testing.assert_array_equal(row["inputs"], [[0, 1], [2, 3], [0, 0]])
@@ -138,8 +141,8 @@ def test_continuous_multilabel_and_dual_rows():
     pipeline.prepare_example({"inputs": np.zeros((2, 3)), "label": [1, 0, 1]}, spec)
   dual = TaskSpec(name="d", input_type="tokens", vocab_size=9, num_classes=2, max_length=3,
                   dual=True)
-  row = pipeline.prepare_example({"inputs": np.array([1, 2]), "inputs2": np.array([3]),
-                                  "label": 1}, dual)
+  row = pipeline.prepare_example({"inputs": np.array([1, 2]), "inputs2": np.array([3]), "label": 1},
+                                 dual)
   np.testing.assert_array_equal(row["inputs2"], [3, 0, 0])
   assert row["lengths2"] == 1 and row["lengths"] == 2
 
@@ -166,8 +169,7 @@ def test_channel_standardizer_matches_numpy_and_fills_missing_with_zero():
   np.testing.assert_allclose(standardizer.std, np.nanstd(stacked, axis=0), rtol=1e-9)
   out = MappedSource(source, standardizer)[1]["inputs"]
   assert out.dtype == np.float32 and out[2, 0] == 0
-  np.testing.assert_allclose(out[0], (xs[1][0] - standardizer.mean) / standardizer.std,
-                             rtol=1e-5)
+  np.testing.assert_allclose(out[0], (xs[1][0] - standardizer.mean) / standardizer.std, rtol=1e-5)
   constant = ChannelStandardizer.fit(ListSource([{"inputs": np.ones((3, 1)), "label": 0}]))
   np.testing.assert_array_equal(constant.std, [1.0])
 

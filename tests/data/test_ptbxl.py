@@ -46,11 +46,9 @@ def _write_record(record: pathlib.Path, adc: np.ndarray, fs: int, gains, baselin
   record.parent.mkdir(parents=True, exist_ok=True)
   adc.astype("<i2").tofile(record.with_name(record.name + ".dat"))
   lines = [f"{record.name} {adc.shape[1]} {fs} {adc.shape[0]}"]
-  for j, lead in enumerate(_LEADS[: adc.shape[1]]):
-    lines.append(
-        f"{record.name}.dat 16 {gains[j]}({baselines[j]})/mV 16 0 {adc[0, j]} "
-        f"{_checksum(adc[:, j])} 0 {lead}"
-    )
+  for j, lead in enumerate(_LEADS[:adc.shape[1]]):
+    lines.append(f"{record.name}.dat 16 {gains[j]}({baselines[j]})/mV 16 0 {adc[0, j]} "
+                 f"{_checksum(adc[:, j])} 0 {lead}")
   record.with_name(record.name + ".hea").write_text("\n".join(lines) + "\n")
 
 
@@ -58,23 +56,25 @@ def _write_release(root: pathlib.Path) -> dict[str, np.ndarray]:
   """Writes the CSVs and 100 Hz records; returns the physical signals by record filename."""
   with open(root / "scp_statements.csv", "w", newline="") as f:
     writer = csv.writer(f)
-    writer.writerow(
-        ["", "description", "diagnostic", "form", "rhythm", "diagnostic_class",
-         "diagnostic_subclass", "Statement Category"]
-    )  # fmt: skip
+    writer.writerow([
+        "", "description", "diagnostic", "form", "rhythm", "diagnostic_class",
+        "diagnostic_subclass", "Statement Category"
+    ])  # fmt: skip
     for code, (diag, form, rhythm, cls, subcls) in _STATEMENTS.items():
       writer.writerow([code, f"{code} statement", diag, form, rhythm, cls, subcls, "x"])
   rng = np.random.default_rng(0)
   signals = {}
   with open(root / "ptbxl_database.csv", "w", newline="") as f:
     writer = csv.writer(f)
-    writer.writerow(["ecg_id", "patient_id", "scp_codes", "strat_fold", "filename_lr",
-                     "filename_hr"])  # fmt: skip
+    writer.writerow(
+        ["ecg_id", "patient_id", "scp_codes", "strat_fold", "filename_lr",
+         "filename_hr"])  # fmt: skip
     for i, (fold, codes) in enumerate(_RECORDS):
       ecg_id = i + 1
       filename_lr = f"records100/00000/{ecg_id:05d}_lr"
-      writer.writerow([ecg_id, 100 + i, repr(codes), fold, filename_lr,
-                       f"records500/00000/{ecg_id:05d}_hr"])  # fmt: skip
+      writer.writerow(
+          [ecg_id, 100 + i,
+           repr(codes), fold, filename_lr, f"records500/00000/{ecg_id:05d}_hr"])  # fmt: skip
       adc = rng.integers(-3000, 3000, (1000, 12)).astype(np.int16)
       gains = [1000.0] * 11 + [500.0]
       baselines = [0] * 11 + [-7]
@@ -149,8 +149,10 @@ def test_splits_labels_and_scaled_signals(tmp_path):
   np.testing.assert_allclose(ptbxl.standard_scaler(config), (mean, std), rtol=1e-6)
 
   # superdiagnostic classes: MI, NORM, STTC
-  expected_labels = {1: [0, 1, 0], 2: [1, 0, 0], 4: [0, 0, 1], 5: [0, 1, 0], 6: [1, 0, 0],
-                     8: [0, 1, 1], 9: [1, 0, 0]}  # fmt: skip
+  expected_labels = {
+      1: [0, 1, 0], 2: [1, 0, 0], 4: [0, 0, 1], 5: [0, 1, 0], 6: [1, 0, 0], 8: [0, 1, 1],
+      9: [1, 0, 0]
+  }  # fmt: skip
   for split, ids in (("train", train_ids), ("validation", val_ids), ("test", test_ids)):
     source = task.source(config, split)
     assert len(source) == len(ids)
@@ -171,8 +173,7 @@ def test_wfdb_reader_handles_header_variants(tmp_path):
       "# a comment line\n"
       "rec 2 500/25(0) 3\n"
       f"rec.dat 16+8 0/mV 12 4 10 {_checksum(adc[:, 0])} 0 lead one\n"  # gain 0: WFDB's 200
-      f"rec.dat 16+8 250.0(-2)/uV 16 0 -20 {_checksum(adc[:, 1])} 0 V2\n"
-  )
+      f"rec.dat 16+8 250.0(-2)/uV 16 0 -20 {_checksum(adc[:, 1])} 0 V2\n")
   signal, header = ptbxl.read_wfdb_record(tmp_path / "rec")
   assert header.sampling_frequency == 500.0 and header.num_samples == 3
   assert header.signals[0].description == "lead one" and header.signals[1].units == "uV"
@@ -226,10 +227,13 @@ def test_multilabel_batches_through_the_pipeline(tmp_path):
   config = _config(tmp_path, label_set="rhythm")  # classes AFIB, SR
   batch = next(
       pipeline.make_batch_iterator(
-          task.source(config, "train"), task.spec(config), global_batch_size=4, seed=0,
-          shuffle=False, drop_remainder=True,
-      )
-  )  # fmt: skip
+          task.source(config, "train"),
+          task.spec(config),
+          global_batch_size=4,
+          seed=0,
+          shuffle=False,
+          drop_remainder=True,
+      ))  # fmt: skip
   # Train records with a rhythm label: ids 1, 2, 3 (SR) and 4 (AFIB).
   np.testing.assert_array_equal(batch["labels"], [[0, 1], [0, 1], [0, 1], [1, 0]])
   assert batch["inputs"].shape == (4, 1000, 12) and batch["labels"].dtype == np.float32

@@ -55,13 +55,11 @@ def test_associative_recall_labels(length, num_keys, num_values):
   assert set(labels) == set(range(num_values))
 
 
-@pytest.mark.parametrize(
-    "length, num_data_tokens, num_values", [(1024, 16, 16), (9, 8, 4), (40, 3, 2)]
-)
+@pytest.mark.parametrize("length, num_data_tokens, num_values", [(1024, 16, 16), (9, 8, 4),
+                                                                 (40, 3, 2)])
 def test_selective_copying_labels(length, num_data_tokens, num_values):
-  config = _config(
-      "selective_copying", length=length, num_data_tokens=num_data_tokens, num_values=num_values
-  )
+  config = _config("selective_copying", length=length, num_data_tokens=num_data_tokens,
+                   num_values=num_values)
   spec = synthetic.TASKS["selective_copying"].spec(config)
   assert spec.vocab_size == num_data_tokens + num_values + 2
   assert (spec.num_classes, spec.max_length) == (num_values, length)
@@ -103,9 +101,9 @@ def test_example_i_comes_from_its_own_rng():
   config = _config("selective_copying", length=32)
   example = synthetic.TASKS["selective_copying"].source(config, "validation")[7]
   rng = np.random.default_rng([config.seed, synthetic.SPLIT_IDS["validation"], 7])
-  inputs, label = synthetic.selective_copying_example(
-      rng, length=32, num_data_tokens=config.num_data_tokens, num_values=config.num_values
-  )
+  inputs, label = synthetic.selective_copying_example(rng, length=32,
+                                                      num_data_tokens=config.num_data_tokens,
+                                                      num_values=config.num_values)
   np.testing.assert_array_equal(example["inputs"], inputs)
   assert example["label"] == label
 

@@ -29,6 +29,7 @@ def _prepare(name: str, data_dir, splits: dict[str, list[dict]], config: str | N
   real_builder = tfds.builder_cls(name)
 
   class TinyBuilder(real_builder, skip_registration=True):
+
     def _split_generators(self, dl_manager):
       del dl_manager
       return {split: self._examples(examples) for split, examples in splits.items()}
@@ -48,11 +49,10 @@ def data_dir(tmp_path_factory):
   rng = np.random.default_rng(0)
 
   def cifar(split, n):
-    return [
-        {"id": f"{split}_{i}", "image": _png(rng.integers(0, 256, (32, 32, 3), np.uint8)),
-         "label": i % 10}
-        for i in range(n)
-    ]  # fmt: skip
+    return [{
+        "id": f"{split}_{i}", "image": _png(rng.integers(0, 256, (32, 32, 3), np.uint8)),
+        "label": i % 10
+    } for i in range(n)]  # fmt: skip
 
   def mnist(n):
     pixels = rng.integers(0, 256, (n, 28, 28), np.uint8)
@@ -168,15 +168,15 @@ def test_image_patches_order():
   patches = images.image_patches(image, 2)
   assert patches.shape == (6, 8)
   # Patch (row 1, col 2) is the 6th; its first pixel is image[2, 4].
-  np.testing.assert_array_equal(patches[5], np.concatenate([image[2, 4], image[2, 5],
-                                                            image[3, 4], image[3, 5]]))
+  np.testing.assert_array_equal(
+      patches[5], np.concatenate([image[2, 4], image[2, 5], image[3, 4], image[3, 5]]))
   with pytest.raises(ValueError, match="divisible"):
     images.image_patches(image, 4)
 
 
 def test_imagenet_crops_normalizes_and_patches(data_dir):
-  config = _config(images, "imagenet", data_dir, num_validation=1, resize_size=32,
-                   image_size=32, patch_size=16)  # fmt: skip
+  config = _config(images, "imagenet", data_dir, num_validation=1, resize_size=32, image_size=32,
+                   patch_size=16)  # fmt: skip
   task = images.TASKS["imagenet"]
   spec = task.spec(config)
   assert (spec.max_length, spec.num_channels, spec.num_classes) == (4, 768, 1000)
@@ -193,9 +193,9 @@ def test_imagenet_crops_normalizes_and_patches(data_dir):
   assert example["label"] == 5
   for patch_row in range(2):
     for patch_col in range(2):
-      expected = crop[16 * patch_row : 16 * patch_row + 16, 16 * patch_col : 16 * patch_col + 16]
-      np.testing.assert_allclose(example["inputs"][2 * patch_row + patch_col],
-                                 expected.reshape(-1), rtol=1e-5, atol=1e-6)  # fmt: skip
+      expected = crop[16 * patch_row:16 * patch_row + 16, 16 * patch_col:16 * patch_col + 16]
+      np.testing.assert_allclose(example["inputs"][2 * patch_row + patch_col], expected.reshape(-1),
+                                 rtol=1e-5, atol=1e-6)  # fmt: skip
 
   train = [task.source(config, "train")[i] for i in range(2)]
   train += [task.source(config, "validation")[0]]
@@ -230,9 +230,12 @@ def test_lra_text_protocols(data_dir):
 
   heldout = _config(text, "lra_text", data_dir, protocol="heldout", num_validation=2)
   raw_train = _raw("imdb_reviews/plain_text", "train", data_dir)
-  texts = {split: [bytes((task.source(heldout, split)[i]["inputs"] - 1).astype(np.uint8))
-                   for i in range(len(task.source(heldout, split)))]
-           for split in ("train", "validation")}  # fmt: skip
+  texts = {
+      split: [
+          bytes((task.source(heldout, split)[i]["inputs"] - 1).astype(np.uint8))
+          for i in range(len(task.source(heldout, split)))
+      ] for split in ("train", "validation")
+  }  # fmt: skip
   assert [len(texts["train"]), len(texts["validation"])] == [4, 2]
   all_train = sorted(raw_train[i]["text"][:4096] for i in range(6))
   assert sorted(texts["train"] + texts["validation"]) == all_train

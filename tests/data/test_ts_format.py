@@ -61,12 +61,10 @@ def test_malformed_ts_names_the_line(write_file, old, new, line, message):
 
 
 def test_ts_cases_must_agree_with_the_header(write_file):
-  path = write_file("bad.ts", conftest.TS_UNIVARIATE.replace("@seriesLength 3",
-                                                             "@seriesLength 4"))
+  path = write_file("bad.ts", conftest.TS_UNIVARIATE.replace("@seriesLength 3", "@seriesLength 4"))
   with pytest.raises(ts_format.TsFormatError, match="case 0 has length 3.*equal lengths of 4"):
     ts_format.read_ts(path)
-  path = write_file("bad2.ts", conftest.TS_MULTIVARIATE.replace("@dimensions 2",
-                                                                "@dimensions 3"))
+  path = write_file("bad2.ts", conftest.TS_MULTIVARIATE.replace("@dimensions 2", "@dimensions 3"))
   with pytest.raises(ts_format.TsFormatError, match="case 0 has 2 dimensions, expected 3"):
     ts_format.read_ts(path)
 
@@ -80,8 +78,9 @@ def test_malformed_arff_names_the_line(write_file):
     ts_format.read_labeled_series(write_file("x.csv", "1,2"))
 
 
-@pytest.mark.skipif(shipped.find_uea_dataset("GunPoint") is None,
-                    reason="shipped data needs: pip install --no-deps aeon==1.6.0")
+@pytest.mark.skipif(
+    shipped.find_uea_dataset("GunPoint") is None,
+    reason="shipped data needs: pip install --no-deps aeon==1.6.0")
 def test_shipped_arff_equals_shipped_ts():
   for name in ("BasicMotions", "GunPoint"):
     folder = shipped.find_uea_dataset(name).folder

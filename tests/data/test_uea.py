@@ -41,9 +41,9 @@ def test_shipped_japanese_vowels_through_the_registry(tmp_path):
   sizes = {split: data.num_examples(config, split) for split in uea.SPLITS}
   # Official protocol: 270 TRAIN cases (30 per speaker), 6 per speaker held out; 370 TEST.
   assert sizes == {"train": 216, "validation": 54, "test": 370}
-  batches = list(data.make_iterator(config, "test", global_batch_size=64, seed=0,
-                                    shuffle=False, drop_remainder=False, process_index=0,
-                                    process_count=1))
+  batches = list(
+      data.make_iterator(config, "test", global_batch_size=64, seed=0, shuffle=False,
+                         drop_remainder=False, process_index=0, process_count=1))
   assert len(batches) == 6 and batches[0]["inputs"].shape == (64, 29, 12)
   assert batches[-1]["weights"].sum() == 370 - 5 * 64
   lengths = np.concatenate([b["lengths"][b["weights"] > 0] for b in batches])
@@ -81,8 +81,8 @@ def test_standardization_is_fitted_on_the_train_split(tmp_path, toy_archive):
   raw_train = np.concatenate(all_inputs(uea.get_source(raw, "train")))
   raw_test = uea.get_source(raw, "test")[3]["inputs"]
   expected = (raw_test - raw_train.mean(0)) / raw_train.std(0)
-  np.testing.assert_allclose(uea.get_source(config, "test")[3]["inputs"], expected, rtol=1e-5,
-                             atol=1e-6)
+  np.testing.assert_allclose(
+      uea.get_source(config, "test")[3]["inputs"], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_70_15_15_drops_repeated_cases_and_depends_on_the_seed(tmp_path, toy_archive):
@@ -98,11 +98,11 @@ def test_70_15_15_drops_repeated_cases_and_depends_on_the_seed(tmp_path, toy_arc
 
 def test_protocol_split_indices_exact():
   labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 0, 1])
-  official = uea.protocol_split_indices(labels, [], num_train=8, protocol="official",
-                                        split_seed=0, validation_fraction=0.5)
+  official = uea.protocol_split_indices(labels, [], num_train=8, protocol="official", split_seed=0,
+                                        validation_fraction=0.5)
   assert len(official["validation"]) == 4 and set(labels[official["validation"]]) == {0, 1}
-  np.testing.assert_array_equal(np.sort(np.concatenate([official["train"],
-                                                        official["validation"]])), range(8))
+  np.testing.assert_array_equal(
+      np.sort(np.concatenate([official["train"], official["validation"]])), range(8))
   np.testing.assert_array_equal(official["test"], [8, 9])
   digests = [bytes([i % 7]) for i in range(10)]  # cases 7, 8, 9 repeat cases 0, 1, 2
   split = uea.protocol_split_indices(labels, digests, num_train=8, protocol="uea_70_15_15",
@@ -161,9 +161,12 @@ def test_prepare_data_script_builds_and_counts(tmp_path, toy_archive, capsys):
   spec = importlib.util.spec_from_file_location("prepare_data", path)
   script = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(script)
-  script.main(["--task", "uea", "--dataset", "Toy", "--manual_dir", str(toy_archive),
-               "--data_dir", str(tmp_path / "tfds"), "--protocol", "uea_70_15_15",
-               "--standardize", "false", "--verify", "--batch_size", "4"])
+  script.main([
+      "--task", "uea", "--dataset", "Toy", "--manual_dir",
+      str(toy_archive), "--data_dir",
+      str(tmp_path / "tfds"), "--protocol", "uea_70_15_15", "--standardize", "false", "--verify",
+      "--batch_size", "4"
+  ])
   out = capsys.readouterr().out
   for line in ("train: 13 examples", "validation: 3 examples", "test: 3 examples",
                "every example read and batched"):

@@ -151,9 +151,9 @@ def test_receptive_field_is_exact(kernel_size, fields, centered):
   x = jnp.asarray(np.random.default_rng(8).normal(size=(1, length, 1)), jnp.float32)
 
   def bands_at_t0(x):
-    bands = decomposition.wavelet_bands(
-        x, jnp.asarray(phi, jnp.float32), jnp.asarray(psi, jnp.float32),
-        streams="details+approx+raw", centered=centered)
+    bands = decomposition.wavelet_bands(x, jnp.asarray(phi, jnp.float32),
+                                        jnp.asarray(psi, jnp.float32), streams="details+approx+raw",
+                                        centered=centered)
     return bands[0, t0, 0]  # (S+2,): a^3, d^3, d^2, d^1, x
 
   jac = jax.jacrev(bands_at_t0)(x)[:, 0, :, 0]  # (S+2, L)
@@ -169,8 +169,8 @@ def test_receptive_field_is_exact(kernel_size, fields, centered):
 
 def test_module_params_and_lecun_uniform_init():
   x = jax.random.normal(jax.random.key(0), (2, 16, 3))
-  params = decomposition.WaveletDecomposition(num_levels=3, kernel_size=4).init(
-      jax.random.key(1), x)["params"]
+  params = decomposition.WaveletDecomposition(num_levels=3,
+                                              kernel_size=4).init(jax.random.key(1), x)["params"]
   assert params["phi"].shape == params["psi"].shape == (3, 4, 3)
   phi = decomposition.init_filters(jax.random.key(0), (3, 4, 500))
   bound = math.sqrt(3 / 4)
@@ -208,8 +208,7 @@ def numpy_bands_vjp(x, phi, psi, cotangent, streams, centered, eps=1e-3):
       for sign in (1, -1):
         shifted = [a.copy() for a in args]
         shifted[i][index] += sign * eps
-        values.append(np.sum(cotangent * numpy_bands(*shifted, streams=streams,
-                                                     centered=centered)))
+        values.append(np.sum(cotangent * numpy_bands(*shifted, streams=streams, centered=centered)))
       grad[index] = (values[0] - values[1]) / (2 * eps)
     grads.append(grad)
   return grads
@@ -241,9 +240,9 @@ def test_cascade_gradient_float32_and_bfloat16():
   x = np.random.default_rng(12).normal(size=(2, 300, 4))
 
   def grads(dtype):
-    loss = lambda *args: jnp.sum(decomposition.wavelet_bands(
-        *args, streams="details+approx+raw", centered=False
-    ).astype(jnp.float32) ** 2)
+    loss = lambda *args: jnp.sum(
+        decomposition.wavelet_bands(*args, streams="details+approx+raw", centered=False).astype(
+            jnp.float32)**2)
     args = [jnp.asarray(a, dtype) for a in (x, phi, psi)]
     return jax.grad(loss, argnums=(0, 1, 2))(*args)
 

@@ -45,8 +45,7 @@ def _random_params(mixer: str, bidirectional: bool, backbone: str, num_levels: i
   params = jax.jit(layer.init)(jax.random.key(0), _inputs(jnp.float32), jnp.asarray(LENGTHS))
   leaves, tree = jax.tree.flatten(params["params"])
   rng = np.random.default_rng(1)
-  return jax.tree.unflatten(tree, [np.asarray(p) + 0.1 * rng.normal(size=p.shape)
-                                   for p in leaves])
+  return jax.tree.unflatten(tree, [np.asarray(p) + 0.1 * rng.normal(size=p.shape) for p in leaves])
 
 
 def _params(mixer, bidirectional, backbone="s4d_real", num_levels=2, dtype=jnp.float64):
@@ -58,15 +57,15 @@ def bandwise_conv(layer: MSSSMLayer, params, u, lengths):
   """The old `impl="conv"` layer: bands, one FFT convolution per band, mixer, D."""
   if layer.bidirectional:
     u = common.zero_beyond_lengths(u, lengths)
-  decomp = decomposition.WaveletDecomposition(
-      num_levels=layer.num_levels, kernel_size=layer.kernel_size, streams=STREAM_LAYOUT,
-      centered=layer.bidirectional)
+  decomp = decomposition.WaveletDecomposition(num_levels=layer.num_levels,
+                                              kernel_size=layer.kernel_size, streams=STREAM_LAYOUT,
+                                              centered=layer.bidirectional)
   bands = decomp.apply({"params": params["decomposition"]}, u)
   if layer.bidirectional:
     bands = common.zero_beyond_lengths(bands, lengths)
-  stream_ssms = streams_lib.StreamSSMs(
-      backbone=layer.backbone, state_per_stream=layer.stream_state_size,
-      bidirectional=layer.bidirectional, impl="conv")
+  stream_ssms = streams_lib.StreamSSMs(backbone=layer.backbone,
+                                       state_per_stream=layer.stream_state_size,
+                                       bidirectional=layer.bidirectional, impl="conv")
   y = stream_ssms.apply({"params": params["streams"]}, bands, u, lengths)
   mixer = mixer_lib.ScaleMixer(mixer=layer.mixer)
   return mixer.apply({"params": params.get("mixer", {})}, y, u) + params["D"] * u
@@ -84,7 +83,8 @@ def _assert_close_at(valid, got, want, rtol):
 
 
 CASES = [(mixer, bidirectional, backbone)
-         for mixer in mixer_lib.MIXERS for bidirectional in (False, True)
+         for mixer in mixer_lib.MIXERS
+         for bidirectional in (False, True)
          for backbone in ("s4d_real",)]
 
 
@@ -95,8 +95,8 @@ def test_folded_equals_scan_and_bandwise_float64(x64, mixer, bidirectional, back
 
   @jax.jit
   def all_three(params, u, lengths):
-    return (layer.apply({"params": params}, u, lengths),
-            layer.clone(impl="conv").apply({"params": params}, u, lengths),
+    return (layer.apply({"params": params}, u,
+                        lengths), layer.clone(impl="conv").apply({"params": params}, u, lengths),
             bandwise_conv(layer, params, u, lengths))
 
   scan_y, folded_y, bandwise_y = all_three(params, u, lengths)
@@ -151,7 +151,7 @@ def test_folded_gradients_equal_scan_float64(x64):
   valid = jnp.asarray(_valid(True))[..., None]
 
   def loss(layer):
-    return lambda p, u: jnp.sum(jnp.where(valid, layer.apply({"params": p}, u, lengths), 0) ** 2)
+    return lambda p, u: jnp.sum(jnp.where(valid, layer.apply({"params": p}, u, lengths), 0)**2)
 
   want = jax.grad(loss(layer), argnums=(0, 1))(params, u)
   got = jax.grad(loss(layer.clone(impl="conv")), argnums=(0, 1))(params, u)
@@ -184,8 +184,7 @@ def test_folded_convolution_one_kernel_reproduces_band_convolutions(x64):
   u = _inputs()
   bands = decomposition.wavelet_bands(u, phi, psi, streams="details+approx", centered=False)
   want = jnp.einsum("blhj,hjq->blhq", fft_conv.causal_conv(bands, kernel_fn(L, False)), mix)
-  got = folded_conv.folded_convolution(u, kernel_fn, filters, lookaheads, mix,
-                                       bidirectional=False)
+  got = folded_conv.folded_convolution(u, kernel_fn, filters, lookaheads, mix, bidirectional=False)
   _assert_close_at(np.ones((B, L), bool), got, want, 1e-12)
 
 

@@ -65,9 +65,9 @@ def numpy_stream_coefficients(p, backbone, bands, u):
     a = -np.exp(p["A_re_log"])  # (H, S', N)
     a_bar = np.exp(np.exp(p["log_step"])[..., None] * a)
     b_bar = (a_bar - 1) / a * p["B"]
-    return (np.broadcast_to(a_bar, (length,) + a.shape), bands[..., None] * b_bar,
-            lambda x, c=p["C"]: (x * c).sum(-1),
-            lambda x, c=p.get("C_reverse"): (x * c).sum(-1))
+    return (np.broadcast_to(a_bar,
+                            (length,) + a.shape), bands[..., None] * b_bar, lambda x, c=p["C"]:
+            (x * c).sum(-1), lambda x, c=p.get("C_reverse"): (x * c).sum(-1))
   if backbone == "s6":
     a = -np.exp(p["A_log"])  # (H, S', N)
     rank, n = p["dt_proj"].shape[1], a.shape[-1]
@@ -113,11 +113,11 @@ def numpy_layer(params, u, *, backbone="s4d_real", bidirectional=False, num_leve
   return (e * y).sum(-1) + p["D"] * u
 
 
-@pytest.mark.parametrize("backbone,bidirectional", [
-    ("s4d_real", True), ("s6", False),
-    pytest.param("s4d_real", False, marks=pytest.mark.slow),
-    pytest.param("s6", True, marks=pytest.mark.slow),
-    pytest.param("s5", False, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("backbone,bidirectional",
+                         [("s4d_real", True), ("s6", False),
+                          pytest.param("s4d_real", False, marks=pytest.mark.slow),
+                          pytest.param("s6", True, marks=pytest.mark.slow),
+                          pytest.param("s5", False, marks=pytest.mark.slow)])
 def test_matches_float64_loop(x64, backbone, bidirectional):
   """Three sequences; bidirectional ones padded with garbage beyond their lengths."""
   _, params = init_layer(backbone=backbone, bidirectional=bidirectional)
@@ -150,12 +150,14 @@ def test_zero_levels_is_the_plain_s4d_real_layer():
   layer, params = init_layer(num_levels=0)
   assert layer.num_streams == 1
   streams = params["streams"]
-  s4d_params = {"A_re_log": streams["A_re_log"][:, 0], "B": streams["B"][:, 0],
-                "C": streams["C"][:, 0], "log_step": streams["log_step"][:, 0],
-                "D": params["D"]}
+  s4d_params = {
+      "A_re_log": streams["A_re_log"][:, 0], "B": streams["B"][:, 0], "C": streams["C"][:, 0],
+      "log_step": streams["log_step"][:, 0], "D": params["D"]
+  }
   # One stream with E = 1 (w = 0): the mixer is the identity.
-  params = dict(params, mixer={"weight": jnp.zeros_like(params["mixer"]["weight"]),
-                               "bias": params["mixer"]["bias"]})
+  params = dict(
+      params,
+      mixer={"weight": jnp.zeros_like(params["mixer"]["weight"]), "bias": params["mixer"]["bias"]})
   np.testing.assert_array_equal(params["mixer"]["bias"], 1.0)
   u = make_inputs()
   ours = jitted_apply(num_levels=0)(params, u)
@@ -187,20 +189,22 @@ def _assert_ordered_by_rank(decays, ranks):
 
 
 @pytest.mark.parametrize("backbone", [
-    "s4d_real", pytest.param("s6", marks=pytest.mark.slow),
-    pytest.param("s5", marks=pytest.mark.slow)])
+    "s4d_real",
+    pytest.param("s6", marks=pytest.mark.slow),
+    pytest.param("s5", marks=pytest.mark.slow)
+])
 def test_stratified_init_orders_the_streams(backbone):
   layer, params = init_layer(backbone=backbone, bidirectional=backbone == "s4d_real")
   # Band order a^3, d^3, d^2, d^1, x; rank 0 is the slowest (|lambda_bar| nearest 1).
   assert tuple(range(layer.num_streams)) == (0, 1, 2, 3, 4)
   _assert_ordered_by_rank(_stream_decays(backbone, params), tuple(range(layer.num_streams)))
   if backbone in ("s4d_real", "s6"):
-    rates = np.exp(np.asarray(params["streams"]["A_re_log" if backbone == "s4d_real"
-                                                 else "A_log"]))
+    rates = np.exp(np.asarray(params["streams"]["A_re_log" if backbone == "s4d_real" else "A_log"]))
     np.testing.assert_allclose(np.sort(rates[0].ravel()), np.arange(1, 5 * N + 1), rtol=1e-6)
     # Fig. 2 of the paper: stream j holds A = -(jN+1) .. -(jN+N).
-    np.testing.assert_allclose(rates, np.broadcast_to(
-        np.arange(5 * N).reshape(5, N) + 1.0, rates.shape), rtol=1e-6)
+    np.testing.assert_allclose(rates,
+                               np.broadcast_to(np.arange(5 * N).reshape(5, N) + 1.0, rates.shape),
+                               rtol=1e-6)
     step = params["streams"]["log_step" if backbone == "s4d_real" else "dt_bias"]
     np.testing.assert_array_equal(step, jnp.broadcast_to(step[:, :1], step.shape))
 
@@ -243,8 +247,7 @@ def _count_scan_calls(monkeypatch, layer, chunk=False):
 def test_all_streams_run_in_one_scan(monkeypatch, backbone, states):
   layer = MSSSMLayer(d_model=H, state_per_stream=N, backbone=backbone)
   assert _count_scan_calls(monkeypatch, layer) == [(B, L, states)]
-  bidirectional = MSSSMLayer(d_model=H, state_per_stream=N, backbone=backbone,
-                             bidirectional=True)
+  bidirectional = MSSSMLayer(d_model=H, state_per_stream=N, backbone=backbone, bidirectional=True)
   assert _count_scan_calls(monkeypatch, bidirectional) == [(B, L, states)] * 2
 
 
@@ -288,8 +291,8 @@ def test_gradients_finite_and_nonzero_for_every_parameter(backbone):
   layer, params = init_layer(backbone=backbone, bidirectional=True)
   u, lengths = make_inputs(), jnp.asarray(LENGTHS)
   weights = make_inputs(seed=3)
-  grads = jax.jit(jax.grad(lambda p: jnp.sum(weights * layer.apply({"params": p}, u, lengths))))(
-      params)
+  grads = jax.jit(
+      jax.grad(lambda p: jnp.sum(weights * layer.apply({"params": p}, u, lengths))))(params)
   _assert_finite_and_nonzero(grads)
 
 
@@ -387,10 +390,9 @@ def test_linear_input_mixer_sows_its_input_ratio():
   want = (np.abs(np.asarray(input_term)) * valid).sum() / (np.abs(rest) * valid).sum()
   assert 0.01 < want < 100
   np.testing.assert_allclose(float(ratio), want, rtol=1e-5)
-  np.testing.assert_allclose(np.asarray(out), np.asarray(input_term) + rest, rtol=1e-5,
-                             atol=1e-6)
-  _, static_state = make_layer(mixer="static").init_with_output(
-      jax.random.key(0), u, lengths, mutable=["params", "intermediates"])
+  np.testing.assert_allclose(np.asarray(out), np.asarray(input_term) + rest, rtol=1e-5, atol=1e-6)
+  _, static_state = make_layer(mixer="static").init_with_output(jax.random.key(0), u, lengths,
+                                                                mutable=["params", "intermediates"])
   assert "intermediates" not in static_state
 
 
@@ -404,13 +406,14 @@ def test_no_ssm_mixes_the_bands_themselves(x64, bidirectional):
   assert set(params) == {"decomposition", "mixer", "D"}
   params["mixer"]["weight"] = jnp.asarray(np.random.default_rng(2).normal(size=(H, 5)))
   y = np.asarray(layer.apply({"params": params}, u, lengths))
-  valid = (np.arange(L)[None, :] < (LENGTHS if bidirectional else np.full(B, L))[:, None])[..., None]
+  valid = (np.arange(L)[None, :] < (LENGTHS if bidirectional else np.full(B, L))[:, None])[...,
+                                                                                           None]
   x = np.asarray(u) * valid
   bands = numpy_bands(x, params["decomposition"]["phi"], params["decomposition"]["psi"],
                       centered=bidirectional) * valid[..., None]
   mixer = params["mixer"]
-  expected = (np.einsum("blhj,hj->blh", bands, mixer["bias"])
-              + x * np.einsum("blhj,hj->blh", bands, mixer["weight"]) + params["D"] * x)
+  expected = (np.einsum("blhj,hj->blh", bands, mixer["bias"]) +
+              x * np.einsum("blhj,hj->blh", bands, mixer["weight"]) + params["D"] * x)
   mask = valid[..., 0]  # bidirectional outputs beyond the length are unspecified
   np.testing.assert_allclose(y[mask], expected[mask], rtol=1e-10, atol=1e-12)
   assert layer.state_counts().per_channel == 0

@@ -42,8 +42,7 @@ def test_per_channel_mixer_is_the_papers_eq4_float64(x64):
   np.testing.assert_allclose(np.asarray(got), ref, rtol=1e-12, atol=1e-12)
   input_term, constant_term = module.apply({"params": params}, y, u, method="terms")
   np.testing.assert_allclose(np.asarray(constant_term), (y_np * b).sum(-1), rtol=1e-12)
-  np.testing.assert_allclose(np.asarray(input_term + constant_term), ref, rtol=1e-12,
-                             atol=1e-12)
+  np.testing.assert_allclose(np.asarray(input_term + constant_term), ref, rtol=1e-12, atol=1e-12)
 
 
 def test_per_channel_mixer_gradients_match_float64_reference(x64):
@@ -120,8 +119,7 @@ def test_static_and_none(x64):
   np.testing.assert_allclose(np.asarray(summed), np.asarray(y).sum(-1), rtol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["linear_input", "static", "softmax_input",
-                                  "linear_input_dense"])
+@pytest.mark.parametrize("name", ["linear_input", "static", "softmax_input", "linear_input_dense"])
 def test_init_averages_the_streams(name):
   y, u = inputs()
   module = mixer.ScaleMixer(mixer=name)

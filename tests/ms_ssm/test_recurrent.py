@@ -22,14 +22,13 @@ BATCH, WIDTH = 2, 3
 LEVELS, KERNEL, LENGTH = 3, 3, 20
 
 CASES = {
-    **{f"{backbone}_linear_input": dict(backbone=backbone)
-       for backbone in ("s4d_real", "s5", "s6")},
-    **{f"s4d_real_{mixer}": dict(mixer=mixer)
-       for mixer in ("static", "softmax_input", "linear_input_dense", "none")},
+    **{f"{backbone}_linear_input": dict(backbone=backbone) for backbone in ("s4d_real", "s5", "s6")},
+    **{
+        f"s4d_real_{mixer}": dict(mixer=mixer) for mixer in ("static", "softmax_input", "linear_input_dense", "none")
+    },
     "s4d_real_conv": dict(impl="conv"),
     "s5_conv": dict(backbone="s5", impl="conv"),
-    "s6_band_conditioned_silu": dict(backbone="s6", s6_condition_on="band",
-                                     band_activation="silu"),
+    "s6_band_conditioned_silu": dict(backbone="s6", s6_condition_on="band", band_activation="silu"),
     "s5_no_levels": dict(backbone="s5", num_levels=0),
     "s4d_real_kernel_4": dict(kernel_size=4),
     "no_ssm": dict(backbone="none", state_per_stream=None),
@@ -67,10 +66,8 @@ def test_step_equals_parallel_pass_float32(backbone):
   layer = _layer(backbone=backbone)
   variables, u = _variables(layer), _inputs(jnp.float32)
   parallel = layer.apply(variables, u)
-  np.testing.assert_allclose(prepared_outputs(layer, variables, u), parallel, rtol=1e-4,
-                             atol=1e-4)
-  np.testing.assert_allclose(stepped_outputs(layer, variables, u), parallel, rtol=1e-4,
-                             atol=1e-4)
+  np.testing.assert_allclose(prepared_outputs(layer, variables, u), parallel, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(stepped_outputs(layer, variables, u), parallel, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("backbone", ["s4d_real", "s5"])

@@ -43,34 +43,35 @@ def _system(kind: str, bidirectional: bool, seed: int = 0) -> diagonal.System:
   reverse = lambda make: make() if bidirectional else None
   if kind == "siso_real":
     log_a_bar = -rng.uniform(0.05, 1.0, (H, G, N))
-    return diagonal.Siso(
-        a_bar=jnp.exp(log_a_bar), b_bar=jnp.asarray(_normal(rng, H, G, N)),
-        c=jnp.asarray(_normal(rng, H, G, N)),
-        c_reverse=reverse(lambda: jnp.asarray(_normal(rng, H, G, N))),
-        log_a_bar=jnp.asarray(log_a_bar))
+    return diagonal.Siso(a_bar=jnp.exp(log_a_bar), b_bar=jnp.asarray(_normal(rng, H, G, N)),
+                         c=jnp.asarray(_normal(rng, H, G, N)),
+                         c_reverse=reverse(lambda: jnp.asarray(_normal(rng, H, G, N))),
+                         log_a_bar=jnp.asarray(log_a_bar))
   if kind == "siso_complex":
     a_bar = rng.uniform(0.3, 0.95, (H, G, N)) * np.exp(1j * rng.uniform(0, np.pi, (H, G, N)))
-    return diagonal.Siso(
-        a_bar=jnp.asarray(a_bar), b_bar=jnp.asarray(_complex(rng, H, G, N)),
-        c=jnp.asarray(_complex(rng, H, G, N)),
-        c_reverse=reverse(lambda: jnp.asarray(_complex(rng, H, G, N))), readout_scale=2.0)
+    return diagonal.Siso(a_bar=jnp.asarray(a_bar), b_bar=jnp.asarray(_complex(rng, H, G, N)),
+                         c=jnp.asarray(_complex(rng, H, G, N)),
+                         c_reverse=reverse(lambda: jnp.asarray(_complex(rng, H, G, N))),
+                         readout_scale=2.0)
   if kind == "mimo":
     a_bar = rng.uniform(0.3, 0.95, (G, N)) * np.exp(1j * rng.uniform(0, np.pi, (G, N)))
-    return diagonal.Mimo(
-        a_bar=jnp.asarray(a_bar), b_bar=jnp.asarray(_complex(rng, G, N, H)),
-        c=jnp.asarray(_complex(rng, G, H, N)),
-        c_reverse=reverse(lambda: jnp.asarray(_complex(rng, G, H, N))), readout_scale=2.0)
-  return diagonal.Selective(
-      a=jnp.asarray(-rng.uniform(0.5, 2.0, (H, G, N))),
-      step=jnp.asarray(rng.uniform(0.05, 0.5, (B, L, H, G))),
-      b=jnp.asarray(_normal(rng, B, L, G, N)), c=jnp.asarray(_normal(rng, B, L, G, N)),
-      c_reverse=reverse(lambda: jnp.asarray(_normal(rng, B, L, G, N))))
+    return diagonal.Mimo(a_bar=jnp.asarray(a_bar), b_bar=jnp.asarray(_complex(rng, G, N, H)),
+                         c=jnp.asarray(_complex(rng, G, H, N)),
+                         c_reverse=reverse(lambda: jnp.asarray(_complex(rng, G, H, N))),
+                         readout_scale=2.0)
+  return diagonal.Selective(a=jnp.asarray(-rng.uniform(0.5, 2.0, (H, G, N))),
+                            step=jnp.asarray(rng.uniform(0.05, 0.5, (B, L, H, G))),
+                            b=jnp.asarray(_normal(rng, B, L, G,
+                                                  N)), c=jnp.asarray(_normal(rng, B, L, G, N)),
+                            c_reverse=reverse(lambda: jnp.asarray(_normal(rng, B, L, G, N))))
 
 
 def _reference(system: diagonal.System, u: np.ndarray, lengths: np.ndarray) -> np.ndarray:
   """The outputs by a loop over steps, in numpy float64/complex128: `(B, L, H, G)`."""
-  sys_np = {k: None if v is None or isinstance(v, float) else np.asarray(v)
-            for k, v in vars(system).items()}
+  sys_np = {
+      k: None if v is None or isinstance(v, float) else np.asarray(v)
+      for k, v in vars(system).items()
+  }
 
   def coefficients(t: int, b: int) -> tuple[np.ndarray, np.ndarray]:
     """Decay and input of step t of sequence b, `(H, G, n)` (SISO, selective) or `(G, n)`."""
@@ -106,10 +107,12 @@ def _reference(system: diagonal.System, u: np.ndarray, lengths: np.ndarray) -> n
 
 
 KINDS = ["siso_real", "siso_complex", "mimo", "selective"]
-CASES = [(kind, impl, bidirectional) for kind in KINDS for bidirectional in (False, True)
+CASES = [(kind, impl, bidirectional)
+         for kind in KINDS
+         for bidirectional in (False, True)
          for impl in ("scan", "chunked", "conv", "pallas")
-         if impl in diagonal.supported_impls(
-             time_invariant=kind != "selective", fusable=kind in ("siso_real", "selective"))]
+         if impl in diagonal.supported_impls(time_invariant=kind != "selective", fusable=kind in (
+             "siso_real", "selective"))]
 
 
 @pytest.mark.parametrize("kind, impl, bidirectional", CASES,
@@ -121,11 +124,12 @@ def test_every_impl_equals_the_sequential_reference(x64, kind, impl, bidirection
                     100.0 * np.random.default_rng(2).normal(size=u.shape))
   want = _reference(system, padded, LENGTHS)
   if impl == "pallas":  # the kernel computes in float32
-    system = dataclasses.replace(system, **{k: v.astype(jnp.float32)
-                                            for k, v in vars(system).items()
-                                            if isinstance(v, jax.Array)})
-  got = np.asarray(diagonal.evaluate(system, jnp.asarray(padded), impl=impl, chunk_size=CHUNK,
-                                     lengths=jnp.asarray(LENGTHS)))
+    system = dataclasses.replace(
+        system,
+        **{k: v.astype(jnp.float32) for k, v in vars(system).items() if isinstance(v, jax.Array)})
+  got = np.asarray(
+      diagonal.evaluate(system, jnp.asarray(padded), impl=impl, chunk_size=CHUNK,
+                        lengths=jnp.asarray(LENGTHS)))
   assert got.shape == (B, L, H, G)
   if bidirectional:  # padded steps are read by nothing; the valid ones must not see padding
     mask = np.broadcast_to((np.arange(L)[None, :] < LENGTHS[:, None])[..., None, None], got.shape)
@@ -147,16 +151,22 @@ def test_causality(x64, kind):
 # Every layer against its own impl="scan" (whose outputs the reference tests check against the
 # layer's equations).
 LAYERS: dict[str, nn.Module] = {
-    "s4d_real_bidirectional": S4D(H, state_size=3, a_init="real", bidirectional=True),
-    "s4d_lin_bidirectional": S4D(H, state_size=4, a_init="lin", bidirectional=True),
-    "s5_bidirectional": S5(H, state_size=4, bidirectional=True),
-    "lru": LRU(H, state_size=3, r_min=0.5, r_max=0.95, max_phase=1.0),
-    "s6": S6(H, state_size=3),
-    "ms_ssm_s4d_real_bidirectional": MSSSMLayer(d_model=H, num_levels=1, state_per_stream=3,
-                                                bidirectional=True),
-    "ms_ssm_s5_bidirectional": MSSSMLayer(d_model=H, num_levels=1, state_per_stream=4,
-                                          backbone="s5", bidirectional=True),
-    "ms_ssm_s6": MSSSMLayer(d_model=H, num_levels=1, state_per_stream=3, backbone="s6"),
+    "s4d_real_bidirectional":
+        S4D(H, state_size=3, a_init="real", bidirectional=True),
+    "s4d_lin_bidirectional":
+        S4D(H, state_size=4, a_init="lin", bidirectional=True),
+    "s5_bidirectional":
+        S5(H, state_size=4, bidirectional=True),
+    "lru":
+        LRU(H, state_size=3, r_min=0.5, r_max=0.95, max_phase=1.0),
+    "s6":
+        S6(H, state_size=3),
+    "ms_ssm_s4d_real_bidirectional":
+        MSSSMLayer(d_model=H, num_levels=1, state_per_stream=3, bidirectional=True),
+    "ms_ssm_s5_bidirectional":
+        MSSSMLayer(d_model=H, num_levels=1, state_per_stream=4, backbone="s5", bidirectional=True),
+    "ms_ssm_s6":
+        MSSSMLayer(d_model=H, num_levels=1, state_per_stream=3, backbone="s6"),
 }
 
 
@@ -180,7 +190,8 @@ def test_each_layer_offers_the_impls_of_its_system():
       "s4d_real_bidirectional": diagonal.IMPLS, "s4d_lin_bidirectional": lti,
       "s5_bidirectional": lti, "lru": lti, "s6": fused,
       "ms_ssm_s4d_real_bidirectional": diagonal.IMPLS, "ms_ssm_s5_bidirectional": lti,
-      "ms_ssm_s6": fused}
+      "ms_ssm_s6": fused
+  }
 
 
 @pytest.mark.parametrize("name", LAYERS)
@@ -199,12 +210,14 @@ def test_chunked_impl_of_every_layer_equals_its_scan(x64, name):
 
 
 def test_check_impl_names_the_layers_choices():
-  with pytest.raises(ValueError, match=r"^impl='conv' is not supported by S6 \(a selective system "
-                     r"has no convolution form\); choose one of auto, scan, chunked, pallas$"):
+  with pytest.raises(
+      ValueError, match=r"^impl='conv' is not supported by S6 \(a selective system "
+      r"has no convolution form\); choose one of auto, scan, chunked, pallas$"):
     diagonal.check_impl("conv", time_invariant=False, fusable=True, layer="S6")
-  with pytest.raises(ValueError, match=r"^impl='pallas' is not supported by LRU \(the fused kernel"
-                     r" runs real per-channel states only\); choose one of auto, scan, chunked, "
-                     r"conv$"):
+  with pytest.raises(
+      ValueError, match=r"^impl='pallas' is not supported by LRU \(the fused kernel"
+      r" runs real per-channel states only\); choose one of auto, scan, chunked, "
+      r"conv$"):
     diagonal.check_impl("pallas", time_invariant=True, fusable=False, layer="LRU")
   with pytest.raises(ValueError, match=r"^chunk_size must be >= 1"):
     diagonal.check_impl("chunked", 0, time_invariant=True, fusable=False, layer="LRU")

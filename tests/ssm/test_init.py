@@ -57,8 +57,8 @@ def test_unknown_discretization_lists_the_known_ones():
 
 def test_s4d_eigenvalues():
   np.testing.assert_array_equal(init.s4d_real_eigenvalues(3), [-1.0, -2.0, -3.0])
-  np.testing.assert_allclose(init.s4d_lin_eigenvalues(3), [-0.5, -0.5 + np.pi * 1j,
-                                                          -0.5 + 2 * np.pi * 1j])
+  np.testing.assert_allclose(init.s4d_lin_eigenvalues(3),
+                             [-0.5, -0.5 + np.pi * 1j, -0.5 + 2 * np.pi * 1j])
   # S4D-Inv with N = 2n = 4 real states: imag = N/pi (N/(2k+1) - 1), k = 0, 1.
   np.testing.assert_allclose(init.s4d_inv_eigenvalues(2),
                              [-0.5 + 12j / np.pi, -0.5 + 4 / np.pi * (4 / 3 - 1) * 1j])
@@ -74,8 +74,8 @@ def test_hippo_n_reconstructs_the_normal_hippo_matrix():
   np.testing.assert_allclose(v @ np.diag(lam) @ np.linalg.inv(v), normal, atol=1e-10)
   # HiPPO-N is HiPPO-LegS (lower triangular) plus the rank-1 term q q^T, q_n = sqrt(n + 1/2).
   n, k = 5, 2
-  assert init.hippo_legs_matrix(p)[n, k] == pytest.approx(-math.sqrt(2 * n + 1) * math.sqrt(
-      2 * k + 1))
+  assert init.hippo_legs_matrix(p)[n,
+                                   k] == pytest.approx(-math.sqrt(2 * n + 1) * math.sqrt(2 * k + 1))
   assert init.hippo_legs_matrix(p)[k, n] == 0.0
   assert init.hippo_legs_matrix(p)[n, n] == -(n + 1)
   assert normal[n, k] == pytest.approx(-0.5 * math.sqrt(2 * n + 1) * math.sqrt(2 * k + 1))
@@ -102,8 +102,7 @@ def test_s5_init_blocks_and_conjugate_symmetry():
     init.s5_init(9, 3, conj_sym=True)
 
 
-@pytest.mark.parametrize("rng", [np.random.default_rng(0), jax.random.key(0)],
-                         ids=["numpy", "jax"])
+@pytest.mark.parametrize("rng", [np.random.default_rng(0), jax.random.key(0)], ids=["numpy", "jax"])
 def test_lru_ring_init(rng):
   r_min, r_max, max_phase = 0.4, 0.9, 0.5
   nu_log, theta_log = init.lru_ring_init(rng, 4000, r_min, r_max, max_phase)

@@ -31,25 +31,25 @@ CASES = {
     "s4d_real": (S4D(WIDTH, state_size=3, a_init="real"), references.s4d),
     "s4d_inv_bidirectional": (S4D(WIDTH, state_size=4, a_init="inv", bidirectional=True),
                               functools.partial(references.s4d, bidirectional=True)),
-    "s5_zoh_blocks_clipped": (
-        S5(WIDTH, state_size=8, blocks=2, clip_eigs=True, step_rescale=2.0),
-        functools.partial(references.s5, clip_eigs=True, step_rescale=2.0)),
-    "s5_bidirectional_concat": (S5(WIDTH, state_size=4, bidirectional=True,
-                                   c_init="lecun_normal"),
+    "s5_zoh_blocks_clipped": (S5(WIDTH, state_size=8, blocks=2, clip_eigs=True, step_rescale=2.0),
+                              functools.partial(references.s5, clip_eigs=True, step_rescale=2.0)),
+    "s5_bidirectional_concat": (S5(WIDTH, state_size=4, bidirectional=True, c_init="lecun_normal"),
                                 functools.partial(references.s5, bidirectional=True)),
-    "s5_bilinear_no_conj_sym_bidirectional": (
-        S5(WIDTH, state_size=4, conj_sym=False, discretization="bilinear",
-           c_init="complex_normal", bidirectional=True),
-        functools.partial(references.s5, conj_sym=False, discretization="bilinear",
-                          bidirectional=True)),
+    "s5_bilinear_no_conj_sym_bidirectional":
+        (S5(WIDTH, state_size=4, conj_sym=False, discretization="bilinear", c_init="complex_normal",
+            bidirectional=True),
+         functools.partial(references.s5, conj_sym=False, discretization="bilinear",
+                           bidirectional=True)),
     "lru_ring": (LRU(WIDTH, state_size=3, r_min=0.5, r_max=0.95, max_phase=1.0), references.lru),
-    "lru_recomputed_gamma_bidirectional": (
-        LRU(WIDTH, state_size=3, train_gamma=False, bidirectional=True),
-        functools.partial(references.lru, train_gamma=False, bidirectional=True)),
+    "lru_recomputed_gamma_bidirectional": (LRU(WIDTH, state_size=3, train_gamma=False,
+                                               bidirectional=True),
+                                           functools.partial(references.lru, train_gamma=False,
+                                                             bidirectional=True)),
     "s6": (S6(WIDTH, state_size=3), lambda p, u, lengths: references.s6(p, u)),
 }
-BIDIRECTIONAL = [name for name, (layer, _) in CASES.items()
-                 if getattr(layer, "bidirectional", False)]
+BIDIRECTIONAL = [
+    name for name, (layer, _) in CASES.items() if getattr(layer, "bidirectional", False)
+]
 CAUSAL = [name for name in CASES if name not in BIDIRECTIONAL]
 # Every class's own parameters that are SSM parameters (optimizer: ssm_lr, no weight decay).
 EXPECTED_SSM_PARAMS = {
@@ -122,8 +122,8 @@ def test_matches_float64_reference(name, x64):
   expected = reference(params, u, lengths=LENGTHS)
   # Beyond its length a bidirectional output has no meaning; causal layers ignore lengths.
   mask = _valid(LENGTHS) if name in BIDIRECTIONAL else np.ones_like(u, bool)
-  np.testing.assert_allclose(np.where(mask, y, 0.0), np.where(mask, expected, 0.0),
-                             rtol=1e-10, atol=1e-10)
+  np.testing.assert_allclose(np.where(mask, y, 0.0), np.where(mask, expected, 0.0), rtol=1e-10,
+                             atol=1e-10)
   # The recurrence must matter: outputs are not just the skip term D u.
   assert np.abs(expected - params["D"] * u).max() > 1e-2
 
@@ -150,8 +150,9 @@ def test_gradients_finite_nonzero_and_equal_to_finite_differences(name, x64):
     return float(loss)
 
   numeric = (shifted_loss(1.0) - shifted_loss(-1.0)) / (2 * eps)
-  analytic = sum(float(np.vdot(g, d)) for g, d in zip(jax.tree.leaves(grad_params),
-                                                      jax.tree.leaves(direction)))
+  analytic = sum(
+      float(np.vdot(g, d))
+      for g, d in zip(jax.tree.leaves(grad_params), jax.tree.leaves(direction)))
   analytic += float(np.vdot(grad_u, direction_u))
   np.testing.assert_allclose(analytic, numeric, rtol=1e-6)
 
@@ -193,17 +194,18 @@ def test_chunked_scan_equals_full_scan(name, x64):
     y = chunked.apply({"params": params}, u, LENGTHS)
     return jnp.sum(y * weights), y
 
-  (chunk_loss, chunk_y), chunk_grads = jax.jit(
-      jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(params, u)
+  (chunk_loss,
+   chunk_y), chunk_grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(params,
+                                                                                           u)
   (full_loss, full_y), full_grads = _loss_and_grad(name)(params, u, LENGTHS)
   np.testing.assert_allclose(chunk_y, full_y, rtol=1e-12, atol=1e-12)
   np.testing.assert_allclose(chunk_loss, full_loss, rtol=1e-12)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12),
-               chunk_grads, full_grads)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12), chunk_grads,
+               full_grads)
 
 
-@pytest.mark.parametrize(
-    "name", ["s4d_inv_bidirectional", "s5_bidirectional_concat", "lru_ring", "s6"])
+@pytest.mark.parametrize("name",
+                         ["s4d_inv_bidirectional", "s5_bidirectional_concat", "lru_ring", "s6"])
 def test_bfloat16_activations(name):
   params, u = _params(name), _inputs()
   y32 = _apply(name)(params, u, LENGTHS)
@@ -212,8 +214,9 @@ def test_bfloat16_activations(name):
   assert y16.shape == (BATCH, LENGTH, WIDTH)
   assert np.all(np.isfinite(np.asarray(y16, np.float32)))
   mask = np.broadcast_to(_valid(LENGTHS), y32.shape)
-  np.testing.assert_allclose(np.asarray(y16, np.float32)[mask], np.asarray(y32)[mask],
-                             rtol=5e-2, atol=5e-2)
+  np.testing.assert_allclose(
+      np.asarray(y16, np.float32)[mask],
+      np.asarray(y32)[mask], rtol=5e-2, atol=5e-2)
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -21,15 +21,22 @@ from tests.streaming_helpers import to_float64
 BATCH, LENGTH, WIDTH = 2, 12, 4
 
 CAUSAL = {
-    "s4d_real": S4D(WIDTH, state_size=3, a_init="real"),
-    "s4d_lin_conv": S4D(WIDTH, state_size=4, a_init="lin", impl="conv"),
-    "s4d_inv_chunked": S4D(WIDTH, state_size=4, a_init="inv", impl="chunked", chunk_size=5),
-    "s5_zoh_blocks_clipped": S5(WIDTH, state_size=8, blocks=2, clip_eigs=True, step_rescale=2.0),
-    "s5_bilinear_no_conj_sym_conv": S5(WIDTH, state_size=4, conj_sym=False,
-                                       discretization="bilinear", impl="conv"),
-    "lru_ring": LRU(WIDTH, state_size=3, r_min=0.5, r_max=0.95, max_phase=1.0),
-    "lru_recomputed_gamma_conv": LRU(WIDTH, state_size=3, train_gamma=False, impl="conv"),
-    "s6": S6(WIDTH, state_size=3),
+    "s4d_real":
+        S4D(WIDTH, state_size=3, a_init="real"),
+    "s4d_lin_conv":
+        S4D(WIDTH, state_size=4, a_init="lin", impl="conv"),
+    "s4d_inv_chunked":
+        S4D(WIDTH, state_size=4, a_init="inv", impl="chunked", chunk_size=5),
+    "s5_zoh_blocks_clipped":
+        S5(WIDTH, state_size=8, blocks=2, clip_eigs=True, step_rescale=2.0),
+    "s5_bilinear_no_conj_sym_conv":
+        S5(WIDTH, state_size=4, conj_sym=False, discretization="bilinear", impl="conv"),
+    "lru_ring":
+        LRU(WIDTH, state_size=3, r_min=0.5, r_max=0.95, max_phase=1.0),
+    "lru_recomputed_gamma_conv":
+        LRU(WIDTH, state_size=3, train_gamma=False, impl="conv"),
+    "s6":
+        S6(WIDTH, state_size=3),
 }
 BIDIRECTIONAL = {
     "s4d": S4D(WIDTH, state_size=4, bidirectional=True),
@@ -59,8 +66,8 @@ def test_step_equals_parallel_pass_float64(x64, name):
   np.testing.assert_allclose(prepared, stepped, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize(
-    "name", ["s4d_real", "s4d_lin_conv", "s5_zoh_blocks_clipped", "lru_ring", "s6"])
+@pytest.mark.parametrize("name",
+                         ["s4d_real", "s4d_lin_conv", "s5_zoh_blocks_clipped", "lru_ring", "s6"])
 def test_step_equals_parallel_pass_float32(name):
   layer = CAUSAL[name]
   variables, u = _variables(layer), _inputs(jnp.float32)
