@@ -107,8 +107,15 @@ CASES = [  # (shape kwargs, kernel options): halo longer and shorter than a chun
     (dict(length=16, states=9), dict(chunk=4)),  # ... and ceil(16 / 8) = 2
 ]
 
+# The default suite keeps the halo, no-decomposition and segment cases of the forward and
+# gradient tests; the rest run with -m slow.
+SUITE_CASES = [
+    pytest.param(*case, marks=pytest.mark.slow) if index in (1, 2, 5, 6) else case
+    for index, case in enumerate(CASES)
+]
 
-@pytest.mark.parametrize("shape,options", CASES)
+
+@pytest.mark.parametrize("shape,options", SUITE_CASES)
 @pytest.mark.parametrize("selective,input_weight", [(True, True), (False, False)])
 def test_forward_matches_float64_reference(x64, shape, options, selective, input_weight):
   inputs = random_inputs(0, **shape, selective=selective, input_weight=input_weight)
@@ -118,14 +125,7 @@ def test_forward_matches_float64_reference(x64, shape, options, selective, input
   assert relative_error(z, expected) < 1e-5
 
 
-# The default suite keeps the halo, no-decomposition and segment cases; the rest run with -m slow.
-GRADIENT_CASES = [
-    pytest.param(*case, marks=pytest.mark.slow) if index in (1, 2, 5, 6) else case
-    for index, case in enumerate(CASES)
-]
-
-
-@pytest.mark.parametrize("shape,options", GRADIENT_CASES)
+@pytest.mark.parametrize("shape,options", SUITE_CASES)
 @pytest.mark.parametrize("selective,input_weight", [(True, True), (False, False)])
 def test_gradients_match_float64_reference(x64, shape, options, selective, input_weight):
   inputs = random_inputs(1, **shape, selective=selective, input_weight=input_weight)

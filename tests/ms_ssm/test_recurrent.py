@@ -48,7 +48,11 @@ def _variables(layer):
   return perturbed_variables(layer, WIDTH)
 
 
-@pytest.mark.parametrize("name", CASES)
+# s5_no_levels (the slowest case; S5 streams are also in s5_linear_input and s5_conv) runs
+# with -m slow.
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.slow) if name == "s5_no_levels" else name for name in CASES
+])
 def test_step_equals_parallel_pass_float64(x64, name):
   layer = _layer(**CASES[name])
   variables, u = to_float64(_variables(layer)), _inputs(jnp.float64)
@@ -61,7 +65,8 @@ def test_step_equals_parallel_pass_float64(x64, name):
   np.testing.assert_allclose(prepared, stepped, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("backbone", ["s4d_real", "s5", "s6"])
+@pytest.mark.parametrize(
+    "backbone", ["s4d_real", pytest.param("s5", marks=pytest.mark.slow), "s6"])  # s5: float64 above
 def test_step_equals_parallel_pass_float32(backbone):
   layer = _layer(backbone=backbone)
   variables, u = _variables(layer), _inputs(jnp.float32)
