@@ -260,15 +260,8 @@ class MSSSMLayer(nn.Module):
 
   def init_state(self, batch_size: int, dtype: Any = jnp.float32) -> dict[str, Any]:
     """Zero ring buffers and stream states for `step` on inputs of `dtype` (`recurrent`)."""
-    self._check_steppable()
     return recurrent.init_state(self, batch_size, dtype)
 
   def step(self, state: dict[str, Any], u_t: Array) -> tuple[dict[str, Any], Array]:
     """One sample: state, u_t `(B, H)` -> (state, y_t `(B, H)`) (`ms_ssm.recurrent`)."""
-    self._check_steppable()
     return recurrent.step(self, self.variables["params"], state, u_t)
-
-  def _check_steppable(self) -> None:
-    if self.decomposition != "wavelet":
-      raise ValueError(f"step runs the wavelet cascade; decomposition={self.decomposition!r} "
-                       "(an ablation) has no step: use the parallel call")
