@@ -42,15 +42,13 @@ CASES: dict[str, nn.Module] = {
     "s4d_lin_bidirectional":
         S4D(WIDTH, state_size=4, a_init="lin", bidirectional=True),
     "s5":
-        S5(WIDTH, state_size=8, blocks=2, clip_eigs=True, step_rescale=2.0),
+        S5(WIDTH, state_size=8, blocks=2, clip_eigs=True),
     "s5_bidirectional_concat":
         S5(WIDTH, state_size=4, bidirectional=True),
-    "s5_bilinear_no_conj_sym_bidirectional":
-        S5(WIDTH, state_size=4, conj_sym=False, discretization="bilinear", bidirectional=True),
     "lru":
         LRU(WIDTH, state_size=3, r_min=0.5, r_max=0.95, max_phase=1.0),
-    "lru_recomputed_gamma_bidirectional":
-        LRU(WIDTH, state_size=3, train_gamma=False, bidirectional=True),
+    "lru_bidirectional":
+        LRU(WIDTH, state_size=3, bidirectional=True),
     **{
         f"ms_ssm_{backbone}{suffix}": _ms_ssm(backbone, bidirectional) for backbone in ("s4d_real", "s5") for suffix, bidirectional in (("", False), ("_bidirectional", True))
     },
@@ -58,14 +56,14 @@ CASES: dict[str, nn.Module] = {
 # A tiny float64 gradient check per layer class and MS-SSM stream type (SISO real and complex,
 # MIMO), bidirectional so that both kernels get gradients.
 GRADIENT_CASES = [
-    "s4d_lin_bidirectional", "s5_bidirectional_concat", "lru_recomputed_gamma_bidirectional",
+    "s4d_lin_bidirectional", "s5_bidirectional_concat", "lru_bidirectional",
     "ms_ssm_s4d_real_bidirectional", "ms_ssm_s5_bidirectional"
 ]
 
 # Parameter values (not only names and shapes) compared between the modes' inits: one case per
 # class with every parameter (compiling an init costs more than the forward passes).
 INIT_VALUE_CASES = [
-    "s4d_lin_bidirectional", "s5_bidirectional_concat", "lru_recomputed_gamma_bidirectional",
+    "s4d_lin_bidirectional", "s5_bidirectional_concat", "lru_bidirectional",
     "ms_ssm_s5_bidirectional"
 ]
 

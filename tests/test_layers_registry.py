@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import flax.linen as nn
 import jax
@@ -103,14 +104,22 @@ def test_ms_ssm_resolves_lazily_with_placeholder_fields():
   assert layers.make_layer("ms_ssm", 8, config).state_per_stream == 4
 
 
-def test_retired_fields_load_at_their_value_and_fail_otherwise():
+@pytest.mark.parametrize("name, kept, retired, other_value", [
+    ("ms_ssm", {"state_per_stream": 4}, "d_skip", False),
+    ("s5", {"state_size": 8}, "conj_sym", False),
+    ("s5", {"state_size": 8}, "discretization", "bilinear"),
+    ("s5", {"state_size": 8}, "step_rescale", 2.0),
+    ("lru", {"state_size": 8}, "train_gamma", False),
+])
+def test_retired_fields_load_at_their_value_and_fail_otherwise(name, kept, retired, other_value):
   """Released models store fields removed since (ms_ssm_jax/released/manifest.json)."""
-  stored = {"state_per_stream": 4, **layers.RETIRED_FIELDS["ms_ssm"]}
-  layer = layers.make_layer("ms_ssm", 8, stored)
-  assert layer.state_per_stream == 4
-  assert not any(hasattr(layer, key) for key in layers.RETIRED_FIELDS["ms_ssm"])
-  with pytest.raises(ValueError, match="no longer has the field 'd_skip'; only d_skip=True"):
-    layers.make_layer("ms_ssm", 8, {**stored, "d_skip": False})
+  stored = {**kept, **layers.RETIRED_FIELDS[name]}
+  layer = layers.make_layer(name, 8, stored)
+  assert all(getattr(layer, key) == value for key, value in kept.items())
+  assert not any(hasattr(layer, key) for key in layers.RETIRED_FIELDS[name])
+  expected = f"no longer has the field '{retired}'; only {retired}={stored[retired]!r}"
+  with pytest.raises(ValueError, match=re.escape(expected)):
+    layers.make_layer(name, 8, {**stored, retired: other_value})
 
 
 @pytest.mark.parametrize("name, stored, expected", [

@@ -2,12 +2,12 @@
 
 With step `Delta`, the discrete recurrence is `x_t = lam_bar x_{t-1} + b_scale * b u_t`:
 
-    zoh      lam_bar = exp(lam Delta)                       b_scale = (lam_bar - 1) / lam
-    bilinear lam_bar = (1 + Delta/2 lam) / (1 - Delta/2 lam) b_scale = Delta / (1 - Delta/2 lam)
-    euler_b  lam_bar = exp(lam Delta)                       b_scale = Delta
+    zoh      lam_bar = exp(lam Delta)    b_scale = (lam_bar - 1) / lam
+    euler_b  lam_bar = exp(lam Delta)    b_scale = Delta
 
-ZOH and bilinear as in S4 (Gu et al. 2022) and S5 (Smith et al. 2023, eqs. 6-7); `euler_b` is
-Mamba's simplification (Gu and Dao 2023, sec. 3.5): exact decay, Euler input term.
+ZOH as in S4 (Gu et al. 2022) and S5 (Smith et al. 2023, eq. 6), for the time-invariant layers;
+`euler_b` is Mamba's simplification (Gu and Dao 2023, sec. 3.5) for the selective ones: exact
+decay, Euler input term.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 Array = jax.Array
 
-DISCRETIZATIONS: tuple[str, ...] = ("zoh", "bilinear", "euler_b")
+DISCRETIZATIONS: tuple[str, ...] = ("zoh", "euler_b")
 
 
 def discretize(lam: Array, step: Array, method: str) -> tuple[Array, Array]:
@@ -35,9 +35,6 @@ def discretize(lam: Array, step: Array, method: str) -> tuple[Array, Array]:
     raise ValueError(f"unknown discretization {method!r}; known: {', '.join(DISCRETIZATIONS)}")
   lam = jnp.asarray(lam)
   step = jnp.asarray(step)
-  if method == "bilinear":
-    inverse_denominator = 1.0 / (1.0 - 0.5 * step * lam)
-    return (1.0 + 0.5 * step * lam) * inverse_denominator, step * inverse_denominator
   lam_bar = jnp.exp(lam * step)
   if method == "zoh":
     return lam_bar, (lam_bar - 1.0) / lam

@@ -112,8 +112,8 @@ def s5_init(p: int, blocks: int = 1,
     raise ValueError(f"the state size p={p} must be divisible by blocks={blocks}")
   block_size = p // blocks
   if conj_sym and block_size % 2:
-    raise ValueError(
-        f"conj_sym needs an even block size; p / blocks = {p} / {blocks} = {block_size}")
+    raise ValueError(f"conjugate symmetry keeps one eigenvalue of each pair, so it needs an even "
+                     f"block size; got state size / blocks = {p} / {blocks} = {block_size}")
   lam_block, v_block = hippo_n(block_size)
   if conj_sym:
     kept = block_size // 2

@@ -4,7 +4,7 @@ A diagonal complex recurrence with N states shared by the H channels, in the exp
 parameterization (paper eq. 6 and sec. 3.3):
 
     lambda = exp(-exp(nu_log) + i exp(theta_log))                           (N,)
-    gamma  = exp(gamma_log)  or  sqrt(1 - |lambda|^2)   (trained, or recomputed: `train_gamma`)
+    gamma  = exp(gamma_log)                             (trained, as the paper's code)
     x_t = lambda * x_{t-1} + gamma * (B u_t),   B = B_re + i B_im           B: (N, H), x: (B, L, N)
     y_t = Re(C x_t) + D * u_t,                  C = C_re + i C_im           C: (H, N)
 
@@ -12,7 +12,6 @@ Init: |lambda| uniform by area on the ring [r_min, r_max] and arg(lambda) unifor
 [0, max_phase] (`ssm.init.lru_ring_init`); gamma_log = log sqrt(1 - |lambda|^2); B parts
 N(0, 1/(2H)); C parts N(0, 1/N); D ~ N(0, 1). Defaults are the paper's generic ones
 (r_min=0, r_max=1, max_phase=2 pi); long-range tasks set radii near 1 and a small phase range.
-When gamma is recomputed, gradients flow through it into nu_log.
 
 Bidirectional (a common extension; the paper's LRU is causal): a second scan runs backwards
 over the valid length (inputs beyond `lengths` zeroed) with the same lambda and B and its own
@@ -49,8 +48,6 @@ class LRU(nn.Module):
     state_size: N, complex states.
     r_min, r_max: radii of the eigenvalue ring at init, 0 <= r_min < r_max <= 1.
     max_phase: largest eigenvalue phase at init.
-    train_gamma: train `gamma_log` as its own parameter (as the paper's code); otherwise
-      recompute gamma from lambda at every call.
     bidirectional: add a reverse scan over the valid length with its own readout.
     impl: how the recurrence runs, one of `diagonal.IMPLS` but `pallas` (complex states).
     chunk_size: T, steps per chunk of `impl="chunked"`.
@@ -60,7 +57,6 @@ class LRU(nn.Module):
   r_min: float = 0.0
   r_max: float = 1.0
   max_phase: float = 2.0 * math.pi
-  train_gamma: bool = True
   bidirectional: bool = False
   impl: str = "scan"
   chunk_size: int = diagonal.DEFAULT_CHUNK_SIZE
@@ -89,10 +85,7 @@ class LRU(nn.Module):
 
     nu_log = self.param("nu_log", ring_init, 0)
     theta_log = self.param("theta_log", ring_init, 1)
-    if self.train_gamma:
-      gamma = jnp.exp(self.param("gamma_log", lambda _: ssm_init.lru_gamma_log(nu_log)))
-    else:
-      gamma = jnp.exp(ssm_init.lru_gamma_log(nu_log))
+    gamma = jnp.exp(self.param("gamma_log", lambda _: ssm_init.lru_gamma_log(nu_log)))
     b_init = nn.initializers.normal(1.0 / math.sqrt(2 * h))
     b = jax.lax.complex(self.param("B_re", b_init, (n, h), jnp.float32),
                         self.param("B_im", b_init, (n, h), jnp.float32))

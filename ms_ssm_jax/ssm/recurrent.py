@@ -33,7 +33,6 @@ import jax
 import jax.numpy as jnp
 
 from ms_ssm_jax import scan
-from ms_ssm_jax.ssm import init as ssm_init
 from ms_ssm_jax.ssm.discretize import discretize
 
 Array = jax.Array
@@ -185,12 +184,10 @@ def s5_prepare(layer: Any, params: Params, *, clip_eigs_max_real: float) -> Line
   lambda_re = params["Lambda_re"]
   if layer.clip_eigs:
     lambda_re = jnp.minimum(lambda_re, clip_eigs_max_real)
-  step = layer.step_rescale * jnp.exp(params["log_step"][:, 0])
-  lambda_bar, b_scale = discretize(jax.lax.complex(lambda_re, params["Lambda_im"]), step,
-                                   layer.discretization)
-  c = _complex(params["C"])
+  lambda_bar, b_scale = discretize(jax.lax.complex(lambda_re, params["Lambda_im"]),
+                                   jnp.exp(params["log_step"][:, 0]), "zoh")
   system = DiagonalSystem(lambda_bar, b_scale[:, None] * _complex(params["B"]),
-                          2.0 * c if layer.conj_sym else c, shared_states=True)
+                          2.0 * _complex(params["C"]), shared_states=True)
   return LinearLayer(system, params["D"])
 
 
@@ -212,13 +209,8 @@ def lru_init_state(layer: Any, batch_size: int, dtype: Any) -> Array:
 def lru_prepare(layer: Any, params: Params) -> LinearLayer:
   """LRU's Lambda `(N,)`, gamma B `(N, H)`, C `(H, N)` and D."""
   check_causal(layer)
-  nu_log = params["nu_log"]
-  if layer.train_gamma:
-    gamma = jnp.exp(params["gamma_log"])
-  else:
-    gamma = jnp.exp(ssm_init.lru_gamma_log(nu_log))
-  lam = jnp.exp(jax.lax.complex(-jnp.exp(nu_log), jnp.exp(params["theta_log"])))
-  b_bar = gamma[:, None] * jax.lax.complex(params["B_re"], params["B_im"])
+  lam = jnp.exp(jax.lax.complex(-jnp.exp(params["nu_log"]), jnp.exp(params["theta_log"])))
+  b_bar = jnp.exp(params["gamma_log"])[:, None] * jax.lax.complex(params["B_re"], params["B_im"])
   c = jax.lax.complex(params["C_re"], params["C_im"])
   return LinearLayer(DiagonalSystem(lam, b_bar, c, shared_states=True), params["D"])
 

@@ -3,15 +3,16 @@
 One diagonal SSM with P states shared by all H channels, in the eigenbasis of HiPPO-N:
 
     Lambda = min(Lambda_re, -1e-4 if clip_eigs) + i Lambda_im            (P',)
-    Delta = step_rescale * exp(log_step)                                   (P',)
-    Lambda_bar, B_bar = discretize(Lambda, Delta) (ZOH or bilinear),  B_bar: (P', H)
+    Delta = exp(log_step)                                                  (P',)
+    Lambda_bar, B_bar = discretize(Lambda, Delta, "zoh"),                 B_bar: (P', H)
     x_t = Lambda_bar * x_{t-1} + B_bar u_t                                 x: (B, L, P')
-    y_t = 2 Re(C x_t) + D * u_t     (conj_sym;  Re(C x_t) otherwise),  C: (H, P')
+    y_t = 2 Re(C x_t) + D * u_t                                            C: (H, P')
 
-P' = P/2 under conjugate symmetry (P counts real states), else P.
+P' = P/2: conjugate symmetry keeps one eigenvalue of each conjugate pair (P counts real
+states), and `2 Re(.)` reads out the pair.
 
 Init (paper sec. 4 and app. B): HiPPO-N of size P/J repeated on J diagonal blocks
-(`ssm.init.s5_init`), so Lambda_re = -1/2; `B = V^-1 B0` with B0 (P, H) lecun-normal (fan-in P,
+(`ssm.init.s5_init`, conjugate-symmetric), so Lambda_re = -1/2; `B = V^-1 B0` with B0 (P, H) lecun-normal (fan-in P,
 as in the reference code); C from `c_init`: `trunc_standard_normal` (each row lecun-normal,
 then times V), `lecun_normal` (the whole (H, P, 2) array lecun-normal, then times V) or
 `complex_normal` (N(0, 1/2) parts, no V); D ~ N(0, 1); log_step (P', 1) log-uniform in
@@ -23,9 +24,8 @@ The two state sequences are read with separate matrices ([C, C_reverse] on the c
 states, the reference's `concat` mode).
 
 Evaluation (`impl`, `ssm.diagonal`): `scan`, `chunked` (T = `chunk_size` steps at a time),
-`conv` (FFT convolutions with the MIMO kernel `K_l = 2 Re(C diag(Lambda_bar^l) B_bar)` (H, H),
-`Re` without conj_sym: O(L H^2) for the kernel, no states) or `auto`. All have the same
-parameters.
+`conv` (FFT convolutions with the MIMO kernel `K_l = 2 Re(C diag(Lambda_bar^l) B_bar)` (H, H):
+O(L H^2) for the kernel, no states) or `auto`. All have the same parameters.
 Shapes: u (B, L, H) -> y (B, L, H), in the dtype of u.
 """
 
@@ -47,7 +47,6 @@ from ms_ssm_jax.ssm.discretize import discretize
 Array = jax.Array
 
 S5_C_INITS: tuple[str, ...] = ("trunc_standard_normal", "lecun_normal", "complex_normal")
-S5_DISCRETIZATIONS: tuple[str, ...] = ("zoh", "bilinear")
 # Largest real part of Lambda allowed under clip_eigs (the reference's value).
 CLIP_EIGS_MAX_REAL = -1e-4
 
@@ -65,14 +64,11 @@ class S5(nn.Module):
 
   Attributes:
     d_model: H, the number of channels.
-    state_size: P, real states (P/2 complex states are carried under conj_sym).
+    state_size: P, real states (P/2 complex states are carried); P / blocks must be even.
     blocks: J, the number of HiPPO-N blocks on the diagonal of the init.
-    conj_sym: keep one eigenvalue of each conjugate pair and read out `2 Re(C x)`.
     dt_min, dt_max: range of the log-uniform timescale init.
-    discretization: one of `S5_DISCRETIZATIONS`.
     c_init: one of `S5_C_INITS`.
     clip_eigs: clamp Lambda_re <= -1e-4 in the forward pass (stability during training).
-    step_rescale: multiplies every Delta (evaluation at another sampling rate).
     bidirectional: add a reverse scan over the valid length.
     impl: how the recurrence runs, one of `diagonal.IMPLS` but `pallas` (complex states).
     chunk_size: T, steps per chunk of `impl="chunked"`.
@@ -80,13 +76,10 @@ class S5(nn.Module):
   d_model: int
   state_size: int = 64
   blocks: int = 1
-  conj_sym: bool = True
   dt_min: float = 1e-3
   dt_max: float = 1e-1
-  discretization: str = "zoh"
   c_init: str = "trunc_standard_normal"
   clip_eigs: bool = False
-  step_rescale: float = 1.0
   bidirectional: bool = False
   impl: str = "scan"
   chunk_size: int = diagonal.DEFAULT_CHUNK_SIZE
@@ -94,13 +87,13 @@ class S5(nn.Module):
   @property
   def num_modes(self) -> int:
     """P': the complex states carried."""
-    return self.state_size // 2 if self.conj_sym else self.state_size
+    return self.state_size // 2
 
   def state_counts(self) -> common.StateCounts:
     directions = 2 if self.bidirectional else 1
-    floats_per_state = 1 if self.conj_sym else 2  # P/2 complex = P floats
+    # P/2 complex states are P floats.
     return common.StateCounts(per_channel=self.state_size, total=self.state_size,
-                              carried_floats=directions * floats_per_state * self.state_size)
+                              carried_floats=directions * self.state_size)
 
   def _c_param(self, name: str, v: np.ndarray) -> Array:
     """A readout matrix (H, P') from `c_init`, stored as (H, P', 2)."""
@@ -121,12 +114,11 @@ class S5(nn.Module):
   @nn.compact
   def __call__(self, u: Array, lengths: Array | None = None) -> Array:
     """u (B, L, H), lengths (B,) or None -> y (B, L, H)."""
-    common.check_choice("discretization", self.discretization, S5_DISCRETIZATIONS)
     common.check_choice("c_init", self.c_init, S5_C_INITS)
     diagonal.check_impl(self.impl, self.chunk_size, time_invariant=True, fusable=False, layer="S5")
     common.check_inputs(u, lengths, self.d_model)
     h, p = self.d_model, self.state_size
-    lam0, v, v_inv = ssm_init.s5_init(p, self.blocks, self.conj_sym)
+    lam0, v, v_inv = ssm_init.s5_init(p, self.blocks, conj_sym=True)
 
     lambda_re = self.param("Lambda_re", lambda _: jnp.asarray(lam0.real, jnp.float32))
     lambda_im = self.param("Lambda_im", lambda _: jnp.asarray(lam0.imag, jnp.float32))
@@ -143,13 +135,12 @@ class S5(nn.Module):
 
     if self.clip_eigs:
       lambda_re = jnp.minimum(lambda_re, CLIP_EIGS_MAX_REAL)
-    step = self.step_rescale * jnp.exp(log_step[:, 0])
-    lambda_bar, b_scale = discretize(jax.lax.complex(lambda_re, lambda_im), step,
-                                     self.discretization)
+    lambda_bar, b_scale = discretize(jax.lax.complex(lambda_re, lambda_im),
+                                     jnp.exp(log_step[:, 0]), "zoh")
     one_group = lambda x: None if x is None else x[None]
     system = diagonal.Mimo(a_bar=one_group(lambda_bar), b_bar=one_group(b_scale[:, None] * b),
                            c=one_group(c), c_reverse=one_group(c_reverse),
-                           readout_scale=2.0 if self.conj_sym else 1.0)
+                           readout_scale=2.0)
     y = diagonal.evaluate(system, u[..., None], impl=self.impl, chunk_size=self.chunk_size,
                           lengths=lengths, layer="S5")[..., 0]
     return (y + d * u).astype(u.dtype)

@@ -56,36 +56,29 @@ def s4d(p, u, lengths=None, *, bidirectional=False):
   return y + p["D"] * u
 
 
-def s5(p, u, lengths=None, *, conj_sym=True, discretization="zoh", clip_eigs=False,
-       step_rescale=1.0, bidirectional=False):
-  """S5: one MIMO diagonal SSM, ZOH or bilinear, `2 Re(C x)` under conj_sym."""
+def s5(p, u, lengths=None, *, clip_eigs=False, bidirectional=False):
+  """S5: one MIMO diagonal SSM, ZOH, `2 Re(C x)` (one eigenvalue of each conjugate pair)."""
   lam_re = np.minimum(p["Lambda_re"], -1e-4) if clip_eigs else p["Lambda_re"]
   lam = lam_re + 1j * p["Lambda_im"]
-  step = step_rescale * np.exp(p["log_step"][:, 0])
-  if discretization == "zoh":
-    lam_bar = np.exp(lam * step)
-    b_bar = ((lam_bar - 1.0) / lam)[:, None] * _complex(p["B"])
-  else:
-    lam_bar = (1.0 + step / 2 * lam) / (1.0 - step / 2 * lam)
-    b_bar = (step / (1.0 - step / 2 * lam))[:, None] * _complex(p["B"])
-  scale = 2.0 if conj_sym else 1.0
+  lam_bar = np.exp(lam * np.exp(p["log_step"][:, 0]))
+  b_bar = ((lam_bar - 1.0) / lam)[:, None] * _complex(p["B"])
   c = _complex(p["C"])
   y = np.zeros(u.shape)
   for i, stop in enumerate(_lengths(u, lengths)):
     drive = u[i] @ b_bar.T  # (L, P')
     forward = _loop(lam_bar, drive, u.shape[1])
     if not bidirectional:
-      y[i] = scale * np.real(forward @ c.T)
+      y[i] = 2.0 * np.real(forward @ c.T)
       continue
     backward = _loop(lam_bar, drive, stop, reverse=True)
-    y[i] = scale * np.real(forward @ c.T + backward @ _complex(p["C_reverse"]).T)
+    y[i] = 2.0 * np.real(forward @ c.T + backward @ _complex(p["C_reverse"]).T)
   return y + p["D"] * u
 
 
-def lru(p, u, lengths=None, *, train_gamma=True, bidirectional=False):
+def lru(p, u, lengths=None, *, bidirectional=False):
   """LRU: `x_t = lambda x_{t-1} + gamma B u_t`, `y = Re(C x) + D u`."""
   lam = np.exp(-np.exp(p["nu_log"]) + 1j * np.exp(p["theta_log"]))
-  gamma = np.exp(p["gamma_log"]) if train_gamma else np.sqrt(1.0 - np.abs(lam)**2)
+  gamma = np.exp(p["gamma_log"])
   b = p["B_re"] + 1j * p["B_im"]
   c = p["C_re"] + 1j * p["C_im"]
   y = np.zeros(u.shape)

@@ -27,14 +27,14 @@ CAUSAL = {
         S4D(WIDTH, state_size=4, a_init="lin", impl="conv"),
     "s4d_inv_chunked":
         S4D(WIDTH, state_size=4, a_init="inv", impl="chunked", chunk_size=5),
-    "s5_zoh_blocks_clipped":
-        S5(WIDTH, state_size=8, blocks=2, clip_eigs=True, step_rescale=2.0),
-    "s5_bilinear_no_conj_sym_conv":
-        S5(WIDTH, state_size=4, conj_sym=False, discretization="bilinear", impl="conv"),
+    "s5_blocks_clipped":
+        S5(WIDTH, state_size=8, blocks=2, clip_eigs=True),
+    "s5_conv":
+        S5(WIDTH, state_size=4, impl="conv"),
     "lru_ring":
         LRU(WIDTH, state_size=3, r_min=0.5, r_max=0.95, max_phase=1.0),
-    "lru_recomputed_gamma_conv":
-        LRU(WIDTH, state_size=3, train_gamma=False, impl="conv"),
+    "lru_conv":
+        LRU(WIDTH, state_size=3, impl="conv"),
     "s6":
         S6(WIDTH, state_size=3),
 }
@@ -67,7 +67,7 @@ def test_step_equals_parallel_pass_float64(x64, name):
 
 
 @pytest.mark.parametrize("name",
-                         ["s4d_real", "s4d_lin_conv", "s5_zoh_blocks_clipped", "lru_ring", "s6"])
+                         ["s4d_real", "s4d_lin_conv", "s5_blocks_clipped", "lru_ring", "s6"])
 def test_step_equals_parallel_pass_float32(name):
   layer = CAUSAL[name]
   variables, u = _variables(layer), _inputs(jnp.float32)
@@ -78,7 +78,7 @@ def test_step_equals_parallel_pass_float32(name):
   np.testing.assert_allclose(stepped, parallel, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["s4d_real", "s4d_lin_conv", "s5_zoh_blocks_clipped", "lru_ring"])
+@pytest.mark.parametrize("name", ["s4d_real", "s4d_lin_conv", "s5_blocks_clipped", "lru_ring"])
 def test_prepared_step_does_not_discretize(name):
   layer = CAUSAL[name]
   variables, u_t = _variables(layer), _inputs(jnp.float32)[:, 0]
