@@ -45,8 +45,10 @@ RETIRED_FIELDS: Mapping[str, Mapping[str, Any]] = {
         "lru_max_phase": math.pi / 10, "d_skip": True, "streams": "details+approx+raw",
         "total_state": None
     },
-    "s5": {"bidirectional_mode": "concat", "conj_sym": True, "discretization": "zoh",
-           "step_rescale": 1.0},
+    "s5": {
+        "bidirectional_mode": "concat", "conj_sym": True, "discretization": "zoh",
+        "step_rescale": 1.0
+    },
     "lru": {"train_gamma": True},
     "s6": {"dt_rank": None, "dt_init_floor": 1e-4},
 }

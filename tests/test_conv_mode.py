@@ -33,22 +33,14 @@ def _ms_ssm(backbone: str, bidirectional: bool) -> MSSSMLayer:
 
 # name -> the layer with impl="scan" (the conv layer is its clone with impl="conv").
 CASES: dict[str, nn.Module] = {
-    "s4d_real":
-        S4D(WIDTH, state_size=3, a_init="real"),
-    "s4d_real_bidirectional":
-        S4D(WIDTH, state_size=3, a_init="real", bidirectional=True),
-    "s4d_lin":
-        S4D(WIDTH, state_size=4, a_init="lin"),
-    "s4d_lin_bidirectional":
-        S4D(WIDTH, state_size=4, a_init="lin", bidirectional=True),
-    "s5":
-        S5(WIDTH, state_size=8, blocks=2, clip_eigs=True),
-    "s5_bidirectional_concat":
-        S5(WIDTH, state_size=4, bidirectional=True),
-    "lru":
-        LRU(WIDTH, state_size=3, r_min=0.5, r_max=0.95, max_phase=1.0),
-    "lru_bidirectional":
-        LRU(WIDTH, state_size=3, bidirectional=True),
+    "s4d_real": S4D(WIDTH, state_size=3, a_init="real"),
+    "s4d_real_bidirectional": S4D(WIDTH, state_size=3, a_init="real", bidirectional=True),
+    "s4d_lin": S4D(WIDTH, state_size=4, a_init="lin"),
+    "s4d_lin_bidirectional": S4D(WIDTH, state_size=4, a_init="lin", bidirectional=True),
+    "s5": S5(WIDTH, state_size=8, blocks=2, clip_eigs=True),
+    "s5_bidirectional_concat": S5(WIDTH, state_size=4, bidirectional=True),
+    "lru": LRU(WIDTH, state_size=3, r_min=0.5, r_max=0.95, max_phase=1.0),
+    "lru_bidirectional": LRU(WIDTH, state_size=3, bidirectional=True),
     **{
         f"ms_ssm_{backbone}{suffix}": _ms_ssm(backbone, bidirectional) for backbone in ("s4d_real", "s5") for suffix, bidirectional in (("", False), ("_bidirectional", True))
     },

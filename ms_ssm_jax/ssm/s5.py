@@ -11,12 +11,12 @@ One diagonal SSM with P states shared by all H channels, in the eigenbasis of Hi
 P' = P/2: conjugate symmetry keeps one eigenvalue of each conjugate pair (P counts real
 states), and `2 Re(.)` reads out the pair.
 
-Init (paper sec. 4 and app. B): HiPPO-N of size P/J repeated on J diagonal blocks
-(`ssm.init.s5_init`, conjugate-symmetric), so Lambda_re = -1/2; `B = V^-1 B0` with B0 (P, H) lecun-normal (fan-in P,
-as in the reference code); C from `c_init`: `trunc_standard_normal` (each row lecun-normal,
-then times V), `lecun_normal` (the whole (H, P, 2) array lecun-normal, then times V) or
-`complex_normal` (N(0, 1/2) parts, no V); D ~ N(0, 1); log_step (P', 1) log-uniform in
-[dt_min, dt_max], one timescale per state. Stored as real arrays: B (P', H, 2), C (H, P', 2).
+Init (paper sec. 4 and app. B): HiPPO-N of size P/J repeated on J diagonal blocks, the kept
+half of each block's eigenpairs (`ssm.init.s5_init`), so Lambda_re = -1/2; `B = V^-1 B0` with
+B0 (P, H) lecun-normal (fan-in P, as in the reference code); C from `c_init`:
+`trunc_standard_normal` (each row lecun-normal, then times V), `lecun_normal` (the whole
+(H, P, 2) array lecun-normal, then times V) or `complex_normal` (N(0, 1/2) parts, no V);
+D ~ N(0, 1); log_step (P', 1) log-uniform in [dt_min, dt_max], one timescale per state. Stored as real arrays: B (P', H, 2), C (H, P', 2).
 
 Bidirectional: a second scan runs backwards over the valid length (inputs beyond `lengths`
 are zeroed first; the reference runs it over the padding) with the same Lambda_bar and B_bar.
@@ -135,12 +135,11 @@ class S5(nn.Module):
 
     if self.clip_eigs:
       lambda_re = jnp.minimum(lambda_re, CLIP_EIGS_MAX_REAL)
-    lambda_bar, b_scale = discretize(jax.lax.complex(lambda_re, lambda_im),
-                                     jnp.exp(log_step[:, 0]), "zoh")
+    lambda_bar, b_scale = discretize(jax.lax.complex(lambda_re, lambda_im), jnp.exp(log_step[:, 0]),
+                                     "zoh")
     one_group = lambda x: None if x is None else x[None]
     system = diagonal.Mimo(a_bar=one_group(lambda_bar), b_bar=one_group(b_scale[:, None] * b),
-                           c=one_group(c), c_reverse=one_group(c_reverse),
-                           readout_scale=2.0)
+                           c=one_group(c), c_reverse=one_group(c_reverse), readout_scale=2.0)
     y = diagonal.evaluate(system, u[..., None], impl=self.impl, chunk_size=self.chunk_size,
                           lengths=lengths, layer="S5")[..., 0]
     return (y + d * u).astype(u.dtype)

@@ -21,22 +21,14 @@ from tests.streaming_helpers import to_float64
 BATCH, LENGTH, WIDTH = 2, 12, 4
 
 CAUSAL = {
-    "s4d_real":
-        S4D(WIDTH, state_size=3, a_init="real"),
-    "s4d_lin_conv":
-        S4D(WIDTH, state_size=4, a_init="lin", impl="conv"),
-    "s4d_inv_chunked":
-        S4D(WIDTH, state_size=4, a_init="inv", impl="chunked", chunk_size=5),
-    "s5_blocks_clipped":
-        S5(WIDTH, state_size=8, blocks=2, clip_eigs=True),
-    "s5_conv":
-        S5(WIDTH, state_size=4, impl="conv"),
-    "lru_ring":
-        LRU(WIDTH, state_size=3, r_min=0.5, r_max=0.95, max_phase=1.0),
-    "lru_conv":
-        LRU(WIDTH, state_size=3, impl="conv"),
-    "s6":
-        S6(WIDTH, state_size=3),
+    "s4d_real": S4D(WIDTH, state_size=3, a_init="real"),
+    "s4d_lin_conv": S4D(WIDTH, state_size=4, a_init="lin", impl="conv"),
+    "s4d_inv_chunked": S4D(WIDTH, state_size=4, a_init="inv", impl="chunked", chunk_size=5),
+    "s5_blocks_clipped": S5(WIDTH, state_size=8, blocks=2, clip_eigs=True),
+    "s5_conv": S5(WIDTH, state_size=4, impl="conv"),
+    "lru_ring": LRU(WIDTH, state_size=3, r_min=0.5, r_max=0.95, max_phase=1.0),
+    "lru_conv": LRU(WIDTH, state_size=3, impl="conv"),
+    "s6": S6(WIDTH, state_size=3),
 }
 BIDIRECTIONAL = {
     "s4d": S4D(WIDTH, state_size=4, bidirectional=True),
