@@ -16,7 +16,8 @@ half of each block's eigenpairs (`ssm.init.s5_init`), so Lambda_re = -1/2; `B = 
 B0 (P, H) lecun-normal (fan-in P, as in the reference code); C from `c_init`:
 `trunc_standard_normal` (each row lecun-normal, then times V), `lecun_normal` (the whole
 (H, P, 2) array lecun-normal, then times V) or `complex_normal` (N(0, 1/2) parts, no V);
-D ~ N(0, 1); log_step (P', 1) log-uniform in [dt_min, dt_max], one timescale per state. Stored as real arrays: B (P', H, 2), C (H, P', 2).
+D ~ N(0, 1); log_step (P', 1) log-uniform in [dt_min, dt_max], one timescale per state.
+Stored as real arrays: B (P', H, 2), C (H, P', 2).
 
 Bidirectional: a second scan runs backwards over the valid length (inputs beyond `lengths`
 are zeroed first; the reference runs it over the padding) with the same Lambda_bar and B_bar.
