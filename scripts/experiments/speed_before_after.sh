@@ -9,7 +9,7 @@
 # skipped when the call's clock ($CLOCK s, default 520) cannot hold its budget. From the
 # repository root, on a device machine (at most ~9 minutes):
 #   BEFORE=5f6404a bash scripts/experiments/speed_before_after.sh $OUT   # the band-wise conv path
-# Writes $OUT/<before|after>/bench_<section>.json and bench_train.json, logs in $OUT/logs, and
+# Writes $OUT/<before|after>/bench_<section>.json and bench_train_<model>.json (one per train pair), logs in $OUT/logs, and
 # $OUT/compare.md: every timed column of both sides and the ratio after / before.
 # ONLY="<name> ..." runs those pairs alone (names: parts, train_ms_ssm, train_s5, layers).
 # TOY=1 runs the same steps at toy sizes (a CPU dry run of the driver, not a measurement);
@@ -49,13 +49,13 @@ if [ "${TOY:-0}" = 1 ]; then
   pairs=(
     "parts|120|scripts/bench_layers.py --section parts --lengths 256 --tokens 512 --repeats 2 --only s5 x3 streams, static mixer"
     "layers|120|scripts/bench_layers.py --section layers --lengths 256 --tokens 512 --repeats 2 --only =s5,s4d (real), conv"
-    "train_ms_ssm|240|scripts/bench_train.py --configs configs/listops.py:ms_ssm --steps 2 $MS_SSM_AT_S5_SIZE --set train.global_batch_size=2 --set model.num_layers=1"
+    "train_ms_ssm|240|scripts/bench_train.py --output_name bench_train_ms_ssm --configs configs/listops.py:ms_ssm --steps 2 $MS_SSM_AT_S5_SIZE --set train.global_batch_size=2 --set model.num_layers=1"
   )
 else
   pairs=(
     "parts|110|scripts/bench_layers.py --section parts --lengths 4096 --tokens 65536 --repeats 20 --only s5 x6"
-    "train_ms_ssm|90|scripts/bench_train.py --configs configs/listops.py:ms_ssm --steps 20 $MS_SSM_AT_S5_SIZE"
-    "train_s5|60|scripts/bench_train.py --configs configs/listops.py:s5 --steps 20"
+    "train_ms_ssm|90|scripts/bench_train.py --output_name bench_train_ms_ssm --configs configs/listops.py:ms_ssm --steps 20 $MS_SSM_AT_S5_SIZE"
+    "train_s5|60|scripts/bench_train.py --output_name bench_train_s5 --configs configs/listops.py:s5 --steps 20"
     "layers|90|scripts/bench_layers.py --section layers --lengths 4096 --tokens 65536 --repeats 20 --only =s5,s4d (real), conv,ms_ssm s5 x6 streams, static mixer,ms_ssm s4d_real x6 streams, conv"
   )
 fi
