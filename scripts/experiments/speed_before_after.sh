@@ -10,7 +10,8 @@
 # repository root, on a device machine (at most ~9 minutes):
 #   BEFORE=5f6404a bash scripts/experiments/speed_before_after.sh $OUT   # the band-wise conv path
 # Writes $OUT/<before|after>/bench_<section>.json and bench_train_<model>.json (one per train
-# pair), logs in $OUT/logs, and $OUT/compare.md: every timed column of both sides and the ratio after / before.
+# pair), logs in $OUT/logs, and $OUT/compare.md: every timed column of both sides and the
+# ratio after / before.
 # ONLY="<name> ..." runs those pairs alone (names: parts, train_ms_ssm, train_s5, layers).
 # TOY=1 runs the same steps at toy sizes (a CPU dry run of the driver, not a measurement);
 # BEFORE_TREE moves the old checkout from /tmp/before. Like every driver here it sources lib.sh,
