@@ -36,18 +36,26 @@ done
 seed=${SEED:-0}
 if [ "${TOY:-0}" = 1 ]; then
   steps=${STEPS:-6} warmup=${WARMUP:-1} lanes=${LANES:-3} min_start=${MIN_START:-30}
-  data="num_train=200 num_validation=40 num_test=40 max_length=128 min_tree_length=20 max_tree_length=120 data_dir=$runs_root/data"
+  data="num_train=200 num_validation=40 num_test=40 max_length=128 min_tree_length=20"
+  data+=" max_tree_length=120 data_dir=$runs_root/data"
   workers=1
-  size="--config.model.num_layers=2 --config.model.d_model=16 --config.train.global_batch_size=4 --config.train.eval_batch_size=20 --config.train.log_every=1 --config.train.checkpoint_every=2"
+  size="--config.model.num_layers=2 --config.model.d_model=16 --config.train.global_batch_size=4"
+  size+=" --config.train.eval_batch_size=20 --config.train.log_every=1"
+  size+=" --config.train.checkpoint_every=2"
 else
   steps=${STEPS:-960} warmup=${WARMUP:-100} lanes=${LANES:-3} min_start=${MIN_START:-150}
   data=""  # LRA's sizes, in tfds's default data_dir
   workers=12  # processes that generate the data (which do not depend on their number)
   size="--config.train.log_every=80 --config.train.checkpoint_every=240"
 fi
-budget="--config.train.num_epochs=0 --config.train.num_steps=$steps --config.optimizer.warmup_epochs=0 --config.optimizer.warmup_steps=$warmup --config.train.eval_every=$steps --config.train.keep_checkpoints=1 --config.train.remat=True --config.train.seed=$seed"
+budget="--config.train.num_epochs=0 --config.train.num_steps=$steps"
+budget+=" --config.train.eval_every=$steps"
+budget+=" --config.optimizer.warmup_epochs=0 --config.optimizer.warmup_steps=$warmup"
+budget+=" --config.train.keep_checkpoints=1 --config.train.remat=True --config.train.seed=$seed"
 data_flags=() prepare_flags=(--generation_workers=$workers)
 for field in $data; do data_flags+=(--config.data.$field); prepare_flags+=(--$field); done
+# The call's clock starts before the data: on a fresh machine generating them counts too.
+start_clock
 # Generated once before the lanes start, so that they do not build it at the same time.
 $PY scripts/prepare_data.py --task listops "${prepare_flags[@]}" > $out/prepare_listops.log 2>&1 \
   || { tail -5 $out/prepare_listops.log; exit 1; }
@@ -55,15 +63,20 @@ $PY scripts/prepare_data.py --task listops "${prepare_flags[@]}" > $out/prepare_
 todo=()
 for row in $rows; do [ -f $W/ablation_$row/results.json ] || todo+=($row); done
 echo "rows to train: ${todo[*]:-none} ($steps steps each, $lanes at once, seed $seed)"
-start_clock
 monitor=
 if command -v nvidia-smi > /dev/null; then
   nvidia-smi -L > $out/device.txt
-  ( while sleep 60; do nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader; done ) > $out/gpu_usage.log 2>&1 &
+  ( while sleep 60; do
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
+  done ) > $out/gpu_usage.log 2>&1 &
   monitor=$!
 fi
 pids=()
-running() { local n=0 pid; for pid in "${pids[@]}"; do kill -0 $pid 2> /dev/null && n=$((n + 1)); done; echo $n; }
+running() {  # lanes still training
+  local n=0 pid
+  for pid in "${pids[@]}"; do kill -0 $pid 2> /dev/null && n=$((n + 1)); done
+  echo $n
+}
 for row in "${todo[@]}"; do
   while [ $(running) -ge $lanes ]; do sleep 5; done
   if [ $(left) -lt $min_start ]; then
@@ -73,15 +86,17 @@ for row in "${todo[@]}"; do
   train ablation_$row $(left) --config configs/ablations.py:$row "${data_flags[@]}" $size $budget &
   pids+=($!)
 done
-wait "${pids[@]}"
+[ ${#pids[@]} = 0 ] || wait "${pids[@]}"  # (a bare wait would wait for the monitor too)
 [ -z "$monitor" ] || kill $monitor
 for f in $out/ablation_*.log; do grep -v "^W1\|^I1" $f | grep "^==\|eval test\|^exit\|Error"; done
 
 if [ "${FINAL:-0}" = 1 ]; then  # checkpoints of the unfinished rows only
   finished=()
-  for d in $W/ablation_*/; do [ -f $d/results.json ] && finished+=(--exclude="wd/$(basename $d)/checkpoints"); done
+  for d in $W/ablation_*/; do
+    [ -f $d/results.json ] && finished+=(--exclude="wd/$(basename $d)/checkpoints")
+  done
   finish $dest --with-checkpoints --exclude='*/best' "${finished[@]}"
 else finish $dest --exclude='*/best'; fi
 cp $out/summary.json $dest/
-$PY scripts/ablation_table.py $out/summary.json > $dest/ablation_table.md 2>&1
+$PY scripts/ablation_table.py $out/summary.json > $dest/ablation_table.md
 cat $dest/ablation_table.md
