@@ -3,9 +3,10 @@
 # its S6 variant, and our S and K sweeps) on generated ListOps at S5's size (8 x 128, N=16 per
 # stream), each for $STEPS steps of 50 (default 960, half an epoch: $WARMUP = 100 warmup steps,
 # then cosine to zero) from seed $SEED (default 0), evaluated once at the end on 2,000
-# validation and 2,000 test examples. Each step is rematerialized (`train.remat`): at batch 50 x
-# 2,048 tokens an S6-variant lane would keep tens of GB of activations without it (estimated from
-# the layer benchmark in docs/RESULTS.md, not measured), so lanes could not share a GPU. Rows run in the order of configs/ablations.py (the paper's rows first), $LANES
+# validation and 2,000 test examples. Each step is rematerialized (`train.remat`): at batch
+# 50 x 2,048 tokens an S6-variant lane would keep tens of GB of activations without it
+# (estimated from the layer benchmark in docs/RESULTS.md, not measured), so lanes could not
+# share a GPU. Rows run in the order of configs/ablations.py (the paper's rows first), $LANES
 # at once on one GPU (default 3); when a row finishes the next unfinished one starts, while
 # $MIN_START s (default 150: compile and a first stretch) are left of the call's $CLOCK s. A
 # lane stopped at the deadline saves a checkpoint, so the same command continues the rows until
@@ -15,9 +16,10 @@
 #   RESUME_FROM=<a returned runs.tar.gz's wd/> CLOCK=540 bash ...          # on a fresh machine
 # ROWS="<row> ..." runs those rows (default: every row). FINAL=1 also returns the latest
 # checkpoint of every unfinished row, which RESUME_FROM needs (~20 MB a row, 52 MB for
-# softmax_mixer; the device returns at most 60 MiB a call, and carries 64 MiB to the next). Writes $OUT/runs.tar.gz (logs and
-# run directories), $OUT/summary.json (scripts/summarize_runs.py) and $OUT/ablation_table.md
-# (scripts/ablation_table.py: ours beside the paper's numbers).
+# softmax_mixer; the device returns at most 60 MiB a call and carries 64 MiB to the next).
+# Writes $OUT/runs.tar.gz (logs and run directories), $OUT/summary.json
+# (scripts/summarize_runs.py) and $OUT/ablation_table.md (scripts/ablation_table.py: ours
+# beside the paper's numbers).
 # TOY=1 runs the same steps at toy sizes (a CPU dry run of the driver, not a measurement):
 #   TOY=1 CLOCK=200 RUNS_ROOT=/tmp/abl PYTHON=.venv/bin/python \
 #     bash scripts/experiments/ablations_gpu.sh /tmp/abl/out
