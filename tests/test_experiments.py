@@ -6,9 +6,11 @@ renamed must take every reference (results READMEs, docs) with it.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -79,3 +81,16 @@ def test_kernels_on_gpu_asks_for_its_round(tmp_path):
                            str(tmp_path)], cwd=REPO, capture_output=True, text=True, check=False)
   assert result.returncode != 0
   assert "set ROUND=1, 2, 3 or 4" in result.stderr
+
+
+def test_ablations_gpu_rejects_an_unknown_row_before_it_trains(tmp_path):
+  env = {
+      **os.environ, "RUNS_ROOT": str(tmp_path / "runs"), "ROWS": "full no_mixer",
+      "PYTHON": sys.executable
+  }
+  result = subprocess.run(
+      ["bash", str(EXPERIMENTS / "ablations_gpu.sh"),
+       str(tmp_path / "out")], cwd=REPO, env=env, capture_output=True, text=True, check=False)
+  assert result.returncode == 2, result.stderr
+  assert "unknown row no_mixer; known: full no_ssm conv1d" in result.stdout
+  assert not (tmp_path / "runs" / "logs" / "prepare_listops.log").exists()

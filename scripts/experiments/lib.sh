@@ -1,6 +1,8 @@
 # Shared by the device drivers in this folder; source it from the repository root.
-# train NAME DEADLINE_S ARGS...: train.py into /tmp/wd/NAME, stopped by SIGTERM at the deadline
-#   (it then saves a checkpoint), log in /tmp/logs/NAME.log.
+# train NAME DEADLINE_S ARGS...: train.py into $W/NAME, stopped by SIGTERM at the deadline
+#   (it then saves a checkpoint), log in $out/NAME.log. $W is $RUNS_ROOT/wd and $out
+#   $RUNS_ROOT/logs; RUNS_ROOT defaults to /tmp (a private folder keeps a shared machine's
+#   drivers apart).
 # start_clock; left: seconds left of the call's $CLOCK s (default 540) for training.
 # finish DEST [--with-checkpoints] [TAR OPTIONS]: the summary table, and logs plus run
 #   directories (without the optimizer checkpoints unless asked) packed into DEST/runs.tar.gz,
@@ -11,7 +13,7 @@
 # its /tmp: KEEP_RUNS=1 continues the run directories found in $W (no transfer), otherwise $W
 # starts empty too. resume_runs DIR adds the run directories of an earlier call's returned
 # runs.tar.gz (its wd/) that $W does not hold yet; a run found in $W is newer and wins.
-out=/tmp/logs; W=/tmp/wd
+runs_root=${RUNS_ROOT:-/tmp}; out=$runs_root/logs; W=$runs_root/wd
 rm -rf $out; [ "${KEEP_RUNS:-0}" = 1 ] || rm -rf $W; mkdir -p $W $out
 resume_runs() { local d; for d in "$1"/*/; do [ -e $W/$(basename $d) ] || cp -r $d $W/; done; }
 PY=${PYTHON:-python3}
@@ -31,7 +33,7 @@ finish() {
   cat $out/summary.md
   local excludes=(--exclude='*/checkpoints')
   [ "${1:-}" = "--with-checkpoints" ] && { excludes=(); shift; }
-  tar czf $dest/runs.tar.gz "${excludes[@]}" "$@" -C /tmp logs wd
+  tar czf $dest/runs.tar.gz "${excludes[@]}" "$@" -C $runs_root logs wd
   if [ $(stat -c %s $dest/runs.tar.gz) -gt $((15 * 1024 * 1024)) ]; then
     split -b 15M $dest/runs.tar.gz $dest/runs.tar.gz.part- && rm $dest/runs.tar.gz
   fi

@@ -15,7 +15,8 @@
 # ONLY="<name> ..." runs those pairs alone (names: parts, train_ms_ssm, train_s5, layers).
 # TOY=1 runs the same steps at toy sizes (a CPU dry run of the driver, not a measurement);
 # BEFORE_TREE moves the old checkout from /tmp/before. Like every driver here it sources lib.sh,
-# which empties /tmp/logs and /tmp/wd: mind that on a shared machine.
+# which empties $RUNS_ROOT/logs and $RUNS_ROOT/wd (RUNS_ROOT defaults to /tmp): mind that on a
+# shared machine.
 set -u
 export CLOCK=${CLOCK:-520}
 source scripts/experiments/lib.sh
