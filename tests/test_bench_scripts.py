@@ -46,6 +46,7 @@ def test_layers_section_says_when_only_matches_nothing(tmp_path):
   assert "'no_such_layer' matched no layers variant" in result.stderr
 
 
+@pytest.mark.slow
 def test_layers_section_counts_the_mixer(tmp_path):
   run_bench_script(tmp_path, "bench_layers.py", "--section", "layers", "--lengths", "64",
                    "--tokens", "128", "--width", "16", "--mimo_state", "24", "--siso_state", "4",
@@ -73,6 +74,7 @@ def test_parts_section_replaces_each_part(tmp_path):
     assert rows[part]["fwd+bwd_GFLOP"] < rows["none"]["fwd+bwd_GFLOP"], part
 
 
+@pytest.mark.slow
 def test_train_step_bench_writes_a_row_per_config(tmp_path):
   run_bench_script(tmp_path, "bench_train.py", "--steps", "2", "--configs",
                    "configs/default.py:s5,configs/default.py:lru")
@@ -83,6 +85,7 @@ def test_train_step_bench_writes_a_row_per_config(tmp_path):
     assert row["step_ms"] > 0 and row["examples/s"] > 0 and row["loss_finite"], row
 
 
+@pytest.mark.slow
 def test_decode_bench_writes_a_row_per_model_and_batch(tmp_path):
   run_bench_script(tmp_path, "bench_decode.py", "--models", "ms_ssm,s5", "--sizes", "default",
                    "--batches", "2", "--steps", "4", "--repeats", "1")

@@ -142,6 +142,7 @@ def _recall_config(num_keys: int, num_values: int, **updates):
       })
 
 
+@pytest.mark.slow
 def test_fine_tune_with_a_new_head(tmp_path):
   source_dir = tmp_path / "source"
   source = train_lib.train_and_evaluate(_recall_config(10, 4), source_dir)

@@ -222,6 +222,7 @@ def _check_checkpoints(runs: dict[str, pathlib.Path], layout: str) -> None:
   assert results["num_steps"] == NUM_STEPS
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one(tmp_path):
   # One test for all checks: pytest-xdist could otherwise split them over its workers, each
   # launching the five processes.

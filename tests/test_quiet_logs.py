@@ -8,6 +8,7 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
 from absl import logging as absl_logging
 
 from ms_ssm_jax import quiet_logs
@@ -26,6 +27,7 @@ def run_main(script: str, *args: str) -> str:
   return result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_default_run_and_its_evaluation_print_no_dependency_noise(tmp_path):
   # A fresh data directory, so that tfds prepares the dataset in this run.
   workdir = tmp_path / "run"

@@ -42,9 +42,9 @@ QUICK_TASKS = set(
 SHIPPED_UEA_DATASETS = set(uea.SHIPPED_TASKS.values())
 # Generated tasks write their data here (once per test session), not into ~/tensorflow_datasets.
 GENERATED_TASKS = {"listops"}
-# Entries whose slice evaluation takes minutes on 2 CPU cores (MS-SSM on ListOps, 100 sequences
-# of 2,048 steps: about 4 minutes); they run with -m slow.
-SLOW_SLICE_ENTRIES = {"ms_ssm_listops_1epoch"}
+# Entries whose slice evaluation takes minutes on 2 CPU cores (ListOps: 100 sequences of 2,048
+# steps, plus generating the task's data); they run with -m slow.
+SLOW_SLICE_ENTRIES = {"ms_ssm_listops_1epoch", "s5_listops_1epoch"}
 TINY_NAME = "tiny_s5_japanese_vowels"
 
 
