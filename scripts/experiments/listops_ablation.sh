@@ -4,7 +4,9 @@
 # MS-SSM lane at S5's size (8 x 128, N=16 per stream) with one factor changed, against S5 in
 # the same call on one GPU; plus the paper-size model (20 x 128, N=128) with the paper's
 # per-channel mixer for one epoch at lr 3e-3, with and without its own mixer rate; and S5 and
-# LRU at their recipe's full 40 epochs (issue 24), continued over as many calls as they need.
+# LRU at their recipe's full 40 epochs (issue 24), and MS-SSM at S5's size for the same 40
+# epochs (`ms_full`: configs/listops.py:ms_ssm,size=s5, the finalist of the ablation), continued
+# over as many calls as they need.
 # From the repository root, on a device machine (one call is ~9.5 minutes; the runs continue
 # over consecutive calls on a warm machine with KEEP_RUNS=1, or from a returned runs.tar.gz
 # with RESUME_FROM=<its wd/ folder>):
@@ -38,9 +40,10 @@ declare -A LANE=(
   [paper_pc]="--config configs/listops.py:ms_ssm $paper"
   [s5_full]="--config configs/listops.py:s5 --config.train.log_every=960"
   [lru_full]="--config configs/listops.py:lru --config.train.log_every=960"
+  [ms_full]="--config configs/listops.py:ms_ssm,size=s5 --config.train.num_epochs=40 --config.train.log_every=960"
   [paper_pc_mixer_lr]="--config configs/listops.py:ms_ssm $paper --config.optimizer.mixer_lr=3e-4"
 )
-lanes=${LANES:-"s5 ms_bi ms_pc ms_bi_pc ms_bi_s5block ms_bi_pc_s5block ms_s5streams_bi paper_pc paper_pc_mixer_lr s5_full lru_full"}
+lanes=${LANES:-"s5 ms_bi ms_pc ms_bi_pc ms_bi_s5block ms_bi_pc_s5block ms_s5streams_bi paper_pc paper_pc_mixer_lr s5_full lru_full ms_full"}
 $PY scripts/prepare_data.py --task listops > $out/prepare_listops.log 2>&1  # quick once generated
 start_clock
 ( while sleep 60; do nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader; done ) > $out/gpu_usage.log 2>&1 &
