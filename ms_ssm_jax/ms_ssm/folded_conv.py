@@ -31,6 +31,7 @@ layer zeros there and masks its outputs out of norms, pooling and the next layer
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence
 
 import jax
@@ -101,33 +102,61 @@ def _mirror(g: Array) -> Array:
   return jnp.roll(jnp.flip(g, axis=-1), 1, axis=-1)
 
 
-def _boundary_bands(window: Array, h: Array, offsets: np.ndarray) -> Array:
-  """Bands at a few steps from a window of inputs: `sum_w window[:, w] h[offsets[i, w]]`.
+def boundary_response(kernels: Array, h: Array, before: int, mix: Array, length: int) -> Array:
+  """`D[h, q, t, s]`: output t's response to input `u_s` through the bands at `t' = -1..-before`.
+
+  `D[h, q, t, s] = sum_{j, i=1..before} M[h, j, q] k_j[h, t + i] h_j[-i - s]`: the part of the
+  folded kernel that the band-wise layer lacks (its bands start at t' = 0). It depends on the
+  parameters only, so the batch pays one contraction over `s < before` per output.
 
   Args:
-    window: `(B, W, H)` inputs.
+    kernels: `(H, S', length + before)` (or longer) stream kernels, lag 0 first.
     h: `(P, H, S')` two-sided taps (index = offset + before).
-    offsets: `(I, W)` int indices into h; out-of-range entries are taps that do not exist.
+    before: the number of band steps before t = 0 (the largest lookahead).
+    mix: `(H, S', Q)` weights of the stream outputs.
+    length: L.
 
   Returns:
-    `(B, I, H, S')`.
+    `(H, Q, L, before)`.
   """
-  valid = (offsets >= 0) & (offsets < h.shape[0])
-  taps = jnp.where(valid[..., None, None], h[np.clip(offsets, 0, h.shape[0] - 1)], 0)
-  return jnp.einsum("bwh,iwhj->bihj", window, taps)
+  # With i = m + 1: D[t, s] = sum_m E[t + m, s + m], where E[t, s] = sum_j M[h, j, q]
+  # h_j[-s-1] k_j[h, t+1] is one tap's response. E contracts S' alone and the sum over the
+  # diagonals is elementwise, so nothing of size `before` x (H, S', L) is ever built.
+  taps = h[before - 1 - np.arange(before)]  # (before, H, S'): offsets -1, -2, ..., -before
+  weighted = jnp.einsum("shj,hjq->hqjs", taps, mix)
+  e = jnp.einsum("hjt,hqjs->hqts", kernels[..., 1:length + before], weighted)
+  d = e[:, :, :length]
+  for m in range(1, before):
+    d = d + jnp.pad(e[:, :, m:m + length, m:], [(0, 0), (0, 0), (0, 0), (0, m)])
+  return d
 
 
-def _boundary_response(kernels: Array, bands: Array, mix: Array, length: int) -> Array:
-  """`out[b, tau, h, q] = sum_{i, j} k_j[h, tau + 1 + i] M[h, j, q] bands[b, i, h, j]`.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def reverse_valid(x: Array, lengths: Array, size: int) -> Array:
+  """`y[b, t] = x[b, lengths[b] - 1 - t]` for `t < size` where that step exists in x, else 0.
 
-  The kernels' response at steps `tau = 0 .. L-1` to bands placed `1 + i` steps beyond them.
+  Time reversed within each sequence's valid length: `(B, L_x, ...) -> (B, size, ...)`, a
+  gather. Its transpose is the same map back to L_x steps (`_reverse_valid_bwd`), a gather
+  again where autodiff would scatter (slow on the CPU).
   """
-  weighted = jnp.einsum("bihj,hjq->bihjq", bands, mix)
-  out = None
-  for i in range(bands.shape[1]):
-    term = jnp.einsum("hjt,bhjq->bthq", kernels[..., 1 + i:1 + i + length], weighted[:, i])
-    out = term if out is None else out + term
-  return out
+  index = lengths[:, None] - 1 - jnp.arange(size)[None, :]  # (B, size)
+  inside = (index >= 0) & (index < x.shape[1])
+  index = jnp.clip(index, 0, x.shape[1] - 1).reshape(index.shape + (1,) * (x.ndim - 2))
+  gathered = jnp.take_along_axis(x, index, axis=1)
+  return jnp.where(inside.reshape(index.shape), gathered, jnp.zeros((), x.dtype))
+
+
+def _reverse_valid_fwd(x, lengths, size):
+  return reverse_valid(x, lengths, size), (lengths, x.shape[1])
+
+
+def _reverse_valid_bwd(size, residuals, g):
+  del size
+  lengths, x_length = residuals
+  return reverse_valid(g, lengths, x_length), None
+
+
+reverse_valid.defvjp(_reverse_valid_fwd, _reverse_valid_bwd)
 
 
 def folded_convolution(u: Array, kernel_fn: Callable[..., Array], filters: Sequence[Array],
@@ -170,23 +199,17 @@ def folded_convolution(u: Array, kernel_fn: Callable[..., Array], filters: Seque
   out = jnp.fft.irfft(u_f[..., None] * jnp.moveaxis(spectrum, -1, 0), n=n, axis=1)[:, :length]
   if before == 0:
     return out
-  # The bands at t' = -i (i = 1..before) read u_s with s = -i - p >= 0.
-  i, s = np.meshgrid(np.arange(1, before + 1), np.arange(before), indexing="ij")
+  # The bands at t' = -i (i = 1..before) read the first `before` inputs.
   head = jnp.pad(u, [(0, 0), (0, max(0, before - length)), (0, 0)])[:, :before]
-  out = out - _boundary_response(forward, _boundary_bands(head, h, -i - s + before), mix, length)
+  correction = boundary_response(forward, h, before, mix, length)
+  out = out - jnp.einsum("hqts,bsh->bthq", correction, head)
   if not bidirectional:
     return out
   if lengths is None:
     lengths = jnp.full(u.shape[:1], length, jnp.int32)
-  # The bands at t' = lengths - 1 + i (i = 1..after) read the last `after` valid inputs:
-  # window[w] = u[lengths - after + w], offset p = after - 1 + i - w.
-  padded = jnp.pad(u, [(0, 0), (after, 0), (0, 0)])
-  tail = jax.vmap(lambda x, end: jax.lax.dynamic_slice_in_dim(x, end, after))(padded, lengths)
-  i, w = np.meshgrid(np.arange(1, after + 1), np.arange(after), indexing="ij")
-  tail_bands = _boundary_bands(tail, h, after - 1 + i - w + before)
-  # Computed at tau = lengths - 1 - t, then read back in time order within each length.
-  response = jnp.flip(_boundary_response(backward, tail_bands, mix, length), axis=1)
-  response = jnp.pad(response, [(0, 0), (0, length), (0, 0), (0, 0)])
-  response = jax.vmap(lambda x, shift: jax.lax.dynamic_slice_in_dim(x, shift, length))(
-      response, length - lengths)
-  return out - response
+  # The bands at t' = lengths - 1 + i (i = 1..after) read the last `after` valid inputs: by
+  # symmetry, the head's correction of the reverse kernels with the flipped taps, in the time
+  # reversed within each sequence (step t at lengths - 1 - t).
+  correction = boundary_response(backward, jnp.flip(h, axis=0), after, mix, length)
+  tail = jnp.einsum("hqts,bsh->bthq", correction, reverse_valid(u, lengths, after))
+  return out - reverse_valid(tail, lengths, length)
