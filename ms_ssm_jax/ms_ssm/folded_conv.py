@@ -5,13 +5,15 @@ filter of stream j (`decomposition.stream_filters`), and so are the SISO streams
 `y^j = k_j * v^j`. Hence `y^j = (k_j * f_j) * u`, and any combination `w_q = sum_j M[h, j, q]
 y^j` with weights that do not depend on time is one convolution of `u` with the kernel
 `g_q = sum_j M[h, j, q] k_j * f_j`. `folded_convolution` builds these Q kernels (per channel,
-two-sided when the bands are centered or the layer bidirectional) in the time domain, takes ONE
-forward FFT of `u` per channel and Q inverse FFTs; the bands `(B, L, H, S')` never exist.
+two-sided when the bands are centered or the layer bidirectional) in the time domain, in closed
+form from the streams' eigenvalues (`direction_kernels`: the composition with the few-tap band
+filters is a change of the weights of the kernels' exponentials), takes ONE forward FFT of `u`
+per channel and Q inverse FFTs; the bands `(B, L, H, S')` never exist.
 The layer picks Q: 1 for the `none` and `static` mixers (the whole layer, D included, is one
 convolution: the cost of an S4D layer), 2 for the per-channel input-dependent mixer
 (`u_t (k_w * u)_t + (k_b * u)_t`), S' for the dense mixers (the stream outputs themselves).
 
-Shapes: `u` `(B, L, H)`; stream kernels `(H, S', L')`; band filters `(R_j, H)` with lookahead
+Shapes: `u` `(B, L, H)`; streams `(H, S', N)`; band filters `(R_j, H)` with lookahead
 `C_j` (band `v^j_t` reads `u` at `t + C_j - m`, m < R_j); mixing weights `M` `(H, S', Q)`.
 
 Exactness at the sequence ends. The band-wise layer (the scan, or the band-wise convolution)
@@ -22,7 +24,8 @@ are zero and bands at `t' >= L` reach no output. Centered bands (bidirectional l
 nonzero for a few steps before 0 and after the valid end, so two short corrections remove
 them: the forward kernels applied to the bands at `t' = -C_j .. -1` (from the first `C_j`
 inputs) and the reverse kernels applied to the bands at `t' = lengths .. lengths + R_j - C_j - 2`
-(from the last valid inputs). Then every output at `t < lengths` equals the band-wise layer's.
+(from the last valid inputs), each a parameter-only response matrix times those few inputs.
+Then every output at `t < lengths` equals the band-wise layer's.
 At padded steps `t >= lengths` the forward direction still sees the bands beyond the end that
 the band-wise layer zeroes; those outputs differ, and nothing reads them: every block feeds the
 layer zeros there and masks its outputs out of norms, pooling and the next layer
@@ -32,13 +35,14 @@ layer zeros there and masks its outputs out of norms, pooling and the next layer
 from __future__ import annotations
 
 import functools
-from typing import Callable, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ms_ssm_jax import fft_conv
+from ms_ssm_jax.ssm import diagonal
 
 Array = jax.Array
 
@@ -102,33 +106,56 @@ def _mirror(g: Array) -> Array:
   return jnp.roll(jnp.flip(g, axis=-1), 1, axis=-1)
 
 
-def boundary_response(kernels: Array, h: Array, before: int, mix: Array, length: int) -> Array:
-  """`D[h, q, t, s]`: output t's response to input `u_s` through the bands at `t' = -1..-before`.
+def _real(x: Array, scale: float) -> Array:
+  """`scale Re(x)` of complex kernels (conjugate pairs); real ones as they are."""
+  return scale * x.real if jnp.iscomplexobj(x) else x
 
-  `D[h, q, t, s] = sum_{j, i=1..before} M[h, j, q] k_j[h, t + i] h_j[-i - s]`: the part of the
-  folded kernel that the band-wise layer lacks (its bands start at t' = 0). It depends on the
-  parameters only, so the batch pays one contraction over `s < before` per output.
+
+def direction_kernels(lam_bar: Array, weights: Array, scale: float, h: Array, before: int,
+                      mix: Array, length: int) -> tuple[Array, Array]:
+  """One direction's mixed folded kernels and boundary response, from the SSM's eigenvalues.
+
+  With `k_j[l] = sum_n w_n lam_n^l` (`w = c b_bar`), the composition `g_j[d] = sum_p h_j[p]
+  k_j[d - p]` at lags `d >= after` (where every tap sees lag `d - p >= 0`) is again such a sum,
+  `sum_n w_n lam_n^(d - after) sum_p h_j[p] lam_n^(after - p)`: one contraction of the powers
+  `lam^l` with the weights times the filter's response, instead of a product per tap. Only the
+  lags `-before .. after - 1` are composed tap by tap (`compose`). The boundary response
+  `D[h, q, s, t] = sum_{j, i=1..before} M[h, j, q] k_j[t + i] h_j[-i - s]`, what the bands at
+  `t' = -1..-before` (which the band-wise layer lacks) add to output t from input `u_s`, is
+  `sum_{j, n} M w_n lam_n^t X_n[s]` with `X_n[s] = sum_i lam_n^i h_j[-i - s]`: the same powers,
+  so both come from one contraction. Powers stay non-negative (no `lam^-1` of fast modes).
 
   Args:
-    kernels: `(H, S', length + before)` (or longer) stream kernels, lag 0 first.
-    h: `(P, H, S')` two-sided taps (index = offset + before).
-    before: the number of band steps before t = 0 (the largest lookahead).
+    lam_bar: `(H, S', N)` discrete eigenvalues (real, or complex under `scale`).
+    weights: `(H, S', N)` `c b_bar` of this direction.
+    scale: the readout scale s of `k = s Re(...)` (1 for real states).
+    h: `(P, H, S')` two-sided taps (index = offset + before) of this direction.
+    before: the largest negative offset's size.
     mix: `(H, S', Q)` weights of the stream outputs.
     length: L.
 
   Returns:
-    `(H, Q, L, before)`.
+    `(g, D)`: `g` `(H, Q, before + L)` the mixed kernels at lags `-before .. L-1`, and
+    `D` `(H, Q, before, L)`.
   """
-  # With i = m + 1: D[t, s] = sum_m E[t + m, s + m], where E[t, s] = sum_j M[h, j, q]
-  # h_j[-s-1] k_j[h, t+1] is one tap's response. E contracts S' alone and the sum over the
-  # diagonals is elementwise, so nothing of size `before` x (H, S', L) is ever built.
-  taps = h[before - 1 - np.arange(before)]  # (before, H, S'): offsets -1, -2, ..., -before
-  weighted = jnp.einsum("shj,hjq->hqjs", taps, mix)
-  e = jnp.einsum("hjt,hqjs->hqts", kernels[..., 1:length + before], weighted)
-  d = e[:, :, :length]
-  for m in range(1, before):
-    d = d + jnp.pad(e[:, :, m:m + length, m:], [(0, 0), (0, 0), (0, 0), (0, m)])
-  return d
+  after = h.shape[0] - 1 - before
+  near = min(after, length)
+  power = fft_conv.powers(lam_bar, length)  # (H, S', N, L)
+  # The filter's response at each eigenvalue: sum_p h[p] lam^(after - p).
+  response = jnp.einsum("khj,hjnk->hjn", h, jnp.flip(fft_conv.powers(lam_bar, h.shape[0]), -1))
+  far = (weights * response)[..., None] * mix[:, :, None, :]  # (H, S', N, Q)
+  i, s = np.meshgrid(np.arange(1, before + 1), np.arange(before), indexing="ij")
+  offsets = before - i - s  # tap of offset -i - s; negative: none
+  taps = jnp.where((offsets >= 0)[..., None, None], h[np.maximum(offsets, 0)], 0)  # (I, S, H, S')
+  x = jnp.einsum("hjni,ishj->hjns", fft_conv.powers(lam_bar, before + 1)[..., 1:], taps)
+  boundary = (weights[..., None] * x)[:, :, :, None, :] * mix[:, :, None, :, None]
+  rhs = jnp.concatenate([far[..., None], boundary], axis=-1)  # (H, S', N, Q, 1 + before)
+  out = _real(jnp.einsum("hjnt,hjnqc->hqct", power, rhs), scale)
+  kernels = _real(jnp.einsum("hjn,hjnl->hjl", weights, fft_conv.powers(lam_bar, before + near)),
+                  scale)
+  g_near = jnp.einsum("hjd,hjq->hqd", compose(kernels, h, before, near), mix)
+  g = jnp.concatenate([g_near, out[:, :, 0, :length - near]], axis=-1)
+  return g, out[:, :, 1:]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -159,15 +186,14 @@ def _reverse_valid_bwd(size, residuals, g):
 reverse_valid.defvjp(_reverse_valid_fwd, _reverse_valid_bwd)
 
 
-def folded_convolution(u: Array, kernel_fn: Callable[..., Array], filters: Sequence[Array],
+def folded_convolution(u: Array, system: diagonal.Siso, filters: Sequence[Array],
                        lookaheads: Sequence[int], mix: Array, *, bidirectional: bool,
                        lengths: Array | None = None, skip: Array | None = None) -> Array:
   """Q mixtures of the stream outputs, `sum_j M[h, j, q] y^j`, by one FFT of `u` per channel.
 
   Args:
     u: `(B, L, H)` layer inputs (zero beyond `lengths` when bidirectional).
-    kernel_fn: `(length, reverse) -> (H, S', length)` real stream kernels (`reverse` the
-      reverse scan's, for bidirectional layers).
+    system: the S' streams, `(H, S', N)` SISO systems (`c_reverse` for bidirectional layers).
     filters, lookaheads: S' band filters `(R_j, H)` and their lookaheads `C_j`
       (`decomposition.stream_filters`).
     mix: `(H, S', Q)` weights of the stream outputs.
@@ -182,15 +208,15 @@ def folded_convolution(u: Array, kernel_fn: Callable[..., Array], filters: Seque
   length = u.shape[1]
   n = fft_conv.fft_size(length)
   h, before, after = two_sided_filters(filters, lookaheads)
-  forward = kernel_fn(length + before, reverse=False)
-  g = _circular(compose(forward, h, before, length), before, n)
+  lam, scale = system.a_bar, system.readout_scale
+  g, head_response = direction_kernels(lam, system.c * system.b_bar, scale, h, before, mix, length)
+  g = _circular(g, before, n)
   if bidirectional:
     # Reverse scan: v_t' feeds y_t for t' >= t, so g_r[-e] = sum_p h[p] k_r[e + p]: the forward
     # composition with the flipped taps, mirrored.
-    backward = kernel_fn(length + after, reverse=True)
-    g_r = compose(backward, jnp.flip(h, axis=0), after, length)
+    g_r, tail_response = direction_kernels(lam, system.c_reverse * system.b_bar, scale,
+                                           jnp.flip(h, axis=0), after, mix, length)
     g = g + _mirror(_circular(g_r, after, n))
-  g = jnp.einsum("hjn,hjq->hqn", g, mix.astype(g.dtype))
   if skip is not None:
     g = g.at[..., 0].add(skip.astype(g.dtype))
   u = fft_conv.promote(u, g)
@@ -201,8 +227,7 @@ def folded_convolution(u: Array, kernel_fn: Callable[..., Array], filters: Seque
     return out
   # The bands at t' = -i (i = 1..before) read the first `before` inputs.
   head = jnp.pad(u, [(0, 0), (0, max(0, before - length)), (0, 0)])[:, :before]
-  correction = boundary_response(forward, h, before, mix, length)
-  out = out - jnp.einsum("hqts,bsh->bthq", correction, head)
+  out = out - jnp.einsum("hqst,bsh->bthq", head_response, head)
   if not bidirectional:
     return out
   if lengths is None:
@@ -210,6 +235,5 @@ def folded_convolution(u: Array, kernel_fn: Callable[..., Array], filters: Seque
   # The bands at t' = lengths - 1 + i (i = 1..after) read the last `after` valid inputs: by
   # symmetry, the head's correction of the reverse kernels with the flipped taps, in the time
   # reversed within each sequence (step t at lengths - 1 - t).
-  correction = boundary_response(backward, jnp.flip(h, axis=0), after, mix, length)
-  tail = jnp.einsum("hqts,bsh->bthq", correction, reverse_valid(u, lengths, after))
+  tail = jnp.einsum("hqst,bsh->bthq", tail_response, reverse_valid(u, lengths, after))
   return out - reverse_valid(tail, lengths, length)
