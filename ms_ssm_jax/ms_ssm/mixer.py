@@ -69,10 +69,11 @@ class ScaleMixer(nn.Module):
     per_channel = self.channel_weights(width, streams)
     if per_channel is not None:
       weight, bias = per_channel
-      constant_term = _weighted_sum(y, bias)
+      constant_term = jnp.einsum("...hj,hj->...h", y, bias.astype(y.dtype))
       if weight is None:
         return None, constant_term
-      return u.astype(y.dtype) * _weighted_sum(y, weight), constant_term
+      input_term = u.astype(y.dtype) * jnp.einsum("...hj,hj->...h", y, weight.astype(y.dtype))
+      return input_term, constant_term
     params = self.weights(width, streams)
     input_weights = jnp.dot(u, params["kernel"].astype(u.dtype))
     input_weights = input_weights.reshape(u.shape[:-1] + (width, streams))
@@ -81,8 +82,10 @@ class ScaleMixer(nn.Module):
       # Normalize in at least float32: bf16 exponentials of near-equal logits are coarse.
       softmax_dtype = jnp.promote_types(u.dtype, jnp.float32)
       weights = jax.nn.softmax((input_weights + bias).astype(softmax_dtype), axis=-1)
-      return None, _weighted_sum(y, weights)
-    return _weighted_sum(y, input_weights), _weighted_sum(y, bias)
+      return None, jnp.einsum("...hj,...hj->...h", y, weights.astype(y.dtype))
+    input_term = jnp.einsum("...hj,...hj->...h", y, input_weights.astype(y.dtype))
+    constant_term = jnp.einsum("...hj,hj->...h", y, bias.astype(y.dtype))
+    return input_term, constant_term
 
   def channel_weights(self, width: int, streams: int) -> tuple[Array | None, Array] | None:
     """`(w, b)`, each `(H, S')`, of a `PER_CHANNEL_MIXERS` mixer, `E_t[h, j] = w[h, j] u_t[h] +
@@ -119,18 +122,6 @@ class ScaleMixer(nn.Module):
     bias_value = 1.0 / streams if self.mixer == "linear_input_dense" else 0.0
     bias = self.param("bias", nn.initializers.constant(bias_value), (width * streams,), jnp.float32)
     return {"kernel": kernel, "bias": bias}
-
-
-def _weighted_sum(y: Array, weights: Array) -> Array:
-  """`sum_j y[..., h, j] weights[..., h, j]` in y's dtype, accumulated in float32 or wider.
-
-  A multiply and a sum over the S' streams rather than an einsum: a contraction of S' per
-  channel becomes a dot batched over the channels, with transposes of y around it, where XLA
-  fuses the sum into the elementwise work that produces y (one kernel on a GPU; the streaming
-  step's readouts are this shape at every sample).
-  """
-  dtype = jnp.promote_types(y.dtype, jnp.float32)
-  return jnp.sum(y.astype(dtype) * weights.astype(dtype), axis=-1).astype(y.dtype)
 
 
 def input_ratio(input_term: Array, rest: Array, lengths: Array | None = None) -> Array:

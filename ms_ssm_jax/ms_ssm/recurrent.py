@@ -179,11 +179,8 @@ class PreparedLayer:
       past = (position - dilation * jnp.arange(1, self.kernel_size)) % size
       taps = jnp.concatenate([current[:, None], buffer[:, past]], axis=1)  # (B, K, H), tap l
       new_buffers.append(buffer.at[:, position % size].set(current))
-      # Multiply and sum over the K taps, not an einsum: a contraction of K per channel is a
-      # batched dot with the channels as its batch, which costs a dot and transposes per level
-      # where XLA fuses the sum into the step's elementwise work.
-      approx_t = jnp.sum(taps * phi[level - 1], axis=1)
-      details.append(jnp.sum(taps * psi[level - 1], axis=1))
+      approx_t = jnp.einsum("bkh,kh->bh", taps, phi[level - 1])
+      details.append(jnp.einsum("bkh,kh->bh", taps, psi[level - 1]))
       approx.append(approx_t)
       current = approx_t
     bands = [approx[-1]] + details[::-1] + [x_t]  # a^S, d^S, ..., d^1, x
