@@ -30,7 +30,7 @@ import jax.numpy as jnp
 Array = jax.Array
 
 
-def _powers(lam_bar: Array, length: int) -> Array:
+def powers(lam_bar: Array, length: int) -> Array:
   """`lam_bar^l` for l < length: `(..., P) -> (..., P, L)`."""
   steps = jnp.arange(length, dtype=jnp.real(lam_bar).dtype)
   # log(0) = -inf would make the zeroth power 0 * -inf = nan; the smallest normal number
@@ -59,7 +59,7 @@ def siso_kernel(lam_bar: Array, b_bar: Array, c: Array, length: int) -> Array:
     conjugate symmetry, at the caller).
   """
   weights = c * b_bar
-  return jnp.einsum("...n,...nl->...l", weights, _powers(lam_bar, length))
+  return jnp.einsum("...n,...nl->...l", weights, powers(lam_bar, length))
 
 
 def mimo_kernel(lam_bar: Array, b_bar: Array, c: Array, length: int) -> Array:
@@ -74,7 +74,7 @@ def mimo_kernel(lam_bar: Array, b_bar: Array, c: Array, length: int) -> Array:
   Returns:
     `(L, H_out, H_in)` kernel (complex if the inputs are).
   """
-  return jnp.einsum("op,pl,pi->loi", c, _powers(lam_bar, length), b_bar)
+  return jnp.einsum("op,pl,pi->loi", c, powers(lam_bar, length), b_bar)
 
 
 def fft_size(length: int) -> int:

@@ -5,7 +5,9 @@ Sections:
           floor: read `b` once and write `x` once (16 bytes per element; 24 when `a` varies
           in time), at the copy bandwidth measured in the same run.
   layers  forward and forward+backward time, tokens/s, memory, and XLA's count of FLOPs and
-          memory traffic of each layer at matched width H and total state per step.
+          memory traffic of each layer at matched width H and total state per step; causal,
+          and with `--directions causal,bidirectional` also bidirectional (a full `lengths`
+          vector, as the blocks pass it).
   parts   each MS-SSM layer of `layers` whole and with one part (decomposition, streams,
           mixer) replaced by a cheap stand-in of the same shape: what each part costs.
   kernels the MS-SSM layer at the paper's ListOps size (B=50, L=2048, H=128, S=3 levels, 5
@@ -18,6 +20,9 @@ Usage:
   python scripts/bench_layers.py --section layers --lengths 1024,4096
   python scripts/bench_layers.py --section parts --lengths 4096 --only "s5 x6"
   python scripts/bench_layers.py --section layers --lengths 4096 --only "=s5,s4d (real), conv"
+  python scripts/bench_layers.py --section layers --lengths 144 --tokens 2304 --width 64 \
+      --siso_state 80 --suite_levels 3 --only "s4d_real x5 streams, conv" \
+      --directions causal,bidirectional
   python scripts/bench_layers.py --section kernels --batch 50 --lengths 2048 --states 16,128
 Results also go to results/bench_<section>.json (or $BENCH_RESULTS_DIR), rewritten after every
 row, so a run stopped by a time limit keeps its finished rows.
@@ -92,7 +97,9 @@ def bench_scan(log: bench_common.RowLog, lengths: list[int], batch: int, states:
       })
 
 
-def layer_suite(mimo_state: int, siso_state: int) -> dict[str, tuple[str, dict]]:
+def layer_suite(
+    mimo_state: int, siso_state: int,
+    levels: tuple[int, ...] = (1, 2, 4)) -> dict[str, tuple[str, dict]]:
   """Layers at matched total state: MIMO ones carry `mimo_state` floats per step (S5 with
   P = mimo_state under conjugate symmetry, LRU with mimo_state/2 complex states, MS-SSM with
   per-stream S5 sharing P = mimo_state), SISO ones `siso_state` states per channel (S4D-real,
@@ -108,16 +115,17 @@ def layer_suite(mimo_state: int, siso_state: int) -> dict[str, tuple[str, dict]]
       "s4d (real), conv": ("s4d", {"state_size": siso_state, "a_init": "real", "impl": "conv"}),
       "s6": ("s6", {"state_size": siso_state}),
   }
-  for levels in (1, 2, 4):
-    streams = levels + 2
+  for num_levels in levels:
+    streams = num_levels + 2
     s5_streams = {
-        "num_levels": levels, "backbone": "s5", "state_per_stream": mimo_state // (2 * streams) * 2
+        "num_levels": num_levels, "backbone": "s5",
+        "state_per_stream": mimo_state // (2 * streams) * 2
     }
     suite[f"ms_ssm s5 x{streams} streams"] = ("ms_ssm", s5_streams)
     suite[f"ms_ssm s5 x{streams} streams, static mixer"] = ("ms_ssm",
                                                             {**s5_streams, "mixer": "static"})
     siso_streams = {
-        "num_levels": levels, "backbone": "s4d_real",
+        "num_levels": num_levels, "backbone": "s4d_real",
         "state_per_stream": max(1, siso_state // streams)
     }
     suite[f"ms_ssm s4d_real x{streams} streams"] = ("ms_ssm", siso_streams)
@@ -166,13 +174,19 @@ def matches(only: str, name: str) -> bool:
   return only[1:] == name if only.startswith("=") else only in name
 
 
-def selected_layers(width: int, mimo_state: int, siso_state: int,
-                    only: list[str]) -> Iterator[tuple[str, str, nn.Module]]:
-  """`(suite name, registry name, layer)` of the `layer_suite` entries matching `only`."""
-  for name, (layer_name, overrides) in layer_suite(mimo_state, siso_state).items():
+def selected_layers(width: int, mimo_state: int, siso_state: int, only: list[str],
+                    levels: tuple[int, ...] = (1, 2, 4),
+                    bidirectional: bool = False) -> Iterator[tuple[str, str, nn.Module]]:
+  """`(suite name, registry name, layer)` of the `layer_suite` entries matching `only`
+  (bidirectional: those that have a reverse direction, made bidirectional)."""
+  for name, (layer_name, overrides) in layer_suite(mimo_state, siso_state, levels).items():
     if not only or any(matches(o, name) for o in only):
       cfg = layers.default_layer_config(layer_name)
       cfg.update(overrides)
+      if bidirectional:
+        if "bidirectional" not in cfg:
+          continue
+        cfg.bidirectional = True
       yield name, layer_name, layers.make_layer(layer_name, width, cfg)
 
 
@@ -184,16 +198,27 @@ def layer_inputs(layer: nn.Module, length: int, tokens: int, width: int) -> tupl
 
 
 def bench_layers(log: bench_common.RowLog, lengths: list[int], tokens: int, width: int,
-                 mimo_state: int, siso_state: int, repeats: int, only: list[str]) -> None:
-  for name, _, layer in selected_layers(width, mimo_state, siso_state, only):
-    for length in lengths:
-      params, u = layer_inputs(layer, length, tokens, width)
-      row = {
-          "layer": name, "L": length, "B": u.shape[0], "H": width,
-          "floats/step": layer.state_counts().carried_floats,
-          "params": layers.count_parameters(params)
-      }
-      log.add(_time_layer(row, layer.apply, params, u, repeats))
+                 mimo_state: int, siso_state: int, repeats: int, only: list[str],
+                 levels: tuple[int, ...], directions: list[str]) -> None:
+  for direction in directions:
+    bidirectional = direction == "bidirectional"
+    for name, _, layer in selected_layers(width, mimo_state, siso_state, only, levels,
+                                          bidirectional):
+      for length in lengths:
+        params, u = layer_inputs(layer, length, tokens, width)
+        row = {
+            "layer": name, "direction": direction, "L": length, "B": u.shape[0], "H": width,
+            "floats/step": layer.state_counts().carried_floats,
+            "params": layers.count_parameters(params)
+        }
+        # Bidirectional layers run with lengths, as the blocks call them (all sequences full).
+        lengths_arg = jnp.full(u.shape[:1], length, jnp.int32) if bidirectional else None
+        apply = functools.partial(_apply_with_lengths, layer, lengths=lengths_arg)
+        log.add(_time_layer(row, apply, params, u, repeats))
+
+
+def _apply_with_lengths(layer: nn.Module, params: dict, u: Array, lengths: Array | None) -> Array:
+  return layer.apply(params, u, lengths)
 
 
 # The MS-SSM layer's parts, the method the layer calls on each, and the cheap stand-in (same
@@ -224,10 +249,11 @@ def apply_without(layer: nn.Module, part: str) -> Callable[[dict, Array], Array]
 
 
 def bench_parts(log: bench_common.RowLog, lengths: list[int], tokens: int, width: int,
-                mimo_state: int, siso_state: int, repeats: int, only: list[str]) -> None:
+                mimo_state: int, siso_state: int, repeats: int, only: list[str],
+                levels: tuple[int, ...]) -> None:
   """Each MS-SSM layer of `layer_suite` whole and with one part at a time replaced by a cheap
   stand-in: the difference to the whole layer is what that part costs."""
-  for name, layer_name, layer in selected_layers(width, mimo_state, siso_state, only):
+  for name, layer_name, layer in selected_layers(width, mimo_state, siso_state, only, levels):
     if layer_name != "ms_ssm" or layer.impl == "conv":  # conv folds the parts into one
       continue
     for length in lengths:
@@ -320,6 +346,12 @@ def main() -> None:
   parser.add_argument("--states", default="256",
                       help="scan: P, complex states per step; kernels: N per stream, a list")
   parser.add_argument("--levels", type=int, default=3, help="kernels: S, decomposition levels")
+  parser.add_argument("--suite_levels", default="1,2,4",
+                      help="layers, parts: the S of the suite's MS-SSM layers, a list")
+  parser.add_argument(
+      "--directions", default="causal",
+      help="layers: causal and/or bidirectional, a list (bidirectional rows for "
+      "the layers that have a reverse direction)")
   parser.add_argument(
       "--kernel_blocks", default="8x16x0x4,8x32x0x4,8x16x32x4,8x32x32x4,8x64x16x4,8x32x16x2,"
       "8x16x64x4,16x32x32x4", help="kernels: bare-kernel shapes TxH_blkxN_blkxwarps to time "
@@ -327,6 +359,10 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=20)
   args = parser.parse_args()
   lengths = [int(v) for v in args.lengths.split(",")]
+  suite_levels = tuple(int(v) for v in args.suite_levels.split(","))
+  directions = [v for v in args.directions.split(",") if v]
+  if not directions or any(v not in ("causal", "bidirectional") for v in directions):
+    parser.error(f"--directions takes causal and/or bidirectional; got {args.directions!r}")
   print(f"device: {bench_common.device_description()}, jax {jax.__version__}")
   log = bench_common.RowLog(f"bench_{args.section}", vars(args))
   if args.section == "scan":
@@ -346,17 +382,17 @@ def main() -> None:
     ]
   elif args.section == "parts":
     bench_parts(log, lengths, args.tokens, args.width, args.mimo_state, args.siso_state,
-                args.repeats, parse_only(args.only))
+                args.repeats, parse_only(args.only), suite_levels)
     columns = [
         "layer", "replaced", "L", "B", "fwd_ms", "fwd+bwd_ms", "fwd+bwd_GFLOP",
         "fwd+bwd_traffic_GB", "fwd+bwd_temp_GB"
     ]
   else:
     bench_layers(log, lengths, args.tokens, args.width, args.mimo_state, args.siso_state,
-                 args.repeats, parse_only(args.only))
+                 args.repeats, parse_only(args.only), suite_levels, directions)
     columns = [
-        "layer", "L", "B", "H", "floats/step", "params", "fwd_ms", "fwd+bwd_ms", "fwd+bwd_GFLOP",
-        "fwd+bwd_traffic_GB", "fwd+bwd_temp_GB", "tokens/s (fwd+bwd)"
+        "layer", "direction", "L", "B", "H", "floats/step", "params", "fwd_ms", "fwd+bwd_ms",
+        "fwd+bwd_GFLOP", "fwd+bwd_traffic_GB", "fwd+bwd_temp_GB", "tokens/s (fwd+bwd)"
     ]
   if not log.rows:
     sys.exit(f"--only {args.only!r} matched no {args.section} variant: nothing was timed")

@@ -62,6 +62,24 @@ def test_layers_section_counts_the_mixer(tmp_path):
   assert paper > static
 
 
+def test_layers_section_times_both_directions(tmp_path):
+  run_bench_script(tmp_path, "bench_layers.py", "--section", "layers", "--lengths", "32",
+                   "--tokens", "64", "--width", "8", "--siso_state", "6", "--suite_levels", "1",
+                   "--only", "=ms_ssm s4d_real x3 streams, conv, static mixer", "--directions",
+                   "causal,bidirectional", "--repeats", "1")
+  rows = read_rows(tmp_path, "bench_layers")
+  assert [row["direction"] for row in rows] == ["causal", "bidirectional"]
+  assert all(row["fwd+bwd_ms"] > 0 for row in rows)
+  # The reverse direction carries its own states.
+  assert rows[1]["floats/step"] == 2 * rows[0]["floats/step"]
+
+
+def test_layers_section_rejects_unknown_directions(tmp_path):
+  result = run_bench_script(tmp_path, "bench_layers.py", "--section", "layers", "--directions",
+                            "backward", check=False)
+  assert result.returncode != 0 and "--directions takes causal and/or bidirectional" in result.stderr
+
+
 @pytest.mark.slow  # compiles the layer four times (about 2-4 minutes on 2 cores)
 def test_parts_section_replaces_each_part(tmp_path):
   run_bench_script(tmp_path, "bench_layers.py", "--section", "parts", "--lengths", "64", "--tokens",

@@ -5,13 +5,15 @@ filter of stream j (`decomposition.stream_filters`), and so are the SISO streams
 `y^j = k_j * v^j`. Hence `y^j = (k_j * f_j) * u`, and any combination `w_q = sum_j M[h, j, q]
 y^j` with weights that do not depend on time is one convolution of `u` with the kernel
 `g_q = sum_j M[h, j, q] k_j * f_j`. `folded_convolution` builds these Q kernels (per channel,
-two-sided when the bands are centered or the layer bidirectional) in the time domain, takes ONE
-forward FFT of `u` per channel and Q inverse FFTs; the bands `(B, L, H, S')` never exist.
+two-sided when the bands are centered or the layer bidirectional) in the time domain, in closed
+form from the streams' eigenvalues (`direction_kernels`: the composition with the few-tap band
+filters is a change of the weights of the kernels' exponentials), takes ONE forward FFT of `u`
+per channel and Q inverse FFTs; the bands `(B, L, H, S')` never exist.
 The layer picks Q: 1 for the `none` and `static` mixers (the whole layer, D included, is one
 convolution: the cost of an S4D layer), 2 for the per-channel input-dependent mixer
 (`u_t (k_w * u)_t + (k_b * u)_t`), S' for the dense mixers (the stream outputs themselves).
 
-Shapes: `u` `(B, L, H)`; stream kernels `(H, S', L')`; band filters `(R_j, H)` with lookahead
+Shapes: `u` `(B, L, H)`; streams `(H, S', N)`; band filters `(R_j, H)` with lookahead
 `C_j` (band `v^j_t` reads `u` at `t + C_j - m`, m < R_j); mixing weights `M` `(H, S', Q)`.
 
 Exactness at the sequence ends. The band-wise layer (the scan, or the band-wise convolution)
@@ -22,7 +24,8 @@ are zero and bands at `t' >= L` reach no output. Centered bands (bidirectional l
 nonzero for a few steps before 0 and after the valid end, so two short corrections remove
 them: the forward kernels applied to the bands at `t' = -C_j .. -1` (from the first `C_j`
 inputs) and the reverse kernels applied to the bands at `t' = lengths .. lengths + R_j - C_j - 2`
-(from the last valid inputs). Then every output at `t < lengths` equals the band-wise layer's.
+(from the last valid inputs), each a parameter-only response matrix times those few inputs.
+Then every output at `t < lengths` equals the band-wise layer's.
 At padded steps `t >= lengths` the forward direction still sees the bands beyond the end that
 the band-wise layer zeroes; those outputs differ, and nothing reads them: every block feeds the
 layer zeros there and masks its outputs out of norms, pooling and the next layer
@@ -31,13 +34,15 @@ layer zeros there and masks its outputs out of norms, pooling and the next layer
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import functools
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ms_ssm_jax import fft_conv
+from ms_ssm_jax.ssm import diagonal
 
 Array = jax.Array
 
@@ -101,44 +106,94 @@ def _mirror(g: Array) -> Array:
   return jnp.roll(jnp.flip(g, axis=-1), 1, axis=-1)
 
 
-def _boundary_bands(window: Array, h: Array, offsets: np.ndarray) -> Array:
-  """Bands at a few steps from a window of inputs: `sum_w window[:, w] h[offsets[i, w]]`.
+def _real(x: Array, scale: float) -> Array:
+  """`scale Re(x)` of complex kernels (conjugate pairs); real ones as they are."""
+  return scale * x.real if jnp.iscomplexobj(x) else x
+
+
+def direction_kernels(lam_bar: Array, weights: Array, scale: float, h: Array, before: int,
+                      mix: Array, length: int) -> tuple[Array, Array]:
+  """One direction's mixed folded kernels and boundary response, from the SSM's eigenvalues.
+
+  With `k_j[l] = sum_n w_n lam_n^l` (`w = c b_bar`), the composition `g_j[d] = sum_p h_j[p]
+  k_j[d - p]` at lags `d >= after` (where every tap sees lag `d - p >= 0`) is again such a sum,
+  `sum_n w_n lam_n^(d - after) sum_p h_j[p] lam_n^(after - p)`: one contraction of the powers
+  `lam^l` with the weights times the filter's response, instead of a product per tap. Only the
+  lags `-before .. after - 1` are composed tap by tap (`compose`). The boundary response
+  `D[h, q, s, t] = sum_{j, i=1..before} M[h, j, q] k_j[t + i] h_j[-i - s]`, what the bands at
+  `t' = -1..-before` (which the band-wise layer lacks) add to output t from input `u_s`, is
+  `sum_{j, n} M w_n lam_n^t X_n[s]` with `X_n[s] = sum_i lam_n^i h_j[-i - s]`: the same powers,
+  so both come from one contraction. Powers stay non-negative (no `lam^-1` of fast modes).
 
   Args:
-    window: `(B, W, H)` inputs.
-    h: `(P, H, S')` two-sided taps (index = offset + before).
-    offsets: `(I, W)` int indices into h; out-of-range entries are taps that do not exist.
+    lam_bar: `(H, S', N)` discrete eigenvalues (real, or complex under `scale`).
+    weights: `(H, S', N)` `c b_bar` of this direction.
+    scale: the readout scale s of `k = s Re(...)` (1 for real states).
+    h: `(P, H, S')` two-sided taps (index = offset + before) of this direction.
+    before: the largest negative offset's size.
+    mix: `(H, S', Q)` weights of the stream outputs.
+    length: L.
 
   Returns:
-    `(B, I, H, S')`.
+    `(g, D)`: `g` `(H, Q, before + L)` the mixed kernels at lags `-before .. L-1`, and
+    `D` `(H, Q, before, L)`.
   """
-  valid = (offsets >= 0) & (offsets < h.shape[0])
-  taps = jnp.where(valid[..., None, None], h[np.clip(offsets, 0, h.shape[0] - 1)], 0)
-  return jnp.einsum("bwh,iwhj->bihj", window, taps)
+  after = h.shape[0] - 1 - before
+  near = min(after, length)
+  power = fft_conv.powers(lam_bar, length)  # (H, S', N, L)
+  # The filter's response at each eigenvalue: sum_p h[p] lam^(after - p).
+  response = jnp.einsum("khj,hjnk->hjn", h, jnp.flip(fft_conv.powers(lam_bar, h.shape[0]), -1))
+  far = (weights * response)[..., None] * mix[:, :, None, :]  # (H, S', N, Q)
+  i, s = np.meshgrid(np.arange(1, before + 1), np.arange(before), indexing="ij")
+  offsets = before - i - s  # tap of offset -i - s; negative: none
+  taps = jnp.where((offsets >= 0)[..., None, None], h[np.maximum(offsets, 0)], 0)  # (I, S, H, S')
+  x = jnp.einsum("hjni,ishj->hjns", fft_conv.powers(lam_bar, before + 1)[..., 1:], taps)
+  boundary = (weights[..., None] * x)[:, :, :, None, :] * mix[:, :, None, :, None]
+  rhs = jnp.concatenate([far[..., None], boundary], axis=-1)  # (H, S', N, Q, 1 + before)
+  out = _real(jnp.einsum("hjnt,hjnqc->hqct", power, rhs), scale)
+  kernels = _real(jnp.einsum("hjn,hjnl->hjl", weights, fft_conv.powers(lam_bar, before + near)),
+                  scale)
+  g_near = jnp.einsum("hjd,hjq->hqd", compose(kernels, h, before, near), mix)
+  g = jnp.concatenate([g_near, out[:, :, 0, :length - near]], axis=-1)
+  return g, out[:, :, 1:]
 
 
-def _boundary_response(kernels: Array, bands: Array, mix: Array, length: int) -> Array:
-  """`out[b, tau, h, q] = sum_{i, j} k_j[h, tau + 1 + i] M[h, j, q] bands[b, i, h, j]`.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def reverse_valid(x: Array, lengths: Array, size: int) -> Array:
+  """`y[b, t] = x[b, lengths[b] - 1 - t]` for `t < size` where that step exists in x, else 0.
 
-  The kernels' response at steps `tau = 0 .. L-1` to bands placed `1 + i` steps beyond them.
+  Time reversed within each sequence's valid length: `(B, L_x, ...) -> (B, size, ...)`, a
+  gather. Its transpose is the same map back to L_x steps (`_reverse_valid_bwd`), a gather
+  again where autodiff would scatter (slow on the CPU).
   """
-  weighted = jnp.einsum("bihj,hjq->bihjq", bands, mix)
-  out = None
-  for i in range(bands.shape[1]):
-    term = jnp.einsum("hjt,bhjq->bthq", kernels[..., 1 + i:1 + i + length], weighted[:, i])
-    out = term if out is None else out + term
-  return out
+  index = lengths[:, None] - 1 - jnp.arange(size)[None, :]  # (B, size)
+  inside = (index >= 0) & (index < x.shape[1])
+  index = jnp.clip(index, 0, x.shape[1] - 1).reshape(index.shape + (1,) * (x.ndim - 2))
+  gathered = jnp.take_along_axis(x, index, axis=1)
+  return jnp.where(inside.reshape(index.shape), gathered, jnp.zeros((), x.dtype))
 
 
-def folded_convolution(u: Array, kernel_fn: Callable[..., Array], filters: Sequence[Array],
+def _reverse_valid_fwd(x, lengths, size):
+  return reverse_valid(x, lengths, size), (lengths, x.shape[1])
+
+
+def _reverse_valid_bwd(size, residuals, g):
+  del size
+  lengths, x_length = residuals
+  return reverse_valid(g, lengths, x_length), None
+
+
+reverse_valid.defvjp(_reverse_valid_fwd, _reverse_valid_bwd)
+
+
+def folded_convolution(u: Array, system: diagonal.Siso, filters: Sequence[Array],
                        lookaheads: Sequence[int], mix: Array, *, bidirectional: bool,
                        lengths: Array | None = None, skip: Array | None = None) -> Array:
   """Q mixtures of the stream outputs, `sum_j M[h, j, q] y^j`, by one FFT of `u` per channel.
 
   Args:
     u: `(B, L, H)` layer inputs (zero beyond `lengths` when bidirectional).
-    kernel_fn: `(length, reverse) -> (H, S', length)` real stream kernels (`reverse` the
-      reverse scan's, for bidirectional layers).
+    system: the S' streams, `(H, S', N)` SISO systems (`c_reverse` for bidirectional layers).
     filters, lookaheads: S' band filters `(R_j, H)` and their lookaheads `C_j`
       (`decomposition.stream_filters`).
     mix: `(H, S', Q)` weights of the stream outputs.
@@ -153,15 +208,15 @@ def folded_convolution(u: Array, kernel_fn: Callable[..., Array], filters: Seque
   length = u.shape[1]
   n = fft_conv.fft_size(length)
   h, before, after = two_sided_filters(filters, lookaheads)
-  forward = kernel_fn(length + before, reverse=False)
-  g = _circular(compose(forward, h, before, length), before, n)
+  lam, scale = system.a_bar, system.readout_scale
+  g, head_response = direction_kernels(lam, system.c * system.b_bar, scale, h, before, mix, length)
+  g = _circular(g, before, n)
   if bidirectional:
     # Reverse scan: v_t' feeds y_t for t' >= t, so g_r[-e] = sum_p h[p] k_r[e + p]: the forward
     # composition with the flipped taps, mirrored.
-    backward = kernel_fn(length + after, reverse=True)
-    g_r = compose(backward, jnp.flip(h, axis=0), after, length)
+    g_r, tail_response = direction_kernels(lam, system.c_reverse * system.b_bar, scale,
+                                           jnp.flip(h, axis=0), after, mix, length)
     g = g + _mirror(_circular(g_r, after, n))
-  g = jnp.einsum("hjn,hjq->hqn", g, mix.astype(g.dtype))
   if skip is not None:
     g = g.at[..., 0].add(skip.astype(g.dtype))
   u = fft_conv.promote(u, g)
@@ -170,23 +225,15 @@ def folded_convolution(u: Array, kernel_fn: Callable[..., Array], filters: Seque
   out = jnp.fft.irfft(u_f[..., None] * jnp.moveaxis(spectrum, -1, 0), n=n, axis=1)[:, :length]
   if before == 0:
     return out
-  # The bands at t' = -i (i = 1..before) read u_s with s = -i - p >= 0.
-  i, s = np.meshgrid(np.arange(1, before + 1), np.arange(before), indexing="ij")
+  # The bands at t' = -i (i = 1..before) read the first `before` inputs.
   head = jnp.pad(u, [(0, 0), (0, max(0, before - length)), (0, 0)])[:, :before]
-  out = out - _boundary_response(forward, _boundary_bands(head, h, -i - s + before), mix, length)
+  out = out - jnp.einsum("hqst,bsh->bthq", head_response, head)
   if not bidirectional:
     return out
   if lengths is None:
     lengths = jnp.full(u.shape[:1], length, jnp.int32)
-  # The bands at t' = lengths - 1 + i (i = 1..after) read the last `after` valid inputs:
-  # window[w] = u[lengths - after + w], offset p = after - 1 + i - w.
-  padded = jnp.pad(u, [(0, 0), (after, 0), (0, 0)])
-  tail = jax.vmap(lambda x, end: jax.lax.dynamic_slice_in_dim(x, end, after))(padded, lengths)
-  i, w = np.meshgrid(np.arange(1, after + 1), np.arange(after), indexing="ij")
-  tail_bands = _boundary_bands(tail, h, after - 1 + i - w + before)
-  # Computed at tau = lengths - 1 - t, then read back in time order within each length.
-  response = jnp.flip(_boundary_response(backward, tail_bands, mix, length), axis=1)
-  response = jnp.pad(response, [(0, 0), (0, length), (0, 0), (0, 0)])
-  response = jax.vmap(lambda x, shift: jax.lax.dynamic_slice_in_dim(x, shift, length))(
-      response, length - lengths)
-  return out - response
+  # The bands at t' = lengths - 1 + i (i = 1..after) read the last `after` valid inputs: by
+  # symmetry, the head's correction of the reverse kernels with the flipped taps, in the time
+  # reversed within each sequence (step t at lengths - 1 - t).
+  tail = jnp.einsum("hqst,bsh->bthq", tail_response, reverse_valid(u, lengths, after))
+  return out - reverse_valid(tail, lengths, length)

@@ -250,7 +250,7 @@ class MSSSMLayer(nn.Module):
       skips = jnp.zeros(mix.shape[::2], dtype).at[:, -1].set(skip)
     else:  # weights that mix the channels: the S' stream outputs themselves
       mix, skips = jnp.broadcast_to(jnp.eye(num_streams), (width, num_streams, num_streams)), None
-    out = folded_conv.folded_convolution(u, streams.kernel, filters, lookaheads, mix.astype(dtype),
+    out = folded_conv.folded_convolution(u, streams, filters, lookaheads, mix.astype(dtype),
                                          bidirectional=self.bidirectional, lengths=lengths,
                                          skip=skips).astype(u.dtype)
     if per_channel is not None:

@@ -23,6 +23,7 @@ from ms_ssm_jax.ms_ssm import mixer as mixer_lib
 from ms_ssm_jax.ms_ssm import streams as streams_lib
 from ms_ssm_jax.ms_ssm.layer import STREAM_LAYOUT
 from ms_ssm_jax.ssm import common
+from ms_ssm_jax.ssm import diagonal
 
 B, L, H = 3, 19, 3
 LENGTHS = np.array([19, 11, 2], np.int32)
@@ -179,12 +180,13 @@ def test_folded_convolution_one_kernel_reproduces_band_convolutions(x64):
                                                      centered=False)
   lam = jnp.asarray(rng.uniform(0.3, 0.99, (H, len(filters), 2)))
   c = jnp.asarray(rng.normal(size=lam.shape))
-  kernel_fn = lambda length, reverse: fft_conv.siso_kernel(lam, jnp.ones_like(lam), c, length)
+  system = diagonal.Siso(a_bar=lam, b_bar=jnp.ones_like(lam), c=c)
   mix = jnp.asarray(rng.normal(size=(H, len(filters), 1)))
   u = _inputs()
   bands = decomposition.wavelet_bands(u, phi, psi, streams="details+approx", centered=False)
-  want = jnp.einsum("blhj,hjq->blhq", fft_conv.causal_conv(bands, kernel_fn(L, False)), mix)
-  got = folded_conv.folded_convolution(u, kernel_fn, filters, lookaheads, mix, bidirectional=False)
+  want = jnp.einsum("blhj,hjq->blhq", fft_conv.causal_conv(bands, system.kernel(L, reverse=False)),
+                    mix)
+  got = folded_conv.folded_convolution(u, system, filters, lookaheads, mix, bidirectional=False)
   _assert_close_at(np.ones((B, L), bool), got, want, 1e-12)
 
 
@@ -216,3 +218,26 @@ def test_conv1d_decomposition_errors():
   layer = MSSSMLayer(d_model=H, state_per_stream=4, decomposition="conv1d")
   with pytest.raises(ValueError, match="no step"):
     layer.init_state(2)
+
+
+def test_reverse_valid_and_its_gradient(x64):
+  """Time reversed within each length (zeros elsewhere), both ways of the size change; its
+  custom gradient equals autodiff's of a plain gather (a scatter)."""
+  x, lengths = _inputs(), jnp.asarray(LENGTHS)
+  rng = np.random.default_rng(3)
+  for size in (5, L + 4):
+    index = LENGTHS[:, None] - 1 - np.arange(size)[None, :]
+    inside = (index >= 0) & (index < L)
+
+    def plain(x, index=index, inside=inside):
+      picked = x[np.arange(B)[:, None], np.clip(index, 0, L - 1)]
+      return jnp.where(inside[..., None], picked, 0.0)
+
+    y = folded_conv.reverse_valid(x, lengths, size)
+    assert y.shape == (B, size, H)
+    np.testing.assert_array_equal(y, plain(x))
+    np.testing.assert_array_equal(y[1, :11], x[1, 10::-1][:size])  # length 11
+    assert not np.any(np.asarray(y[1, 11:]))
+    cotangent = jnp.asarray(rng.normal(size=y.shape))
+    got = jax.vjp(lambda x: folded_conv.reverse_valid(x, lengths, size), x)[1](cotangent)[0]
+    np.testing.assert_array_equal(got, jax.vjp(plain, x)[1](cotangent)[0])
