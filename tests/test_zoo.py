@@ -44,7 +44,7 @@ SHIPPED_UEA_DATASETS = set(uea.SHIPPED_TASKS.values())
 GENERATED_TASKS = {"listops"}
 # Entries whose slice evaluation takes minutes on 2 CPU cores (ListOps: 100 sequences of 2,048
 # steps, plus generating the task's data); they run with -m slow.
-SLOW_SLICE_ENTRIES = {"ms_ssm_listops_1epoch", "s5_listops_1epoch"}
+SLOW_SLICE_ENTRIES = {"ms_ssm_listops_4epoch", "s5_listops_4epoch"}
 TINY_NAME = "tiny_s5_japanese_vowels"
 
 
