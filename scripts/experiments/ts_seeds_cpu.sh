@@ -8,7 +8,8 @@
 # varies initialization, dropout and batch order.
 # One training at a time on one core (niced), for a CPU shared with others.
 # Usage, from the repository root: bash scripts/experiments/ts_seeds_cpu.sh WORKROOT [DATASET
-# ...] (default: the four sets of docs/RESULTS.md's CPU tables). Finished runs are skipped.
+# ...] (default: the four sets of docs/RESULTS.md's CPU tables). Finished runs are skipped;
+# an interrupted run resumes from its last checkpoint and appends to its log.
 root=${1:?usage: ts_seeds_cpu.sh WORKROOT [DATASET ...]}; shift; mkdir -p $root
 datasets=${*:-JapaneseVowels ItalyPowerDemand BasicMotions GunPoint}
 py=${PYTHON:-.venv/bin/python}
@@ -25,7 +26,7 @@ for seed in 0 1 2; do  # seed-major: a run cut short by time still leaves every 
       args=(--config configs/uea.py:${variant%_s5recipe},dataset=$d --config.train.seed=$seed
         --config.train.num_steps=1000 --config.train.eval_every=250)
       [ $variant = ms_ssm_s5recipe ] && args+=("${s5_recipe[@]}")
-      echo "== python train.py ${args[*]} --workdir $root/$name" | tee $root/$name.log
+      echo "== python train.py ${args[*]} --workdir $root/$name" | tee -a $root/$name.log
       /usr/bin/time -f "wall %e s" nice -n 10 $py train.py "${args[@]}" --workdir $root/$name \
         >> $root/$name.log 2>&1
       tail -1 $root/$name.log
