@@ -6,7 +6,8 @@
 # layers (whole-sequence classification), S5's pre-norm block and recipe, the static mixer.
 # The official protocol's validation hold-out stays fixed (split_seed 2345); --config.train.seed
 # varies initialization, dropout and batch order.
-# One training at a time on one core (niced), for a CPU shared with others.
+# One training at a time on one core (niced), for a CPU shared with others; run one copy per
+# free core to go faster (each run is locked by the copy that trains it).
 # Usage, from the repository root: bash scripts/experiments/ts_seeds_cpu.sh WORKROOT [DATASET
 # ...] (default: the four sets of docs/RESULTS.md's CPU tables). Finished runs are skipped;
 # an interrupted run resumes from its last checkpoint and appends to its log.
@@ -23,6 +24,14 @@ for seed in 0 1 2; do  # seed-major: a run cut short by time still leaves every 
     for variant in ms_ssm ms_ssm_s5recipe s5 lru; do
       name=${d}_${variant}_seed$seed
       [ -f $root/$name/results.json ] && continue
+      # A second copy of this script (one per core) skips the run another copy holds.
+      lock=$root/$name.lock
+      if ! mkdir $lock 2> /dev/null; then
+        holder=$(cat $lock/pid 2> /dev/null)  # empty: the holder is about to write it
+        { [ -z "$holder" ] || kill -0 $holder 2> /dev/null; } && continue
+        rm -rf $lock; mkdir $lock || continue  # the holder died: take the run over
+      fi
+      echo $$ > $lock/pid
       args=(--config configs/uea.py:${variant%_s5recipe},dataset=$d --config.train.seed=$seed
         --config.train.num_steps=1000 --config.train.eval_every=250)
       [ $variant = ms_ssm_s5recipe ] && args+=("${s5_recipe[@]}")
@@ -30,6 +39,7 @@ for seed in 0 1 2; do  # seed-major: a run cut short by time still leaves every 
       /usr/bin/time -f "wall %e s" nice -n 10 $py train.py "${args[@]}" --workdir $root/$name \
         >> $root/$name.log 2>&1
       tail -1 $root/$name.log
+      rm -rf $lock
     done
   done
 done
