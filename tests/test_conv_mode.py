@@ -41,9 +41,10 @@ CASES: dict[str, nn.Module] = {
     "s5_bidirectional_concat": S5(WIDTH, state_size=4, bidirectional=True),
     "lru": LRU(WIDTH, state_size=3, r_min=0.5, r_max=0.95, max_phase=1.0),
     "lru_bidirectional": LRU(WIDTH, state_size=3, bidirectional=True),
-    **{
-        f"ms_ssm_{backbone}{suffix}": _ms_ssm(backbone, bidirectional) for backbone in ("s4d_real", "s5") for suffix, bidirectional in (("", False), ("_bidirectional", True))
-    },
+    "ms_ssm_s4d_real": _ms_ssm("s4d_real", False),
+    "ms_ssm_s4d_real_bidirectional": _ms_ssm("s4d_real", True),
+    "ms_ssm_s5": _ms_ssm("s5", False),
+    "ms_ssm_s5_bidirectional": _ms_ssm("s5", True),
 }
 # A tiny float64 gradient check per layer class and MS-SSM stream type (SISO real and complex,
 # MIMO), bidirectional so that both kernels get gradients.
