@@ -235,7 +235,7 @@ class StreamSSMs(nn.Module):
   def _s5(self, width: int, ranks: tuple[int, ...]) -> diagonal.Mimo:
     """Per-stream S5 (HiPPO-N, conjugate pairs, ZOH) with stratified log-steps."""
     p, num_streams = self.state_per_stream, len(ranks)
-    lam, v, v_inv = ssm_init.s5_init(p, self.s5_blocks, conj_sym=True)
+    lam, v, v_inv = ssm_init.s5_init(p, self.s5_blocks)
     n = lam.shape[0]
     lam_re = self.param(
         "Lambda_re", lambda _: jnp.broadcast_to(jnp.asarray(lam.real, jnp.float32),

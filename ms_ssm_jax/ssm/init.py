@@ -94,30 +94,28 @@ def hippo_n(p: int) -> tuple[np.ndarray, np.ndarray]:
   return lam, v
 
 
-def s5_init(p: int, blocks: int = 1,
-            conj_sym: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def s5_init(p: int, blocks: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """S5's block-diagonal HiPPO-N initialization (Smith et al. 2023, sec. 4.3).
 
   One HiPPO-N of size `p / blocks` is built and repeated on each of the `blocks` diagonal
-  blocks. Under `conj_sym` each block keeps the half of its eigenpairs with negative imaginary
-  part; the discarded half are their conjugates, accounted for by a `2 Re(.)` readout.
+  blocks. Conjugate symmetry: each block keeps the half of its eigenpairs with negative
+  imaginary part; the discarded half are their conjugates, accounted for by a `2 Re(.)` readout.
 
   Returns:
-    `lam` (p',) complex128, `v` (p, p') and `v_inv` (p', p), with `p' = p / 2` under
-    `conj_sym` and `p` otherwise; `v_inv` is the restriction of `v^-1` to the kept modes.
+    `lam` (p/2,) complex128, `v` (p, p/2) and `v_inv` (p/2, p); `v_inv` is the restriction of
+    `v^-1` to the kept modes.
   """
   _check_positive_count("p", p)
   _check_positive_count("blocks", blocks)
   if p % blocks:
     raise ValueError(f"the state size p={p} must be divisible by blocks={blocks}")
   block_size = p // blocks
-  if conj_sym and block_size % 2:
+  if block_size % 2:
     raise ValueError(f"conjugate symmetry keeps one eigenvalue of each pair, so it needs an even "
                      f"block size; got state size / blocks = {p} / {blocks} = {block_size}")
   lam_block, v_block = hippo_n(block_size)
-  if conj_sym:
-    kept = block_size // 2
-    lam_block, v_block = lam_block[:kept], v_block[:, :kept]
+  kept = block_size // 2
+  lam_block, v_block = lam_block[:kept], v_block[:, :kept]
   v_inv_block = v_block.conj().T
   lam = np.tile(lam_block, blocks)
   v = np.kron(np.eye(blocks), v_block)

@@ -119,7 +119,7 @@ class S5(nn.Module):
     diagonal.check_impl(self.impl, self.chunk_size, time_invariant=True, fusable=False, layer="S5")
     common.check_inputs(u, lengths, self.d_model)
     h, p = self.d_model, self.state_size
-    lam0, v, v_inv = ssm_init.s5_init(p, self.blocks, conj_sym=True)
+    lam0, v, v_inv = ssm_init.s5_init(p, self.blocks)
 
     lambda_re = self.param("Lambda_re", lambda _: jnp.asarray(lam0.real, jnp.float32))
     lambda_im = self.param("Lambda_im", lambda _: jnp.asarray(lam0.imag, jnp.float32))
