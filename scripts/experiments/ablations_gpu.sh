@@ -65,14 +65,8 @@ $PY scripts/prepare_data.py --task listops "${prepare_flags[@]}" > $out/prepare_
 todo=()
 for row in $rows; do [ -f $W/ablation_$row/results.json ] || todo+=($row); done
 echo "rows to train: ${todo[*]:-none} ($steps steps each, $lanes at once, seed $seed)"
-monitor=
-if command -v nvidia-smi > /dev/null; then
-  nvidia-smi -L > $out/device.txt
-  ( while sleep 60; do
-    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
-  done ) > $out/gpu_usage.log 2>&1 &
-  monitor=$!
-fi
+if command -v nvidia-smi > /dev/null; then nvidia-smi -L > $out/device.txt; fi
+watch_gpu
 pids=()
 running() {  # lanes still training
   local n=0 pid

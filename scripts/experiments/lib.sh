@@ -19,6 +19,16 @@ resume_runs() { local d; for d in "$1"/*/; do [ -e $W/$(basename $d) ] || cp -r 
 PY=${PYTHON:-python3}
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
 start_clock() { start=$(date +%s); }
+# watch_gpu: GPU utilization and memory once a minute into $out/gpu_usage.log, in the background
+#   ($monitor is its pid; empty where there is no nvidia-smi, e.g. a TOY run on a CPU).
+watch_gpu() {
+  monitor=
+  command -v nvidia-smi > /dev/null || return 0
+  ( while sleep 60; do
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
+  done ) > $out/gpu_usage.log 2>&1 &
+  monitor=$!
+}
 left() { echo $(( ${CLOCK:-540} - ($(date +%s) - start) )); }
 train() {
   local name=$1 deadline=$2; shift 2

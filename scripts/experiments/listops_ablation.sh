@@ -46,8 +46,7 @@ declare -A LANE=(
 lanes=${LANES:-"s5 ms_bi ms_pc ms_bi_pc ms_bi_s5block ms_bi_pc_s5block ms_s5streams_bi paper_pc paper_pc_mixer_lr s5_full lru_full ms_full"}
 $PY scripts/prepare_data.py --task listops > $out/prepare_listops.log 2>&1  # quick once generated
 start_clock
-( while sleep 60; do nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader; done ) > $out/gpu_usage.log 2>&1 &
-monitor=$!
+watch_gpu
 pids=()
 for entry in $lanes; do
   lane=${entry%%:*}; seeds=${SEEDS:-0}; [ "$entry" = "$lane" ] || seeds=${entry#*:}
@@ -59,7 +58,7 @@ for entry in $lanes; do
   done
 done
 wait "${pids[@]}"
-kill $monitor
+[ -z "$monitor" ] || kill $monitor
 for f in $out/listops_*.log; do grep -v "^W1\|^I1" $f | grep "^==\|eval test\|^exit\|Error" ; done
 if [ "${FINAL:-0}" = 1 ]; then
   finish $1 --with-checkpoints --exclude='*/best' --exclude='wd/listops_paper_*/checkpoints'
