@@ -24,20 +24,46 @@ Shapes: SISO kernels are per channel, `(..., L)`; MIMO kernels map H_in to H_out
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
 Array = jax.Array
 
 
-def powers(lam_bar: Array, length: int) -> Array:
-  """`lam_bar^l` for l < length: `(..., P) -> (..., P, L)`."""
-  steps = jnp.arange(length, dtype=jnp.real(lam_bar).dtype)
+def powers(lam_bar: Array, length: int, stride: int = 1) -> Array:
+  """`lam_bar^(stride l)` for l < length: `(..., P) -> (..., P, L)`."""
+  steps = stride * jnp.arange(length, dtype=jnp.real(lam_bar).dtype)
   # log(0) = -inf would make the zeroth power 0 * -inf = nan; the smallest normal number
   # gives 1 there and (numerically) 0 beyond, and a zero gradient like exp's underflow.
   tiny = jnp.finfo(steps.dtype).tiny
   safe = jnp.where(lam_bar == 0, jnp.asarray(tiny, lam_bar.dtype), lam_bar)
   return jnp.exp(jnp.log(safe)[..., None] * steps)
+
+
+def power_sum(lam_bar: Array, coeffs: Array, length: int) -> Array:
+  """`out[..., m, l] = sum_n coeffs[..., n, m] lam_bar[..., n]^l` for l < length, in blocks.
+
+  With `l = T b + r` (T about `sqrt(L M)`), the sum is a matrix product of the coarse terms
+  `coeffs lam^(T b)`, `(..., N, M, L/T)`, with the fine powers `lam^r`, `(..., N, T)`: no tensor
+  of all the powers `(..., N, L)` is formed, which for kernels of many channels and few
+  outputs per channel is most of the memory traffic of building them (and of their gradient).
+
+  Args:
+    lam_bar: `(..., N)` discrete eigenvalues (real or complex).
+    coeffs: `(..., N, M)` weights of each eigenvalue's powers in each output.
+    length: L.
+
+  Returns:
+    `(..., M, L)`, complex if either input is.
+  """
+  outputs = coeffs.shape[-1]
+  block = min(length, 1 << max(0, round(0.5 * math.log2(length * outputs))))
+  num_blocks = -(-length // block)
+  coarse = coeffs[..., None] * powers(lam_bar, num_blocks, stride=block)[..., None, :]
+  out = jnp.einsum("...nmb,...nr->...mbr", coarse, powers(lam_bar, block))
+  return out.reshape(out.shape[:-2] + (num_blocks * block,))[..., :length]
 
 
 def promote(u: Array, kernel: Array) -> Array:
@@ -58,8 +84,7 @@ def siso_kernel(lam_bar: Array, b_bar: Array, c: Array, length: int) -> Array:
     `(..., L)` kernels, complex if any input is complex (take the real part, or `2 Re` under
     conjugate symmetry, at the caller).
   """
-  weights = c * b_bar
-  return jnp.einsum("...n,...nl->...l", weights, powers(lam_bar, length))
+  return power_sum(lam_bar, (c * b_bar)[..., None], length)[..., 0, :]
 
 
 def mimo_kernel(lam_bar: Array, b_bar: Array, c: Array, length: int) -> Array:

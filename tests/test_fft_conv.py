@@ -83,3 +83,35 @@ def test_fft_size_avoids_wraparound():
   for length in (1, 2, 3, 64, 65, 1000):
     n = fft_conv.fft_size(length)
     assert n >= 2 * length - 1 and n & (n - 1) == 0
+
+
+@pytest.mark.parametrize("complex_", [False, True])
+@pytest.mark.parametrize("length,outputs", [(1, 1), (7, 3), (100, 1), (2048, 12)])
+def test_power_sum_equals_the_powers_contracted(x64, complex_, length, outputs):
+  rng = np.random.default_rng(length + outputs)
+  lam = rng.uniform(0.3, 0.999, (2, 4)) * (np.exp(1j * rng.uniform(-3, 3,
+                                                                   (2, 4))) if complex_ else 1.0)
+  lam[0, 0] = 0.0  # an underflowed mode: powers 1, 0, 0, ...
+  coeffs = rng.normal(size=(2, 4, outputs))
+  want = np.einsum("hnm,hnl->hml", coeffs, lam[..., None]**np.arange(length))
+  got = fft_conv.power_sum(jnp.asarray(lam), jnp.asarray(coeffs), length)
+  assert got.shape == (2, outputs, length)
+  np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_power_sum_gradient_matches_the_direct_sum(x64):
+  rng = np.random.default_rng(1)
+  lam = jnp.asarray(rng.uniform(0.3, 0.99, (3, 5)))
+  coeffs = jnp.asarray(rng.normal(size=(3, 5, 2)))
+  weights = jnp.asarray(rng.normal(size=(3, 2, 50)))
+
+  def direct(lam, coeffs):
+    return jnp.sum(weights * jnp.einsum("hnm,hnl->hml", coeffs, fft_conv.powers(lam, 50)))
+
+  def blocked(lam, coeffs):
+    return jnp.sum(weights * fft_conv.power_sum(lam, coeffs, 50))
+
+  for want, got in zip(
+      jax.grad(direct, (0, 1))(lam, coeffs),
+      jax.grad(blocked, (0, 1))(lam, coeffs)):
+    np.testing.assert_allclose(got, want, rtol=1e-10)

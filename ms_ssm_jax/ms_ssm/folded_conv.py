@@ -140,7 +140,6 @@ def direction_kernels(lam_bar: Array, weights: Array, scale: float, h: Array, be
   """
   after = h.shape[0] - 1 - before
   near = min(after, length)
-  power = fft_conv.powers(lam_bar, length)  # (H, S', N, L)
   # The filter's response at each eigenvalue: sum_p h[p] lam^(after - p).
   response = jnp.einsum("khj,hjnk->hjn", h, jnp.flip(fft_conv.powers(lam_bar, h.shape[0]), -1))
   far = (weights * response)[..., None] * mix[:, :, None, :]  # (H, S', N, Q)
@@ -150,7 +149,10 @@ def direction_kernels(lam_bar: Array, weights: Array, scale: float, h: Array, be
   x = jnp.einsum("hjni,ishj->hjns", fft_conv.powers(lam_bar, before + 1)[..., 1:], taps)
   boundary = (weights[..., None] * x)[:, :, :, None, :] * mix[:, :, None, :, None]
   rhs = jnp.concatenate([far[..., None], boundary], axis=-1)  # (H, S', N, Q, 1 + before)
-  out = _real(jnp.einsum("hjnt,hjnqc->hqct", power, rhs), scale)
+  channels, streams, states, outputs, columns = rhs.shape
+  out = fft_conv.power_sum(lam_bar.reshape(channels, streams * states),
+                           rhs.reshape(channels, streams * states, outputs * columns), length)
+  out = _real(out.reshape(channels, outputs, columns, length), scale)
   kernels = _real(jnp.einsum("hjn,hjnl->hjl", weights, fft_conv.powers(lam_bar, before + near)),
                   scale)
   g_near = jnp.einsum("hjd,hjq->hqd", compose(kernels, h, before, near), mix)
