@@ -1,15 +1,17 @@
-"""Where a profiled train step spends its device time: the top XLA ops of a `jax.profiler` trace.
+"""Where a profiled train step spends its GPU time: the top kernels of a `jax.profiler` trace.
 
     python train.py ... --config.train.profile_steps=5 --workdir=W
-    python scripts/profile_top_ops.py W/profile --steps 5 [--top 25] [--json out.json]
+    python scripts/profile_top_ops.py W/profile --steps 5 [--top 25] [--json ops.json]
+    python scripts/profile_top_ops.py ops.json --steps 5   # the tables again from a saved list
 
 Reads the Chrome-format trace (`*.trace.json.gz`) that `jax.profiler` writes beside its xplane,
-takes the device's "XLA Ops" line (one event per executed HLO op; on a GPU, the plane
-`/device:GPU:0`), and prints two markdown tables: the ops by total time (with the op's kind,
-count and ms per step), and the same times summed by kind (the op name without its `.N`
-suffix, e.g. `loop_transpose_fusion`, `fft`, `cublas-gemm`). `--steps` is the number of steps
-in the window (`config.train.profile_steps`), so that "ms/step" is comparable with the step
-times of `scripts/bench_train.py`.
+takes the kernels on the device's `Stream #...` lines (the plane `/device:GPU:0`; XLA fusions
+by their fusion name, library kernels such as cuFFT's and cuBLAS's by theirs), and prints two
+markdown tables: the kernels by total time (count and ms per step), and the same times summed
+by kind (the name without its `_N` suffix or template arguments, e.g. `loop_transpose_fusion`,
+`vector_fft_symm_c2r`). `--steps` is the number of steps in the window
+(`config.train.profile_steps`), so that "ms/step" compares with `scripts/bench_train.py`'s step
+times (kernel time only: gaps between kernels are not counted).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import re
 import sys
 from typing import Any, Iterable, NamedTuple
 
-OPS_THREAD = "XLA Ops"
+KERNEL_THREAD_PREFIX = "Stream"  # a GPU plane's lines of kernels, one per CUDA stream
 
 
 class OpTime(NamedTuple):
@@ -47,30 +49,37 @@ def find_trace(path: pathlib.Path) -> pathlib.Path:
 
 
 def op_kind(name: str) -> str:
-  """`loop_transpose_fusion.12` -> `loop_transpose_fusion`."""
-  return re.sub(r"\.\d+$", "", name)
+  """A kernel's kind: `loop_transpose_fusion_12` -> `loop_transpose_fusion`, a templated CUDA
+  kernel `void vector_fft_symm_c2r<4096u, ...>(...)` -> `vector_fft_symm_c2r`."""
+  name = re.sub(r"^void ", "", name)
+  name = re.split(r"[<(]", name, maxsplit=1)[0]
+  return re.sub(r"[._]\d+$", "", name)
+
+
+def short(name: str, width: int = 70) -> str:
+  """`name` cut to `width` characters for a table cell."""
+  return name if len(name) <= width else name[:width - 3] + "..."
 
 
 def device_op_events(trace: dict[str, Any], device: str) -> list[dict[str, Any]]:
-  """The complete events ('X') on the `XLA Ops` line of every process whose name has `device`."""
+  """The kernels ('X' events on the `Stream #...` lines) of every process named like `device`."""
   events = trace["traceEvents"]
-  pids = {
-      e["pid"]
+  names = {
+      e["pid"]: e["args"]["name"]
       for e in events
-      if e.get("ph") == "M" and e.get("name") == "process_name" and device in e["args"]["name"]
+      if e.get("ph") == "M" and e.get("name") == "process_name"
   }
+  pids = {pid for pid, name in names.items() if device in name}
   if not pids:
-    names = sorted({
-        e["args"]["name"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"
-    })
-    raise ValueError(f"no process named like {device!r} in the trace; it has: {names}")
+    raise ValueError(f"no process named like {device!r} in the trace; it has: "
+                     f"{sorted(names.values())}")
   threads = {(e["pid"], e["tid"])
              for e in events
              if e.get("ph") == "M" and e.get("name") == "thread_name" and e["pid"] in pids and
-             e["args"]["name"] == OPS_THREAD}
+             e["args"]["name"].startswith(KERNEL_THREAD_PREFIX)}
   if not threads:
-    raise ValueError(f"the {device!r} process has no {OPS_THREAD!r} line; is this a device "
-                     "trace (a GPU or TPU run)?")
+    raise ValueError(f"the {device!r} process has no {KERNEL_THREAD_PREFIX!r} lines of kernels; "
+                     "is this a GPU run's trace?")
   return [e for e in events if e.get("ph") == "X" and (e["pid"], e.get("tid")) in threads]
 
 
@@ -83,7 +92,7 @@ def top_ops(events: Iterable[dict[str, Any]]) -> list[OpTime]:
     totals[event["name"]] += event.get("dur", 0.0) / 1e3  # microseconds -> ms
     counts[event["name"]] += 1
     args = event.get("args", {})
-    details.setdefault(event["name"], str(args.get("long_name", "")))
+    details.setdefault(event["name"], str(args.get("kernel_details", "")))
   return sorted((OpTime(name, op_kind(name), counts[name], total, details[name])
                  for name, total in totals.items()), key=lambda op: -op.total_ms)
 
@@ -105,7 +114,7 @@ def table(ops: list[OpTime], steps: int, top: int, with_detail: bool) -> str:
       "| kind | count/step | ms/step | share |")
   rows = [header, "|---" * (header.count("|") - 1) + "|"]
   for op in ops[:top]:
-    cells = [op.name, op.kind] if with_detail else [op.kind]
+    cells = [short(op.name), short(op.kind)] if with_detail else [short(op.kind)]
     cells += [
         f"{op.count / steps:g}", f"{op.total_ms / steps:.3f}", f"{100 * op.total_ms / total:.1f}%"
     ]
@@ -117,7 +126,8 @@ def table(ops: list[OpTime], steps: int, top: int, with_detail: bool) -> str:
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("path", type=pathlib.Path, help="a trace.json.gz or a profile directory")
+  parser.add_argument("path", type=pathlib.Path,
+                      help="a trace.json.gz, a profile directory, or an op list from --json")
   parser.add_argument("--steps", type=int, required=True,
                       help="steps in the profiled window (config.train.profile_steps)")
   parser.add_argument("--device", default="/device:GPU:0", help="process name to read")
@@ -126,11 +136,17 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   if args.steps < 1:
     parser.error("--steps must be >= 1")
-  trace_path = find_trace(args.path)
-  with gzip.open(trace_path, "rt") as f:
-    trace = json.load(f)
-  ops = top_ops(device_op_events(trace, args.device))
-  print(f"{trace_path}: {len(ops)} distinct ops on {args.device}\n")
+  if args.path.suffix == ".json":  # an op list this script wrote with --json
+    ops = [
+        OpTime(**{**op, "kind": op_kind(op["name"])}) for op in json.loads(args.path.read_text())
+    ]
+    print(f"{args.path}: {len(ops)} distinct ops\n")
+  else:
+    trace_path = find_trace(args.path)
+    with gzip.open(trace_path, "rt") as f:
+      trace = json.load(f)
+    ops = top_ops(device_op_events(trace, args.device))
+    print(f"{trace_path}: {len(ops)} distinct ops on {args.device}\n")
   print(table(ops, args.steps, args.top, with_detail=True) + "\n")
   print(table(by_kind(ops), args.steps, args.top, with_detail=False))
   details = [op for op in ops[:10] if op.detail]
