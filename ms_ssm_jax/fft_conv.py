@@ -120,10 +120,11 @@ def causal_conv(u: Array, kernel: Array) -> Array:
   u = promote(u, kernel)
   length = u.shape[1]
   n = fft_size(length)
-  u_f = jnp.fft.rfft(u, n=n, axis=1)
-  k_f = jnp.fft.rfft(kernel, n=n, axis=-1)
-  k_f = jnp.moveaxis(k_f, -1, 0)  # (F, ...)
-  return jnp.fft.irfft(u_f * k_f, n=n, axis=1)[:, :length]
+  # Time last while in the frequency domain (XLA's FFT runs over the last axis): one transpose
+  # in and one out, none of the complex spectra.
+  u_f = jnp.fft.rfft(jnp.moveaxis(u, 1, -1), n=n, axis=-1)  # (B, ..., F)
+  k_f = jnp.fft.rfft(kernel, n=n, axis=-1)  # (..., F)
+  return jnp.moveaxis(jnp.fft.irfft(u_f * k_f, n=n, axis=-1)[..., :length], -1, 1)
 
 
 def anticausal_conv(u: Array, kernel: Array) -> Array:
