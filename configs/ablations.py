@@ -5,7 +5,8 @@
 Every row is the paper's S6 variant (`ms_ssm_s6`, on which the paper ran its ablations) with
 one change; on ListOps the input weights of the per-channel and softmax mixers train at
 `optimizer.mixer_lr` 3e-4 (`configs/listops.py`). ListOps at S5's size
-(`configs/listops.py:ms_ssm_s6,size=s5`: 8 layers, N=16 per stream); PTB-XL at the paper's size (`configs/ptbxl.py:ms_ssm_s6`, `--config.data.data_dir`).
+(`configs/listops.py:ms_ssm_s6,size=s5`: 8 layers, N=16 per stream); PTB-XL at the paper's
+size (`configs/ptbxl.py:ms_ssm_s6`, `--config.data.data_dir`).
 Rows (`ROWS`; the paper's ListOps accuracy and PTB-XL AUROC of each: `PAPER`):
   full               the variant as configured (S=3, K=4)
   no_ssm             decomposition only: the mixer merges the bands
