@@ -15,7 +15,8 @@
 #   bash scripts/experiments/ts_seeds.sh WORKROOT [DATASET ...]   # a CPU, one core
 #   COPIES=10 CLOCK=520 PYTHON=python3 bash scripts/experiments/ts_seeds.sh /tmp/uea ...  # a GPU
 # (default datasets: the four sets of docs/RESULTS.md's CPU tables). Each run appends to
-# WORKROOT/<run>.log; WORKROOT/summary.md and seed_table.md gather the finished runs.
+# WORKROOT/<run>.log; WORKROOT/summary.md and seed_table.md gather the finished runs (those
+# with a results.json).
 root=${1:?usage: ts_seeds.sh WORKROOT [DATASET ...]}; shift; mkdir -p $root
 datasets=${*:-JapaneseVowels ItalyPowerDemand BasicMotions GunPoint}
 py=${PYTHON:-.venv/bin/python}
@@ -59,8 +60,8 @@ train_all() {
 }
 for ((copy = 0; copy < copies; copy++)); do train_all & done
 wait
-$py scripts/summarize_runs.py $(ls -d $root/*/ | sed 's:/$::') --json $root/summary.json \
-  > $root/summary.md
+finished=$(for d in $root/*/; do [ -f $d/results.json ] && echo ${d%/}; done)
+$py scripts/summarize_runs.py $finished --json $root/summary.json > $root/summary.md
 $py scripts/seed_table.py $root/summary.json --json $root/seed_table.json \
   > $root/seed_table.md
 cat $root/seed_table.md
