@@ -4,8 +4,13 @@ The step is the one `train.py` runs (`train_lib.jit_train_step` over a mesh of a
 devices), on random inputs of the task's shapes at the config's global batch size, so it
 needs no data files. Overrides shrink a config to what a device can hold (`--set`).
 
+With `--cost_only` nothing runs: the step is compiled for abstract inputs and XLA's count of
+its FLOPs and memory traffic is printed (the backend's own count: a CPU compile estimates a
+GPU-sized step without the memory to run it, but its fusions are the CPU's).
+
 Usage:
   python scripts/bench_train.py --configs configs/listops.py:ms_ssm,configs/listops.py:s5
+  python scripts/bench_train.py --cost_only --configs configs/listops.py:ms_ssm
   python scripts/bench_train.py --configs configs/default.py --set train.global_batch_size=16
   python scripts/bench_train.py --configs configs/uea.py:s5,dataset=BasicMotions,configs/default.py
 Results also go to results/bench_train.json (or $BENCH_RESULTS_DIR).
@@ -91,6 +96,30 @@ def bench_config(name: str, config, steps: int) -> dict:
   }
 
 
+def cost_config(name: str, config) -> dict:
+  """XLA's FLOP and traffic count of one train step, compiled for abstract inputs only."""
+  mesh = sharding.make_mesh(config.mesh)
+  batch_size = config.train.global_batch_size
+  spec = data.get_task(config.data)
+  model = model_lib.build_model(config.model, spec, precision=config.train.precision,
+                                remat=config.train.remat)
+  tx, _ = optim.make_optimizer(config.optimizer, 10**6, 100, config.freeze)
+  state_shapes = jax.eval_shape(train_lib.make_init_fn(model, tx, spec, config.train.seed))
+  shardings = sharding.state_shardings(mesh, state_shapes)
+  step_fn = train_lib.jit_train_step(mesh, shardings, model=model, tx=tx, target=spec.target)
+  batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
+                       random_batch(spec, batch_size, np.random.default_rng(0)))
+  start = time.perf_counter()
+  cost = step_fn.lower(state_shapes, batch).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost  # a list per device on older JAX
+  return {
+      "config": name, "task": spec.name, "layer": config.model.layer,
+      "params": layers.count_parameters(state_shapes.params), "batch": batch_size,
+      "L": spec.max_length, "GFLOP": cost.get("flops", 0.0) / 1e9,
+      "traffic_GB": cost.get("bytes accessed", 0.0) / 1e9, "compile_s": time.perf_counter() - start
+  }
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -99,6 +128,8 @@ def main() -> None:
                       help="override for every config, e.g. train.global_batch_size=16")
   parser.add_argument("--steps", type=int, default=10)
   parser.add_argument("--output_name", default="bench_train")
+  parser.add_argument("--cost_only", action="store_true",
+                      help="compile only and print XLA's FLOP and traffic count of the step")
   args = parser.parse_args()
   overrides = dict(item.split("=", 1) for item in args.set)
   print(f"device: {bench_common.device_description()}, jax {jax.__version__}")
@@ -114,16 +145,17 @@ def main() -> None:
       value = text.lower() == "true" if isinstance(current, bool) else type(current)(text)
       common.override(config, {key: value})
     try:
-      log.add(bench_config(name, config, args.steps))
+      log.add(
+          cost_config(name, config) if args.cost_only else bench_config(name, config, args.steps))
     except Exception as e:  # noqa: BLE001 - a failing config (OOM, missing spec) is a result.
       log.add({"config": name, "step_ms": f"failed: {type(e).__name__}: {str(e)[:120]}"})
     # Frees the previous config's executables and buffers before the next one compiles: the
     # S6 Pathfinder step with remat fit on an H100 alone but not after the PTB-XL one.
     gc.collect()
     jax.clear_caches()
-  columns = [
-      "config", "task", "layer", "params", "batch", "L", "step_ms", "examples/s", "first_step_s"
-  ]
+  measured = ["GFLOP", "traffic_GB", "compile_s"
+             ] if args.cost_only else ["step_ms", "examples/s", "first_step_s"]
+  columns = ["config", "task", "layer", "params", "batch", "L"] + measured
   print(bench_common.markdown_table(log.rows, columns))
   print("wrote", log.path)
 

@@ -111,3 +111,14 @@ def test_decode_bench_writes_a_row_per_model_and_batch(tmp_path):
   assert [(row["model"], row["batch"]) for row in rows] == [("ms_ssm", 2), ("s5", 2)]
   for row in rows:
     assert row["step_ms"] > 0 and row["prefix_pass_ms"] > 0 and row["prefix_T"] == 4, row
+
+
+def test_train_step_cost_only_counts_without_running(tmp_path):
+  import bench_train  # noqa: E402  (scripts/ is on the path above)
+  small, large = (bench_train.load_config("configs/default.py:s5") for _ in range(2))
+  large.train.global_batch_size = 4 * small.train.global_batch_size
+  rows = [bench_train.cost_config("s5", config) for config in (small, large)]
+  assert rows[0]["params"] == rows[1]["params"] > 0
+  # The step's work grows with the batch (the optimizer update does not).
+  assert 2 * rows[0]["GFLOP"] < rows[1]["GFLOP"] < 4 * rows[0]["GFLOP"] * 1.01
+  assert 0 < rows[0]["traffic_GB"] < rows[1]["traffic_GB"]
