@@ -44,7 +44,7 @@ def _reset_peak() -> None:
       pass
 
 
-def _cost(compiled: Any) -> dict[str, float]:
+def cost_analysis(compiled: Any) -> dict[str, float]:
   """XLA's cost analysis (flops, bytes accessed); empty where the backend gives none."""
   cost = compiled.cost_analysis()
   if isinstance(cost, (list, tuple)):  # one entry per program in older JAX versions
@@ -58,7 +58,7 @@ def time_fn(fn: Callable[..., Any], *args: Any, repeats: int = 20, warmup: int =
   compiled = jitted.lower(*args).compile()
   analysis = compiled.memory_analysis()
   temp = getattr(analysis, "temp_size_in_bytes", None) if analysis is not None else None
-  cost = _cost(compiled)
+  cost = cost_analysis(compiled)
   for _ in range(warmup):
     jax.block_until_ready(compiled(*args))
   _reset_peak()

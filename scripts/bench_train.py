@@ -25,6 +25,7 @@ import os
 import re
 import sys
 import time
+from typing import Any, Callable, NamedTuple
 
 import jax
 import numpy as np
@@ -62,7 +63,18 @@ def random_batch(spec: data.TaskSpec, batch_size: int, rng: np.random.Generator)
   return batch
 
 
-def bench_config(name: str, config, steps: int) -> dict:
+class TrainStep(NamedTuple):
+  """A config's jitted train step and what it runs on."""
+  mesh: Any
+  spec: data.TaskSpec
+  init_state: Callable[[], Any]
+  shardings: Any
+  step_fn: Callable[..., Any]
+  batch_size: int
+
+
+def build_step(config) -> TrainStep:
+  """The step `train.py` runs for `config`, over a mesh of all local devices."""
   mesh = sharding.make_mesh(config.mesh)
   batch_size = config.train.global_batch_size
   sharding.check_batch_size(mesh, batch_size, "train.global_batch_size")
@@ -73,49 +85,52 @@ def bench_config(name: str, config, steps: int) -> dict:
   tx, _ = optim.make_optimizer(config.optimizer, 10**6, 100, config.freeze)
   init_state = train_lib.make_init_fn(model, tx, spec, config.train.seed)
   shardings = sharding.state_shardings(mesh, jax.eval_shape(init_state))
-  state = jax.jit(init_state, out_shardings=shardings)()
   step_fn = train_lib.jit_train_step(mesh, shardings, model=model, tx=tx, target=spec.target)
-  batch = sharding.global_batch(mesh, random_batch(spec, batch_size, np.random.default_rng(0)),
-                                batch_size)
+  return TrainStep(mesh, spec, init_state, shardings, step_fn, batch_size)
+
+
+def describe(name: str, config, step: TrainStep, params: Any) -> dict:
+  """The columns every row starts with."""
+  return {
+      "config": name, "task": step.spec.name, "layer": config.model.layer,
+      "params": layers.count_parameters(params), "batch": step.batch_size, "L": step.spec.max_length
+  }
+
+
+def bench_config(name: str, config, steps: int) -> dict:
+  step = build_step(config)
+  state = jax.jit(step.init_state, out_shardings=step.shardings)()
+  batch = sharding.global_batch(step.mesh,
+                                random_batch(step.spec, step.batch_size, np.random.default_rng(0)),
+                                step.batch_size)
   start = time.perf_counter()
-  state, metrics = step_fn(state, batch)
+  state, metrics = step.step_fn(state, batch)
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - start
   times = []
   for _ in range(steps):
     start = time.perf_counter()
-    state, metrics = step_fn(state, batch)
+    state, metrics = step.step_fn(state, batch)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - start)
   step_ms = float(np.median(times) * 1e3)
   return {
-      "config": name, "task": spec.name, "layer": config.model.layer,
-      "params": layers.count_parameters(state.params), "batch": batch_size, "L": spec.max_length,
-      "step_ms": step_ms, "examples/s": batch_size / step_ms * 1e3, "first_step_s": compile_s,
+      **describe(name, config, step, state.params), "step_ms": step_ms,
+      "examples/s": step.batch_size / step_ms * 1e3, "first_step_s": compile_s,
       "loss_finite": bool(np.isfinite(float(metrics["loss_sum"])))
   }
 
 
 def cost_config(name: str, config) -> dict:
   """XLA's FLOP and traffic count of one train step, compiled for abstract inputs only."""
-  mesh = sharding.make_mesh(config.mesh)
-  batch_size = config.train.global_batch_size
-  spec = data.get_task(config.data)
-  model = model_lib.build_model(config.model, spec, precision=config.train.precision,
-                                remat=config.train.remat)
-  tx, _ = optim.make_optimizer(config.optimizer, 10**6, 100, config.freeze)
-  state_shapes = jax.eval_shape(train_lib.make_init_fn(model, tx, spec, config.train.seed))
-  shardings = sharding.state_shardings(mesh, state_shapes)
-  step_fn = train_lib.jit_train_step(mesh, shardings, model=model, tx=tx, target=spec.target)
+  step = build_step(config)
+  state_shapes = jax.eval_shape(step.init_state)
   batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
-                       random_batch(spec, batch_size, np.random.default_rng(0)))
+                       random_batch(step.spec, step.batch_size, np.random.default_rng(0)))
   start = time.perf_counter()
-  cost = step_fn.lower(state_shapes, batch).compile().cost_analysis()
-  cost = cost[0] if isinstance(cost, list) else cost  # a list per device on older JAX
+  cost = bench_common.cost_analysis(step.step_fn.lower(state_shapes, batch).compile())
   return {
-      "config": name, "task": spec.name, "layer": config.model.layer,
-      "params": layers.count_parameters(state_shapes.params), "batch": batch_size,
-      "L": spec.max_length, "GFLOP": cost.get("flops", 0.0) / 1e9,
+      **describe(name, config, step, state_shapes.params), "GFLOP": cost.get("flops", 0.0) / 1e9,
       "traffic_GB": cost.get("bytes accessed", 0.0) / 1e9, "compile_s": time.perf_counter() - start
   }
 
