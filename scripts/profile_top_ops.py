@@ -25,6 +25,8 @@ import re
 import sys
 from typing import Any, Iterable, NamedTuple
 
+import bench_common  # scripts/ is on the path when this runs as a script
+
 KERNEL_THREAD_PREFIX = "Stream"  # a GPU plane's lines of kernels, one per CUDA stream
 
 
@@ -34,7 +36,7 @@ class OpTime(NamedTuple):
   kind: str
   count: int
   total_ms: float
-  detail: str  # the op's HLO text where the trace has it, else ""
+  detail: str  # the kernel's launch details (grid, registers) where the trace has them, else ""
 
 
 def find_trace(path: pathlib.Path) -> pathlib.Path:
@@ -108,19 +110,17 @@ def by_kind(ops: Iterable[OpTime]) -> list[OpTime]:
                 key=lambda op: -op.total_ms)
 
 
-def table(ops: list[OpTime], steps: int, top: int, with_detail: bool) -> str:
+def table(ops: list[OpTime], steps: int, top: int, by_name: bool) -> str:
+  """The first `top` of `ops` per step, with their share of all ops' time; `by_name` adds the
+  op name before its kind."""
   total = sum(op.total_ms for op in ops) or 1.0
-  header = "| op | kind | count/step | ms/step | share |" if with_detail else (
-      "| kind | count/step | ms/step | share |")
-  rows = [header, "|---" * (header.count("|") - 1) + "|"]
-  for op in ops[:top]:
-    cells = [short(op.name), short(op.kind)] if with_detail else [short(op.kind)]
-    cells += [
-        f"{op.count / steps:g}", f"{op.total_ms / steps:.3f}", f"{100 * op.total_ms / total:.1f}%"
-    ]
-    rows.append("| " + " | ".join(cells) + " |")
-  rows.append(f"\nall ops: {total / steps:.3f} ms/step over {steps} steps")
-  return "\n".join(rows)
+  columns = (["op"] if by_name else []) + ["kind", "count/step", "ms/step", "share"]
+  rows = [{
+      "op": short(op.name), "kind": short(op.kind), "count/step": f"{op.count / steps:g}",
+      "ms/step": f"{op.total_ms / steps:.3f}", "share": f"{100 * op.total_ms / total:.1f}%"
+  } for op in ops[:top]]
+  return (bench_common.markdown_table(rows, columns) +
+          f"\n\nall ops: {total / steps:.3f} ms/step over {steps} steps")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,11 +147,11 @@ def main(argv: list[str] | None = None) -> int:
       trace = json.load(f)
     ops = top_ops(device_op_events(trace, args.device))
     print(f"{trace_path}: {len(ops)} distinct ops on {args.device}\n")
-  print(table(ops, args.steps, args.top, with_detail=True) + "\n")
-  print(table(by_kind(ops), args.steps, args.top, with_detail=False))
+  print(table(ops, args.steps, args.top, by_name=True) + "\n")
+  print(table(by_kind(ops), args.steps, args.top, by_name=False))
   details = [op for op in ops[:10] if op.detail]
   if details:
-    print("\nThe top ops' HLO:")
+    print("\nThe top kernels' launch details:")
     for op in details:
       print(f"- {op.name}: {op.detail[:300]}")
   if args.json:
