@@ -54,13 +54,10 @@ budget="--config.train.num_epochs=0 --config.train.num_steps=$steps"
 budget+=" --config.train.eval_every=$steps"
 budget+=" --config.optimizer.warmup_epochs=0 --config.optimizer.warmup_steps=$warmup"
 budget+=" --config.train.keep_checkpoints=1 --config.train.remat=True --config.train.seed=$seed"
-data_flags=() prepare_flags=(--generation_workers=$workers)
-for field in $data; do data_flags+=(--config.data.$field); prepare_flags+=(--$field); done
 # The call's clock starts before the data: on a fresh machine generating them counts too.
 start_clock
 # Generated once before the lanes start, so that they do not build it at the same time.
-$PY scripts/prepare_data.py --task listops "${prepare_flags[@]}" > $out/prepare_listops.log 2>&1 \
-  || { tail -5 $out/prepare_listops.log; exit 1; }
+prepare_listops $workers $data
 
 todo=()
 for row in $rows; do [ -f $W/ablation_$row/results.json ] || todo+=($row); done

@@ -31,11 +31,8 @@ fi
 budget="--config.train.num_epochs=0 --config.train.num_steps=$steps"
 budget+=" --config.train.eval_every=$steps --config.train.checkpoint_every=$((steps / 4))"
 budget+=" --config.optimizer.warmup_epochs=0 --config.optimizer.warmup_steps=$((steps / 12))"
-data_flags=() prepare_flags=(--generation_workers=$workers)
-for field in $data; do data_flags+=(--config.data.$field); prepare_flags+=(--$field); done
 start_clock  # on a fresh machine generating the data counts too
-$PY scripts/prepare_data.py --task listops "${prepare_flags[@]}" > $out/prepare_listops.log 2>&1 \
-  || { tail -5 $out/prepare_listops.log; exit 1; }
+prepare_listops $workers $data
 watch_gpu
 common=(--config $config "${data_flags[@]}" $size $budget)
 train finetune $(left) "${common[@]}" --config.init_from=$release &

@@ -29,6 +29,16 @@ watch_gpu() {
   done ) > $out/gpu_usage.log 2>&1 &
   monitor=$!
 }
+# prepare_listops WORKERS [FIELD=VALUE ...]: ListOps with those data-config fields, generated
+#   once by WORKERS processes (log in $out/prepare_listops.log; a failure ends the driver), and
+#   data_flags set to the matching --config.data.FIELD=VALUE flags of train.py.
+prepare_listops() {
+  local workers=$1 field prepare_flags; shift
+  data_flags=() prepare_flags=(--generation_workers=$workers)
+  for field in "$@"; do data_flags+=(--config.data.$field); prepare_flags+=(--$field); done
+  $PY scripts/prepare_data.py --task listops "${prepare_flags[@]}" > $out/prepare_listops.log 2>&1 \
+    || { tail -5 $out/prepare_listops.log; exit 1; }
+}
 left() { echo $(( ${CLOCK:-540} - ($(date +%s) - start) )); }
 train() {
   local name=$1 deadline=$2; shift 2

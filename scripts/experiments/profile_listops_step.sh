@@ -12,8 +12,7 @@ set -u
 dest=${1:?usage: [MODELS="ms_ssm,size=s5 s5"] bash scripts/experiments/profile_listops_step.sh OUT}
 source scripts/experiments/lib.sh
 mkdir -p $dest
-$PY scripts/prepare_data.py --task listops --generation_workers=12 > $out/prepare_listops.log 2>&1 \
-  || { tail -5 $out/prepare_listops.log; exit 1; }
+prepare_listops 12
 for model in ${MODELS:-ms_ssm,size=s5 s5}; do
   name=$(echo $model | tr ',=' '__')
   $PY train.py --config configs/listops.py:$model --config.train.num_epochs=0 \
