@@ -5,7 +5,8 @@
 #   drivers apart).
 # start_clock; left: seconds left of the call's $CLOCK s (default 540) for training.
 # finish DEST [--with-checkpoints] [TAR OPTIONS]: the summary table, and logs plus run
-#   directories (without the optimizer checkpoints unless asked) packed into DEST/runs.tar.gz,
+#   directories (without checkpoints unless asked; asked, each run's latest periodic checkpoint
+#   and its best/, which is all a resumed run needs) packed into DEST/runs.tar.gz,
 #   split into DEST/runs.tar.gz.part-aa, -ab, ... (join with cat) when over 15 MiB, the most
 #   the device returns per file; it returned only the first 4 parts (60 MiB) in all, so keep
 #   what a call writes under that.
@@ -47,12 +48,20 @@ train() {
   timeout -s TERM $deadline $PY train.py "$@" --workdir $W/$name >> $out/$name.log 2>&1
   echo "exit $?" >> $out/$name.log
 }
+older_checkpoints() {  # tar excludes for each run's periodic checkpoints but the latest
+  local d step
+  for d in $W/*/checkpoints; do
+    for step in $(ls $d | grep -E '^[0-9]+$' | sort -n | head -n -1); do
+      echo "--exclude=wd/$(basename $(dirname $d))/checkpoints/$step"
+    done
+  done
+}
 finish() {
   local dest=$1; shift
   $PY scripts/summarize_runs.py $W/* --json $out/summary.json > $out/summary.md 2>&1
   cat $out/summary.md
   local excludes=(--exclude='*/checkpoints')
-  [ "${1:-}" = "--with-checkpoints" ] && { excludes=(); shift; }
+  [ "${1:-}" = "--with-checkpoints" ] && { excludes=($(older_checkpoints)); shift; }
   tar czf $dest/runs.tar.gz "${excludes[@]}" "$@" -C $runs_root logs wd
   if [ $(stat -c %s $dest/runs.tar.gz) -gt $((15 * 1024 * 1024)) ]; then
     split -b 15M $dest/runs.tar.gz $dest/runs.tar.gz.part- && rm $dest/runs.tar.gz

@@ -14,9 +14,10 @@
 #   KEEP_RUNS=1 CLOCK=540 bash scripts/experiments/listops_ablation.sh $OUT
 # LANES picks lanes by name (default: all), SEEDS the seeds of each (default 0; seed s > 0
 # runs in listops_<lane>_seed<s>); a lane written <lane>:<seed> runs that seed alone. FINAL=1
-# returns the checkpoints too, except the paper-size
-# runs' (68 MB each). Memory: 11 lanes at once ran the paper-size and S5-stream lanes out of
-# an H200's memory; give the paper-size lanes a call of their own.
+# returns each run's latest and best checkpoints too (best/ keeps a resumed run's choice of
+# its best step), except the paper-size runs' (68 MB each). Memory: 11 lanes at once ran the
+# paper-size and S5-stream lanes out of an H200's memory; give the paper-size lanes a call of
+# their own.
 # The finalists, 4 epochs and 2 seeds against S5 (about 3 calls at ~0.45 s a step shared):
 #   LANES="s5 ms_bi_s5block ms_bi_pc_s5block" SEEDS="0 1" CLOCK=540 bash ... $OUT
 source scripts/experiments/lib.sh
@@ -61,5 +62,6 @@ wait "${pids[@]}"
 [ -z "$monitor" ] || kill $monitor
 for f in $out/listops_*.log; do grep -v "^W1\|^I1" $f | grep "^==\|eval test\|^exit\|Error" ; done
 if [ "${FINAL:-0}" = 1 ]; then
-  finish $1 --with-checkpoints --exclude='*/best' --exclude='wd/listops_paper_*/checkpoints'
+  finish $1 --with-checkpoints --exclude='wd/listops_paper_*/checkpoints' \
+    --exclude='wd/listops_paper_*/best'
 else finish $1 --exclude='*/best'; fi
