@@ -6,7 +6,8 @@ Reads `summarize_runs.py --json` of the run directories `ablation_<row>` that
 scripts/experiments/ablations_gpu.sh trains; other runs in it are skipped with a note. Columns:
 row, steps trained, our test accuracy at the last evaluation and the paper's ListOps accuracy
 (its Table 5, `ablations.PAPER`), each with its difference to the `full` row in brackets, and
-the paper's PTB-XL AUROC. Rows of `ablations.ROWS` that have not run or not evaluated show "-".
+the paper's PTB-XL AUROC. Rows of `ablations.ROWS` that have not run or not evaluated show "-",
+rows that do not apply to ListOps's base (`ablations.S6_ROWS`) "S6 only".
 """
 
 from __future__ import annotations
@@ -41,12 +42,14 @@ def ablation_rows(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
                        "ListOps runs (configs/ablations.py's default task)")
     runs[row] = summary
   table = []
+  listops_rows = ablations.task_rows("listops")
   for row in ablations.ROWS:
     run = runs.get(row, {})
     paper = ablations.PAPER.get(row)
     final_test = run.get("final_test")
     table.append({
         "row": row,
+        "applies": row in listops_rows,
         "steps": run.get("steps"),
         "test_accuracy": None if final_test is None else 100 * final_test,
         "paper_listops_accuracy": paper.listops_accuracy if paper else None,
@@ -70,7 +73,8 @@ def markdown(table: list[dict[str, Any]]) -> str:
       "| paper: PTB-XL AUROC |", "|" + "---|" * 5
   ]
   for row in table:
-    ours = _with_difference(row["test_accuracy"], None if row is full else full["test_accuracy"])
+    ours = (_with_difference(row["test_accuracy"], None if row is full else full["test_accuracy"])
+            if row["applies"] else "S6 only")
     paper = _with_difference(row["paper_listops_accuracy"],
                              None if row is full else full["paper_listops_accuracy"])
     steps = "-" if row["steps"] is None else f"{row['steps']:,}"

@@ -41,6 +41,7 @@ def test_rows_in_config_order_with_the_papers_numbers():
   assert "| conv1d | 960 | 30.00 (-11.25) | 37.98 (-25.06) | 0.916 |" in text
   assert "| no_ssm | - | - | 62.59 (-0.45) | 0.936 |" in text
   assert "| levels_1 | 480 | - | - | - |" in text
+  assert "| condition_on_band | - | S6 only | 62.91 (-0.13) | 0.938 |" in text
 
 
 def test_every_paper_number_belongs_to_a_row():

@@ -141,7 +141,8 @@ def test_ms_ssm_s5_preset_is_s5s_listops_model_with_s5_streams():
 def test_every_ablation_row_builds_and_changes_one_thing(task):
   ablations = importlib.import_module("configs.ablations")
   full = ablations.get_config(f"full,task={task}").model.layer_config.to_dict()
-  for row, changes in ablations.ROWS.items():
+  for row in ablations.task_rows(task):
+    changes = ablations.ROWS[row]
     config = ablations.get_config(f"{row},task={task}")
     spec = _task_spec(config)
     model = model_lib.build_model(config.model, spec)
@@ -150,6 +151,16 @@ def test_every_ablation_row_builds_and_changes_one_thing(task):
     assert changed == {k for k, v in changes.items() if full[k] != v}, row
   with pytest.raises(ValueError, match="unknown ablation row 'no_mixer'"):
     ablations.get_config("no_mixer")
+
+
+def test_listops_ablations_use_the_s4_base_with_the_papers_mixer_and_skip_s6_rows():
+  ablations = importlib.import_module("configs.ablations")
+  layer_config = ablations.get_config("full").model.layer_config
+  assert (layer_config.backbone, layer_config.mixer) == ("s4d_real", "linear_input")
+  assert ablations.task_rows("ptbxl") == list(ablations.ROWS)
+  assert "condition_on_band" not in ablations.task_rows("listops")
+  with pytest.raises(ValueError, match="'condition_on_band' changes the S6 projections"):
+    ablations.get_config("condition_on_band,task=listops")
 
 
 @pytest.mark.parametrize("model_name", common.MODELS)

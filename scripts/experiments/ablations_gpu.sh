@@ -1,22 +1,19 @@
 #!/bin/bash
-# Issue 25's ablation table: every row of configs/ablations.py (the paper's Table 5 ablations of
-# its S6 variant, and our S and K sweeps) on generated ListOps at S5's size (8 x 128, N=16 per
-# stream), each for $STEPS steps of 50 (default 960, half an epoch: $WARMUP = 100 warmup steps,
-# then cosine to zero) from seed $SEED (default 0), evaluated once at the end on 2,000
-# validation and 2,000 test examples. Each step is rematerialized (`train.remat`): at batch
-# 50 x 2,048 tokens an S6-variant lane would keep tens of GB of activations without it
-# (estimated from the layer benchmark in docs/RESULTS.md, not measured), so lanes could not
-# share a GPU. Rows run in the order of configs/ablations.py (the paper's rows first), $LANES
-# at once on one GPU (default 3); when a row finishes the next unfinished one starts, while
-# $MIN_START s (default 150: compile and a first stretch) are left of the call's $CLOCK s. A
-# lane stopped at the deadline saves a checkpoint, so the same command continues the rows until
-# every one is done. From the repository root, on a device machine (a call is ~9.5 minutes):
+# Issue 25's ablation table: every row of configs/ablations.py that applies to ListOps (the
+# paper's Table 5 ablations on the S4 variant at S5's size with the paper's per-channel mixer,
+# and our S and K sweeps; `ablations.task_rows("listops")`) on generated ListOps, each for
+# $STEPS steps of 50 (default 1,920, one epoch: $WARMUP = 100 warmup steps, then cosine to zero)
+# from seed $SEED (default 0), evaluated once at the end on 2,000 validation and 2,000 test
+# examples. Rows run in table order, $LANES at once on one GPU (default 4); when a row finishes
+# the next unfinished one starts, while $MIN_START s (default 150: compile and a first stretch)
+# are left of the call's $CLOCK s. A lane stopped at the deadline saves a checkpoint, so the same
+# command continues the rows until every one is done. From the repository root, on a device
+# machine (a call is ~9.5 minutes):
 #   CLOCK=540 bash scripts/experiments/ablations_gpu.sh $OUT               # the first call
 #   KEEP_RUNS=1 CLOCK=540 bash scripts/experiments/ablations_gpu.sh $OUT   # on the warm machine
 #   RESUME_FROM=<a returned runs.tar.gz's wd/> CLOCK=540 bash ...          # on a fresh machine
-# ROWS="<row> ..." runs those rows (default: every row). FINAL=1 also returns the latest
-# checkpoint of every unfinished row, which RESUME_FROM needs (~20 MB a row, 52 MB for
-# softmax_mixer; the device returns at most 60 MiB a call and carries 64 MiB to the next).
+# ROWS="<row> ..." runs those rows (default: every ListOps row). FINAL=1 also returns the latest
+# checkpoint of every unfinished row, which RESUME_FROM needs (~6 MB a row).
 # Writes $OUT/runs.tar.gz (logs and run directories), $OUT/summary.json
 # (scripts/summarize_runs.py) and $OUT/ablation_table.md (scripts/ablation_table.py: ours
 # beside the paper's numbers).
@@ -29,7 +26,7 @@ source scripts/experiments/lib.sh
 shopt -s nullglob
 mkdir -p $dest
 [ -n "${RESUME_FROM:-}" ] && resume_runs "$RESUME_FROM"
-all_rows=$($PY -c "from configs import ablations; print(*ablations.ROWS)")
+all_rows=$($PY -c "from configs import ablations; print(*ablations.task_rows('listops'))")
 rows=${ROWS:-$all_rows}
 for row in $rows; do
   [[ " $all_rows " == *" $row "* ]] || { echo "unknown row $row; known: $all_rows"; exit 2; }
@@ -37,7 +34,7 @@ done
 
 seed=${SEED:-0}
 if [ "${TOY:-0}" = 1 ]; then
-  steps=${STEPS:-6} warmup=${WARMUP:-1} lanes=${LANES:-3} min_start=${MIN_START:-30}
+  steps=${STEPS:-6} warmup=${WARMUP:-1} lanes=${LANES:-4} min_start=${MIN_START:-30}
   data="num_train=200 num_validation=40 num_test=40 max_length=128 min_tree_length=20"
   data+=" max_tree_length=120 data_dir=$runs_root/data"
   workers=1
@@ -45,7 +42,7 @@ if [ "${TOY:-0}" = 1 ]; then
   size+=" --config.train.eval_batch_size=20 --config.train.log_every=1"
   size+=" --config.train.checkpoint_every=2"
 else
-  steps=${STEPS:-960} warmup=${WARMUP:-100} lanes=${LANES:-3} min_start=${MIN_START:-150}
+  steps=${STEPS:-1920} warmup=${WARMUP:-100} lanes=${LANES:-4} min_start=${MIN_START:-150}
   data=""  # LRA's sizes, in tfds's default data_dir
   workers=12  # processes that generate the data (which do not depend on their number)
   size="--config.train.log_every=80 --config.train.checkpoint_every=240"
@@ -53,7 +50,7 @@ fi
 budget="--config.train.num_epochs=0 --config.train.num_steps=$steps"
 budget+=" --config.train.eval_every=$steps"
 budget+=" --config.optimizer.warmup_epochs=0 --config.optimizer.warmup_steps=$warmup"
-budget+=" --config.train.keep_checkpoints=1 --config.train.remat=True --config.train.seed=$seed"
+budget+=" --config.train.keep_checkpoints=1 --config.train.seed=$seed"
 # The call's clock starts before the data: on a fresh machine generating them counts too.
 start_clock
 # Generated once before the lanes start, so that they do not build it at the same time.
