@@ -264,7 +264,10 @@ def _train(config, workdir, ckpt, *, mesh, spec, model, tx, schedules, init_stat
     writer.print(f"fine-tuning from {config.init_from} (head: {config.init_head}, frozen: "
                  f"{config.freeze or 'nothing'})")
   logging.info("resolved config:\n%s", config)
-  return train_loop.run(state, p_train_step, batches, start_step=start_step, num_steps=num_steps,
-                        mesh=mesh, config=config, spec=spec, ckpt=ckpt, writer=writer,
-                        evaluator=evaluator, schedules=schedules, config_json=config_json,
-                        workdir=workdir)
+  state = train_loop.run(state, p_train_step, batches, start_step=start_step, num_steps=num_steps,
+                         mesh=mesh, config=config, spec=spec, ckpt=ckpt, writer=writer,
+                         evaluator=evaluator, schedules=schedules, config_json=config_json,
+                         workdir=workdir)
+  if is_writer:
+    provenance.record_session_end(workdir, int(state.step))
+  return state

@@ -4,8 +4,9 @@
 
 Columns: task, model, parameters, steps trained, median s/step, the last evaluation's test
 accuracy, the best validation accuracy and the test accuracy at that step (the UEA protocol's
-number). Runs that have not evaluated yet show "-"; directories that are not runs (no
-`config.json`) are skipped with a warning.
+number), and the hours its training sessions took (`provenance.training_hours`: the sessions
+that recorded their end). Runs that have not evaluated yet show "-"; directories that are not
+runs (no `config.json`) are skipped with a warning.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ import re
 import statistics
 import sys
 from typing import Any
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from ms_ssm_jax import provenance  # noqa: E402
 
 
 def _rows(path: pathlib.Path) -> list[dict[str, str]]:
@@ -48,6 +53,7 @@ def summarize(workdir: pathlib.Path) -> dict[str, Any]:
       "best_validation": None,
       "test_at_best_validation": None,
       "best_step": None,
+      "train_hours": provenance.training_hours(provenance.read_sessions(workdir)),
   }
   if evals:
     last = evals[max(evals)]
@@ -67,16 +73,18 @@ def _percent(value: float | None) -> str:
 def markdown(summaries: list[dict[str, Any]]) -> str:
   lines = [
       "| run | task | model | params | steps | s/step | test (last eval) | best validation "
-      "(step) | test at best validation |", "|" + "---|" * 9
+      "(step) | test at best validation | hours |", "|" + "---|" * 10
   ]
   for s in summaries:
     seconds = "-" if s["seconds_per_step"] is None else f"{s['seconds_per_step']:.4f}"
     params = "-" if s["parameters"] is None else f"{s['parameters']:,}"
     best = ("-"
             if s["best_step"] is None else f"{_percent(s['best_validation'])} ({s['best_step']})")
+    hours = "-" if s["train_hours"] is None else f"{s['train_hours']:.2f}"
     lines.append(
         f"| {s['run']} | {s['task']} | {s['model']} | {params} | {s['steps']} | {seconds} | "
-        f"{_percent(s['final_test'])} | {best} | {_percent(s['test_at_best_validation'])} |")
+        f"{_percent(s['final_test'])} | {best} | {_percent(s['test_at_best_validation'])} | "
+        f"{hours} |")
   return "\n".join(lines)
 
 

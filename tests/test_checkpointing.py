@@ -12,6 +12,7 @@ import pytest
 from ms_ssm_jax import checkpointing
 from ms_ssm_jax import data
 from ms_ssm_jax import finetune
+from ms_ssm_jax import provenance
 from ms_ssm_jax import run_config
 from ms_ssm_jax import sharding
 from ms_ssm_jax import train_lib
@@ -123,6 +124,10 @@ def test_sigterm_saves_at_the_next_step_and_resumes_exactly(uninterrupted, tmp_p
   assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is uninstalled
   resumed = train_lib.train_and_evaluate(tiny_config(), tmp_path)
   assert_trees_close(resumed.params, reference.params, atol=1e-6)
+  # Each session records where it started and where it ended.
+  sessions = provenance.read_sessions(tmp_path)
+  assert [(s["start_step"], s["end_step"]) for s in sessions] == [(0, 3), (3, int(resumed.step))]
+  assert provenance.training_hours(sessions) >= 0
 
 
 def test_resume_with_another_model_names_the_field(uninterrupted):

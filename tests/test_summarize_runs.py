@@ -47,6 +47,31 @@ def test_test_accuracy_at_the_earliest_best_validation_step(tmp_path):
   assert row in table
 
 
+def test_hours_sum_the_sessions_that_ended(tmp_path):
+  workdir = write_run(tmp_path, "run", [(100, "validation", 0.5), (100, "test", 0.4)])
+  lines = [
+      {
+          "started": "2026-12-07T09:00:00+00:00", "start_step": 0, "command": "c", "device": "d",
+          "jax_version": "v"
+      },
+      {"ended": "2026-12-07T09:30:00+00:00", "end_step": 200},
+      {
+          "started": "2026-12-07T10:00:00+00:00", "start_step": 200, "command": "c", "device": "d",
+          "jax_version": "v"
+      },
+      {"ended": "2026-12-07T10:15:00+00:00", "end_step": 300},
+      # A session that crashed records no end and does not count.
+      {
+          "started": "2026-12-07T11:00:00+00:00", "start_step": 300, "command": "c", "device": "d",
+          "jax_version": "v"
+      },
+  ]
+  (workdir / "sessions.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+  summary = summarize_runs.summarize(workdir)
+  assert summary["train_hours"] == pytest.approx(0.75)
+  assert summarize_runs.markdown([summary]).splitlines()[-1].endswith("| 0.75 |")
+
+
 def test_a_run_without_evaluations_shows_dashes(tmp_path):
   summary = summarize_runs.summarize(write_run(tmp_path, "fresh", []))
   assert summary["final_test"] is None and summary["best_validation"] is None
