@@ -137,6 +137,15 @@ def test_ms_ssm_s5_preset_is_s5s_listops_model_with_s5_streams():
                                                                                     "half_glu2", 8)
 
 
+def test_pathfinder_ms_ssm_differs_from_s5_only_in_the_layer():
+  pathfinder = importlib.import_module("configs.pathfinder")
+  ms_ssm, s5 = pathfinder.get_config("ms_ssm"), pathfinder.get_config("s5")
+  different = {k for k in ms_ssm.model if k != "layer_config" and ms_ssm.model[k] != s5.model[k]}
+  assert different == {"layer"}
+  assert ms_ssm.optimizer.to_dict() == s5.optimizer.to_dict()
+  assert ms_ssm.model.layer_config.mixer == "static"
+
+
 @pytest.mark.parametrize("task", ["listops", "ptbxl"])
 def test_every_ablation_row_builds_and_changes_one_thing(task):
   ablations = importlib.import_module("configs.ablations")
