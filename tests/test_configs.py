@@ -143,7 +143,8 @@ def test_pathfinder_ms_ssm_differs_from_s5_only_in_the_layer():
   different = {k for k in ms_ssm.model if k != "layer_config" and ms_ssm.model[k] != s5.model[k]}
   assert different == {"layer"}
   assert ms_ssm.optimizer.to_dict() == s5.optimizer.to_dict()
-  assert ms_ssm.model.layer_config.mixer == "static"
+  assert (ms_ssm.model.layer_config.mixer, ms_ssm.model.layer_config.state_per_stream) == ("static",
+                                                                                           32)
 
 
 @pytest.mark.parametrize("task", ["listops", "ptbxl"])
