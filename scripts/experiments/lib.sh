@@ -51,6 +51,7 @@ train() {
 older_checkpoints() {  # tar excludes for each run's periodic checkpoints but the latest
   local d step
   for d in $W/*/checkpoints; do
+    [ -d $d ] || continue
     for step in $(ls $d | grep -E '^[0-9]+$' | sort -n | head -n -1); do
       echo "--exclude=wd/$(basename $(dirname $d))/checkpoints/$step"
     done
