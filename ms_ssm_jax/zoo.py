@@ -66,6 +66,8 @@ class ZooEntry:
     file: the variables file, relative to the zoo directory.
     size_bytes: its size.
     sha256: its SHA-256, hex.
+    train_hours: wall-clock hours of the training sessions up to `steps`
+      (`provenance.training_hours`; None where the run did not record its sessions' ends).
   """
 
   name: str
@@ -83,6 +85,7 @@ class ZooEntry:
   file: str
   size_bytes: int
   sha256: str
+  train_hours: float | None
 
   @classmethod
   def from_json(cls, row: dict[str, Any], where: str) -> ZooEntry:

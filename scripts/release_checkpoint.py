@@ -56,8 +56,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
   return parser.parse_args(argv)
 
 
-def training_facts(run_dir: pathlib.Path, step: int, args: argparse.Namespace) -> dict[str, str]:
-  """command, device, date and jax_version of the session that trained up to `step`.
+def training_facts(run_dir: pathlib.Path, step: int, args: argparse.Namespace) -> dict[str, Any]:
+  """command, device, date and jax_version of the session that trained up to `step`, and the
+  hours of the sessions that did (`provenance.training_hours`).
 
   Flags win over the run's sessions.jsonl; a fact that neither gives is an error.
   """
@@ -70,7 +71,8 @@ def training_facts(run_dir: pathlib.Path, step: int, args: argparse.Namespace) -
       "command": args.command or first.get("command"),
       "device": args.device or " + ".join(dict.fromkeys(s["device"] for s in trained)),
       "date": args.date or session.get("started", "")[:10],
-      "jax_version": session.get("jax_version", "unknown")
+      "jax_version": session.get("jax_version",
+                                 "unknown"), "train_hours": provenance.training_hours(trained)
   }
   missing = [key for key in ("command", "device", "date") if not facts[key]]
   if missing:

@@ -153,6 +153,7 @@ def test_release_script_writes_a_verified_entry(tiny_zoo):
   assert entry.selected_by.startswith("best validation accuracy")
   assert entry.config == checkpointing.load_config_json(ref)
   assert (entry.command, entry.device) == ("python train.py --tiny", "8 x cpu")
+  assert 0 <= entry.train_hours < 1  # the tiny run's one session recorded its end
   # The released file holds exactly the checkpoint's variables.
   released = checkpointing.tree_paths(zoo.load_variables(TINY_NAME, directory))
   saved = checkpointing.tree_paths(checkpointing.load_variables(ref))
