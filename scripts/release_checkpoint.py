@@ -71,8 +71,8 @@ def training_facts(run_dir: pathlib.Path, step: int, args: argparse.Namespace) -
       "command": args.command or first.get("command"),
       "device": args.device or " + ".join(dict.fromkeys(s["device"] for s in trained)),
       "date": args.date or session.get("started", "")[:10],
-      "jax_version": session.get("jax_version",
-                                 "unknown"), "train_hours": provenance.training_hours(trained)
+      "jax_version": session.get("jax_version", "unknown"),
+      "train_hours": provenance.training_hours(trained),
   }
   missing = [key for key in ("command", "device", "date") if not facts[key]]
   if missing:

@@ -15,13 +15,10 @@ shopt -s nullglob
 [ -n "${RESUME_FROM:-}" ] && resume_runs "$RESUME_FROM"
 target=${TARGET:-0.90}
 budget="--config.train.num_epochs=${EPOCHS:-20} --config.train.log_every=500 ${EXTRA_FLAGS:-}"
-best_validation() {  # the best validation accuracy of run directory $1 so far (0 before any)
-  $PY - "$1/metrics/eval.csv" << 'END'
-import csv, pathlib, sys
-path = pathlib.Path(sys.argv[1])
-rows = list(csv.DictReader(path.open())) if path.is_file() else []
-print(max((float(r["accuracy"]) for r in rows if r["split"] == "validation"), default=0))
-END
+best_validation() {  # summarize_runs.py's best validation accuracy of run $1 (0 before any)
+  $PY -c "import pathlib, sys; sys.path.insert(0, 'scripts'); import summarize_runs
+run = pathlib.Path(sys.argv[1])
+print((run / 'config.json').is_file() and summarize_runs.summarize(run)['best_validation'] or 0)" $1
 }
 models=()
 for model in ${MODELS:-s5 ms_ssm}; do
