@@ -117,9 +117,26 @@ def causal_conv(u: Array, kernel: Array) -> Array:
   Returns:
     `(B, L, ...)` outputs in u's dtype promoted with the kernel's (at least float32).
   """
+  return circular_conv(u, kernel, fft_size(u.shape[1]))
+
+
+def circular_conv(u: Array, kernel: Array, n: int) -> Array:
+  """`y[:, t] = sum_l kernel[..., l] u[:, (t - l) mod n]` for `t < L`, u zero-padded to n steps.
+
+  With `n >= 2L` and at most L taps this is `causal_conv`; a kernel of n taps whose tap `n - i`
+  holds lag `-i` makes it a two-sided (non-causal) convolution.
+
+  Args:
+    u: `(B, L, ...)` real inputs.
+    kernel: `(..., K)` real per-channel kernels, `K <= n`; `...` broadcasts against u's
+      trailing axes.
+    n: the FFT size.
+
+  Returns:
+    `(B, L, ...)` outputs in u's dtype promoted with the kernel's (at least float32).
+  """
   u = promote(u, kernel)
   length = u.shape[1]
-  n = fft_size(length)
   # Time last while in the frequency domain (XLA's FFT runs over the last axis): one transpose
   # in and one out, none of the complex spectra.
   u_f = jnp.fft.rfft(jnp.moveaxis(u, 1, -1), n=n, axis=-1)  # (B, ..., F)

@@ -222,12 +222,7 @@ def folded_convolution(u: Array, system: diagonal.Siso, filters: Sequence[Array]
   if skip is not None:
     g = g.at[..., 0].add(skip.astype(g.dtype))
   u = fft_conv.promote(u, g)
-  spectrum = jnp.fft.rfft(g, axis=-1)  # (H, Q, F)
-  # Time last while in the frequency domain (XLA's FFT runs over the last axis): one transpose
-  # in and one out, none of the complex spectra.
-  u_f = jnp.fft.rfft(jnp.swapaxes(u, 1, 2), n=n, axis=-1)  # (B, H, F)
-  out = jnp.fft.irfft(u_f[:, :, None, :] * spectrum, n=n, axis=-1)[..., :length]  # (B, H, Q, L)
-  out = jnp.moveaxis(out, -1, 1)
+  out = fft_conv.circular_conv(u[..., None], g, n)  # (B, L, H, Q)
   if before == 0:
     return out
   # The bands at t' = -i (i = 1..before) read the first `before` inputs.
