@@ -129,6 +129,7 @@ def test_prepared_model_step_neither_discretizes_nor_normalizes():
   assert not {"exp", "rsqrt"} & prepared
 
 
+@pytest.mark.slow  # 55 s on 2 cores; the float32 pass of the same model runs by default
 def test_float64_model_streams_to_the_parallel_pass(x64):
   model, spec, variables = _model_and_variables("ms_ssm_multires_batchnorm_mean")
   model = model.clone(dtype=jnp.float64)
