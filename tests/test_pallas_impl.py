@@ -1,8 +1,9 @@
 """`impl="pallas"`: layers give the associative scan's outputs and gradients, same params.
 
-MS-SSM with s4d_real and s6 streams (causal and bidirectional, padded sequences), the S6
-baseline and S4D-real, in float32 (the kernel's precision); the kernel runs in the Pallas
-interpreter here.
+MS-SSM with s4d_real and s6 streams (causal layers whole in `pallas_ms_ssm`'s kernel, with
+each per-channel mixer; bidirectional, band-conditioned and dense-mixer layers with their
+streams in `pallas_scan`'s; padded sequences), the S6 baseline and S4D-real, in float32 (the
+kernels' precision); the kernels run in the Pallas interpreter here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import jax
 import numpy as np
 import pytest
 
+from ms_ssm_jax import pallas_ms_ssm
 from ms_ssm_jax.ms_ssm import MSSSMLayer
 from ms_ssm_jax.ssm import diagonal
 from ms_ssm_jax.ssm.s4d import S4D
@@ -19,14 +21,24 @@ from ms_ssm_jax.ssm.s6 import S6
 
 BATCH, LENGTH, WIDTH = 2, 11, 4
 LENGTHS = np.array([LENGTH, 6], np.int32)
+fused_layer = pallas_ms_ssm.fused_layer
 
 CASES: dict[str, nn.Module] = {
     "ms_ssm_s4d_real":
         MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=3),
+    "ms_ssm_s4d_real_static":
+        MSSSMLayer(d_model=WIDTH, num_levels=2, state_per_stream=3, mixer="static"),
+    "ms_ssm_s4d_real_none":
+        MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=2, mixer="none"),
+    "ms_ssm_s4d_real_dense_mixer":
+        MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=3, mixer="linear_input_dense"),
     "ms_ssm_s4d_real_bidirectional":
         MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=3, bidirectional=True),
     "ms_ssm_s6":
         MSSSMLayer(d_model=WIDTH, num_levels=2, state_per_stream=4, backbone="s6"),
+    "ms_ssm_s6_band_conditioned":
+        MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=4, backbone="s6",
+                   s6_condition_on="band"),
     "ms_ssm_s6_bidirectional":
         MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=4, backbone="s6",
                    bidirectional=True),
@@ -57,6 +69,33 @@ def test_pallas_matches_associative(name):
   for (path, leaf), ref_leaf in zip(jax.tree_util.tree_leaves_with_path(g), jax.tree.leaves(g_ref)):
     scale = np.abs(ref_leaf).max() + 1e-12
     assert np.abs(leaf - ref_leaf).max() / scale < 1e-3, jax.tree_util.keystr(path)
+
+
+# The layers that run whole in the fused MS-SSM kernel; the other MS-SSM cases run pallas_scan.
+FUSED_LAYERS = ("ms_ssm_s4d_real", "ms_ssm_s4d_real_static", "ms_ssm_s4d_real_none", "ms_ssm_s6")
+
+
+@pytest.mark.parametrize("name", sorted(n for n in CASES if n.startswith("ms_ssm")))
+def test_causal_per_channel_layers_run_the_fused_layer_kernel(name, monkeypatch):
+  calls = []
+  monkeypatch.setattr(pallas_ms_ssm, "fused_layer",
+                      lambda *args, **kwargs: calls.append(1) or fused_layer(*args, **kwargs))
+  layer = CASES[name].clone(impl="pallas")
+  u = jax.random.normal(jax.random.PRNGKey(0), (BATCH, LENGTH, WIDTH))
+  layer.init(jax.random.PRNGKey(1), u, LENGTHS)
+  assert bool(calls) == (name in FUSED_LAYERS)
+
+
+def test_fused_layer_sows_the_mixer_ratio():
+  """The fused kernel's input-dependent term gives the band-wise layer's `mixer_input_ratio`."""
+  layer = CASES["ms_ssm_s6"]
+  u = jax.random.normal(jax.random.PRNGKey(0), (BATCH, LENGTH, WIDTH))
+  params = layer.init(jax.random.PRNGKey(1), u)
+  ratios = [
+      module.apply(params, u, mutable=["intermediates"])[1]["intermediates"]["mixer_input_ratio"]
+      for module in (layer, layer.clone(impl="pallas"))
+  ]
+  np.testing.assert_allclose(ratios[1], ratios[0], rtol=1e-4)
 
 
 def test_auto_picks_pallas_on_gpu_and_tpu_only():

@@ -136,15 +136,26 @@ class SelectiveProjections:
 
   def system(self, bands: Array, u: Array) -> diagonal.Selective:
     """The streams driven by bands `(B, L, H, S')`, conditioned on `u` `(B, L, H)` or the bands."""
-    rank, n = self.dt_proj.shape[1], self.a.shape[-1]
     if self.condition_on == "raw":
       proj = jnp.einsum("blh,hjk->bljk", u, self.x_proj)
     else:
       proj = jnp.einsum("blhj,hjk->bljk", bands, self.x_proj)
-    dt_low, b, c = proj[..., :rank], proj[..., rank:rank + n], proj[..., rank + n:rank + 2 * n]
+    dt_low, b, c, c_reverse = self._split(proj)
     step = jnp.einsum("bljr,jrh->blhj", dt_low, self.dt_proj) + self.dt_bias
-    c_reverse = proj[..., rank + 2 * n:] if proj.shape[-1] > rank + 2 * n else None
     return diagonal.Selective(a=self.a, step=jax.nn.softplus(step), b=b, c=c, c_reverse=c_reverse)
+
+  def fused_layer_inputs(self, u: Array) -> dict[str, Array]:
+    """`pallas_ms_ssm.fused_layer`'s stream arguments for causal streams conditioned on `u`
+    `(B, L, H)`: the kernel computes the steps from their rank-R projection."""
+    dt_low, b, c, _ = self._split(jnp.einsum("blh,hjk->bljk", u, self.x_proj))
+    return dict(a=jnp.swapaxes(self.a, 0, 1), dt_low=dt_low, dt_proj=self.dt_proj,
+                dt_bias=self.dt_bias, b=b, c=c)
+
+  def _split(self, proj: Array) -> tuple[Array, Array, Array, Array | None]:
+    """`(B, L, S', R + 2N [+ N])` projections -> the steps' rank-R part, B_t, C_t, C_reverse_t."""
+    rank, n = self.dt_proj.shape[1], self.a.shape[-1]
+    c_reverse = proj[..., rank + 2 * n:] if proj.shape[-1] > rank + 2 * n else None
+    return proj[..., :rank], proj[..., rank:rank + n], proj[..., rank + n:rank + 2 * n], c_reverse
 
 
 # ----------------------------------------------------------------------------------------------
