@@ -42,7 +42,8 @@ Our choices (fields, defaults in parentheses; docs: docs/PAPER.md sec. 2):
   log-step range;
 - `impl` (`ssm.diagonal`): how the streams run. `scan` (default), `chunked` (memory B T P
   instead of B L P), `pallas` (s4d_real, s6: the fused kernel discretizes, recurs and reads out
-  all streams in one launch, storing no per-step states), `conv` (time-invariant backbones:
+  all streams in one launch, storing no per-step states; s5: the complex recurrence kernel),
+  `conv` (time-invariant backbones:
   no states; SISO streams fold the decomposition and the mixer into their kernels,
   `folded_conv`, s5 streams convolve each band; at the paper's sizes much faster than the
   chunked scan, docs/PAPER.md, "Memory") or `auto`. Every impl has the same parameters, so a
@@ -96,7 +97,7 @@ class MSSSMLayer(nn.Module):
       `step`).
     bidirectional: centered decomposition and a reverse scan over the valid length.
     impl: how the streams run, one of `diagonal.IMPLS` (`conv` for time-invariant backbones,
-      `pallas` for s4d_real and s6; `scan` with backbone `none`).
+      `pallas` for s4d_real, s6 and s5; `scan` with backbone `none`).
     chunk_size: T, steps per chunk of `impl="chunked"`.
   """
 
