@@ -2,8 +2,9 @@
 
 MS-SSM with s4d_real and s6 streams (causal layers whole in `pallas_ms_ssm`'s kernel, with
 each per-channel mixer; bidirectional, band-conditioned and dense-mixer layers with their
-streams in `pallas_scan`'s; padded sequences), the S6 baseline and S4D-real, in float32 (the
-kernels' precision); the kernels run in the Pallas interpreter here.
+streams in `pallas_scan`'s; padded sequences), MS-SSM with s5 streams, the S6, S4D-real, S5
+and LRU layers (`pallas_recurrence` for the complex ones), in float32 (the kernels' precision);
+the kernels run in the Pallas interpreter here.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import pytest
 from ms_ssm_jax import pallas_ms_ssm
 from ms_ssm_jax.ms_ssm import MSSSMLayer
 from ms_ssm_jax.ssm import diagonal
+from ms_ssm_jax.ssm.lru import LRU
 from ms_ssm_jax.ssm.s4d import S4D
+from ms_ssm_jax.ssm.s5 import S5
 from ms_ssm_jax.ssm.s6 import S6
 
 BATCH, LENGTH, WIDTH = 2, 11, 4
@@ -46,6 +49,13 @@ CASES: dict[str, nn.Module] = {
         S6(WIDTH, state_size=5),
     "s4d_real_bidirectional":
         S4D(WIDTH, state_size=3, a_init="real", bidirectional=True),
+    "s5_bidirectional":
+        S5(WIDTH, state_size=4, blocks=2, bidirectional=True),
+    "lru":
+        LRU(WIDTH, state_size=3, r_min=0.5, r_max=0.95, max_phase=1.0),
+    "ms_ssm_s5_bidirectional":
+        MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=4, backbone="s5",
+                   bidirectional=True),
 }
 
 
@@ -95,8 +105,10 @@ def test_auto_picks_pallas_on_gpu_and_tpu_only():
 
 
 @pytest.mark.parametrize("layer,message", [
-    (lambda: MSSSMLayer(d_model=WIDTH, backbone="s5", state_per_stream=4, impl="pallas"),
-     "real per-channel states only.*choose one of auto, scan, chunked, conv$"),
+    (lambda: jax.eval_shape(
+        S4D(WIDTH, state_size=4, a_init="lin", impl="pallas").init, jax.random.PRNGKey(0),
+        np.zeros((1, 2, WIDTH), np.float32)),
+     r"MIMO complex ones only\); choose one of auto, scan, chunked, conv"),
     (lambda: MSSSMLayer(d_model=WIDTH, state_per_stream=4, impl="triton"),
      "impl='triton' is not supported.*auto, scan, chunked, pallas, conv$"),
 ])

@@ -44,7 +44,8 @@ Our choices (fields, defaults in parentheses; docs: docs/PAPER.md sec. 2):
   instead of B L P), `pallas` (s4d_real, s6: causal wavelet layers with a per-channel mixer run
   whole in one kernel, `pallas_ms_ssm`, which reads u and writes only the output; other layers
   run their streams in `pallas_scan`'s, which discretizes, recurs and reads out all streams in
-  one launch; neither stores per-step states), `conv` (time-invariant backbones:
+  one launch; neither stores per-step states; s5: the complex recurrence kernel,
+  `pallas_recurrence`), `conv` (time-invariant backbones:
   no states; SISO streams fold the decomposition and the mixer into their kernels,
   `folded_conv`, s5 streams convolve each band; at the paper's sizes much faster than the
   chunked scan, docs/PAPER.md, "Memory") or `auto`. Every impl has the same parameters, so a
@@ -99,7 +100,7 @@ class MSSSMLayer(nn.Module):
       `step`).
     bidirectional: centered decomposition and a reverse scan over the valid length.
     impl: how the streams run, one of `diagonal.IMPLS` (`conv` for time-invariant backbones,
-      `pallas` for s4d_real and s6; `scan` with backbone `none`).
+      `pallas` for s4d_real, s6 and s5; `scan` with backbone `none`).
     chunk_size: T, steps per chunk of `impl="chunked"`.
   """
 

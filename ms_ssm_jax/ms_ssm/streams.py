@@ -31,7 +31,8 @@ has a timescale rank r_j = j (0 = slowest: the band order):
 Delta (SISO, s6) is log-uniform in [dt_min, dt_max] per channel and the same on every stream.
 
 Evaluation (`impl`, one of `diagonal.IMPLS`): `scan`, `chunked`, `pallas` (s4d_real and s6:
-the fused kernel runs all streams in one launch, streams as its groups), `conv` (time-invariant
+the fused kernel runs all streams in one launch, streams as its groups; s5: the complex
+recurrence kernel, `pallas_recurrence`), `conv` (time-invariant
 backbones: FFT convolutions of the bands with the kernels `C^j diag(A_bar^j^l) B_bar^j`) or
 `auto`. `MSSSMLayer` folds the decomposition into the SISO kernels instead (`folded_conv`).
 Shapes: bands `(B, L, H, S')`, raw input `u` `(B, L, H)` -> stream outputs `(B, L, H, S')`
@@ -61,8 +62,9 @@ SCALE_INITS: tuple[str, ...] = ("stratified_a", "shared")
 S6_CONDITIONS: tuple[str, ...] = ("raw", "band")
 MIMO_BACKBONES: tuple[str, ...] = ("s5",)
 LTI_BACKBONES: tuple[str, ...] = ("s4d_real", "s5")
-# Backbones with real per-channel states, which the fused Pallas kernel evaluates.
-PALLAS_BACKBONES: tuple[str, ...] = ("s4d_real", "s6")
+# Backbones with a Pallas kernel: real per-channel states (`pallas_scan`) and MIMO complex ones
+# (`pallas_recurrence`).
+PALLAS_BACKBONES: tuple[str, ...] = ("s4d_real", "s6", "s5")
 # Mamba floors the initial selective step here (Gu and Dao 2023, reference init).
 _S6_DT_FLOOR = 1e-4
 

@@ -6,6 +6,7 @@
 #   ROUND=2 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # call2/
 #   ROUND=3 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # call3/
 #   ROUND=4 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # call4/
+#   ROUND=5 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # call5/
 # 1: all layer/kernel rows (block shapes including state blocks) and the S4 and S6 variants'
 #    train step with the Pallas scan and remat.
 # 2: after round 1 set the default blocks: the tests verbose (a timeout still names each
@@ -21,11 +22,29 @@
 #    unfused path (bands + pallas_scan + XLA mixer) at B=16, L=4096, H=128, S=4, N=16 for a few
 #    block shapes, and the paper-size ListOps train step of the S6 variant without remat (it
 #    runs the fused kernel) and of the S4 variant (conv). $SKIP_TESTS=1 leaves the tests out.
+# 5: the complex recurrence kernel (ms_ssm_jax/pallas_recurrence.py, issue 26 part 4): its tests
+#    and the complex layers' impl="pallas" tests compiled by Triton, the bare recurrence against
+#    the copy floor (B=8, P=256, L=4k-64k) for a few segment/chunk/block shapes, and the S5 and
+#    LRU layers (L=4096, P=256) with the associative scan against the kernel.
 # Rounds 2 and 3 name kernel blocks with the state-loop and chunks-per-entry parts that the
 # kernel lost on 2026-12-06 (no config used them): they run at commits before f603a14 only.
 out=${1:?usage: kernels_on_gpu.sh OUTDIR}; mkdir -p $out; PY=${PYTHON:-python3}
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1 BENCH_RESULTS_DIR=$out
-round=${ROUND:?set ROUND=1, 2, 3 or 4 (see the header)}
+round=${ROUND:?set ROUND=1, 2, 3, 4 or 5 (see the header)}
+if [ $round = 5 ]; then
+  JAX_PLATFORMS=cuda timeout 150 $PY -m pytest -v -p no:cacheprovider \
+    tests/test_pallas_recurrence.py tests/ssm/test_diagonal.py tests/test_pallas_impl.py \
+    -k "test_pallas_recurrence or (mimo and pallas) or s5 or lru" > $out/gpu_tests.log 2>&1
+  echo "tests exit $?" >> $out/gpu_tests.log
+  grep -c PASSED $out/gpu_tests.log; grep -E "FAILED|exit" $out/gpu_tests.log
+  timeout 200 $PY scripts/bench_layers.py --section scan --lengths 4096,16384,65536 \
+    --repeats 10 > $out/bench_scan.log 2>&1
+  grep -v "^|---" $out/bench_scan.log | grep -E "^\| [0-9]|bandwidth"
+  timeout 150 $PY scripts/bench_layers.py --section layers --lengths 4096 --repeats 10 \
+    --only "=s5,=s5, pallas,=lru,=lru, pallas" > $out/bench_layers.log 2>&1
+  grep -v "^|---" $out/bench_layers.log | grep -E "^\| [sl]"
+  exit 0
+fi
 if [ $round = 4 ]; then
   if [ "${SKIP_TESTS:-0}" != 1 ]; then
     JAX_PLATFORMS=cuda timeout 180 $PY -m pytest -v -p no:cacheprovider \
@@ -57,7 +76,7 @@ case $round in
      kernels=(150 --only pallas
               --kernel_blocks 8x32x16x1x2,8x32x16x1x2x1,8x32x32x1x2x1,8x32x16x1x4x1)
      train=(180 --configs configs/listops.py:ms_ssm_s6 --set train.remat=True) ;;
-  *) echo "ROUND=$round: choose 1, 2, 3 or 4"; exit 2 ;;
+  *) echo "ROUND=$round: choose 1, 2, 3, 4 or 5"; exit 2 ;;
 esac
 timeout ${tests[0]} $PY -m pytest ${tests[1]} -p no:cacheprovider tests/test_pallas_scan.py \
   tests/test_pallas_impl.py > $out/gpu_tests.log 2>&1; echo "tests exit $?" >> $out/gpu_tests.log
