@@ -1,6 +1,7 @@
 """The fused MS-SSM layer kernel (`ms_ssm_jax.pallas_ms_ssm`) against the unfused path, on a GPU.
 
-The unfused path is what `MSSSMLayer(impl="pallas")` runs today: the bands
+The unfused path is what `MSSSMLayer(impl="pallas")` ran before it took the fused kernel (and
+still runs for bidirectional layers): the bands
 (`decomposition.wavelet_bands`, `(B, L, H, S')` in memory), the steps (`(B, L, S', H)`), the
 fused selective scan over them (`pallas_scan.selective_scan`, `(B, L, S', H)` outputs), then
 the mixer and D in XLA. For the

@@ -3,7 +3,8 @@
 Sections:
   scan    the bare recurrence `x_t = a_t x_{t-1} + b_t` (complex64) against the bandwidth
           floor: read `b` once and write `x` once (16 bytes per element; 24 when `a` varies
-          in time), at the copy bandwidth measured in the same run.
+          in time), at the copy bandwidth measured in the same run; the associative scan,
+          a sequential `lax.scan` and the Pallas kernel (`pallas_recurrence`, real pairs).
   layers  forward and forward+backward time, tokens/s, memory, and XLA's count of FLOPs and
           memory traffic of each layer at matched width H and total state per step; causal,
           and with `--directions causal,bidirectional` also bidirectional (a full `lengths`
@@ -46,7 +47,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import bench_common  # noqa: E402
-from ms_ssm_jax import layers, pallas_scan, scan  # noqa: E402
+from ms_ssm_jax import layers, pallas_recurrence, pallas_scan, scan  # noqa: E402
 from ms_ssm_jax.ms_ssm import decomposition  # noqa: E402
 from ms_ssm_jax.ms_ssm import mixer as mixer_lib  # noqa: E402
 from ms_ssm_jax.ms_ssm import streams as streams_lib  # noqa: E402
@@ -67,8 +68,10 @@ def _sequential(a, b):
   return jnp.swapaxes(xs, 0, 1)
 
 
-def bench_scan(log: bench_common.RowLog, lengths: list[int], batch: int, states: int,
-               repeats: int) -> None:
+def bench_scan(log: bench_common.RowLog, lengths: list[int], batch: int, states: int, repeats: int,
+               pallas_blocks: list[tuple[int, int, int, int]]) -> None:
+  """The recurrence's variants; `pallas_blocks`: `pallas_recurrence` shapes (segment, chunk,
+  block_states, warps), timed on real pairs (the layout the layers hand it)."""
   bandwidth = bench_common.copy_bandwidth_gbs()
   print(f"copy bandwidth: {bandwidth:.0f} GB/s (read + write)")
   rng = np.random.default_rng(0)
@@ -82,8 +85,16 @@ def bench_scan(log: bench_common.RowLog, lengths: list[int], batch: int, states:
         "associative, a (B,L,P)": (scan.linear_recurrence, a_var, 24),
         "sequential lax.scan, a (P,)": (_sequential, a_inv, 16),
     }
-    for name, (fn, a, bytes_per_element) in variants.items():
-      timing = bench_common.time_fn(fn, a, b, repeats=repeats)
+    args = {name: (a, b) for name, (_, a, _) in variants.items()}
+    a_pair, b_pair = jnp.stack([a_inv.real, a_inv.imag]), jnp.stack([b.real, b.imag], axis=1)
+    for segment, chunk, block, warps in pallas_blocks:
+      name = f"pallas pairs, a (P,), segment {segment}, T {chunk}, {block} states, {warps} warps"
+      variants[name] = (functools.partial(pallas_recurrence.linear_recurrence, segment=segment,
+                                          chunk=chunk, block_states=block,
+                                          num_warps=warps), None, 16)
+      args[name] = (a_pair, b_pair)
+    for name, (fn, _, bytes_per_element) in variants.items():
+      timing = bench_common.time_fn(fn, *args[name], repeats=repeats)
       floor_ms = bytes_per_element * b.size / (bandwidth * 1e9) * 1e3
       log.add({
           "L": length,
@@ -106,11 +117,14 @@ def layer_suite(
   MS-SSM with S4D-real streams splitting them, S6). MS-SSM layers come with the paper's
   input-dependent mixer and, as `..., static mixer`, with the static one, whose cost is
   negligible: the difference is the cost of `E_t = W_E u_t`, an H x H(S+2) product per step.
+  `s5, pallas` and `lru, pallas` run the recurrence in the Pallas kernel (`pallas_recurrence`).
   `, conv` rows run `impl="conv"`: the FFT convolution, for MS-SSM with the decomposition,
   the mixer weights and D folded into one kernel per channel (two with the paper's mixer)."""
   suite = {
       "s5": ("s5", {"state_size": mimo_state}),
+      "s5, pallas": ("s5", {"state_size": mimo_state, "impl": "pallas"}),
       "lru": ("lru", {"state_size": mimo_state // 2}),
+      "lru, pallas": ("lru", {"state_size": mimo_state // 2, "impl": "pallas"}),
       "s4d (real)": ("s4d", {"state_size": siso_state, "a_init": "real"}),
       "s4d (real), conv": ("s4d", {"state_size": siso_state, "a_init": "real", "impl": "conv"}),
       "s6": ("s6", {"state_size": siso_state}),
@@ -356,6 +370,9 @@ def main() -> None:
       "--kernel_blocks", default="8x16x0x4,8x32x0x4,8x16x32x4,8x32x32x4,8x64x16x4,8x32x16x2,"
       "8x16x64x4,16x32x32x4", help="kernels: bare-kernel shapes TxH_blkxN_blkxwarps to time "
       "(N_blk 0: all N states in one program)")
+  parser.add_argument("--recurrence_blocks",
+                      default="256x16x32x1,1024x16x32x1,256x8x32x1,256x32x32x1,256x16x64x2",
+                      help="scan: pallas_recurrence shapes SEGMENTxTxBLOCKxwarps to time")
   parser.add_argument("--repeats", type=int, default=20)
   args = parser.parse_args()
   lengths = [int(v) for v in args.lengths.split(",")]
@@ -366,7 +383,13 @@ def main() -> None:
   print(f"device: {bench_common.device_description()}, jax {jax.__version__}")
   log = bench_common.RowLog(f"bench_{args.section}", vars(args))
   if args.section == "scan":
-    bench_scan(log, lengths, args.batch, int(args.states), args.repeats)
+    recurrence_blocks = [
+        tuple(int(v) for v in b.split("x")) for b in args.recurrence_blocks.split(",") if b
+    ]
+    if any(len(shape) != 4 for shape in recurrence_blocks):
+      parser.error(f"--recurrence_blocks takes SEGMENTxTxBLOCKxwarps shapes; got "
+                   f"{args.recurrence_blocks}")
+    bench_scan(log, lengths, args.batch, int(args.states), args.repeats, recurrence_blocks)
     columns = ["L", "B", "P", "variant", "ms", "floor_ms", "fraction_of_floor", "temp_GB"]
   elif args.section == "kernels":
     blocks = [tuple(int(v) for v in b.split("x")) for b in args.kernel_blocks.split(",") if b]

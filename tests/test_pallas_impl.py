@@ -1,8 +1,10 @@
 """`impl="pallas"`: layers give the associative scan's outputs and gradients, same params.
 
-MS-SSM with s4d_real and s6 streams (causal and bidirectional, padded sequences), the S6
-baseline and S4D-real, in float32 (the kernel's precision); the kernel runs in the Pallas
-interpreter here.
+MS-SSM with s4d_real and s6 streams (causal layers whole in `pallas_ms_ssm`'s kernel, with
+each per-channel mixer; bidirectional, band-conditioned and dense-mixer layers with their
+streams in `pallas_scan`'s; padded sequences), MS-SSM with s5 streams, the S6, S4D-real, S5
+and LRU layers (`pallas_recurrence` for the complex ones), in float32 (the kernels' precision);
+the kernels run in the Pallas interpreter here.
 """
 
 from __future__ import annotations
@@ -12,21 +14,34 @@ import jax
 import numpy as np
 import pytest
 
+from ms_ssm_jax import pallas_ms_ssm
 from ms_ssm_jax.ms_ssm import MSSSMLayer
 from ms_ssm_jax.ssm import diagonal
+from ms_ssm_jax.ssm.lru import LRU
 from ms_ssm_jax.ssm.s4d import S4D
+from ms_ssm_jax.ssm.s5 import S5
 from ms_ssm_jax.ssm.s6 import S6
 
 BATCH, LENGTH, WIDTH = 2, 11, 4
 LENGTHS = np.array([LENGTH, 6], np.int32)
+fused_layer = pallas_ms_ssm.fused_layer
 
 CASES: dict[str, nn.Module] = {
     "ms_ssm_s4d_real":
         MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=3),
+    "ms_ssm_s4d_real_static":
+        MSSSMLayer(d_model=WIDTH, num_levels=2, state_per_stream=3, mixer="static"),
+    "ms_ssm_s4d_real_none":
+        MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=2, mixer="none"),
+    "ms_ssm_s4d_real_dense_mixer":
+        MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=3, mixer="linear_input_dense"),
     "ms_ssm_s4d_real_bidirectional":
         MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=3, bidirectional=True),
     "ms_ssm_s6":
         MSSSMLayer(d_model=WIDTH, num_levels=2, state_per_stream=4, backbone="s6"),
+    "ms_ssm_s6_band_conditioned":
+        MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=4, backbone="s6",
+                   s6_condition_on="band"),
     "ms_ssm_s6_bidirectional":
         MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=4, backbone="s6",
                    bidirectional=True),
@@ -34,6 +49,13 @@ CASES: dict[str, nn.Module] = {
         S6(WIDTH, state_size=5),
     "s4d_real_bidirectional":
         S4D(WIDTH, state_size=3, a_init="real", bidirectional=True),
+    "s5_bidirectional":
+        S5(WIDTH, state_size=4, blocks=2, bidirectional=True),
+    "lru":
+        LRU(WIDTH, state_size=3, r_min=0.5, r_max=0.95, max_phase=1.0),
+    "ms_ssm_s5_bidirectional":
+        MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=4, backbone="s5",
+                   bidirectional=True),
 }
 
 
@@ -59,6 +81,21 @@ def test_pallas_matches_associative(name):
     assert np.abs(leaf - ref_leaf).max() / scale < 1e-3, jax.tree_util.keystr(path)
 
 
+# The layers that run whole in the fused MS-SSM kernel; the other MS-SSM cases run pallas_scan.
+FUSED_LAYERS = ("ms_ssm_s4d_real", "ms_ssm_s4d_real_static", "ms_ssm_s4d_real_none", "ms_ssm_s6")
+
+
+@pytest.mark.parametrize("name", sorted(n for n in CASES if n.startswith("ms_ssm")))
+def test_causal_per_channel_layers_run_the_fused_layer_kernel(name, monkeypatch):
+  calls = []
+  monkeypatch.setattr(pallas_ms_ssm, "fused_layer",
+                      lambda *args, **kwargs: calls.append(1) or fused_layer(*args, **kwargs))
+  layer = CASES[name].clone(impl="pallas")
+  u = jax.random.normal(jax.random.PRNGKey(0), (BATCH, LENGTH, WIDTH))
+  jax.eval_shape(layer.init, jax.random.PRNGKey(1), u, LENGTHS)  # traces, runs nothing
+  assert bool(calls) == (name in FUSED_LAYERS)
+
+
 def test_auto_picks_pallas_on_gpu_and_tpu_only():
   on_accelerator = jax.default_backend() in ("gpu", "tpu")
   assert diagonal.resolve_impl("auto", fusable=True,
@@ -68,8 +105,10 @@ def test_auto_picks_pallas_on_gpu_and_tpu_only():
 
 
 @pytest.mark.parametrize("layer,message", [
-    (lambda: MSSSMLayer(d_model=WIDTH, backbone="s5", state_per_stream=4, impl="pallas"),
-     "real per-channel states only.*choose one of auto, scan, chunked, conv$"),
+    (lambda: jax.eval_shape(
+        S4D(WIDTH, state_size=4, a_init="lin", impl="pallas").init, jax.random.PRNGKey(0),
+        np.zeros((1, 2, WIDTH), np.float32)),
+     r"MIMO complex ones only\); choose one of auto, scan, chunked, conv"),
     (lambda: MSSSMLayer(d_model=WIDTH, state_per_stream=4, impl="triton"),
      "impl='triton' is not supported.*auto, scan, chunked, pallas, conv$"),
 ])

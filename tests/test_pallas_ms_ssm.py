@@ -15,9 +15,6 @@ import pytest
 from ms_ssm_jax import pallas_ms_ssm
 from ms_ssm_jax.ms_ssm import MSSSMLayer
 from ms_ssm_jax.ms_ssm import decomposition
-from ms_ssm_jax.ms_ssm import layer as layer_lib
-from ms_ssm_jax.ms_ssm import mixer as mixer_lib
-from ms_ssm_jax.ms_ssm import streams as streams_lib
 from tests import reference
 
 ARG_NAMES = ("u", "filters", "a", "mix_bias", "skip", "dt_low", "dt_proj", "dt_bias", "b", "c",
@@ -217,44 +214,11 @@ def test_kernels_lower_to_triton(monkeypatch, selective, input_weight, checkpoin
     assert "__gpu$xla.gpu.triton" in lowered.as_text()
 
 
-def layer_through_kernel(layer: MSSSMLayer, params, u):
-  """A causal `MSSSMLayer`'s output by `fused_layer`, from the layer's own parameters: the glue
-  the layer's `impl="pallas"` path needs (per-channel mixers, s4d_real or s6 streams). With the
-  `linear_input` mixer, also the `mixer_input_ratio` the layer sows."""
-  width, num_streams = layer.d_model, layer.num_streams
-  decomp = decomposition.WaveletDecomposition(num_levels=layer.num_levels,
-                                              kernel_size=layer.kernel_size,
-                                              streams=layer_lib.STREAM_LAYOUT)
-  filters, _ = decomp.bind({"params": params["decomposition"]}).stream_filters(width, u.dtype)
-  streams = streams_lib.StreamSSMs(backbone=layer.backbone,
-                                   state_per_stream=layer.stream_state_size).bind({
-                                       "params": params["streams"]
-                                   }).discretized(width, num_streams)
-  weight, bias = mixer_lib.ScaleMixer(mixer=layer.mixer).bind({"params": params.get(
-      "mixer", {})}).channel_weights(width, num_streams)
-  per_stream = lambda x: jnp.swapaxes(x, 0, 1)  # (H, S', N) -> (S', H, N)
-  if layer.backbone == "s6":
-    rank, n = streams.dt_proj.shape[1], streams.a.shape[-1]
-    proj = jnp.einsum("blh,hjk->bljk", u, streams.x_proj)  # projections of the raw input u
-    stream_args = dict(a=per_stream(streams.a), dt_low=proj[..., :rank], dt_proj=streams.dt_proj,
-                       dt_bias=streams.dt_bias, b=proj[..., rank:rank + n],
-                       c=proj[..., rank + n:rank + 2 * n])
-  else:  # s4d_real: steps of 1 with a = Delta A
-    shape = streams.b_bar.shape
-    stream_args = dict(a=per_stream(streams.log_a_bar.reshape(shape)),
-                       b_channel=per_stream(streams.b_bar), c_channel=per_stream(streams.c))
-  out = pallas_ms_ssm.fused_layer(u, filters, mix_weight=weight, mix_bias=bias, skip=params["D"],
-                                  return_input_term=weight is not None, chunk=4, **stream_args)
-  if weight is None:
-    return out, None
-  z, input_term = out
-  return z, mixer_lib.input_ratio(input_term, z - input_term)
-
-
 @pytest.mark.parametrize("backbone,mixer", [("s6", "linear_input"), ("s4d_real", "static"),
                                             ("s4d_real", "none")])
 def test_equals_the_layer(x64, backbone, mixer):
-  """The kernel on an `MSSSMLayer`'s parameters gives the layer's (associative scan) output."""
+  """`MSSSMLayer(impl="pallas")`, which runs this kernel on the layer's own parameters, gives the
+  band-wise layer's (associative scan) output and mixer metric."""
   layer = MSSSMLayer(d_model=3, num_levels=2, kernel_size=3, backbone=backbone, state_per_stream=3,
                      mixer=mixer)
   u = jnp.asarray(np.random.default_rng(7).normal(size=(2, 11, 3)))
@@ -262,12 +226,14 @@ def test_equals_the_layer(x64, backbone, mixer):
                         layer.init(jax.random.key(0), u)["params"])
   if mixer == "linear_input":  # an input-dependent part as large as the bias
     params["mixer"]["weight"] = params["mixer"]["weight"] * 30.0
-  want, state = layer.apply({"params": params}, u, mutable=["intermediates"])
-  got, ratio = jax.jit(layer_through_kernel, static_argnums=0)(layer, params, u)
+  apply = lambda module: jax.jit(functools.partial(module.apply, mutable=["intermediates"])
+                                )({"params": params}, u)
+  want, want_state = apply(layer)
+  got, state = apply(layer.clone(impl="pallas"))
   assert relative_error(got, np.asarray(want)) < 1e-5
   if mixer == "linear_input":
-    [want_ratio] = state["intermediates"]["mixer_input_ratio"]
-    np.testing.assert_allclose(ratio, want_ratio, rtol=1e-5)
+    np.testing.assert_allclose(state["intermediates"]["mixer_input_ratio"],
+                               want_state["intermediates"]["mixer_input_ratio"], rtol=1e-5)
 
 
 def test_default_block_bounds_the_state_and_fills_the_gpu():

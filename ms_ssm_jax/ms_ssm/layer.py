@@ -41,8 +41,11 @@ Our choices (fields, defaults in parentheses; docs: docs/PAPER.md sec. 2):
 - a per-stream s5 backbone (MIMO streams; the `ms_ssm_s5` model), stratified on its own
   log-step range;
 - `impl` (`ssm.diagonal`): how the streams run. `scan` (default), `chunked` (memory B T P
-  instead of B L P), `pallas` (s4d_real, s6: the fused kernel discretizes, recurs and reads out
-  all streams in one launch, storing no per-step states), `conv` (time-invariant backbones:
+  instead of B L P), `pallas` (s4d_real, s6: causal wavelet layers with a per-channel mixer run
+  whole in one kernel, `pallas_ms_ssm`, which reads u and writes only the output; other layers
+  run their streams in `pallas_scan`'s, which discretizes, recurs and reads out all streams in
+  one launch; neither stores per-step states; s5: the complex recurrence kernel,
+  `pallas_recurrence`), `conv` (time-invariant backbones:
   no states; SISO streams fold the decomposition and the mixer into their kernels,
   `folded_conv`, s5 streams convolve each band; at the paper's sizes much faster than the
   chunked scan, docs/PAPER.md, "Memory") or `auto`. Every impl has the same parameters, so a
@@ -57,6 +60,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ms_ssm_jax import pallas_ms_ssm
 from ms_ssm_jax.ms_ssm import decomposition
 from ms_ssm_jax.ms_ssm import folded_conv
 from ms_ssm_jax.ms_ssm import mixer as mixer_lib
@@ -96,7 +100,7 @@ class MSSSMLayer(nn.Module):
       `step`).
     bidirectional: centered decomposition and a reverse scan over the valid length.
     impl: how the streams run, one of `diagonal.IMPLS` (`conv` for time-invariant backbones,
-      `pallas` for s4d_real and s6; `scan` with backbone `none`).
+      `pallas` for s4d_real, s6 and s5; `scan` with backbone `none`).
     chunk_size: T, steps per chunk of `impl="chunked"`.
   """
 
@@ -209,6 +213,8 @@ class MSSSMLayer(nn.Module):
                                          impl=self.impl, chunk_size=self.chunk_size, name="streams")
     mixer = mixer_lib.ScaleMixer(mixer=self.mixer, name="mixer")
     d = self.param("D", nn.initializers.ones, (self.d_model,), jnp.float32)
+    if self._runs_fused_kernel():
+      return self._fused_layer(u, decomp, stream_ssms, mixer, d)
     # MIMO (s5) streams stay band-wise: their folded kernels `(L, H, H)` per stream make
     # the time-domain composition and the boundary corrections cost more than the S' FFT
     # products they save (XLA cost analysis, B=16, L=4096, H=128, S=4, causal static mixer,
@@ -230,6 +236,43 @@ class MSSSMLayer(nn.Module):
                  mixer_lib.input_ratio(input_term, z, lengths))
       z = z + input_term
     return z.astype(u.dtype)
+
+  def _runs_fused_kernel(self) -> bool:
+    """Whether the whole layer runs in `pallas_ms_ssm`'s kernel: `impl` `pallas` (or `auto` on
+    a GPU or TPU) on a causal wavelet layer with s4d_real or raw-conditioned s6 streams, no band
+    activation and a per-channel mixer. Other `pallas` layers run only their streams in a
+    kernel (`pallas_scan`)."""
+    if (self.bidirectional or self.decomposition != "wavelet" or self.band_activation != "none" or
+        self.mixer not in mixer_lib.PER_CHANNEL_MIXERS or
+        self.backbone not in streams_lib.PALLAS_BACKBONES or
+        (self.backbone == "s6" and self.s6_condition_on != "raw")):
+      return False
+    return diagonal.resolve_impl(self.impl, fusable=True,
+                                 layer=f"MSSSMLayer(backbone={self.backbone!r})") == "pallas"
+
+  def _fused_layer(self, u: Array, decomp: decomposition.WaveletDecomposition,
+                   stream_ssms: streams_lib.StreamSSMs, mixer: mixer_lib.ScaleMixer,
+                   d: Array) -> Array:
+    """The layer's output `(B, L, H)` by `pallas_ms_ssm.fused_layer`, which reads u and writes
+    only `(B, L, H)`: no bands or stream outputs reach memory (`_runs_fused_kernel`)."""
+    width, num_streams = u.shape[-1], self.num_streams
+    filters, _ = decomp.stream_filters(width, jnp.float32)
+    streams = stream_ssms.discretized(width, num_streams)
+    if isinstance(streams, streams_lib.SelectiveProjections):
+      stream_inputs = streams.fused_layer_inputs(u)
+    else:  # s4d_real: steps of 1 with a = Delta A
+      per_stream = lambda x: jnp.swapaxes(x, 0, 1)  # (H, S', N) -> (S', H, N)
+      stream_inputs = dict(a=per_stream(streams.log_a_bar), b_channel=per_stream(streams.b_bar),
+                           c_channel=per_stream(streams.c))
+    weight, bias = mixer.channel_weights(width, num_streams)
+    sow_ratio = weight is not None and self.is_mutable_collection("intermediates")
+    out = pallas_ms_ssm.fused_layer(u, filters, mix_weight=weight, mix_bias=bias, skip=d,
+                                    return_input_term=sow_ratio, **stream_inputs)
+    if sow_ratio:
+      out, input_term = out
+      self.sow("intermediates", "mixer_input_ratio",
+               mixer_lib.input_ratio(input_term, out - input_term))
+    return out.astype(u.dtype)
 
   def _folded_terms(self, u: Array, lengths: Array | None,
                     decomp: decomposition.WaveletDecomposition | decomposition.Conv1DDecomposition,

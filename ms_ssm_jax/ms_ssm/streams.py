@@ -31,7 +31,8 @@ has a timescale rank r_j = j (0 = slowest: the band order):
 Delta (SISO, s6) is log-uniform in [dt_min, dt_max] per channel and the same on every stream.
 
 Evaluation (`impl`, one of `diagonal.IMPLS`): `scan`, `chunked`, `pallas` (s4d_real and s6:
-the fused kernel runs all streams in one launch, streams as its groups), `conv` (time-invariant
+the fused kernel runs all streams in one launch, streams as its groups; s5: the complex
+recurrence kernel, `pallas_recurrence`), `conv` (time-invariant
 backbones: FFT convolutions of the bands with the kernels `C^j diag(A_bar^j^l) B_bar^j`) or
 `auto`. `MSSSMLayer` folds the decomposition into the SISO kernels instead (`folded_conv`).
 Shapes: bands `(B, L, H, S')`, raw input `u` `(B, L, H)` -> stream outputs `(B, L, H, S')`
@@ -61,8 +62,9 @@ SCALE_INITS: tuple[str, ...] = ("stratified_a", "shared")
 S6_CONDITIONS: tuple[str, ...] = ("raw", "band")
 MIMO_BACKBONES: tuple[str, ...] = ("s5",)
 LTI_BACKBONES: tuple[str, ...] = ("s4d_real", "s5")
-# Backbones with real per-channel states, which the fused Pallas kernel evaluates.
-PALLAS_BACKBONES: tuple[str, ...] = ("s4d_real", "s6")
+# Backbones with a Pallas kernel: real per-channel states (`pallas_scan`) and MIMO complex ones
+# (`pallas_recurrence`).
+PALLAS_BACKBONES: tuple[str, ...] = ("s4d_real", "s6", "s5")
 # Mamba floors the initial selective step here (Gu and Dao 2023, reference init).
 _S6_DT_FLOOR = 1e-4
 
@@ -136,15 +138,26 @@ class SelectiveProjections:
 
   def system(self, bands: Array, u: Array) -> diagonal.Selective:
     """The streams driven by bands `(B, L, H, S')`, conditioned on `u` `(B, L, H)` or the bands."""
-    rank, n = self.dt_proj.shape[1], self.a.shape[-1]
     if self.condition_on == "raw":
       proj = jnp.einsum("blh,hjk->bljk", u, self.x_proj)
     else:
       proj = jnp.einsum("blhj,hjk->bljk", bands, self.x_proj)
-    dt_low, b, c = proj[..., :rank], proj[..., rank:rank + n], proj[..., rank + n:rank + 2 * n]
+    dt_low, b, c, c_reverse = self._split(proj)
     step = jnp.einsum("bljr,jrh->blhj", dt_low, self.dt_proj) + self.dt_bias
-    c_reverse = proj[..., rank + 2 * n:] if proj.shape[-1] > rank + 2 * n else None
     return diagonal.Selective(a=self.a, step=jax.nn.softplus(step), b=b, c=c, c_reverse=c_reverse)
+
+  def fused_layer_inputs(self, u: Array) -> dict[str, Array]:
+    """`pallas_ms_ssm.fused_layer`'s stream arguments for causal streams conditioned on `u`
+    `(B, L, H)`: the kernel computes the steps from their rank-R projection."""
+    dt_low, b, c, _ = self._split(jnp.einsum("blh,hjk->bljk", u, self.x_proj))
+    return dict(a=jnp.swapaxes(self.a, 0, 1), dt_low=dt_low, dt_proj=self.dt_proj,
+                dt_bias=self.dt_bias, b=b, c=c)
+
+  def _split(self, proj: Array) -> tuple[Array, Array, Array, Array | None]:
+    """`(B, L, S', R + 2N [+ N])` projections -> the steps' rank-R part, B_t, C_t, C_reverse_t."""
+    rank, n = self.dt_proj.shape[1], self.a.shape[-1]
+    c_reverse = proj[..., rank + 2 * n:] if proj.shape[-1] > rank + 2 * n else None
+    return proj[..., :rank], proj[..., rank:rank + n], proj[..., rank + n:rank + 2 * n], c_reverse
 
 
 # ----------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Every layer (S4D, S5, LRU, S6, the MS-SSM streams) builds its discretized system from its
 parameters and calls `evaluate`; only this module imports the implementations (`scan`,
-`pallas_scan`, `fft_conv`). Inputs are `u` `(B, L, H, G)`: H channels in G groups (the MS-SSM
+`pallas_scan`, `pallas_recurrence`, `fft_conv`). Inputs are `u` `(B, L, H, G)`: H channels in G groups (the MS-SSM
 streams; G = 1 for a plain layer), outputs `(B, L, H, G)`. Three kinds of system:
 
     Siso       x_t = a_bar * x_{t-1} + b_bar u_t        a_bar, b_bar, c: (H, G, n)
@@ -21,9 +21,10 @@ Implementations (`impl`, the layers' field; `IMPLS`):
   scan     one associative scan over all L steps (`scan.linear_recurrence`): memory B L P.
   chunked  associative scans over chunks of `chunk_size` steps, each chunk's states read out
            and recomputed in the backward pass (`scan.chunked_linear_recurrence`): memory B T P.
-  pallas   the fused kernel (`pallas_scan.selective_scan`): discretizes, recurs and reads out
-           on chip, no per-step state in memory; real per-channel states only (real Siso with
-           `log_a_bar`, Selective).
+  pallas   real per-channel states (real Siso with `log_a_bar`, Selective): the fused kernel
+           (`pallas_scan.selective_scan`) discretizes, recurs and reads out on chip, no per-step
+           state in memory. Mimo: the complex recurrence kernel (`pallas_recurrence`, real
+           pairs), with the input and readout as real matmuls around it: memory B L P.
   conv     FFT convolutions with the kernels `c diag(a_bar^l) b_bar` (`fft_conv`); no states;
            time-invariant systems only.
   auto     `pallas` on GPU and TPU backends where the system allows it, else `chunked`
@@ -42,6 +43,7 @@ import jax
 import jax.numpy as jnp
 
 from ms_ssm_jax import fft_conv
+from ms_ssm_jax import pallas_recurrence
 from ms_ssm_jax import pallas_scan
 from ms_ssm_jax import scan
 from ms_ssm_jax.ssm import common
@@ -141,7 +143,7 @@ class Mimo:
   readout_scale: float = 1.0
 
   time_invariant = True
-  fusable = False
+  fusable = True
 
   def inputs(self, u: Array) -> PyTree:
     return {"u": u}
@@ -156,6 +158,17 @@ class Mimo:
     c = self.c_reverse if reverse else self.c
     y = jnp.einsum("btgn,ghn->bthg", states.reshape(states.shape[:2] + self.a_bar.shape), c)
     return _real_output(y, self.readout_scale)
+
+  def fused(self, xs: PyTree, *, reverse: bool) -> Array:
+    """The recurrence in real pairs (`pallas_recurrence`): inputs and readout as real matmuls."""
+    pairs = lambda z: jnp.stack([z.real, z.imag])
+    b = jnp.einsum("bthg,cgnh->bctgn", xs["u"], pairs(self.b_bar))  # (B, 2, T, G, n)
+    x = pallas_recurrence.linear_recurrence(
+        pairs(self.a_bar).reshape(2, -1), b.reshape(b.shape[:3] + (-1,)), reverse=reverse)
+    c = self.c_reverse if reverse else self.c
+    c_pairs = jnp.stack([c.real, -c.imag])  # Re(c x) = c_re x_re - c_im x_im
+    y = jnp.einsum("bctgn,cghn->bthg", x.reshape(b.shape), c_pairs)
+    return self.readout_scale * y
 
   def kernel(self, length: int, *, reverse: bool) -> Array:
     """Real MIMO kernels `(G, length, H, H)`."""
@@ -218,7 +231,7 @@ System = Siso | Mimo | Selective
 
 
 def supported_impls(*, time_invariant: bool, fusable: bool) -> tuple[str, ...]:
-  """The `impl` choices of a system: `conv` needs time invariance, `pallas` real states."""
+  """The `impl` choices of a system: `conv` needs time invariance, `pallas` a kernel."""
   return tuple(impl for impl in IMPLS
                if (impl != "conv" or time_invariant) and (impl != "pallas" or fusable))
 
@@ -232,7 +245,7 @@ def check_impl(impl: str, chunk_size: int = DEFAULT_CHUNK_SIZE, *, time_invarian
     if impl == "conv":
       why = " (a selective system has no convolution form)"
     elif impl == "pallas":
-      why = " (the fused kernel runs real per-channel states only)"
+      why = " (the kernels run real per-channel states and MIMO complex ones only)"
     raise ValueError(f"impl={impl!r} is not supported by {layer}{why}; choose one of "
                      f"{', '.join(choices)}")
   if chunk_size < 1:

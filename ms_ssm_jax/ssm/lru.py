@@ -18,6 +18,7 @@ over the valid length (inputs beyond `lengths` zeroed) with the same lambda and 
 readout `C_reverse`; the two readouts are added.
 
 Evaluation (`impl`, `ssm.diagonal`): `scan`, `chunked` (T = `chunk_size` steps at a time),
+`pallas` (the complex recurrence in a Pallas kernel, `pallas_recurrence`),
 `conv` (FFT convolutions with the MIMO kernel `K_l = Re(C diag(lambda^l) diag(gamma) B)` (H, H):
 O(L H^2) for the kernel, no states) or `auto`. All have the same parameters.
 Shapes: u (B, L, H) -> y (B, L, H), in the dtype of u.
@@ -49,7 +50,7 @@ class LRU(nn.Module):
     r_min, r_max: radii of the eigenvalue ring at init, 0 <= r_min < r_max <= 1.
     max_phase: largest eigenvalue phase at init.
     bidirectional: add a reverse scan over the valid length with its own readout.
-    impl: how the recurrence runs, one of `diagonal.IMPLS` but `pallas` (complex states).
+    impl: how the recurrence runs, one of `diagonal.IMPLS`.
     chunk_size: T, steps per chunk of `impl="chunked"`.
   """
   d_model: int
@@ -76,7 +77,7 @@ class LRU(nn.Module):
   @nn.compact
   def __call__(self, u: Array, lengths: Array | None = None) -> Array:
     """u (B, L, H), lengths (B,) or None -> y (B, L, H)."""
-    diagonal.check_impl(self.impl, self.chunk_size, time_invariant=True, fusable=False, layer="LRU")
+    diagonal.check_impl(self.impl, self.chunk_size, time_invariant=True, fusable=True, layer="LRU")
     common.check_inputs(u, lengths, self.d_model)
     h, n = self.d_model, self.state_size
 

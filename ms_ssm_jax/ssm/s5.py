@@ -25,6 +25,7 @@ The two state sequences are read with separate matrices ([C, C_reverse] on the c
 states, the reference's `concat` mode).
 
 Evaluation (`impl`, `ssm.diagonal`): `scan`, `chunked` (T = `chunk_size` steps at a time),
+`pallas` (the complex recurrence in a Pallas kernel, `pallas_recurrence`),
 `conv` (FFT convolutions with the MIMO kernel `K_l = 2 Re(C diag(Lambda_bar^l) B_bar)` (H, H):
 O(L H^2) for the kernel, no states) or `auto`. All have the same parameters.
 Shapes: u (B, L, H) -> y (B, L, H), in the dtype of u.
@@ -71,7 +72,7 @@ class S5(nn.Module):
     c_init: one of `S5_C_INITS`.
     clip_eigs: clamp Lambda_re <= -1e-4 in the forward pass (stability during training).
     bidirectional: add a reverse scan over the valid length.
-    impl: how the recurrence runs, one of `diagonal.IMPLS` but `pallas` (complex states).
+    impl: how the recurrence runs, one of `diagonal.IMPLS`.
     chunk_size: T, steps per chunk of `impl="chunked"`.
   """
   d_model: int
@@ -116,7 +117,7 @@ class S5(nn.Module):
   def __call__(self, u: Array, lengths: Array | None = None) -> Array:
     """u (B, L, H), lengths (B,) or None -> y (B, L, H)."""
     common.check_choice("c_init", self.c_init, S5_C_INITS)
-    diagonal.check_impl(self.impl, self.chunk_size, time_invariant=True, fusable=False, layer="S5")
+    diagonal.check_impl(self.impl, self.chunk_size, time_invariant=True, fusable=True, layer="S5")
     common.check_inputs(u, lengths, self.d_model)
     h, p = self.d_model, self.state_size
     lam0, v, v_inv = ssm_init.s5_init(p, self.blocks)

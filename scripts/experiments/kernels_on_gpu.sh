@@ -6,6 +6,8 @@
 #   ROUND=2 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # call2/
 #   ROUND=3 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # call3/
 #   ROUND=4 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # call4/
+#   ROUND=5 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # call5/
+#   ROUND=6 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # rounds 4 and 5 in one call
 # 1: all layer/kernel rows (block shapes including state blocks) and the S4 and S6 variants'
 #    train step with the Pallas scan and remat.
 # 2: after round 1 set the default blocks: the tests verbose (a timeout still names each
@@ -17,23 +19,69 @@
 #    and without the state loop (and with 32 states per pass), and the S6 variant's train step
 #    with Pallas and remat (its first step compiles for ~60 s).
 # 4: the fused MS-SSM layer kernel (ms_ssm_jax/pallas_ms_ssm.py, issue 26 part 2): its tests
-#    compiled by Triton, its error and times against the unfused path (bands + pallas_scan + XLA
-#    mixer) at B=16, L=4096, H=128, S=4, N=16 for a few block shapes, and the decomposition's
-#    formulations against an S5 layer (issue 26 part 4).
+#    and the layers' impl="pallas" tests compiled by Triton, its error and times against the
+#    unfused path (bands + pallas_scan + XLA mixer) at B=16, L=4096, H=128, S=4, N=16 for a few
+#    block shapes, and the paper-size ListOps train step of the S6 variant without remat (it
+#    runs the fused kernel) and of the S4 variant (conv). $SKIP_TESTS=1 leaves the tests out.
+# 5: the complex recurrence kernel (ms_ssm_jax/pallas_recurrence.py, issue 26 part 4): its tests
+#    and the complex layers' impl="pallas" tests compiled by Triton, the bare recurrence against
+#    the copy floor (B=8, P=256, L=4k-64k) for a few segment/chunk/block shapes, and the S5 and
+#    LRU layers (L=4096, P=256) with the associative scan against the kernel.
+# 6: rounds 4 and 5 trimmed to one call: both kernels' compiled tests in one run, the fused
+#    layer at two block shapes, the bare recurrence at L=4k and 64k, the S5 layer, and the S6
+#    variant's paper-size ListOps train step without remat.
 # Rounds 2 and 3 name kernel blocks with the state-loop and chunks-per-entry parts that the
 # kernel lost on 2026-12-06 (no config used them): they run at commits before f603a14 only.
 out=${1:?usage: kernels_on_gpu.sh OUTDIR}; mkdir -p $out; PY=${PYTHON:-python3}
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1 BENCH_RESULTS_DIR=$out
-round=${ROUND:?set ROUND=1, 2, 3 or 4 (see the header)}
-if [ $round = 4 ]; then
-  JAX_PLATFORMS=cuda timeout 240 $PY -m pytest -v -p no:cacheprovider tests/test_pallas_ms_ssm.py \
-    > $out/gpu_tests.log 2>&1; echo "tests exit $?" >> $out/gpu_tests.log
-  PYTHONPATH=. timeout 180 $PY scripts/bench_fused_layer.py --repeats 10 \
-    --blocks 8x32x4,8x16x4,8x8x2,8x4x1,16x8x2 > $out/fused_layer.log 2>&1
-  PYTHONPATH=. timeout 120 $PY scripts/bench_decomposition.py --repeats 10 \
-    > $out/decomposition.log 2>&1
+round=${ROUND:?set ROUND=1, 2, 3, 4, 5 or 6 (see the header)}
+if [ $round = 6 ]; then
+  JAX_PLATFORMS=cuda timeout 200 $PY -m pytest -v -p no:cacheprovider tests/test_pallas_ms_ssm.py \
+    tests/test_pallas_impl.py tests/test_pallas_recurrence.py > $out/gpu_tests.log 2>&1
+  echo "tests exit $?" >> $out/gpu_tests.log
   grep -c PASSED $out/gpu_tests.log; grep -E "FAILED|exit" $out/gpu_tests.log
-  grep -v "^W1" $out/fused_layer.log; grep -v "^W1" $out/decomposition.log
+  PYTHONPATH=. timeout 80 $PY scripts/bench_fused_layer.py --repeats 10 --blocks 8x16x4,8x8x2 \
+    > $out/fused_layer.log 2>&1
+  grep -v "^W1" $out/fused_layer.log | tail -12
+  timeout 100 $PY scripts/bench_layers.py --section scan --lengths 4096,65536 --repeats 10 \
+    --recurrence_blocks 256x16x32x1,1024x16x32x1,256x32x32x1 > $out/bench_scan.log 2>&1
+  grep -v "^|---" $out/bench_scan.log | grep -E "^\| [0-9]|bandwidth"
+  timeout 60 $PY scripts/bench_layers.py --section layers --lengths 4096 --repeats 10 \
+    --only "=s5,=s5, pallas" > $out/bench_layers.log 2>&1
+  grep -v "^|---" $out/bench_layers.log | grep -E "^\| s"
+  timeout 120 $PY scripts/bench_train.py --steps 10 --configs configs/listops.py:ms_ssm_s6 \
+    --set train.remat=False > $out/bench_train.log 2>&1
+  grep -v "^W1" $out/bench_train.log | tail -6
+  exit 0
+fi
+if [ $round = 5 ]; then
+  JAX_PLATFORMS=cuda timeout 150 $PY -m pytest -v -p no:cacheprovider \
+    tests/test_pallas_recurrence.py tests/ssm/test_diagonal.py tests/test_pallas_impl.py \
+    -k "test_pallas_recurrence or (mimo and pallas) or s5 or lru" > $out/gpu_tests.log 2>&1
+  echo "tests exit $?" >> $out/gpu_tests.log
+  grep -c PASSED $out/gpu_tests.log; grep -E "FAILED|exit" $out/gpu_tests.log
+  timeout 200 $PY scripts/bench_layers.py --section scan --lengths 4096,16384,65536 \
+    --repeats 10 > $out/bench_scan.log 2>&1
+  grep -v "^|---" $out/bench_scan.log | grep -E "^\| [0-9]|bandwidth"
+  timeout 150 $PY scripts/bench_layers.py --section layers --lengths 4096 --repeats 10 \
+    --only "=s5,=s5, pallas,=lru,=lru, pallas" > $out/bench_layers.log 2>&1
+  grep -v "^|---" $out/bench_layers.log | grep -E "^\| [sl]"
+  exit 0
+fi
+if [ $round = 4 ]; then
+  if [ "${SKIP_TESTS:-0}" != 1 ]; then
+    JAX_PLATFORMS=cuda timeout 180 $PY -m pytest -v -p no:cacheprovider \
+      tests/test_pallas_ms_ssm.py tests/test_pallas_impl.py > $out/gpu_tests.log 2>&1
+    echo "tests exit $?" >> $out/gpu_tests.log
+    grep -c PASSED $out/gpu_tests.log; grep -E "FAILED|exit" $out/gpu_tests.log
+  fi
+  PYTHONPATH=. timeout 110 $PY scripts/bench_fused_layer.py --repeats 10 \
+    --blocks 8x16x4,8x8x2,16x8x2 > $out/fused_layer.log 2>&1
+  grep -v "^W1" $out/fused_layer.log
+  timeout 230 $PY scripts/bench_train.py --steps 10 --configs \
+    configs/listops.py:ms_ssm_s6,configs/listops.py:ms_ssm --set train.remat=False \
+    > $out/bench_train.log 2>&1
+  grep -v "^W1" $out/bench_train.log | tail -8
   exit 0
 fi
 case $round in
@@ -51,7 +99,7 @@ case $round in
      kernels=(150 --only pallas
               --kernel_blocks 8x32x16x1x2,8x32x16x1x2x1,8x32x32x1x2x1,8x32x16x1x4x1)
      train=(180 --configs configs/listops.py:ms_ssm_s6 --set train.remat=True) ;;
-  *) echo "ROUND=$round: choose 1, 2, 3 or 4"; exit 2 ;;
+  *) echo "ROUND=$round: choose 1, 2, 3, 4, 5 or 6"; exit 2 ;;
 esac
 timeout ${tests[0]} $PY -m pytest ${tests[1]} -p no:cacheprovider tests/test_pallas_scan.py \
   tests/test_pallas_impl.py > $out/gpu_tests.log 2>&1; echo "tests exit $?" >> $out/gpu_tests.log

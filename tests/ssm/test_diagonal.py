@@ -2,7 +2,7 @@
 
 Random systems with G = 2 groups (MS-SSM streams), causal and bidirectional, on padded
 sequences: `scan`, `chunked` (a chunk size that does not divide L), `conv` (time-invariant)
-and `pallas` (real per-channel states; the kernel runs in the Pallas interpreter, in float32).
+and `pallas` (the kernels run in the Pallas interpreter, in float32).
 Then the impls every layer offers, `chunked` for every layer against its own `impl="scan"`,
 and the one validation of the choice.
 """
@@ -111,8 +111,8 @@ CASES = [(kind, impl, bidirectional)
          for kind in KINDS
          for bidirectional in (False, True)
          for impl in ("scan", "chunked", "conv", "pallas")
-         if impl in diagonal.supported_impls(time_invariant=kind != "selective", fusable=kind in (
-             "siso_real", "selective"))]
+         if impl in diagonal.supported_impls(time_invariant=kind != "selective", fusable=kind !=
+                                             "siso_complex")]
 
 
 @pytest.mark.parametrize("kind, impl, bidirectional", CASES,
@@ -123,10 +123,10 @@ def test_every_impl_equals_the_sequential_reference(x64, kind, impl, bidirection
   padded = np.where((np.arange(L)[None, :] < LENGTHS[:, None])[..., None, None], u,
                     100.0 * np.random.default_rng(2).normal(size=u.shape))
   want = _reference(system, padded, LENGTHS)
-  if impl == "pallas":  # the kernel computes in float32
+  if impl == "pallas":  # the kernels compute in float32
+    single = lambda v: v.astype(jnp.complex64 if jnp.iscomplexobj(v) else jnp.float32)
     system = dataclasses.replace(
-        system,
-        **{k: v.astype(jnp.float32) for k, v in vars(system).items() if isinstance(v, jax.Array)})
+        system, **{k: single(v) for k, v in vars(system).items() if isinstance(v, jax.Array)})
   got = np.asarray(
       diagonal.evaluate(system, jnp.asarray(padded), impl=impl, chunk_size=CHUNK,
                         lengths=jnp.asarray(LENGTHS)))
@@ -188,8 +188,8 @@ def test_each_layer_offers_the_impls_of_its_system():
   lti, fused = ("auto", "scan", "chunked", "conv"), ("auto", "scan", "chunked", "pallas")
   assert offered == {
       "s4d_real_bidirectional": diagonal.IMPLS, "s4d_lin_bidirectional": lti,
-      "s5_bidirectional": lti, "lru": lti, "s6": fused,
-      "ms_ssm_s4d_real_bidirectional": diagonal.IMPLS, "ms_ssm_s5_bidirectional": lti,
+      "s5_bidirectional": diagonal.IMPLS, "lru": diagonal.IMPLS, "s6": fused,
+      "ms_ssm_s4d_real_bidirectional": diagonal.IMPLS, "ms_ssm_s5_bidirectional": diagonal.IMPLS,
       "ms_ssm_s6": fused
   }
 
@@ -215,10 +215,10 @@ def test_check_impl_names_the_layers_choices():
       r"has no convolution form\); choose one of auto, scan, chunked, pallas$"):
     diagonal.check_impl("conv", time_invariant=False, fusable=True, layer="S6")
   with pytest.raises(
-      ValueError, match=r"^impl='pallas' is not supported by LRU \(the fused kernel"
-      r" runs real per-channel states only\); choose one of auto, scan, chunked, "
+      ValueError, match=r"^impl='pallas' is not supported by S4D \(the kernels run real "
+      r"per-channel states and MIMO complex ones only\); choose one of auto, scan, chunked, "
       r"conv$"):
-    diagonal.check_impl("pallas", time_invariant=True, fusable=False, layer="LRU")
+    diagonal.check_impl("pallas", time_invariant=True, fusable=False, layer="S4D")
   with pytest.raises(ValueError, match=r"^chunk_size must be >= 1"):
     diagonal.check_impl("chunked", 0, time_invariant=True, fusable=False, layer="LRU")
   with pytest.raises(ValueError, match="impl='conv' is not supported by the layer"):
