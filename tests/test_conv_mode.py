@@ -181,10 +181,10 @@ def test_conv_with_s6_backbone_is_a_config_error():
     (S4D(WIDTH, impl="fft"), "impl='fft' is not supported by S4D.*auto, scan, chunked, conv($|\n)"),
     (S4D(WIDTH, a_init="real", impl="fft"),
      "impl='fft' is not supported by S4D.*auto, scan, chunked, pallas, conv($|\n)"),
-    (S5(WIDTH, impl="pallas"), "impl='pallas' is not supported by S5 .*real per-channel"),
+    (S4D(WIDTH, impl="pallas"), "impl='pallas' is not supported by S4D.*MIMO complex ones only"),
     (LRU(WIDTH, impl="fft"), "impl='fft' is not supported by LRU"),
     (S4D(WIDTH, impl="chunked", chunk_size=0), "chunk_size must be >= 1"),
-], ids=["s4d", "s4d_real", "s5", "lru", "s4d_chunk_size"])
+], ids=["s4d", "s4d_real", "s4d_pallas", "lru", "s4d_chunk_size"])
 def test_baseline_impl_errors(layer, message):
   with pytest.raises(ValueError, match=message):
     layer.init(jax.random.key(0), jnp.zeros((1, 2, WIDTH)))
