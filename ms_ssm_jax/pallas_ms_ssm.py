@@ -2,7 +2,8 @@
 
 Karami et al., MS-SSM (COLM 2025, arXiv 2512.23824), sec. 3, per channel h and stream j < G:
 
-    v^j_t = sum_{m < R_j} f_j[m] u_{t-m}                     band (composed wavelet filter)
+    v^j_t = act(sum_{m < R_j} f_j[m] u_{t-m})       band (composed wavelet filter; act: SiLU
+                                                     or none, the layer's band_activation)
     x^j_t = exp(delta^j_t a^j) x^j_{t-1} + delta^j_t v^j_t b^j_t b_ch^j       (N real states)
     y^j_t = sum_n c^j_t[n] c_ch^j[n] x^j_t[n]
     z_t   = sum_j (w_j u_t + b_j) y^j_t + D u_t                 per-channel mixer and skip
@@ -70,6 +71,7 @@ class FusedOptions:
     has_steps: whether the steps are given (by their rank-R projection), else 1.
     has_b, has_c: whether time-varying projections `b_t`, `c_t` are given.
     has_input_weight: whether the mixer has input-dependent weights `w`.
+    band_silu: whether SiLU acts on the bands (the S6 variant's `band_activation="silu"`).
     input_term_out: also write the input-dependent part of z, `sum_j w_j u_t y^j_t`.
     interpret: run the kernels in the Pallas interpreter (CPU tests).
   """
@@ -82,6 +84,7 @@ class FusedOptions:
   has_b: bool
   has_c: bool
   has_input_weight: bool
+  band_silu: bool
   input_term_out: bool
   interpret: bool
 
@@ -125,12 +128,27 @@ def default_block(batch: int, num_channels: int, num_streams: int,
 
 
 def _band(window: list[Array], taps: list[Array], s: int, halo: int) -> Array:
-  """Step s of a chunk's band, `sum_m taps[m] u_{t0+s-m}` `(Hb,)`; `window[r]` is
-  `u_{t0-halo+r}`."""
+  """Step s of a chunk's band before its activation, `sum_m taps[m] u_{t0+s-m}` `(Hb,)`;
+  `window[r]` is `u_{t0-halo+r}`."""
   out = taps[0] * window[halo + s]
   for m in range(1, len(taps)):
     out = out + taps[m] * window[halo + s - m]
   return out
+
+
+def _sigmoid(x: Array) -> Array:
+  return 1.0 / (1.0 + jnp.exp(-x))
+
+
+def _activated(band: Array, silu: bool) -> Array:
+  """The band the stream reads: `SiLU(band)` or the band itself."""
+  return band * _sigmoid(band) if silu else band
+
+
+def _activation_grad(band: Array) -> Array:
+  """`d SiLU(v) / d v = sigmoid(v) (1 + v (1 - sigmoid(v)))` at the band v."""
+  gate = _sigmoid(band)
+  return gate * (1.0 + band * (1.0 - gate))
 
 
 _INPUT_NAMES = ("u", "filters", "dt_low", "dt_proj", "dt_bias", "a", "b_ch", "c_ch", "b", "c",
@@ -191,8 +209,8 @@ def _forward_kernel(*refs, options: FusedOptions):
       taps = [ins["filters"][j, m] for m in range(options.taps[j])]
       deltas = steps_of(j, t0)
       steps = [
-          ps.StepInputs(_band(window, taps, s, halo), deltas[s], maybe("b", j, t0 + s),
-                        maybe("c", j, t0 + s), None) for s in range(chunk)
+          ps.StepInputs(_activated(_band(window, taps, s, halo), options.band_silu), deltas[s],
+                        maybe("b", j, t0 + s), maybe("c", j, t0 + s), None) for s in range(chunk)
       ]
       mix_b = ins["mix_b"][j]
       mix_w = None if ins["mix_w"] is None else ins["mix_w"][j]
@@ -246,24 +264,26 @@ def _backward_kernel(*refs, options: FusedOptions):
     dt_proj, dt_bias = ins["dt_proj"][...], ins["dt_bias"][...]
 
   def load_chunk(t0, with_dy: bool):
-    """The chunk's input window, step projections, step logits and `StepInputs`."""
+    """The chunk's input window, bands before their activation, step projections, step logits
+    and `StepInputs`."""
     window = [ins["u"][t0 + r] for r in range(chunk + halo)]
+    bands = [_band(window, taps, s, halo) for s in range(chunk)]
     lows, logits, deltas = [None] * chunk, [None] * chunk, [None] * chunk
     if options.has_steps:
       lows = [ins["dt_low"][t0 + s] for s in range(chunk)]
       logits = [_step_logit(low, dt_proj, dt_bias) for low in lows]
       deltas = [_softplus(logit) for logit in logits]
     steps = [
-        ps.StepInputs(_band(window, taps, s, halo), deltas[s], maybe("b", t0 + s),
+        ps.StepInputs(_activated(bands[s], options.band_silu), deltas[s], maybe("b", t0 + s),
                       maybe("c", t0 + s), dz_ref[t0 + s] if with_dy else None) for s in range(chunk)
     ]
-    return window, lows, logits, steps
+    return window, bands, lows, logits, steps
 
   def chunk_body(index, entry, carry):
     """The adjoint through chunk `index`, whose states start from `entry`."""
     g_next, da, db_ch, dc_ch, dmix_w, dmix_b, dfilters, pending, ddt_proj, ddt_bias = carry
     t0 = index * chunk
-    window, lows, logits, steps = load_chunk(t0, with_dy=True)
+    window, bands, lows, logits, steps = load_chunk(t0, with_dy=True)
     inputs = window[halo:]
     x_states = [entry]
     for step in steps:  # recompute the chunk's states from its entry state
@@ -304,7 +324,7 @@ def _backward_kernel(*refs, options: FusedOptions):
         da = da + g_exponent * ps.column(step.delta, shape)
         band_grads[s] = g_in * step.delta
         ddelta = g_in * step.u + jnp.sum(g_exponent * coef.a, axis=1)
-        dlogit = ddelta / (1.0 + jnp.exp(-logits[s]))  # softplus' = sigmoid
+        dlogit = ddelta * _sigmoid(logits[s])  # softplus' = sigmoid
         proj_shape = dt_proj.shape
         ddt_low_ref[t] = jnp.sum(
             jax.lax.broadcast_in_dim(dlogit, proj_shape, (1,)) * dt_proj, axis=1)
@@ -312,6 +332,8 @@ def _backward_kernel(*refs, options: FusedOptions):
                                jax.lax.broadcast_in_dim(dlogit, proj_shape, (1,)))
         ddt_bias = ddt_bias + dlogit
       g_next = decay * g
+      if options.band_silu:
+        band_grads[s] = band_grads[s] * _activation_grad(bands[s])
     # The band's transpose: acc[r] collects du at t0 - halo + r; its last `halo` rows (times
     # t0 + T - halo ..) start from what the later chunks left there.
     acc = [jnp.zeros_like(inputs[0])] * chunk + list(pending)
@@ -332,7 +354,7 @@ def _backward_kernel(*refs, options: FusedOptions):
 
     def recompute(e, x):  # the segment's chunk entry states, forward, into the scratch
       scratch_ref[e] = x
-      for step in load_chunk((segment * every + e) * chunk, with_dy=False)[3]:
+      for step in load_chunk((segment * every + e) * chunk, with_dy=False)[-1]:
         x = ps.next_state(x, step, coef)
       return x
 
@@ -572,6 +594,7 @@ def fused_layer(
     b_channel: Array | None = None,
     c_channel: Array | None = None,
     mix_weight: Array | None = None,
+    band_activation: str = "none",
     return_input_term: bool = False,
     chunk: int | None = None,
     checkpoint_every: int | None = None,
@@ -596,6 +619,7 @@ def fused_layer(
     b, c: `(B, L, G, N)` time-varying projections shared by a stream's channels, or None (1).
     b_channel, c_channel: `(G, H, N)` per-channel factors, or None (1).
     mix_weight: `(H, G)` the mixer's input weights w, or None (static and `none` mixers).
+    band_activation: `none` or `silu`, on every band before its stream (`MSSSMLayer`'s).
     return_input_term: also return z's input-dependent part `sum_j w_j u_t y^j_t` `(B, L, H)`
       (one more write; for the layer's `mixer_input_ratio` metric), under `stop_gradient`.
     chunk, block_channels: T and H_blk (defaults from `default_block`).
@@ -609,6 +633,8 @@ def fused_layer(
     `z` `(B, L, H)` float32, or `(z, input term)` with `return_input_term`.
   """
   steps = (dt_low, dt_proj, dt_bias)
+  if band_activation not in ("none", "silu"):
+    raise ValueError(f"band_activation must be 'none' or 'silu'; got {band_activation!r}")
   if return_input_term and mix_weight is None:
     raise ValueError("return_input_term needs mix_weight: the static and none mixers have no "
                      "input-dependent term")
@@ -632,7 +658,8 @@ def fused_layer(
                          block_channels=block_channels, taps=tuple(f.shape[0] for f in filters),
                          num_warps=num_warps, has_steps=dt_low is not None, has_b=b is not None,
                          has_c=c is not None, has_input_weight=mix_weight is not None,
-                         input_term_out=return_input_term, interpret=interpret)
+                         band_silu=band_activation == "silu", input_term_out=return_input_term,
+                         interpret=interpret)
   # Padded steps come after the last one (no valid output or gradient sees them); padded
   # channels, states and ranks have zero filters, inputs and factors.
   pad_length, pad_channels = -length % (chunk * checkpoint_every), -channels % block_channels

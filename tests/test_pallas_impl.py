@@ -39,6 +39,9 @@ CASES: dict[str, nn.Module] = {
         MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=3, bidirectional=True),
     "ms_ssm_s6":
         MSSSMLayer(d_model=WIDTH, num_levels=2, state_per_stream=4, backbone="s6"),
+    "ms_ssm_s6_silu":
+        MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=4, backbone="s6",
+                   band_activation="silu"),
     "ms_ssm_s6_band_conditioned":
         MSSSMLayer(d_model=WIDTH, num_levels=1, state_per_stream=4, backbone="s6",
                    s6_condition_on="band"),
@@ -82,7 +85,8 @@ def test_pallas_matches_associative(name):
 
 
 # The layers that run whole in the fused MS-SSM kernel; the other MS-SSM cases run pallas_scan.
-FUSED_LAYERS = ("ms_ssm_s4d_real", "ms_ssm_s4d_real_static", "ms_ssm_s4d_real_none", "ms_ssm_s6")
+FUSED_LAYERS = ("ms_ssm_s4d_real", "ms_ssm_s4d_real_static", "ms_ssm_s4d_real_none", "ms_ssm_s6",
+                "ms_ssm_s6_silu")
 
 
 @pytest.mark.parametrize("name", sorted(n for n in CASES if n.startswith("ms_ssm")))

@@ -65,8 +65,10 @@ def random_inputs(seed, batch=2, length=13, channels=3, states=3, levels=2, kern
 
 
 def reference_layer(u, filters, a, mix_bias, skip, dt_low=None, dt_proj=None, dt_bias=None, b=None,
-                    c=None, b_channel=None, c_channel=None, mix_weight=None):
-  """`z_t = sum_j (w_j u_t + b_j) y^j_t + D u_t` with `y^j = SSM^j(f_j * u)`, all in loops."""
+                    c=None, b_channel=None, c_channel=None, mix_weight=None,
+                    band_activation="none"):
+  """`z_t = sum_j (w_j u_t + b_j) y^j_t + D u_t` with `y^j = SSM^j(act(f_j * u))`, all in
+  loops."""
   length = u.shape[1]
   bands = []
   for f in filters:
@@ -75,6 +77,8 @@ def reference_layer(u, filters, a, mix_bias, skip, dt_low=None, dt_proj=None, dt
       band = band.at[:, m:].add(f[m] * u[:, :length - m])
     bands.append(band)
   bands = jnp.stack(bands, axis=2)  # (B, L, G, H)
+  if band_activation == "silu":
+    bands = jax.nn.silu(bands)
   if dt_low is None:
     steps = jnp.ones_like(bands)
   else:
@@ -146,6 +150,29 @@ def test_gradients_match_float64_reference(x64, shape, options, selective, input
       assert relative_error(g, w) < 1e-4, name
 
 
+def test_band_silu_matches_float64_reference(x64):
+  """SiLU on the bands (the S6 variant's `band_activation`): outputs and every gradient."""
+  inputs = random_inputs(5, length=11)
+  options = dict(chunk=4, block_channels=2, band_activation="silu")
+  names = [name for name in ARG_NAMES if inputs[name] is not None]
+  weights = np.random.default_rng(6).normal(size=inputs["u"].shape)
+
+  def loss(layer_fn, *args):
+    return jnp.sum(weights * layer_fn(dict(inputs, **dict(zip(names, args)))))
+
+  args = [inputs[name] for name in names]
+  reference = lambda i: reference_layer(**i, band_activation="silu")
+  assert relative_error(fused(inputs, **options), reference(inputs)) < 1e-5
+  grads = jax.jit(
+      jax.grad(lambda *x: loss(lambda i: fused(i, **options), *x),
+               argnums=tuple(range(len(names)))))(*args)
+  expected = jax.jit(jax.grad(lambda *x: loss(reference, *x),
+                              argnums=tuple(range(len(names)))))(*args)
+  for name, grad, want in zip(names, grads, expected):
+    for g, w in zip(jax.tree.leaves(grad), jax.tree.leaves(want)):
+      assert relative_error(g, w) < 1e-4, name
+
+
 def test_causal(x64):
   inputs = random_inputs(4, length=12)
   z = fused(inputs, chunk=4)
@@ -182,11 +209,13 @@ def test_bad_shapes_name_the_fix(bad, message):
     fused(inputs)
 
 
-@pytest.mark.parametrize("selective,input_weight,checkpoint_every", [(True, True, 1),
-                                                                     (False, False, 4)])
-def test_kernels_lower_to_triton(monkeypatch, selective, input_weight, checkpoint_every):
+@pytest.mark.parametrize("selective,input_weight,checkpoint_every,band_activation",
+                         [(True, True, 1, "silu"), (False, False, 4, "none")])
+def test_kernels_lower_to_triton(monkeypatch, selective, input_weight, checkpoint_every,
+                                 band_activation):
   """Both kernels pass the Pallas-to-Triton lowering (what a GPU compiles) on any machine, at
-  the paper's S = 3, K = 4 (halo 21) with 32 channels and 16 states per stream."""
+  the paper's S = 3, K = 4 (halo 21) with 32 channels and 16 states per stream; the selective
+  case with the S6 variant's SiLU on the bands."""
   monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # Triton compiler params
   batch, length, channels, states, groups = 2, 64, 32, 16, 5
   taps = [22, 22, 10, 4, 1]
@@ -206,7 +235,8 @@ def test_kernels_lower_to_triton(monkeypatch, selective, input_weight, checkpoin
     args["mix_weight"] = f32(channels, groups)
 
   def forward(args):
-    return pallas_ms_ssm.fused_layer(**args, checkpoint_every=checkpoint_every, interpret=False)
+    return pallas_ms_ssm.fused_layer(**args, checkpoint_every=checkpoint_every,
+                                     band_activation=band_activation, interpret=False)
 
   backward = jax.grad(lambda args: forward(args).sum())
   for fn in (forward, backward):
@@ -214,13 +244,16 @@ def test_kernels_lower_to_triton(monkeypatch, selective, input_weight, checkpoin
     assert "__gpu$xla.gpu.triton" in lowered.as_text()
 
 
-@pytest.mark.parametrize("backbone,mixer", [("s6", "linear_input"), ("s4d_real", "static"),
-                                            ("s4d_real", "none")])
-def test_equals_the_layer(x64, backbone, mixer):
+@pytest.mark.parametrize("backbone,mixer,band_activation", [("s6", "linear_input", "none"),
+                                                            ("s6", "linear_input", "silu"),
+                                                            ("s4d_real", "static", "none"),
+                                                            ("s4d_real", "none", "none")])
+def test_equals_the_layer(x64, backbone, mixer, band_activation):
   """`MSSSMLayer(impl="pallas")`, which runs this kernel on the layer's own parameters, gives the
-  band-wise layer's (associative scan) output and mixer metric."""
+  band-wise layer's (associative scan) output and mixer metric; with SiLU on the bands, the
+  paper's S6 variant."""
   layer = MSSSMLayer(d_model=3, num_levels=2, kernel_size=3, backbone=backbone, state_per_stream=3,
-                     mixer=mixer)
+                     mixer=mixer, band_activation=band_activation)
   u = jnp.asarray(np.random.default_rng(7).normal(size=(2, 11, 3)))
   params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64),
                         layer.init(jax.random.key(0), u)["params"])

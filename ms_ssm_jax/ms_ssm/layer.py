@@ -239,10 +239,10 @@ class MSSSMLayer(nn.Module):
 
   def _runs_fused_kernel(self) -> bool:
     """Whether the whole layer runs in `pallas_ms_ssm`'s kernel: `impl` `pallas` (or `auto` on
-    a GPU or TPU) on a causal wavelet layer with s4d_real or raw-conditioned s6 streams, no band
-    activation and a per-channel mixer. Other `pallas` layers run only their streams in a
-    kernel (`pallas_scan`)."""
-    if (self.bidirectional or self.decomposition != "wavelet" or self.band_activation != "none" or
+    a GPU or TPU) on a causal wavelet layer with s4d_real or raw-conditioned s6 streams and a
+    per-channel mixer (with or without SiLU on the bands). Other `pallas` layers run only their
+    streams in a kernel (`pallas_scan`)."""
+    if (self.bidirectional or self.decomposition != "wavelet" or
         self.mixer not in mixer_lib.PER_CHANNEL_MIXERS or
         self.backbone not in streams_lib.PALLAS_BACKBONES or
         (self.backbone == "s6" and self.s6_condition_on != "raw")):
@@ -267,6 +267,7 @@ class MSSSMLayer(nn.Module):
     weight, bias = mixer.channel_weights(width, num_streams)
     sow_ratio = weight is not None and self.is_mutable_collection("intermediates")
     out = pallas_ms_ssm.fused_layer(u, filters, mix_weight=weight, mix_bias=bias, skip=d,
+                                    band_activation=self.band_activation,
                                     return_input_term=sow_ratio, **stream_inputs)
     if sow_ratio:
       out, input_term = out
