@@ -292,6 +292,7 @@ def test_low_precision_inputs_accumulate_in_float32(x64):
   assert relative_error(z, expected) < 1e-5
 
 
+@pytest.mark.slow  # 18 s; test_equals_the_layer checks the metric the layer sows from it
 def test_input_term_for_the_mixer_ratio_metric(x64):
   """`return_input_term`: z's input-dependent part `sum_j w_j u y^j` (the reference with zero
   mixer bias and skip), without a gradient; z and its gradient as without it."""

@@ -43,8 +43,8 @@ SHIPPED_UEA_DATASETS = set(uea.SHIPPED_TASKS.values())
 # Generated tasks write their data here (once per test session), not into ~/tensorflow_datasets.
 GENERATED_TASKS = {"listops"}
 # Entries whose slice evaluation takes minutes on 2 CPU cores (ListOps: 100 sequences of 2,048
-# steps, plus generating the task's data); they run with -m slow.
-SLOW_SLICE_ENTRIES = {"ms_ssm_listops_4epoch", "s5_listops_4epoch"}
+# steps, plus generating the task's data; selective copying: 40 s); they run with -m slow.
+SLOW_SLICE_ENTRIES = {"ms_ssm_listops_4epoch", "s5_listops_4epoch", "ms_ssm_selective_copying"}
 TINY_NAME = "tiny_s5_japanese_vowels"
 
 
