@@ -80,21 +80,20 @@ def bench_scan(log: bench_common.RowLog, lengths: list[int], batch: int, states:
     b = jnp.asarray(rng.normal(size=shape) + 1j * rng.normal(size=shape), jnp.complex64)
     a_inv = jnp.asarray(0.99 * np.exp(1j * rng.uniform(-1, 1, states)), jnp.complex64)
     a_var = jnp.broadcast_to(a_inv, shape) * jnp.asarray(rng.uniform(0.9, 1.0, shape), jnp.float32)
+    # name: (function, its arguments, bytes per element of the floor)
     variants = {
-        "associative, a (P,)": (scan.linear_recurrence, a_inv, 16),
-        "associative, a (B,L,P)": (scan.linear_recurrence, a_var, 24),
-        "sequential lax.scan, a (P,)": (_sequential, a_inv, 16),
+        "associative, a (P,)": (scan.linear_recurrence, (a_inv, b), 16),
+        "associative, a (B,L,P)": (scan.linear_recurrence, (a_var, b), 24),
+        "sequential lax.scan, a (P,)": (_sequential, (a_inv, b), 16),
     }
-    args = {name: (a, b) for name, (_, a, _) in variants.items()}
-    a_pair, b_pair = jnp.stack([a_inv.real, a_inv.imag]), jnp.stack([b.real, b.imag], axis=1)
+    pairs = (jnp.stack([a_inv.real, a_inv.imag]), jnp.stack([b.real, b.imag], axis=1))
     for segment, chunk, block, warps in pallas_blocks:
       name = f"pallas pairs, a (P,), segment {segment}, T {chunk}, {block} states, {warps} warps"
       variants[name] = (functools.partial(pallas_recurrence.linear_recurrence, segment=segment,
                                           chunk=chunk, block_states=block,
-                                          num_warps=warps), None, 16)
-      args[name] = (a_pair, b_pair)
-    for name, (fn, _, bytes_per_element) in variants.items():
-      timing = bench_common.time_fn(fn, *args[name], repeats=repeats)
+                                          num_warps=warps), pairs, 16)
+    for name, (fn, args, bytes_per_element) in variants.items():
+      timing = bench_common.time_fn(fn, *args, repeats=repeats)
       floor_ms = bytes_per_element * b.size / (bandwidth * 1e9) * 1e3
       log.add({
           "L": length,
@@ -342,6 +341,15 @@ def bench_kernels(log: bench_common.RowLog, batch: int, length: int, width: int,
       log.add(_timed_row(row, fns, inputs, repeats))
 
 
+def _shapes(parser: argparse.ArgumentParser, flag: str, text: str,
+            form: str) -> list[tuple[int, ...]]:
+  """`--<flag>`'s comma-separated shapes of four `x`-separated integers (`form` names them)."""
+  shapes = [tuple(int(v) for v in shape.split("x")) for shape in text.split(",") if shape]
+  if any(len(shape) != 4 for shape in shapes):
+    parser.error(f"--{flag} takes {form} shapes; got {text}")
+  return shapes
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -383,19 +391,12 @@ def main() -> None:
   print(f"device: {bench_common.device_description()}, jax {jax.__version__}")
   log = bench_common.RowLog(f"bench_{args.section}", vars(args))
   if args.section == "scan":
-    recurrence_blocks = [
-        tuple(int(v) for v in b.split("x")) for b in args.recurrence_blocks.split(",") if b
-    ]
-    if any(len(shape) != 4 for shape in recurrence_blocks):
-      parser.error(f"--recurrence_blocks takes SEGMENTxTxBLOCKxwarps shapes; got "
-                   f"{args.recurrence_blocks}")
-    bench_scan(log, lengths, args.batch, int(args.states), args.repeats, recurrence_blocks)
+    bench_scan(
+        log, lengths, args.batch, int(args.states), args.repeats,
+        _shapes(parser, "recurrence_blocks", args.recurrence_blocks, "SEGMENTxTxBLOCKxwarps"))
     columns = ["L", "B", "P", "variant", "ms", "floor_ms", "fraction_of_floor", "temp_GB"]
   elif args.section == "kernels":
-    blocks = [tuple(int(v) for v in b.split("x")) for b in args.kernel_blocks.split(",") if b]
-    if any(len(shape) != 4 for shape in blocks):
-      parser.error(f"--kernel_blocks takes TxH_blkxN_blkxwarps shapes; got "
-                   f"{args.kernel_blocks}")
+    blocks = _shapes(parser, "kernel_blocks", args.kernel_blocks, "TxH_blkxN_blkxwarps")
     bench_kernels(log, args.batch, lengths[0], args.width, args.levels,
                   [int(v) for v in args.states.split(",")], args.repeats, blocks,
                   parse_only(args.only))

@@ -2,8 +2,9 @@
 
 Every layer (S4D, S5, LRU, S6, the MS-SSM streams) builds its discretized system from its
 parameters and calls `evaluate`; only this module imports the implementations (`scan`,
-`pallas_scan`, `pallas_recurrence`, `fft_conv`). Inputs are `u` `(B, L, H, G)`: H channels in G groups (the MS-SSM
-streams; G = 1 for a plain layer), outputs `(B, L, H, G)`. Three kinds of system:
+`pallas_scan`, `pallas_recurrence`, `fft_conv`). Inputs are `u` `(B, L, H, G)`: H channels in G
+groups (the MS-SSM streams; G = 1 for a plain layer), outputs `(B, L, H, G)`. Three kinds of
+system:
 
     Siso       x_t = a_bar * x_{t-1} + b_bar u_t        a_bar, b_bar, c: (H, G, n)
                y_t = s Re(c . x_t)                      (n states per channel and group)
