@@ -59,6 +59,7 @@ older_checkpoints() {  # tar excludes for each run's periodic checkpoints but th
 }
 finish() {
   local dest=$1; shift
+  mkdir -p $dest
   $PY scripts/summarize_runs.py $W/* --json $out/summary.json > $out/summary.md 2>&1
   cat $out/summary.md
   local excludes=(--exclude='*/checkpoints')
