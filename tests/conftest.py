@@ -1,4 +1,4 @@
-"""Test-wide setup: 8 fake CPU devices (set before JAX starts) and a float64 fixture."""
+"""Test-wide setup: 8 fake CPU devices (set before JAX starts), full float32 matmuls, x64."""
 
 import os
 
@@ -9,6 +9,11 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+# A GPU may run float32 matmuls as TF32 (a 10-bit mantissa), chosen per device and shape by the
+# autotuner; the tests compare algorithms at float32 tolerances, so matmuls stay float32 (on the
+# CPU they are already).
+jax.config.update("jax_default_matmul_precision", "float32")
 
 
 @pytest.fixture
