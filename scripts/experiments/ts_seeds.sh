@@ -1,8 +1,8 @@
 #!/bin/bash
 # The time-series table with seeds (issues 24 and 27): MS-SSM, MS-SSM with the ListOps
 # ablation's choices, S5 and LRU on UEA/UCR problems shipped in the aeon wheel, seeds $SEEDS
-# (default 0 1 2) each, configs/uea.py unchanged except the budget (1,000 steps, evaluated
-# every 250), on whatever device JAX finds (a CPU or one GPU).
+# (default 0 1 2) each, configs/uea.py unchanged except the budget ($STEPS steps, default 1,000,
+# evaluated every $STEPS / 4), on whatever device JAX finds (a CPU or one GPU).
 # `ms_ssm_s5recipe` is configs/listops.py:ms_ssm's choices on configs/uea.py:ms_ssm: bidirectional
 # layers (whole-sequence classification), S5's pre-norm block and recipe, the static mixer.
 # The official protocol's validation hold-out stays fixed (split_seed 2345); --config.train.seed
@@ -14,6 +14,7 @@
 # Usage, from the repository root:
 #   bash scripts/experiments/ts_seeds.sh WORKROOT [DATASET ...]   # a CPU, one core
 #   COPIES=10 CLOCK=520 PYTHON=python3 bash scripts/experiments/ts_seeds.sh /tmp/uea ...  # a GPU
+#   STEPS=4000 bash scripts/experiments/ts_seeds.sh WORKROOT Covid3Month_disc  # a longer budget
 # (default datasets: the four sets of docs/RESULTS.md's CPU tables). Each run appends to
 # WORKROOT/<run>.log; WORKROOT/summary.md and seed_table.md gather the finished runs (those
 # with a results.json).
@@ -21,6 +22,7 @@ root=${1:?usage: ts_seeds.sh WORKROOT [DATASET ...]}; shift; mkdir -p $root
 datasets=${*:-JapaneseVowels ItalyPowerDemand BasicMotions GunPoint}
 py=${PYTHON:-.venv/bin/python}
 copies=${COPIES:-1}
+steps=${STEPS:-1000}
 start=$(date +%s)
 left() { if [ -n "${CLOCK:-}" ]; then echo $((CLOCK - ($(date +%s) - start))); else echo 999999; fi; }
 command -v nvidia-smi > /dev/null ||  # one thread per training on a CPU
@@ -47,7 +49,7 @@ train_all() {
         fi
         echo $BASHPID > $lock/pid
         args=(--config configs/uea.py:${variant%_s5recipe},dataset=$d --config.train.seed=$seed
-          --config.train.num_steps=1000 --config.train.eval_every=250)
+          --config.train.num_steps=$steps --config.train.eval_every=$((steps / 4)))
         [ $variant = ms_ssm_s5recipe ] && args+=("${s5_recipe[@]}")
         echo "== python train.py ${args[*]} --workdir $root/$name" | tee -a $root/$name.log
         /usr/bin/time -f "wall %e s" timeout -s TERM $(left) nice -n 10 $py train.py "${args[@]}" \
