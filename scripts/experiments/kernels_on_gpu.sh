@@ -33,8 +33,8 @@
 #    variant's paper-size ListOps train step without remat.
 # 7: what round 6 left on an H200 (its limits were too short): the complex layers' compiled
 #    tests (with a short traceback: round 6 lost its one failure's message), the fused layer at
-#    one block shape, the bare recurrence at L=4k with shorter segments, and the S6 variant's
-#    paper-size ListOps train step without remat.
+#    one block shape, the bare recurrence at L=4k with shorter segments, and the paper-size
+#    ListOps train step of the S4 variant (conv) and the S6 variant, both without remat.
 # Rounds 2 and 3 name kernel blocks with the state-loop and chunks-per-entry parts that the
 # kernel lost on 2026-12-06 (no config used them): they run at commits before f603a14 only.
 out=${1:?usage: kernels_on_gpu.sh OUTDIR}; mkdir -p $out; PY=${PYTHON:-python3}
@@ -45,14 +45,14 @@ if [ $round = 7 ]; then
     tests/test_pallas_impl.py -k "s5 or lru" > $out/gpu_tests.log 2>&1
   echo "tests exit $?" >> $out/gpu_tests.log
   grep -c PASSED $out/gpu_tests.log; grep -E "FAILED|Error|exit" $out/gpu_tests.log
-  PYTHONPATH=. timeout 170 $PY scripts/bench_fused_layer.py --repeats 10 --blocks 8x16x4 \
+  PYTHONPATH=. timeout 150 $PY scripts/bench_fused_layer.py --repeats 10 --blocks 8x16x4 \
     > $out/fused_layer.log 2>&1
   grep -v "^W1" $out/fused_layer.log | tail -8
   timeout 60 $PY scripts/bench_layers.py --section scan --lengths 4096 --repeats 10 \
     --recurrence_blocks 256x16x32x1,128x16x32x1,64x16x32x1,64x8x32x1 > $out/bench_scan.log 2>&1
   grep -v "^|---" $out/bench_scan.log | grep -E "^\| [0-9]|bandwidth"
-  timeout 180 $PY scripts/bench_train.py --steps 10 --configs configs/listops.py:ms_ssm_s6 \
-    --set train.remat=False > $out/bench_train.log 2>&1
+  timeout 200 $PY scripts/bench_train.py --steps 10 --set train.remat=False \
+    --configs configs/listops.py:ms_ssm,configs/listops.py:ms_ssm_s6 > $out/bench_train.log 2>&1
   grep -v "^W1" $out/bench_train.log | tail -6
   exit 0
 fi
