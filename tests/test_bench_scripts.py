@@ -62,6 +62,7 @@ def test_layers_section_counts_the_mixer(tmp_path):
   assert paper > static
 
 
+@pytest.mark.slow  # about 17 s on 2 cores
 def test_layers_section_times_both_directions(tmp_path):
   run_bench_script(tmp_path, "bench_layers.py", "--section", "layers", "--lengths", "32",
                    "--tokens", "64", "--width", "8", "--siso_state", "6", "--suite_levels", "1",

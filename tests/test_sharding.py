@@ -100,7 +100,10 @@ def _train_losses(devices, mesh_shape, min_size, config, batches, spec):
   return losses, jax.device_get(state.params), state
 
 
-def test_sharded_training_matches_one_device():
+# Pure data parallelism (with -m slow), and data x model with every array big enough split on
+# `model`.
+@pytest.mark.parametrize("mesh_shape", [pytest.param((8, 1), marks=pytest.mark.slow), (4, 2)])
+def test_sharded_training_matches_one_device(mesh_shape):
   # A large Adam eps makes updates proportional to gradients: parameters whose gradient is
   # zero up to rounding (biases before a BatchNorm) would otherwise move by +-lr at random.
   config = tiny_config(**{"optimizer.eps": 1.0})
@@ -110,16 +113,14 @@ def test_sharded_training_matches_one_device():
   batches = [next(iterator) for _ in range(3)]
   devices = jax.devices()
   single, single_params, _ = _train_losses(devices[:1], (1, 1), 16, config, batches, spec)
-  # Pure data parallelism, and data x model with every array big enough split on `model`.
-  for mesh_shape in ((8, 1), (4, 2)):
-    losses, params, state = _train_losses(devices, mesh_shape, 1, config, batches, spec)
-    np.testing.assert_allclose(losses, single, rtol=1e-5)
-    for path, value in jax.tree_util.tree_leaves_with_path(params):
-      np.testing.assert_allclose(value, _leaf(single_params, path), atol=1e-6, rtol=1e-5,
-                                 err_msg=jax.tree_util.keystr(path))
-  # The (4, 2) state really is split on `model` (FSDP-style), not replicated.
-  kernel = state.params["blocks_0"]["gate"]["kernel"]
-  assert kernel.sharding.spec in (P("model", None), P(None, "model"))
+  losses, params, state = _train_losses(devices, mesh_shape, 1, config, batches, spec)
+  np.testing.assert_allclose(losses, single, rtol=1e-5)
+  for path, value in jax.tree_util.tree_leaves_with_path(params):
+    np.testing.assert_allclose(value, _leaf(single_params, path), atol=1e-6, rtol=1e-5,
+                               err_msg=jax.tree_util.keystr(path))
+  if mesh_shape[1] > 1:  # the state really is split on `model` (FSDP-style), not replicated
+    kernel = state.params["blocks_0"]["gate"]["kernel"]
+    assert kernel.sharding.spec in (P("model", None), P(None, "model"))
 
 
 def _leaf(tree, path):

@@ -88,7 +88,10 @@ def test_streamed_logits_equal_the_parallel_pass_on_every_prefix(name):
                              atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["ms_ssm_multires_batchnorm_mean", "s6_mamba_conv"])
+@pytest.mark.parametrize(
+    "name",
+    ["ms_ssm_multires_batchnorm_mean",
+     pytest.param("s6_mamba_conv", marks=pytest.mark.slow)])
 def test_prepared_donated_steps_equal_the_unprepared_steps(name):
   model, spec, variables = _model_and_variables(name)
   inputs = _inputs(spec, jax.random.key(3))

@@ -54,7 +54,11 @@ def _data_updates(task: str, data_dir: pathlib.Path) -> dict:
   raise ValueError(task)
 
 
-@pytest.mark.parametrize("task", ["listops", "pathfinder32", "smnist", "basic_motions"])
+# Pathfinder-32 with -m slow: its generator has its own tests, and ListOps covers generated tasks.
+@pytest.mark.parametrize(
+    "task",
+    ["listops",
+     pytest.param("pathfinder32", marks=pytest.mark.slow), "smnist", "basic_motions"])
 def test_task_family_trains_end_to_end(task, tmp_path):
   data_dir = tmp_path / "data"
   data_dir.mkdir()

@@ -185,6 +185,7 @@ def test_loss_sums_skip_padding_and_count_nonfinite_examples():
   assert np.isfinite(counts["loss_sum"]) and counts["nonfinite_sum"] == 0
 
 
+@pytest.mark.slow  # about 28 s on 2 cores: a diagnostic script
 def test_inspect_run_finds_a_broken_running_variance(trained_run):
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
   import inspect_run  # pylint: disable=g-import-not-at-top

@@ -66,7 +66,8 @@ def test_step_equals_parallel_pass_float64(x64, name):
 
 
 @pytest.mark.parametrize(
-    "backbone", ["s4d_real", pytest.param("s5", marks=pytest.mark.slow), "s6"])  # s5: float64 above
+    "backbone",  # s4d_real and s5 with -m slow: float64 above
+    [pytest.param(b, marks=pytest.mark.slow) for b in ("s4d_real", "s5")] + ["s6"])
 def test_step_equals_parallel_pass_float32(backbone):
   layer = _layer(backbone=backbone)
   variables, u = _variables(layer), _inputs(jnp.float32)
