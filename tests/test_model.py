@@ -168,7 +168,7 @@ def test_bfloat16_is_finite_and_close_to_float32():
   assert not np.array_equal(out16, out32)  # bf16 did run
 
 
-@pytest.mark.parametrize("block", ["multires", "mamba"])
+@pytest.mark.parametrize("block", ["multires", pytest.param("mamba", marks=pytest.mark.slow)])
 def test_remat_gives_the_same_params_outputs_and_gradients(block):
   extra = {"prenorm": True, "norm": "layer"} if block == "mamba" else {}
   cfg = tiny_config(block=block, num_layers=2, dropout=0.1, **extra)

@@ -69,11 +69,11 @@ def _prefix_logits(model, variables, inputs):
   return jnp.swapaxes(logits.reshape(L, B, -1), 0, 1)
 
 
-# The default suite streams three of the models; the two S6 mamba models, the S5 block and the
-# multires MS-SSM (47 s; a released MS-SSM streams in the default suite,
+# The default suite streams two of the models; the two S6 mamba models, the S5 block, LRU
+# and the multires MS-SSM (a released MS-SSM streams in the default suite,
 # test_released_model_streams_to_the_parallel_logits) run with -m slow.
 SLOW_STREAMING = ("s6_mamba_conv", "ms_ssm_s6_mamba_last", "s5_block_prenorm_half_glu2",
-                  "ms_ssm_multires_batchnorm_mean")
+                  "ms_ssm_multires_batchnorm_mean", "lru_per_step_logits")
 
 
 @pytest.mark.parametrize("name", [

@@ -54,11 +54,13 @@ def _data_updates(task: str, data_dir: pathlib.Path) -> dict:
   raise ValueError(task)
 
 
-# Pathfinder-32 with -m slow: its generator has its own tests, and ListOps covers generated tasks.
-@pytest.mark.parametrize(
-    "task",
-    ["listops",
-     pytest.param("pathfinder32", marks=pytest.mark.slow), "smnist", "basic_motions"])
+# Pathfinder-32 and sMNIST with -m slow: ListOps covers generated tasks, tests/data the
+# Pathfinder generator and the image pipeline.
+@pytest.mark.parametrize("task", [
+    "listops",
+    pytest.param("pathfinder32", marks=pytest.mark.slow),
+    pytest.param("smnist", marks=pytest.mark.slow), "basic_motions"
+])
 def test_task_family_trains_end_to_end(task, tmp_path):
   data_dir = tmp_path / "data"
   data_dir.mkdir()

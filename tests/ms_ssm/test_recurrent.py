@@ -48,11 +48,15 @@ def _variables(layer):
   return perturbed_variables(layer, WIDTH)
 
 
-# s5_no_levels (the slowest case; S5 streams are also in s5_linear_input and s5_conv) runs
-# with -m slow.
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.slow) if name == "s5_no_levels" else name for name in CASES
-])
+# s5_no_levels (the slowest case; S5 streams are also in s5_linear_input and s5_conv) and
+# s4d_real_linear_input (s4d_real streams in the other mixers' cases, the mixer in s5's and
+# s6's) run with -m slow.
+SLOW_CASES = ("s5_no_levels", "s4d_real_linear_input")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_CASES else name for name in CASES])
 def test_step_equals_parallel_pass_float64(x64, name):
   layer = _layer(**CASES[name])
   variables, u = to_float64(_variables(layer)), _inputs(jnp.float64)

@@ -194,7 +194,12 @@ def test_each_layer_offers_the_impls_of_its_system():
   }
 
 
-@pytest.mark.parametrize("name", LAYERS)
+# The MS-SSM s4d_real case with -m slow: s4d_real_bidirectional has the same streams, and
+# tests/ms_ssm/test_layer.py runs MS-SSM chunked.
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.slow) if n == "ms_ssm_s4d_real_bidirectional" else n
+    for n in LAYERS
+])
 def test_chunked_impl_of_every_layer_equals_its_scan(x64, name):
   """`chunked` for every layer (`conv`: tests/test_conv_mode.py; `pallas`:
   tests/test_pallas_impl.py)."""
