@@ -21,6 +21,7 @@ from ms_ssm_jax.ssm.lru import LRU
 from ms_ssm_jax.ssm.s4d import S4D
 from ms_ssm_jax.ssm.s5 import S5
 from ms_ssm_jax.ssm.s6 import S6
+from tests.marks import marked_slow
 
 BATCH, LENGTH, WIDTH = 2, 11, 4
 LENGTHS = np.array([LENGTH, 6], np.int32)
@@ -67,9 +68,7 @@ CASES: dict[str, nn.Module] = {
 SLOW_CASES = ("ms_ssm_s6", "ms_ssm_s6_silu", "ms_ssm_s6_band_conditioned")
 
 
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_CASES else n for n in sorted(CASES)])
+@pytest.mark.parametrize("name", marked_slow(sorted(CASES), SLOW_CASES))
 def test_pallas_matches_associative(name):
   layer = CASES[name]
   fused = layer.clone(impl="pallas")

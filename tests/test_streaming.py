@@ -17,6 +17,7 @@ from tests.test_model import CONTINUOUS
 from tests.test_model import DUAL
 from tests.test_model import TOKENS
 from tests.test_model import tiny_config
+from tests.marks import marked_slow
 
 B, L = 2, 8
 
@@ -76,9 +77,7 @@ SLOW_STREAMING = ("s6_mamba_conv", "ms_ssm_s6_mamba_last", "s5_block_prenorm_hal
                   "ms_ssm_multires_batchnorm_mean", "lru_per_step_logits")
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.slow) if name in SLOW_STREAMING else name for name in CASES
-])
+@pytest.mark.parametrize("name", marked_slow(CASES, SLOW_STREAMING))
 def test_streamed_logits_equal_the_parallel_pass_on_every_prefix(name):
   model, spec, variables = _model_and_variables(name)
   inputs = _inputs(spec, jax.random.key(3))

@@ -28,6 +28,7 @@ from ms_ssm_jax import zoo
 from ms_ssm_jax.data import uea
 from tests.test_train import persistent_compilation_cache  # noqa: F401  (autouse)
 from tests.test_train import tiny_config
+from tests.marks import marked_slow
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RELEASED = zoo.list_entries(zoo.zoo_dir(REPO / "ms_ssm_jax" / "released"))
@@ -86,10 +87,9 @@ def generated_data_dir(tmp_path_factory):
   return tmp_path_factory.mktemp("generated_tfds")
 
 
-@pytest.mark.parametrize("entry", [
-    pytest.param(entry, marks=pytest.mark.slow) if entry.name in SLOW_SLICE_ENTRIES else entry
-    for entry in RELEASED
-], ids=lambda entry: entry.name)
+@pytest.mark.parametrize("entry",
+                         marked_slow(RELEASED, SLOW_SLICE_ENTRIES, key=lambda entry: entry.name),
+                         ids=lambda entry: entry.name)
 def test_entry_reproduces_its_slice_accuracy(entry, generated_data_dir):
   quick = entry.task in QUICK_TASKS or (entry.task == "uea" and
                                         entry.config["data"]["dataset"] in SHIPPED_UEA_DATASETS)

@@ -16,6 +16,7 @@ from tests.streaming_helpers import prepared_outputs
 from tests.streaming_helpers import primitive_names
 from tests.streaming_helpers import stepped_outputs
 from tests.streaming_helpers import to_float64
+from tests.marks import marked_slow
 
 BATCH, WIDTH = 2, 3
 # Longer than the widest filter (S=3, K=3: R_3 = 15 samples), so every ring buffer wraps.
@@ -54,9 +55,7 @@ def _variables(layer):
 SLOW_CASES = ("s5_no_levels", "s4d_real_linear_input")
 
 
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_CASES else name for name in CASES])
+@pytest.mark.parametrize("name", marked_slow(CASES, SLOW_CASES))
 def test_step_equals_parallel_pass_float64(x64, name):
   layer = _layer(**CASES[name])
   variables, u = to_float64(_variables(layer)), _inputs(jnp.float64)

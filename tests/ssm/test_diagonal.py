@@ -23,6 +23,7 @@ from ms_ssm_jax.ssm.lru import LRU
 from ms_ssm_jax.ssm.s4d import S4D
 from ms_ssm_jax.ssm.s5 import S5
 from ms_ssm_jax.ssm.s6 import S6
+from tests.marks import marked_slow
 
 B, L, H, G, N = 2, 11, 3, 2, 4
 LENGTHS = np.array([L, 6], np.int32)
@@ -196,10 +197,7 @@ def test_each_layer_offers_the_impls_of_its_system():
 
 # The MS-SSM s4d_real case with -m slow: s4d_real_bidirectional has the same streams, and
 # tests/ms_ssm/test_layer.py runs MS-SSM chunked.
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.slow) if n == "ms_ssm_s4d_real_bidirectional" else n
-    for n in LAYERS
-])
+@pytest.mark.parametrize("name", marked_slow(LAYERS, ("ms_ssm_s4d_real_bidirectional",)))
 def test_chunked_impl_of_every_layer_equals_its_scan(x64, name):
   """`chunked` for every layer (`conv`: tests/test_conv_mode.py; `pallas`:
   tests/test_pallas_impl.py)."""
