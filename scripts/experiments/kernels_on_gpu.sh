@@ -40,11 +40,17 @@
 out=${1:?usage: kernels_on_gpu.sh OUTDIR}; mkdir -p $out; PY=${PYTHON:-python3}
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1 BENCH_RESULTS_DIR=$out
 round=${ROUND:?set ROUND=1, 2, 3, 4, 5, 6 or 7 (see the header)}
-if [ $round = 7 ]; then
-  JAX_PLATFORMS=cuda timeout 120 $PY -m pytest -v --tb=short -p no:cacheprovider \
-    tests/test_pallas_impl.py -k "s5 or lru" > $out/gpu_tests.log 2>&1
+# gpu_tests LIMIT PYTEST_ARGS...: compiled tests (Triton) into $out/gpu_tests.log, stopped after
+#   LIMIT s, then the count passed and the failures.
+gpu_tests() {
+  local limit=$1; shift
+  JAX_PLATFORMS=cuda timeout $limit $PY -m pytest -v -p no:cacheprovider "$@" \
+    > $out/gpu_tests.log 2>&1
   echo "tests exit $?" >> $out/gpu_tests.log
   grep -c PASSED $out/gpu_tests.log; grep -E "FAILED|Error|exit" $out/gpu_tests.log
+}
+if [ $round = 7 ]; then
+  gpu_tests 120 --tb=short tests/test_pallas_impl.py -k "s5 or lru"
   PYTHONPATH=. timeout 150 $PY scripts/bench_fused_layer.py --repeats 10 --blocks 8x16x4 \
     > $out/fused_layer.log 2>&1
   grep -v "^W1" $out/fused_layer.log | tail -8
@@ -57,10 +63,8 @@ if [ $round = 7 ]; then
   exit 0
 fi
 if [ $round = 6 ]; then
-  JAX_PLATFORMS=cuda timeout 200 $PY -m pytest -v -p no:cacheprovider tests/test_pallas_ms_ssm.py \
-    tests/test_pallas_impl.py tests/test_pallas_recurrence.py > $out/gpu_tests.log 2>&1
-  echo "tests exit $?" >> $out/gpu_tests.log
-  grep -c PASSED $out/gpu_tests.log; grep -E "FAILED|exit" $out/gpu_tests.log
+  gpu_tests 200 tests/test_pallas_ms_ssm.py tests/test_pallas_impl.py \
+    tests/test_pallas_recurrence.py
   PYTHONPATH=. timeout 80 $PY scripts/bench_fused_layer.py --repeats 10 --blocks 8x16x4,8x8x2 \
     > $out/fused_layer.log 2>&1
   grep -v "^W1" $out/fused_layer.log | tail -12
@@ -76,11 +80,8 @@ if [ $round = 6 ]; then
   exit 0
 fi
 if [ $round = 5 ]; then
-  JAX_PLATFORMS=cuda timeout 150 $PY -m pytest -v -p no:cacheprovider \
-    tests/test_pallas_recurrence.py tests/ssm/test_diagonal.py tests/test_pallas_impl.py \
-    -k "test_pallas_recurrence or (mimo and pallas) or s5 or lru" > $out/gpu_tests.log 2>&1
-  echo "tests exit $?" >> $out/gpu_tests.log
-  grep -c PASSED $out/gpu_tests.log; grep -E "FAILED|exit" $out/gpu_tests.log
+  gpu_tests 150 tests/test_pallas_recurrence.py tests/ssm/test_diagonal.py \
+    tests/test_pallas_impl.py -k "test_pallas_recurrence or (mimo and pallas) or s5 or lru"
   timeout 200 $PY scripts/bench_layers.py --section scan --lengths 4096,16384,65536 \
     --repeats 10 > $out/bench_scan.log 2>&1
   grep -v "^|---" $out/bench_scan.log | grep -E "^\| [0-9]|bandwidth"
@@ -91,10 +92,7 @@ if [ $round = 5 ]; then
 fi
 if [ $round = 4 ]; then
   if [ "${SKIP_TESTS:-0}" != 1 ]; then
-    JAX_PLATFORMS=cuda timeout 180 $PY -m pytest -v -p no:cacheprovider \
-      tests/test_pallas_ms_ssm.py tests/test_pallas_impl.py > $out/gpu_tests.log 2>&1
-    echo "tests exit $?" >> $out/gpu_tests.log
-    grep -c PASSED $out/gpu_tests.log; grep -E "FAILED|exit" $out/gpu_tests.log
+    gpu_tests 180 tests/test_pallas_ms_ssm.py tests/test_pallas_impl.py
   fi
   PYTHONPATH=. timeout 110 $PY scripts/bench_fused_layer.py --repeats 10 \
     --blocks 8x16x4,8x8x2,16x8x2 > $out/fused_layer.log 2>&1
