@@ -491,17 +491,15 @@ def _to_task_example(example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def get_source(config: ml_collections.ConfigDict, split: str) -> MappedSource:
-  """The examples of `split`; the data are generated and written on first use.
+  """The examples of `split`; the data are generated and written on first use (once per
+  machine: `local_builder.prepared`).
 
   On multi-host runs, prepare the data once beforehand (`make_builder(config)
   .download_and_prepare()`) so that hosts do not generate it concurrently.
   """
-  builder = make_builder(config)
-  if split not in builder.builder_config.split_sizes:
+  if split not in _builder_config(config).split_sizes:
     raise ValueError(f"listops: unknown split {split!r}; known: train, validation, test")
-  if not builder.is_prepared():
-    logging.info("Generating ListOps %s into %s.", builder.builder_config.name, builder.data_dir)
-    builder.download_and_prepare()
+  builder = local_builder.prepared(lambda: make_builder(config))
   return MappedSource(builder.as_data_source(split=split), _to_task_example)
 
 

@@ -214,8 +214,8 @@ def _make_task(name: str, image_size: int) -> TaskDef:
     """
     if split not in SPLITS:
       raise ValueError(f"{name}: unknown split {split!r}; known: {', '.join(SPLITS)}")
-    builder = make_builder(config, image_size)
-    if not builder.is_prepared():
+
+    def generate(builder: Pathfinder) -> None:
       logging.info(
           "Generating %s (%s) into %s; %d workers (config.generation_workers).",
           name,
@@ -224,6 +224,8 @@ def _make_task(name: str, image_size: int) -> TaskDef:
           config.generation_workers,
       )  # fmt: skip
       builder.download_and_prepare()
+
+    builder = local_builder.prepared(lambda: make_builder(config, image_size), generate)
     return PathfinderSource(builder.as_data_source(split=split))
 
   return TaskDef(default_config=default_config, spec=spec, source=source)

@@ -173,11 +173,9 @@ def _prepared_builder(data_dir: str, dataset: str, manual_dir: str) -> UeaArchiv
       data_dir=os.path.expanduser(data_dir), file_format="array_record",
       config=dataset if dataset in UeaArchive.builder_configs else tfds.core.BuilderConfig(
           name=dataset))
-  builder = UeaArchive(**kwargs)
-  if not builder.is_prepared():
-    builder = UeaArchive(files=_source_files(dataset, manual_dir, data_dir), **kwargs)
-    builder.download_and_prepare()
-  return builder
+  return local_builder.prepared(
+      lambda: UeaArchive(**kwargs), lambda _: UeaArchive(
+          files=_source_files(dataset, manual_dir, data_dir), **kwargs).download_and_prepare())
 
 
 def _check_config(config: ml_collections.ConfigDict) -> None:
