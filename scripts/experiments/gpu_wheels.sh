@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Download the wheels that the device machine lacks into DEST (default .whl_gpu, ignored):
 # this venv's packages at their installed versions, for CPython 3.12 on x86-64 Linux, less
-# what the device image has (jax, jaxlib and their numeric stack, pillow) and what only CPU
-# work here needs (the linters, aeon and its stack). A device call then carries DEST and
-# starts with
+# what the device image has (jax and its numeric stack; tensorstore, uvloop, pytest, pillow,
+# protobuf, psutil, PyYAML, requests, rich, msgpack, fsspec and their dependencies: its pip
+# list on an H100, 2026-12-07) and what only CPU work here needs (the linters, aeon and its
+# stack). About 15 MB: with the tracked tree under the 64 MiB a call carries. A device call
+# then carries DEST and starts with
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
 #     --target /tmp/site .whl_gpu/*.whl && export PYTHONPATH=/tmp/site:$PWD
 # Run from the repository root after scripts/setup.sh.
 set -euo pipefail
 dest=${1:-.whl_gpu}
-skip='^(jax|jaxlib|numpy|scipy|ml.dtypes|opt.einsum|ms.ssm.jax|aeon|scikit.learn|pyarrow|pillow|ruff|yapf|threadpoolctl|joblib|numba|llvmlite|pandas|deprecated|sktime|pytz|tzdata|python.dateutil)='
+on_device='jax|jaxlib|numpy|scipy|ml.dtypes|opt.einsum|tensorstore|uvloop|pytest|pluggy|iniconfig|pillow|protobuf|psutil|pyyaml|requests|urllib3|idna|certifi|charset.normalizer|rich|markdown.it.py|mdurl|pygments|msgpack|fsspec'
+cpu_only='ms.ssm.jax|aeon|scikit.learn|pyarrow|ruff|yapf|pytest.xdist|execnet|threadpoolctl|joblib|numba|llvmlite|pandas|deprecated|sktime|pytz|tzdata|python.dateutil'
+skip="^($on_device|$cpu_only)="
 mkdir -p $dest
 .venv/bin/pip freeze --exclude-editable | grep -v '^#' | grep -v -i -E "$skip" > $dest/requirements.txt
 platforms=()
