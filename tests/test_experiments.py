@@ -80,7 +80,7 @@ def test_kernels_on_gpu_asks_for_its_round(tmp_path):
   result = subprocess.run(["bash", str(EXPERIMENTS / "kernels_on_gpu.sh"),
                            str(tmp_path)], cwd=REPO, capture_output=True, text=True, check=False)
   assert result.returncode != 0
-  assert "set ROUND=1, 2, 3, 4, 5, 6 or 7" in result.stderr
+  assert "set ROUND=1, 2, 3, 4, 5, 6, 7 or 8" in result.stderr
 
 
 def test_ablations_gpu_rejects_an_unknown_row_before_it_trains(tmp_path):
@@ -94,3 +94,33 @@ def test_ablations_gpu_rejects_an_unknown_row_before_it_trains(tmp_path):
   assert result.returncode == 2, result.stderr
   assert "unknown row no_mixer; known: full no_ssm conv1d" in result.stdout
   assert not (tmp_path / "runs" / "logs" / "prepare_listops.log").exists()
+
+
+def test_keep_resume_replaces_runs_from_a_split_archive_and_needs_checkpoints(tmp_path):
+  staged = tmp_path / "staged"
+  for run in ("run_a", "run_b"):
+    (staged / "wd" / run / "checkpoints" / "30").mkdir(parents=True)
+    (staged / "wd" / run / "best" / "20").mkdir(parents=True)
+  (staged / "logs").mkdir()
+  returned = tmp_path / "returned"
+  returned.mkdir()
+  subprocess.run(f"tar czf - -C {staged} logs wd | split -b 200 - {returned}/runs.tar.gz.part-",
+                 shell=True, check=True)
+  dest = tmp_path / "resume"
+  (dest / "run_a" / "checkpoints" / "10").mkdir(parents=True)  # an older resume point
+  keep = lambda: subprocess.run(
+      ["bash", str(EXPERIMENTS / "keep_resume.sh"),
+       str(returned), str(dest)], capture_output=True, text=True)
+  result = keep()
+  assert result.returncode == 0, result.stderr
+  assert "run_a: checkpoints 30 best 20" in result.stdout
+  assert sorted(p.name for p in (dest / "run_a" / "checkpoints").iterdir()) == ["30"]
+  assert (dest / "run_b" / "best" / "20").is_dir()
+  for part in returned.iterdir():
+    part.unlink()
+  (staged / "wd" / "run_b" / "checkpoints" / "30").rmdir()
+  (staged / "wd" / "run_b" / "checkpoints").rmdir()
+  subprocess.run(f"tar czf {returned}/runs.tar.gz -C {staged} logs wd", shell=True, check=True)
+  result = keep()
+  assert result.returncode == 1
+  assert "run_b: no checkpoints" in result.stdout

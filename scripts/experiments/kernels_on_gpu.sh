@@ -9,6 +9,7 @@
 #   ROUND=5 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # call5/
 #   ROUND=6 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # rounds 4 and 5 in one call
 #   ROUND=7 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # what round 6 left
+#   ROUND=8 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # what compiles too long for 7
 # 1: all layer/kernel rows (block shapes including state blocks) and the S4 and S6 variants'
 #    train step with the Pallas scan and remat.
 # 2: after round 1 set the default blocks: the tests verbose (a timeout still names each
@@ -35,11 +36,14 @@
 #    tests (with a short traceback: round 6 lost its one failure's message), the fused layer at
 #    one block shape, the bare recurrence at L=4k with shorter segments, and the paper-size
 #    ListOps train step of the S4 variant (conv) and the S6 variant, both without remat.
+# 8: what round 7 left on an H100 (still compiling at its limits): the fused layer benchmark at
+#    one block shape with 300 s, and the S6 variant's paper-size ListOps step without remat with
+#    230 s, each with its wall time (most of it compiling; the step's first_step_s says how much).
 # Rounds 2 and 3 name kernel blocks with the state-loop and chunks-per-entry parts that the
 # kernel lost on 2026-12-06 (no config used them): they run at commits before f603a14 only.
 out=${1:?usage: kernels_on_gpu.sh OUTDIR}; mkdir -p $out; PY=${PYTHON:-python3}
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1 BENCH_RESULTS_DIR=$out
-round=${ROUND:?set ROUND=1, 2, 3, 4, 5, 6 or 7 (see the header)}
+round=${ROUND:?set ROUND=1, 2, 3, 4, 5, 6, 7 or 8 (see the header)}
 # gpu_tests LIMIT PYTEST_ARGS...: compiled tests (Triton) into $out/gpu_tests.log, stopped after
 #   LIMIT s, then the count passed and the failures.
 gpu_tests() {
@@ -49,6 +53,19 @@ gpu_tests() {
   echo "tests exit $?" >> $out/gpu_tests.log
   grep -c PASSED $out/gpu_tests.log; grep -E "FAILED|Error|exit" $out/gpu_tests.log
 }
+if [ $round = 8 ]; then
+  SECONDS=0
+  PYTHONPATH=. timeout 300 $PY scripts/bench_fused_layer.py --repeats 10 --blocks 8x16x4 \
+    > $out/fused_layer.log 2>&1
+  echo "fused layer benchmark: exit $?, ${SECONDS} s" >> $out/fused_layer.log
+  grep -v "^W1" $out/fused_layer.log | tail -12
+  SECONDS=0
+  timeout 230 $PY scripts/bench_train.py --steps 10 --set train.remat=False \
+    --configs configs/listops.py:ms_ssm_s6 > $out/bench_train.log 2>&1
+  echo "S6 train step: exit $?, ${SECONDS} s" >> $out/bench_train.log
+  grep -v "^W1" $out/bench_train.log | tail -5
+  exit 0
+fi
 if [ $round = 7 ]; then
   gpu_tests 120 --tb=short tests/test_pallas_impl.py -k "s5 or lru"
   PYTHONPATH=. timeout 150 $PY scripts/bench_fused_layer.py --repeats 10 --blocks 8x16x4 \
@@ -118,7 +135,7 @@ case $round in
      kernels=(150 --only pallas
               --kernel_blocks 8x32x16x1x2,8x32x16x1x2x1,8x32x32x1x2x1,8x32x16x1x4x1)
      train=(180 --configs configs/listops.py:ms_ssm_s6 --set train.remat=True) ;;
-  *) echo "ROUND=$round: choose 1, 2, 3, 4, 5, 6 or 7"; exit 2 ;;
+  *) echo "ROUND=$round: choose 1, 2, 3, 4, 5, 6, 7 or 8"; exit 2 ;;
 esac
 timeout ${tests[0]} $PY -m pytest ${tests[1]} -p no:cacheprovider tests/test_pallas_scan.py \
   tests/test_pallas_impl.py > $out/gpu_tests.log 2>&1; echo "tests exit $?" >> $out/gpu_tests.log
