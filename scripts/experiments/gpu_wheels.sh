@@ -8,14 +8,18 @@
 # then carries DEST and starts with
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
 #     --target /tmp/site .whl_gpu/*.whl && export PYTHONPATH=/tmp/site:$PWD
+# Further requirements after DEST are added as they are: the UEA/UCR runs of ts_seeds.sh read
+# the shipped sets from aeon's wheel (6 MB; its files, not its code or dependencies):
+#   bash scripts/experiments/gpu_wheels.sh .whl_gpu aeon==1.6.0
 # Run from the repository root after scripts/setup.sh.
 set -euo pipefail
-dest=${1:-.whl_gpu}
+dest=${1:-.whl_gpu}; shift || true
 on_device='jax|jaxlib|numpy|scipy|ml.dtypes|opt.einsum|tensorstore|uvloop|pytest|pluggy|iniconfig|pillow|protobuf|psutil|pyyaml|requests|urllib3|idna|certifi|charset.normalizer|rich|markdown.it.py|mdurl|pygments|msgpack|fsspec'
 cpu_only='ms.ssm.jax|aeon|scikit.learn|pyarrow|ruff|yapf|pytest.xdist|execnet|threadpoolctl|joblib|numba|llvmlite|pandas|deprecated|sktime|pytz|tzdata|python.dateutil'
 skip="^($on_device|$cpu_only)="
-mkdir -p $dest
+mkdir -p $dest && rm -f $dest/*.whl  # one version of each: pip refuses two
 .venv/bin/pip freeze --exclude-editable | grep -v '^#' | grep -v -i -E "$skip" > $dest/requirements.txt
+for extra in "$@"; do echo "$extra" >> $dest/requirements.txt; done
 platforms=()
 for tag in manylinux_2_28 manylinux_2_27 manylinux_2_17 manylinux2014 manylinux1; do
   platforms+=(--platform ${tag}_x86_64)
