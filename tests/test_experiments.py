@@ -121,6 +121,9 @@ def test_keep_resume_replaces_runs_from_a_split_archive_and_needs_checkpoints(tm
   (staged / "wd" / "run_b" / "checkpoints" / "30").rmdir()
   (staged / "wd" / "run_b" / "checkpoints").rmdir()
   subprocess.run(f"tar czf {returned}/runs.tar.gz -C {staged} logs wd", shell=True, check=True)
+  (dest / "run_a" / "checkpoints" / "30").rename(dest / "run_a" / "checkpoints" / "25")
   result = keep()
   assert result.returncode == 1
   assert "run_b: no checkpoints" in result.stdout
+  # Nothing replaced: run_a keeps the resume point it had.
+  assert sorted(p.name for p in (dest / "run_a" / "checkpoints").iterdir()) == ["25"]

@@ -33,12 +33,9 @@ class LocalBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 @contextlib.contextmanager
 def _exclusive(lock_path: pathlib.Path) -> Iterator[None]:
   lock_path.parent.mkdir(parents=True, exist_ok=True)
-  with open(lock_path, "a") as lock_file:
+  with open(lock_path, "a") as lock_file:  # closing it releases the lock
     fcntl.flock(lock_file, fcntl.LOCK_EX)  # waits for a process preparing the same data
-    try:
-      yield
-    finally:
-      fcntl.flock(lock_file, fcntl.LOCK_UN)
+    yield
 
 
 def prepared(

@@ -10,10 +10,12 @@ set -euo pipefail
 src=${1:?usage: keep_resume.sh RETURNED_DIR DEST}; dest=${2:?usage: keep_resume.sh RETURNED_DIR DEST}
 tmp=$(mktemp -d); trap 'rm -rf $tmp' EXIT
 cat $(ls $src/runs.tar.gz $src/runs.tar.gz.part-* 2> /dev/null) | tar xz -C $tmp
+for run in $tmp/wd/*/; do  # all or nothing: DEST keeps one session's resume point
+  [ -d $run/checkpoints ] || { echo "$(basename $run): no checkpoints in $src (FINAL=1 returns them)"; exit 1; }
+done
 mkdir -p $dest
 for run in $tmp/wd/*/; do
   name=$(basename $run)
-  [ -d $run/checkpoints ] || { echo "$name: no checkpoints in $src (FINAL=1 returns them)"; exit 1; }
   rm -rf $dest/$name && cp -r $run $dest/$name
   echo "$name: checkpoints $(ls $dest/$name/checkpoints | tr '\n' ' ')best $(ls $dest/$name/best 2> /dev/null | tr '\n' ' ')"
 done

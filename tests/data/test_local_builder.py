@@ -11,7 +11,7 @@ from ms_ssm_jax.data import uea
 
 
 class FakeBuilder:
-  """The two things `prepared` asks of a builder, with a slow preparation."""
+  """The two things `prepared` asks of a builder: its version folder and whether it is prepared."""
 
   def __init__(self, version_dir: pathlib.Path):
     self.data_dir = str(version_dir)
@@ -42,7 +42,7 @@ def test_threads_asking_at_once_prepare_once(tmp_path):
   assert len(calls) == 1  # prepared data are not prepared again
 
 
-def _train_size(data_dir: str, manual_dir: str) -> int:
+def _test_split_size(data_dir: str, manual_dir: str) -> int:
   config = uea.default_config("uea", "Toy")
   config.data_dir, config.manual_dir = data_dir, manual_dir
   return len(uea.get_source(config, "test"))
@@ -54,4 +54,4 @@ def test_processes_preparing_one_dataset_at_once_all_read_it(tmp_path, toy_archi
   args = [(str(tmp_path / "tfds"), str(toy_archive))] * 3
   context = multiprocessing.get_context("spawn")
   with concurrent.futures.ProcessPoolExecutor(3, mp_context=context) as pool:
-    assert list(pool.map(_train_size, *zip(*args))) == [9, 9, 9]
+    assert list(pool.map(_test_split_size, *zip(*args))) == [9, 9, 9]
