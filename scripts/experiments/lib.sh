@@ -19,6 +19,8 @@ rm -rf $out; [ "${KEEP_RUNS:-0}" = 1 ] || rm -rf $W; mkdir -p $W $out
 resume_runs() { local d; for d in "$1"/*/; do [ -e $W/$(basename $d) ] || cp -r $d $W/; done; }
 PY=${PYTHON:-python3}
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
+# Compiled steps persist in /tmp, so a warm machine's next call skips their compile (~40 s).
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jax_compilation_cache}
 start_clock() { start=$(date +%s); }
 # watch_gpu: GPU utilization and memory once a minute into $out/gpu_usage.log, in the background
 #   ($monitor is its pid; empty where there is no nvidia-smi, e.g. a TOY run on a CPU).
