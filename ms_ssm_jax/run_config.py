@@ -6,8 +6,10 @@
 
 A resume compares the config with the one saved in the checkpoint it restores. Fields that
 define what is trained (`FIXED`) cannot change mid-run: changing them is an error naming
-them. Run settings (learning rates, steps, evaluation, logging, ...) may change; the changes
-are reported and recorded in the history.
+them. Run settings (learning rates, steps, evaluation, logging, ...) may change, and so may
+how a layer evaluates its recurrence (`model.layer_config.impl`, `chunk_size`: the same
+parameters and outputs, so a run may move to a faster path); the changes are reported and
+recorded in the history.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ FIXED = ("model.", "data.", "train.seed", "train.global_batch_size", "init_from"
          "freeze")
 # Data fields that locate files on a machine: a run may move to another machine.
 _MACHINE_SUFFIXES = ("_dir", "_path", "_file")
+# Model fields that choose an evaluation path of the same function (`ssm.diagonal.IMPLS`).
+_EVALUATION_PATH = ("model.layer_config.impl", "model.layer_config.chunk_size")
 
 
 class ConfigChangedError(ValueError):
@@ -41,7 +45,7 @@ def flatten(config_json: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _is_fixed(key: str) -> bool:
-  if key.startswith("data.") and key.endswith(_MACHINE_SUFFIXES):
+  if (key.startswith("data.") and key.endswith(_MACHINE_SUFFIXES)) or key in _EVALUATION_PATH:
     return False
   return any(key == fixed or (fixed.endswith(".") and key.startswith(fixed)) for fixed in FIXED)
 

@@ -170,6 +170,17 @@ def test_machine_paths_may_change_but_data_may_not():
     run_config.check_resume(saved, {**moved, "data": {"name": "y"}}, "here")
 
 
+def test_the_evaluation_path_may_change_but_the_layer_may_not():
+  saved = {"model": {"layer_config": {"impl": "scan", "chunk_size": 128, "state_size": 16}}}
+  faster = {"model": {"layer_config": {"impl": "pallas", "chunk_size": 64, "state_size": 16}}}
+  assert run_config.check_resume(saved, faster, "here") == {
+      "model.layer_config.chunk_size": (128, 64), "model.layer_config.impl": ("scan", "pallas")
+  }
+  bigger = {"model": {"layer_config": {"impl": "scan", "chunk_size": 128, "state_size": 32}}}
+  with pytest.raises(run_config.ConfigChangedError, match="model.layer_config.state_size"):
+    run_config.check_resume(saved, bigger, "here")
+
+
 def test_a_second_trainer_is_refused_and_a_stale_lock_taken_over(tmp_path):
   holder = subprocess.Popen([
       sys.executable, "-c", "import sys, time\nfrom ms_ssm_jax import workdir_lock\n"
