@@ -64,8 +64,9 @@ CASES: dict[str, nn.Module] = {
 
 # The S6 streams' cases run with -m slow (10-22 s each): the fused layer's wiring is checked by
 # the s4d_real cases, the S6 kernel by test_pallas_ms_ssm (float64), and the S6 streams in
-# pallas_scan by the bidirectional case.
-SLOW_CASES = ("ms_ssm_s6", "ms_ssm_s6_silu", "ms_ssm_s6_band_conditioned")
+# pallas_scan by the bidirectional case. So do ms_ssm_s4d_real (its mixer and streams are in
+# the other s4d_real cases) and lru (the complex kernel is in the s5 cases).
+SLOW_CASES = ("ms_ssm_s6", "ms_ssm_s6_silu", "ms_ssm_s6_band_conditioned", "ms_ssm_s4d_real", "lru")
 
 
 @pytest.mark.parametrize("name", marked_slow(sorted(CASES), SLOW_CASES))

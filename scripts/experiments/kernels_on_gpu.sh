@@ -39,6 +39,8 @@
 # 8: what round 7 left on an H100 (still compiling at its limits): the fused layer benchmark at
 #    one block shape with 300 s, and the S6 variant's paper-size ListOps step without remat with
 #    230 s, each with its wall time (most of it compiling; the step's first_step_s says how much).
+# gpu_tests runs the slow cases too (compiled, they take seconds) since 2026-12-08; rounds 1-8
+# ran the default selection.
 # Rounds 2 and 3 name kernel blocks with the state-loop and chunks-per-entry parts that the
 # kernel lost on 2026-12-06 (no config used them): they run at commits before f603a14 only.
 out=${1:?usage: kernels_on_gpu.sh OUTDIR}; mkdir -p $out; PY=${PYTHON:-python3}
@@ -48,7 +50,7 @@ round=${ROUND:?set ROUND=1, 2, 3, 4, 5, 6, 7 or 8 (see the header)}
 #   LIMIT s, then the count passed and the failures.
 gpu_tests() {
   local limit=$1; shift
-  JAX_PLATFORMS=cuda timeout $limit $PY -m pytest -v -p no:cacheprovider "$@" \
+  JAX_PLATFORMS=cuda timeout $limit $PY -m pytest -v -p no:cacheprovider -m "slow or not slow" "$@" \
     > $out/gpu_tests.log 2>&1
   echo "tests exit $?" >> $out/gpu_tests.log
   grep -c PASSED $out/gpu_tests.log; grep -E "FAILED|Error|exit" $out/gpu_tests.log

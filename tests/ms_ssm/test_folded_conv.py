@@ -107,7 +107,8 @@ def test_folded_equals_scan_and_bandwise_float64(x64, mixer, bidirectional, back
   _assert_close_at(valid, folded_y, bandwise_y, 1e-12)
 
 
-@pytest.mark.parametrize("num_levels", [0, pytest.param(1, marks=pytest.mark.slow), 4])
+@pytest.mark.parametrize("num_levels",
+                         [pytest.param(s, marks=pytest.mark.slow) for s in (0, 1)] + [4])
 def test_folded_equals_scan_other_depths_float64(x64, num_levels):
   """S=0 (no bands), and S=4 whose centered filters (46 taps) outreach the 19 steps."""
   layer = _layer("static", True, num_levels=num_levels)

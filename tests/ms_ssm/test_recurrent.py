@@ -49,10 +49,9 @@ def _variables(layer):
   return perturbed_variables(layer, WIDTH)
 
 
-# s5_no_levels (the slowest case; S5 streams are also in s5_linear_input and s5_conv) and
-# s4d_real_linear_input (s4d_real streams in the other mixers' cases, the mixer in s5's and
-# s6's) run with -m slow.
-SLOW_CASES = ("s5_no_levels", "s4d_real_linear_input")
+# s5_no_levels and s5_linear_input (S5 streams are also in s5_conv) and s4d_real_linear_input
+# (s4d_real streams in the other mixers' cases, the mixer in s6's) run with -m slow.
+SLOW_CASES = ("s5_no_levels", "s5_linear_input", "s4d_real_linear_input")
 
 
 @pytest.mark.parametrize("name", marked_slow(CASES, SLOW_CASES))
@@ -68,9 +67,9 @@ def test_step_equals_parallel_pass_float64(x64, name):
   np.testing.assert_allclose(prepared, stepped, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize(
-    "backbone",  # s4d_real and s5 with -m slow: float64 above
-    [pytest.param(b, marks=pytest.mark.slow) for b in ("s4d_real", "s5")] + ["s6"])
+# With -m slow (17-47 s each): float64 above; tests/test_streaming.py streams float32 models.
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ["s4d_real", "s5", "s6"])
 def test_step_equals_parallel_pass_float32(backbone):
   layer = _layer(backbone=backbone)
   variables, u = _variables(layer), _inputs(jnp.float32)
