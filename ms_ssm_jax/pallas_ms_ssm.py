@@ -32,13 +32,14 @@ chunk's band and states from the chunk's entry state and runs the adjoint of `pa
 with the mixer's cotangent `dz (w_j u + b_j)` as the stream's output cotangent. The band's
 transpose, `du_{t-m} += f_j[m] dv_t`, reaches up to `R - 1` steps into earlier chunks: those
 rows are carried to the next (earlier) chunk. The programs write per-stream partial sums of
-`du` `(B, G, L, H)` (XLA adds the G streams and `D dz`), per-channel-block partial sums of the
-per-step `d dt_low`, `db_t`, `dc_t` (as `pallas_scan` does for `db_t`, `dc_t`), and
-per-batch-element sums of the filter, mixer, step projection and state-coefficient gradients.
+`du` `(B, G, L, H)` (XLA adds the G streams and `D dz`), per-batch-element sums of the
+filter, mixer, step projection and state-coefficient gradients, and add their channels' part of
+the per-step `d dt_low`, `db_t`, `dc_t` (shared by a stream's channels) with atomic adds.
 
 Causal layers only (the bidirectional layer's centered bands and reverse scan are not here).
-Like `pallas_scan`, written with generic Pallas ops: compiled by Triton on GPUs, interpreted on
-the CPU (`interpret=True`, the tests).
+Like `pallas_scan`, written with generic Pallas ops, but for the atomic adds of the backward
+(Triton's): compiled by Triton on GPUs, interpreted on the CPU (`interpret=True`, the tests);
+not run on a TPU.
 """
 
 from __future__ import annotations
@@ -50,8 +51,10 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plgpu
 
 from ms_ssm_jax import pallas_scan as ps
+from ms_ssm_jax import target
 
 Array = jax.Array
 
@@ -241,7 +244,9 @@ def _forward_kernel(*refs, options: FusedOptions):
 
 def _backward_kernel(*refs, options: FusedOptions):
   ins, rest = _split_refs(refs, options)
-  entry_ref, dz_ref, du_ref, *rest = rest
+  entry_ref, dz_ref, *rest = rest
+  rest = rest[_num_shared_gradients(options):]  # the zeros the shared gradients start from
+  du_ref, *rest = rest
   ddt_low_ref = rest.pop(0) if options.has_steps else None
   da_ref, db_ch_ref, dc_ch_ref, *rest = rest
   db_ref = rest.pop(0) if options.has_b else None
@@ -309,12 +314,12 @@ def _backward_kernel(*refs, options: FusedOptions):
       g = g_next + dy * readout
       dc_ch = dc_ch + dy_x * c_t
       if dc_ref is not None:
-        dc_ref[t] = jnp.sum(dy_x * coef.c_ch, axis=0)
+        plgpu.atomic_add(dc_ref, t, jnp.sum(dy_x * coef.c_ch, axis=0))
       g_in = jnp.sum(g * coef.b_ch * b_t, axis=1)
       g_scaled = g * ps.column(ps.scaled_input(step), shape)
       db_ch = db_ch + g_scaled * b_t
       if db_ref is not None:
-        db_ref[t] = jnp.sum(g_scaled * coef.b_ch, axis=0)
+        plgpu.atomic_add(db_ref, t, jnp.sum(g_scaled * coef.b_ch, axis=0))
       decay = ps.step_decay(step, coef)
       g_exponent = g * x_prev * decay
       if step.delta is None:
@@ -326,8 +331,9 @@ def _backward_kernel(*refs, options: FusedOptions):
         ddelta = g_in * step.u + jnp.sum(g_exponent * coef.a, axis=1)
         dlogit = ddelta * _sigmoid(logits[s])  # softplus' = sigmoid
         proj_shape = dt_proj.shape
-        ddt_low_ref[t] = jnp.sum(
-            jax.lax.broadcast_in_dim(dlogit, proj_shape, (1,)) * dt_proj, axis=1)
+        plgpu.atomic_add(
+            ddt_low_ref, t,
+            jnp.sum(jax.lax.broadcast_in_dim(dlogit, proj_shape, (1,)) * dt_proj, axis=1))
         ddt_proj = ddt_proj + (jax.lax.broadcast_in_dim(lows[s], proj_shape, (0,)) *
                                jax.lax.broadcast_in_dim(dlogit, proj_shape, (1,)))
         ddt_bias = ddt_bias + dlogit
@@ -439,14 +445,25 @@ def _forward_call(options: FusedOptions, inputs: dict[str, Array | None]):
                         name="ms_ssm_layer_forward")(*_given(inputs))
 
 
+def _num_shared_gradients(options: FusedOptions) -> int:
+  """How many gradients the channel blocks share (d dt_low, db, dc as given): each program adds
+  its channels' part to them atomically, from zeros passed in and aliased to the output."""
+  return options.has_steps + options.has_b + options.has_c
+
+
 def _backward_call(options: FusedOptions, inputs: dict[str, Array | None], entries: Array,
                    dz: Array):
-  """Per-stream du `(B, G, Lp, Hp)`; per-channel-block d dt_low `(B, G, Hp / H_blk, Lp, Rp)`
-  (given steps); per-batch da, db_ch, dc_ch `(B, G, Hp, Np)`; per-channel-block db, dc
-  `(B, G, Hp / H_blk, Lp, Np)` (given b, c); per-batch dfilters `(B, G, R, Hp)`, dmix_w (given
-  w) and dmix_b `(B, G, Hp)`; per-batch d dt_proj `(B, G, Rp, Hp)` and d dt_bias `(B, G, Hp)`
-  (given steps); with E > 1, the scratch of the recomputed chunk entry states `(B, G, E, Hp,
-  Np)`."""
+  """Per-stream du `(B, G, Lp, Hp)`; d dt_low `(B, G, Lp, Rp)` (given steps); per-batch da,
+  db_ch, dc_ch `(B, G, Hp, Np)`; db, dc `(B, G, Lp, Np)` (given b, c); per-batch dfilters
+  `(B, G, R, Hp)`, dmix_w (given w) and dmix_b `(B, G, Hp)`; per-batch d dt_proj `(B, G, Rp,
+  Hp)` and d dt_bias `(B, G, Hp)` (given steps); with E > 1, the scratch of the recomputed
+  chunk entry states `(B, G, E, Hp, Np)`.
+
+  d dt_low, db and dc sum over channels: every channel block's program adds into the same
+  `(Lp, Rp)` or `(Lp, Np)` block with atomic adds (their order, and so the float32 rounding,
+  varies from run to run). Partial sums per channel block instead would write `Hp / H_blk`
+  times that: 16.8 GB per layer for db and for dc at the paper's ListOps size (64 blocks), most
+  of the backward's memory and traffic (`scripts/train_compile.py`)."""
   batch, padded_length, channels = inputs["u"].shape
   groups, num_taps, _ = inputs["filters"].shape
   states, rank = inputs["a"].shape[-1], _rank(inputs)
@@ -454,13 +471,14 @@ def _backward_call(options: FusedOptions, inputs: dict[str, Array | None], entri
   every = options.checkpoint_every
   num_chunks = length // (options.chunk * every)
   seq = pl.BlockSpec((sq, sq, length, hb), lambda i, g, h: (i, g, 0, h))
-  proj = pl.BlockSpec((sq, sq, length, states), lambda i, g, h: (i, g, 0, 0))
+  proj_spec = lambda width: pl.BlockSpec((sq, sq, length, width), lambda i, g, h: (i, g, 0, 0))
+  proj = proj_spec(states)
   chan = pl.BlockSpec((sq, hb, states), lambda i, g, h: (g, h, 0))
   mix = pl.BlockSpec((sq, hb), lambda i, g, h: (g, h))
   block = {
       "u": pl.BlockSpec((sq, padded_length, hb), lambda i, g, h: (i, 0, h)),
       "filters": pl.BlockSpec((sq, num_taps, hb), lambda i, g, h: (g, 0, h)),
-      "dt_low": pl.BlockSpec((sq, sq, length, rank), lambda i, g, h: (i, g, 0, 0)),
+      "dt_low": proj_spec(rank),
       "dt_proj": pl.BlockSpec((sq, rank, hb), lambda i, g, h: (g, 0, h)),
       "dt_bias": mix,
       "a": chan,
@@ -479,16 +497,15 @@ def _backward_call(options: FusedOptions, inputs: dict[str, Array | None], entri
   ]
   sequence = jax.ShapeDtypeStruct((batch, groups, length, channels), jnp.float32)
   per_batch = jax.ShapeDtypeStruct((batch, groups, channels, states), jnp.float32)
-  partial = jax.ShapeDtypeStruct((batch, groups, channels // hb, length, states), jnp.float32)
   per_channel = jax.ShapeDtypeStruct((batch, groups, channels), jnp.float32)
   per_channel_spec = pl.BlockSpec((sq, sq, hb), lambda i, g, h: (i, g, h))
-  outputs = [(sequence, seq)]
-  outputs += [(jax.ShapeDtypeStruct((batch, groups, channels // hb, length, rank), jnp.float32),
-               pl.BlockSpec((sq, sq, sq, length, rank), lambda i, g, h:
-                            (i, g, h, 0, 0)))] * (options.has_steps)
+  shared = [(jax.ShapeDtypeStruct(
+      (batch, groups, length, rank), jnp.float32), proj_spec(rank))] * options.has_steps
+  shared += [(jax.ShapeDtypeStruct(
+      (batch, groups, length, states), jnp.float32), proj)] * (options.has_b + options.has_c)
+  outputs = [(sequence, seq)] + shared[:options.has_steps]
   outputs += [(per_batch, pl.BlockSpec((sq, sq, hb, states), lambda i, g, h: (i, g, h, 0)))] * 3
-  outputs += [(partial, pl.BlockSpec((sq, sq, sq, length, states), lambda i, g, h:
-                                     (i, g, h, 0, 0)))] * (options.has_b + options.has_c)
+  outputs += shared[options.has_steps:]
   outputs.append((jax.ShapeDtypeStruct((batch, groups, num_taps, channels), jnp.float32),
                   pl.BlockSpec((sq, sq, num_taps, hb), lambda i, g, h: (i, g, 0, h))))
   outputs += [(per_channel, per_channel_spec)] * (1 + options.has_input_weight)
@@ -499,12 +516,19 @@ def _backward_call(options: FusedOptions, inputs: dict[str, Array | None], entri
   if every > 1:
     outputs.append((jax.ShapeDtypeStruct((batch, groups, every, channels, states), jnp.float32),
                     pl.BlockSpec((sq, sq, every, hb, states), lambda i, g, h: (i, g, 0, h, 0))))
+  operands = _given(inputs) + [entries, dz] + [jnp.zeros(x.shape, x.dtype) for x, _ in shared]
+  shared_outputs = [1] * options.has_steps + [
+      4 + options.has_steps + j for j in range(options.has_b + options.has_c)
+  ]
+  aliases = {len(operands) - len(shared) + j: out for j, out in enumerate(shared_outputs)}
   return pl.pallas_call(functools.partial(_backward_kernel,
                                           options=options), grid=(batch, groups, channels // hb),
-                        in_specs=in_specs, out_specs=[spec for _, spec in outputs],
-                        out_shape=[shape for shape, _ in outputs], interpret=options.interpret,
+                        in_specs=in_specs + [spec for _, spec in shared],
+                        out_specs=[spec for _, spec in outputs
+                                  ], out_shape=[shape for shape, _ in outputs],
+                        input_output_aliases=aliases, interpret=options.interpret,
                         compiler_params=ps.compiler_params(options.num_warps, options.interpret),
-                        name="ms_ssm_layer_backward")(*_given(inputs), entries, dz)
+                        name="ms_ssm_layer_backward")(*operands)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -524,11 +548,11 @@ def _fused_layer_backward(options, residuals, cotangents):
   inputs, entries = residuals
   dz = cotangents[0]
   du, *rest = _backward_call(options, inputs, entries, dz)
-  grads = {"dt_low": rest.pop(0).sum(2) if options.has_steps else None}
+  grads = {"dt_low": rest.pop(0) if options.has_steps else None}
   da, db_ch, dc_ch, *rest = rest
   grads.update(a=da.sum(0), b_ch=db_ch.sum(0), c_ch=dc_ch.sum(0))
-  grads["b"] = rest.pop(0).sum(2) if options.has_b else None
-  grads["c"] = rest.pop(0).sum(2) if options.has_c else None
+  grads["b"] = rest.pop(0) if options.has_b else None
+  grads["c"] = rest.pop(0) if options.has_c else None
   grads["filters"] = rest.pop(0).sum(0)
   grads["mix_w"] = rest.pop(0).sum(0) if options.has_input_weight else None
   grads["mix_b"] = rest.pop(0).sum(0)
@@ -653,7 +677,7 @@ def fused_layer(
     raise ValueError(f"chunk and checkpoint_every must be >= 1 and block_channels a power of 2; "
                      f"got {chunk}, {checkpoint_every}, {block_channels}")
   if interpret is None:
-    interpret = jax.default_backend() == "cpu"
+    interpret = target.backend() == "cpu"
   options = FusedOptions(chunk=chunk, checkpoint_every=checkpoint_every,
                          block_channels=block_channels, taps=tuple(f.shape[0] for f in filters),
                          num_warps=num_warps, has_steps=dt_low is not None, has_b=b is not None,

@@ -33,6 +33,7 @@ from jax.experimental import pallas as pl
 
 from ms_ssm_jax import pallas_scan
 from ms_ssm_jax import scan
+from ms_ssm_jax import target
 
 Array = jax.Array
 
@@ -216,7 +217,7 @@ def linear_recurrence(a: Array, b: Array, *, reverse: bool = False, chunk: int =
   segment = min(_round_up(max(segment, 1), chunk), _round_up(length, chunk))
   padded_length, padded_states = _round_up(length, segment), _round_up(states, block_states)
   options = Options(chunk=chunk, segment=segment, block_states=block_states, num_warps=num_warps,
-                    interpret=jax.default_backend() == "cpu" if interpret is None else interpret)
+                    interpret=target.backend() == "cpu" if interpret is None else interpret)
   dtype = jnp.promote_types(jnp.result_type(a, b), jnp.float32)
   a = jnp.pad(a.astype(dtype), ((0, 0), (0, padded_states - states)))
   b = jnp.pad(b.astype(dtype),

@@ -44,6 +44,8 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
+from ms_ssm_jax import target
+
 Array = jax.Array
 
 
@@ -76,14 +78,14 @@ def next_power_of_2(n: int) -> int:
 
 def default_block(num_channels: int, num_states: int,
                   backend: str | None = None) -> tuple[int, int, int]:
-  """`(chunk, block_channels, block_states)` for `backend` (default: JAX's).
+  """`(chunk, block_channels, block_states)` for `backend` (default: `target.backend()`).
 
   GPU: T = 8, 32 channels and 16 states per program (with 2 warps, the fastest or within 1% of
   the fastest block shape on an H100 at the paper's ListOps size for N = 16 and N = 128:
   results/h100/kernels_on_gpu). TPU: 128 channels and all states, the tiling Mosaic accepts.
   """
   channels, states = next_power_of_2(num_channels), next_power_of_2(num_states)
-  if (backend or jax.default_backend()) == "tpu":
+  if (backend or target.backend()) == "tpu":
     return 8, 128, states
   return 8, min(channels, 32), min(states, 16)
 
@@ -319,7 +321,7 @@ def _operands(spec, u, delta, a, b_ch, c_ch, b, c) -> tuple[list[Array], list[pl
 
 def compiler_params(num_warps: int, interpret: bool):
   """Triton's `num_warps` on a GPU (None when interpreted or on another backend)."""
-  if interpret or jax.default_backend() != "gpu":
+  if interpret or target.backend() != "gpu":
     return None
   from jax.experimental.pallas import triton as plgpu  # pylint: disable=g-import-not-at-top
   return plgpu.CompilerParams(num_warps=num_warps, num_stages=1)
@@ -483,7 +485,7 @@ def selective_scan(
     raise ValueError(f"block_states must be a power of 2 no larger than {max_states} (N = "
                      f"{num_states} rounded up to a power of 2); got {block_states}")
   if interpret is None:
-    interpret = jax.default_backend() == "cpu"
+    interpret = target.backend() == "cpu"
   options = KernelOptions(chunk=chunk, block_channels=block_channels, block_states=block_states,
                           num_warps=num_warps, has_delta=delta is not None, has_b=b is not None,
                           has_c=c is not None, interpret=interpret)

@@ -46,6 +46,23 @@ def load_config(spec: str):
   return module.get_config(arg or None)
 
 
+def split_configs(text: str) -> list[str]:
+  """`path[:arg]` specs from a comma-separated list. A comma starts a new config only where a
+  `.py` path follows, so config args may hold commas themselves:
+  `configs/uea.py:s5,dataset=BasicMotions,configs/default.py`."""
+  return re.split(r",(?=[^,:]*\.py)", text)
+
+
+def apply_overrides(config, overrides: dict[str, str]) -> None:
+  """Sets `key=text` overrides (e.g. `train.global_batch_size=16`), typed like the current value."""
+  for key, text in overrides.items():
+    current = config
+    for part in key.split("."):
+      current = current[part]
+    value = text.lower() == "true" if isinstance(current, bool) else type(current)(text)
+    common.override(config, {key: value})
+
+
 def random_batch(spec: data.TaskSpec, batch_size: int, rng: np.random.Generator) -> dict:
   batch = model_lib.dummy_batch(spec, batch_size)
   for key in ("inputs", "inputs2"):
@@ -73,9 +90,9 @@ class TrainStep(NamedTuple):
   batch_size: int
 
 
-def build_step(config) -> TrainStep:
-  """The step `train.py` runs for `config`, over a mesh of all local devices."""
-  mesh = sharding.make_mesh(config.mesh)
+def build_step(config, devices: list[jax.Device] | None = None) -> TrainStep:
+  """The step `train.py` runs for `config`, over a mesh of all local (or the given) devices."""
+  mesh = sharding.make_mesh(config.mesh, devices)
   batch_size = config.train.global_batch_size
   sharding.check_batch_size(mesh, batch_size, "train.global_batch_size")
   spec = data.get_task(config.data)
@@ -87,6 +104,13 @@ def build_step(config) -> TrainStep:
   shardings = sharding.state_shardings(mesh, jax.eval_shape(init_state))
   step_fn = train_lib.jit_train_step(mesh, shardings, model=model, tx=tx, target=spec.target)
   return TrainStep(mesh, spec, init_state, shardings, step_fn, batch_size)
+
+
+def abstract_inputs(step: TrainStep) -> tuple[Any, dict]:
+  """The train state's and a batch's shapes and dtypes: what `step_fn.lower` compiles for."""
+  batch = random_batch(step.spec, step.batch_size, np.random.default_rng(0))
+  return jax.eval_shape(step.init_state), jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), batch)
 
 
 def describe(name: str, config, step: TrainStep, params: Any) -> dict:
@@ -124,9 +148,7 @@ def bench_config(name: str, config, steps: int) -> dict:
 def cost_config(name: str, config) -> dict:
   """XLA's FLOP and traffic count of one train step, compiled for abstract inputs only."""
   step = build_step(config)
-  state_shapes = jax.eval_shape(step.init_state)
-  batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
-                       random_batch(step.spec, step.batch_size, np.random.default_rng(0)))
+  state_shapes, batch = abstract_inputs(step)
   start = time.perf_counter()
   cost = bench_common.cost_analysis(step.step_fn.lower(state_shapes, batch).compile())
   return {
@@ -149,16 +171,9 @@ def main() -> None:
   overrides = dict(item.split("=", 1) for item in args.set)
   print(f"device: {bench_common.device_description()}, jax {jax.__version__}")
   log = bench_common.RowLog(args.output_name, vars(args))
-  # A comma starts a new config only where a `.py` path follows, so config args may hold
-  # commas themselves: configs/uea.py:s5,dataset=BasicMotions,configs/default.py
-  for name in re.split(r",(?=[^,:]*\.py)", args.configs):
+  for name in split_configs(args.configs):
     config = load_config(name)
-    for key, text in overrides.items():
-      current = config
-      for part in key.split("."):
-        current = current[part]
-      value = text.lower() == "true" if isinstance(current, bool) else type(current)(text)
-      common.override(config, {key: value})
+    apply_overrides(config, overrides)
     try:
       log.add(
           cost_config(name, config) if args.cost_only else bench_config(name, config, args.steps))

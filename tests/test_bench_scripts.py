@@ -123,3 +123,31 @@ def test_train_step_cost_only_counts_without_running(tmp_path):
   # The step's work grows with the batch (the optimizer update does not).
   assert 2 * rows[0]["GFLOP"] < rows[1]["GFLOP"] < 4 * rows[0]["GFLOP"] * 1.01
   assert 0 < rows[0]["traffic_GB"] < rows[1]["traffic_GB"]
+
+
+CUDA_PLUGIN = REPO / ".cuda_plugin"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not CUDA_PLUGIN.exists(),
+    reason="needs the CUDA compiler plugin in .cuda_plugin (scripts/train_compile.py "
+    "says how to install it; .ci/run does)")
+def test_train_compile_plans_a_gpu_step_on_the_cpu(tmp_path):
+  """The ListOps S5 step with the Pallas recurrence compiles for an H100 on this CPU: its
+  kernels lower to Triton, and XLA's memory plan and the census come back."""
+  env = {**os.environ, "BENCH_RESULTS_DIR": str(tmp_path), "PYTHONPATH": str(CUDA_PLUGIN)}
+  done = subprocess.run([
+      sys.executable,
+      str(REPO / "scripts" / "train_compile.py"), "--configs", "configs/listops.py:s5", "--set",
+      "model.layer_config.impl=pallas", "--set", "model.num_layers=2", "--hlo_dir",
+      str(tmp_path / "hlo")
+  ], cwd=REPO, capture_output=True, text=True, env=env, check=False)
+  assert done.returncode == 0, done.stderr[-3000:]
+  [row] = read_rows(tmp_path, "train_compile")
+  assert row["L"] == 2048 and row["batch"] == 50
+  assert 0 < row["total_GiB"] < row["card_GiB"] == pytest.approx(79.1, abs=0.1)
+  assert row["traffic_GB"] > 0 and row["floor_ms"] > 0
+  hlo = next((tmp_path / "hlo").iterdir()).read_text()
+  assert "__gpu$xla.gpu.triton" in hlo  # the Pallas recurrence, lowered to a Triton kernel
+  assert "| seq_layer fwd |" in done.stdout and "| seq_layer bwd |" in done.stdout

@@ -47,6 +47,7 @@ from ms_ssm_jax import fft_conv
 from ms_ssm_jax import pallas_recurrence
 from ms_ssm_jax import pallas_scan
 from ms_ssm_jax import scan
+from ms_ssm_jax import target
 from ms_ssm_jax.ssm import common
 from ms_ssm_jax.ssm.discretize import discretize
 
@@ -255,10 +256,10 @@ def check_impl(impl: str, chunk_size: int = DEFAULT_CHUNK_SIZE, *, time_invarian
 
 
 def resolve_impl(impl: str, *, fusable: bool, layer: str) -> str:
-  """What `impl` runs on the default backend: `auto` becomes `pallas` or `chunked`."""
+  """What `impl` runs on the target backend (`target.backend()`): `auto` becomes `pallas` or `chunked`."""
   if impl != "auto":
     return impl
-  return _auto_impl(jax.default_backend(), fusable, layer)
+  return _auto_impl(target.backend(), fusable, layer)
 
 
 @functools.cache
