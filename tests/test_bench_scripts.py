@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -151,3 +152,22 @@ def test_train_compile_plans_a_gpu_step_on_the_cpu(tmp_path):
   hlo = next((tmp_path / "hlo").iterdir()).read_text()
   assert "__gpu$xla.gpu.triton" in hlo  # the Pallas recurrence, lowered to a Triton kernel
   assert "| seq_layer fwd |" in done.stdout and "| seq_layer bwd |" in done.stdout
+
+
+def test_train_compile_names_unknown_targets_and_the_missing_plugin(tmp_path):
+  unknown = run_bench_script(tmp_path, "train_compile.py", "--configs", "configs/default.py",
+                             "--target", "a100", check=False)
+  assert unknown.returncode == 1
+  assert "no GPU target 'a100'; known: h100" in unknown.stderr
+  if importlib.util.find_spec("jax_plugins") is not None:
+    return  # a JAX with an accelerator plugin installed: the compile may start
+  # Without .cuda_plugin on the path (the default suite's environment) the compile cannot
+  # start, and says what to install.
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  missing = subprocess.run([
+      sys.executable,
+      str(REPO / "scripts" / "train_compile.py"), "--configs", "configs/default.py"
+  ], cwd=REPO, capture_output=True, text=True, env={**env, "BENCH_RESULTS_DIR": str(tmp_path)},
+                           check=False)
+  assert missing.returncode == 1
+  assert "run bash scripts/setup_cuda_plugin.sh" in missing.stderr.splitlines()[-1]

@@ -10,6 +10,7 @@
 #   ROUND=6 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # rounds 4 and 5 in one call
 #   ROUND=7 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # what round 6 left
 #   ROUND=8 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # what compiles too long for 7
+#   ROUND=9 bash scripts/experiments/kernels_on_gpu.sh OUTDIR   # the fused kernel's atomic adds
 # 1: all layer/kernel rows (block shapes including state blocks) and the S4 and S6 variants'
 #    train step with the Pallas scan and remat.
 # 2: after round 1 set the default blocks: the tests verbose (a timeout still names each
@@ -39,13 +40,19 @@
 # 8: what round 7 left on an H100 (still compiling at its limits): the fused layer benchmark at
 #    one block shape with 300 s, and the S6 variant's paper-size ListOps step without remat with
 #    230 s, each with its wall time (most of it compiling; the step's first_step_s says how much).
+# 9: after the fused kernel's backward took atomic adds for the gradients its channel blocks
+#    share (2026-12-08; scripts/train_compile.py planned the paper-size S6 step at 54.4 GiB
+#    without remat, from 77.3): its compiled tests, then that step without remat (does it fit,
+#    how fast), then the fused layer benchmark at chunks of T = 8 (the default), 4 and 2 steps:
+#    compiled for an H100 on a 2-core CPU its forward kernel takes 81-91 s at T = 8, 52 s at 4,
+#    12 s at 2 (2026-12-08).
 # gpu_tests runs the slow cases too (compiled, they take seconds) since 2026-12-08; rounds 1-8
 # ran the default selection.
 # Rounds 2 and 3 name kernel blocks with the state-loop and chunks-per-entry parts that the
 # kernel lost on 2026-12-06 (no config used them): they run at commits before f603a14 only.
 out=${1:?usage: kernels_on_gpu.sh OUTDIR}; mkdir -p $out; PY=${PYTHON:-python3}
 export XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1 BENCH_RESULTS_DIR=$out
-round=${ROUND:?set ROUND=1, 2, 3, 4, 5, 6, 7 or 8 (see the header)}
+round=${ROUND:?set ROUND=1, 2, 3, 4, 5, 6, 7, 8 or 9 (see the header)}
 # gpu_tests LIMIT PYTEST_ARGS...: compiled tests (Triton) into $out/gpu_tests.log, stopped after
 #   LIMIT s, then the count passed and the failures.
 gpu_tests() {
@@ -55,6 +62,21 @@ gpu_tests() {
   echo "tests exit $?" >> $out/gpu_tests.log
   grep -c PASSED $out/gpu_tests.log; grep -E "FAILED|Error|exit" $out/gpu_tests.log
 }
+if [ $round = 9 ]; then
+  gpu_tests 120 --tb=short tests/test_pallas_ms_ssm.py tests/test_pallas_impl.py -k \
+    "test_pallas_ms_ssm or s6 or s4d_real"
+  SECONDS=0
+  timeout 240 $PY scripts/bench_train.py --steps 10 --set train.remat=False \
+    --configs configs/listops.py:ms_ssm_s6 > $out/bench_train.log 2>&1
+  echo "S6 train step: exit $?, ${SECONDS} s" >> $out/bench_train.log
+  grep -v "^W1" $out/bench_train.log | tail -5
+  SECONDS=0
+  PYTHONPATH=. timeout 220 $PY scripts/bench_fused_layer.py --repeats 10 --blocks 4x8x2,2x8x2 \
+    > $out/fused_layer.log 2>&1
+  echo "fused layer benchmark: exit $?, ${SECONDS} s" >> $out/fused_layer.log
+  grep -v "^W1" $out/fused_layer.log | tail -12
+  exit 0
+fi
 if [ $round = 8 ]; then
   SECONDS=0
   PYTHONPATH=. timeout 300 $PY scripts/bench_fused_layer.py --repeats 10 --blocks 8x16x4 \
@@ -137,7 +159,7 @@ case $round in
      kernels=(150 --only pallas
               --kernel_blocks 8x32x16x1x2,8x32x16x1x2x1,8x32x32x1x2x1,8x32x16x1x4x1)
      train=(180 --configs configs/listops.py:ms_ssm_s6 --set train.remat=True) ;;
-  *) echo "ROUND=$round: choose 1, 2, 3, 4, 5, 6, 7 or 8"; exit 2 ;;
+  *) echo "ROUND=$round: choose 1, 2, 3, 4, 5, 6, 7, 8 or 9"; exit 2 ;;
 esac
 timeout ${tests[0]} $PY -m pytest ${tests[1]} -p no:cacheprovider tests/test_pallas_scan.py \
   tests/test_pallas_impl.py > $out/gpu_tests.log 2>&1; echo "tests exit $?" >> $out/gpu_tests.log
