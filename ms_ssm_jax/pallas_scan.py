@@ -22,27 +22,30 @@ states from its saved entry state, then runs the adjoint recurrence
 back through them, emitting gradients for `u`, `delta`, `a`, `b_t`, `c_t`, `b_ch`, `c_ch`.
 Memory: the `(B, L, G, H)` inputs and outputs, the `(B, L, G, N)` projections, and `B G H N L /
 T` saved chunk entry states. Sums over a program's channels are partial sums, one per channel
-block (`b_t`, `c_t` gradients: `(B, G, H / H_blk, L, N)`), and sums over states (`y`, `du`,
-`ddelta`) partial sums `(B, G, N / N_blk, L, H)`, one per state block; XLA adds them up. No
-per-step state reaches GPU memory.
+block (`b_t`, `c_t` gradients: `(B, G, H / H_blk, L, N)`), which XLA adds up; where the states
+take several blocks, their programs add their parts of the sums over states (`y`, `du`,
+`ddelta`) into one `(B, G, L, H)` array with atomic adds (partial sums per state block were
+most of the Pathfinder S6 step's 131 GiB: `scripts/train_compile.py`). No per-step state
+reaches GPU memory.
 
 Layout: time-major blocks `(L, H_blk)` and `(L, N_blk)`, states `(H_blk, N_blk)` with the states
 on the lane axis. Splitting N over programs (`block_states` < N) gives each program fewer
 registers to hold, and the grid more programs. The kernel is written with generic Pallas ops
-only (ref loads and stores, `fori_loop`, elementwise math and reductions); it is compiled with
-Triton on GPUs and interpreted on the CPU (`interpret=True`, used by the tests). It has not been
-run on TPU hardware.
+only (ref loads and stores, `fori_loop`, elementwise math and reductions) and Triton's atomic
+add where states are split; it is compiled with Triton on GPUs and interpreted on the CPU
+(`interpret=True`, used by the tests). It has not been run on TPU hardware.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as plgpu
 
 from ms_ssm_jax import target
 
@@ -60,6 +63,8 @@ class KernelOptions:
     num_warps: Triton warps per program (GPU only).
     has_delta: whether delta is given (else 1: the time-invariant case, no ddelta).
     has_b, has_c: whether time-varying `b_t`, `c_t` are given.
+    split_states: whether the states take more than one block (N_blk < Np): the programs of a
+      channel block then add their states' parts of `y`, `du`, `ddelta` with atomic adds.
     interpret: run the kernels in the Pallas interpreter (CPU tests).
   """
   chunk: int
@@ -69,6 +74,7 @@ class KernelOptions:
   has_delta: bool
   has_b: bool
   has_c: bool
+  split_states: bool
   interpret: bool
 
 
@@ -181,8 +187,17 @@ def _split_refs(refs, options: KernelOptions):
   return (u_ref, delta_ref, a_ref, b_ch_ref, c_ch_ref, b_ref, c_ref), refs
 
 
+def _sum_over_states(ref, t, value: Array, options: KernelOptions) -> None:
+  """`ref[t] = value`, or `+=` with an atomic add where the states take several programs."""
+  if options.split_states:
+    plgpu.atomic_add(ref, t, value)
+  else:
+    ref[t] = value
+
+
 def _forward_kernel(*refs, options: KernelOptions):
-  inputs, (y_ref, entry_ref) = _split_refs(refs, options)
+  inputs, rest = _split_refs(refs, options)
+  y_ref, entry_ref = rest[options.split_states:]  # after the zeros y starts from, if any
   u_ref, delta_ref, a_ref, b_ch_ref, c_ch_ref, b_ref, c_ref = inputs
   chunk = options.chunk
   coef = coefficients(a_ref, b_ch_ref, c_ch_ref, options.has_delta)
@@ -194,7 +209,8 @@ def _forward_kernel(*refs, options: KernelOptions):
     steps = [load(index * chunk + s) for s in range(chunk)]
     for s, step in enumerate(steps):
       x = next_state(x, step, coef)
-      y_ref[index * chunk + s] = jnp.sum(x * coef.c_ch * factor(step.c, shape), axis=1)
+      _sum_over_states(y_ref, index * chunk + s,
+                       jnp.sum(x * coef.c_ch * factor(step.c, shape), axis=1), options)
     return x
 
   jax.lax.fori_loop(0, entry_ref.shape[0], chunk_body, jnp.zeros(shape, jnp.float32))
@@ -203,7 +219,9 @@ def _forward_kernel(*refs, options: KernelOptions):
 def _backward_kernel(*refs, options: KernelOptions):
   inputs, rest = _split_refs(refs, options)
   u_ref, delta_ref, a_ref, b_ch_ref, c_ch_ref, b_ref, c_ref = inputs
-  entry_ref, dy_ref, du_ref, *rest = rest
+  entry_ref, dy_ref, *rest = rest
+  rest = rest[_num_state_sums(options):]  # the zeros du and ddelta start from, if any
+  du_ref, *rest = rest
   ddelta_ref = rest.pop(0) if options.has_delta else None
   da_ref, db_ch_ref, dc_ch_ref, *rest = rest
   db_ref = rest.pop(0) if options.has_b else None
@@ -244,11 +262,12 @@ def _backward_kernel(*refs, options: KernelOptions):
       g_exponent = g * x_prev * decay
       if step.delta is None:
         da = da + g_exponent
-        du_ref[t] = g_in
+        _sum_over_states(du_ref, t, g_in, options)
       else:
         da = da + g_exponent * column(step.delta, shape)
-        du_ref[t] = g_in * step.delta
-        ddelta_ref[t] = g_in * step.u + jnp.sum(g_exponent * coef.a, axis=1)
+        _sum_over_states(du_ref, t, g_in * step.delta, options)
+        _sum_over_states(ddelta_ref, t, g_in * step.u + jnp.sum(g_exponent * coef.a, axis=1),
+                         options)
       g_next = decay * g
     return g_next, da, db_ch, dc_ch
 
@@ -293,8 +312,6 @@ def _specs(batch: int, length: int, groups: int, channels: int, states: int,
   specs = {
       "seq":
           spec((sq, sq, length, hb), lambda i, g, h, n: (i, g, 0, h)),
-      "seq_partial":
-          spec((sq, sq, sq, length, hb), lambda i, g, h, n: (i, g, n, 0, h)),
       "proj":
           spec((sq, sq, length, nb), lambda i, g, h, n: (i, g, 0, n)),
       "proj_partial":
@@ -323,7 +340,6 @@ def compiler_params(num_warps: int, interpret: bool):
   """Triton's `num_warps` on a GPU (None when interpreted or on another backend)."""
   if interpret or target.backend() != "gpu":
     return None
-  from jax.experimental.pallas import triton as plgpu  # pylint: disable=g-import-not-at-top
   return plgpu.CompilerParams(num_warps=num_warps, num_stages=1)
 
 
@@ -332,76 +348,85 @@ def _grid_state_blocks(states: int, options: KernelOptions) -> int:
   return states // options.block_states
 
 
-def _state_partial_shape(u: Array, states: int, options: KernelOptions) -> jax.ShapeDtypeStruct:
-  """`(B, G, grid state blocks, Lp, Hp)`: one partial sum over states per grid state block."""
-  batch, groups, length, channels = u.shape
-  return jax.ShapeDtypeStruct(
-      (batch, groups, _grid_state_blocks(states, options), length, channels), jnp.float32)
+def _num_state_sums(options: KernelOptions) -> int:
+  """How many `(B, G, Lp, Hp)` outputs of the backward the state blocks add into (du and, given
+  delta, ddelta; none when the states take one block)."""
+  return options.split_states * (1 + options.has_delta)
+
+
+def _state_sums(u: Array, count: int, spec: pl.BlockSpec) -> tuple[list[Array], list[Any]]:
+  """The zeros that `count` outputs summed over state blocks start from (inputs aliased to
+  them), with their specs."""
+  return [jnp.zeros(u.shape, jnp.float32)] * count, [spec] * count
 
 
 def _forward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c):
-  """`(y partials (B, G, grid state blocks, Lp, Hp), entry states (B, G, Lp / T, Hp, Np))`."""
+  """`(y (B, G, Lp, Hp), entry states (B, G, Lp / T, Hp, Np))`."""
   batch, groups, length, channels = u.shape
   states = a.shape[-1]
   grid, spec = _specs(batch, length, groups, channels, states, options)
   inputs, in_specs = _operands(spec, u, delta, a, b_ch, c_ch, b, c)
+  zeros, zero_specs = _state_sums(u, int(options.split_states), spec["seq"])
   out_shape = (
-      _state_partial_shape(u, states, options),
+      jax.ShapeDtypeStruct(u.shape, jnp.float32),
       jax.ShapeDtypeStruct((batch, groups, _num_entries(length, options), channels, states),
                            jnp.float32),
   )
   return pl.pallas_call(functools.partial(_forward_kernel, options=options), grid=grid,
-                        in_specs=in_specs, out_specs=(spec["seq_partial"], spec["entry"]),
-                        out_shape=out_shape, interpret=options.interpret,
+                        in_specs=in_specs + zero_specs, out_specs=(spec["seq"], spec["entry"]),
+                        out_shape=out_shape, input_output_aliases={len(inputs): 0} if zeros else {},
+                        interpret=options.interpret,
                         compiler_params=compiler_params(options.num_warps, options.interpret),
-                        name="selective_scan_forward")(*inputs)
+                        name="selective_scan_forward")(*inputs, *zeros)
 
 
 def _backward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c, entries, dy):
-  """Gradients: per-grid-state-block du, ddelta `(B, G, grid state blocks, Lp, Hp)` (ddelta
-  only for a given delta); per-batch da, db_ch, dc_ch `(B, G, Hp, Np)`; per-channel-block db,
-  dc `(B, G, Hp / H_blk, Lp, Np)` (only for the given b, c)."""
+  """Gradients: du, ddelta `(B, G, Lp, Hp)` (ddelta only for a given delta); per-batch da,
+  db_ch, dc_ch `(B, G, Hp, Np)`; per-channel-block db, dc `(B, G, Hp / H_blk, Lp, Np)` (only for
+  the given b, c)."""
   batch, groups, length, channels = u.shape
   states = a.shape[-1]
   grid, spec = _specs(batch, length, groups, channels, states, options)
   inputs, in_specs = _operands(spec, u, delta, a, b_ch, c_ch, b, c)
   inputs += [entries, dy]
   in_specs += [spec["entry"], spec["seq"]]
+  zeros, zero_specs = _state_sums(u, _num_state_sums(options), spec["seq"])
   num_partial = int(b is not None) + int(c is not None)
   per_batch = jax.ShapeDtypeStruct((batch, groups, channels, states), jnp.float32)
   partial_shape = jax.ShapeDtypeStruct(
       (batch, groups, channels // options.block_channels, length, states), jnp.float32)
   num_sequences = 1 + int(delta is not None)
-  out_shape = ((_state_partial_shape(u, states, options),) * num_sequences + (per_batch,) * 3 +
+  out_shape = ((jax.ShapeDtypeStruct(u.shape, jnp.float32),) * num_sequences + (per_batch,) * 3 +
                (partial_shape,) * num_partial)
-  out_specs = ((spec["seq_partial"],) * num_sequences + (spec["chan_per_batch"],) * 3 +
+  out_specs = ((spec["seq"],) * num_sequences + (spec["chan_per_batch"],) * 3 +
                (spec["proj_partial"],) * num_partial)
-  return pl.pallas_call(functools.partial(_backward_kernel,
-                                          options=options), grid=grid, in_specs=in_specs,
-                        out_specs=out_specs, out_shape=out_shape, interpret=options.interpret,
+  return pl.pallas_call(functools.partial(_backward_kernel, options=options), grid=grid,
+                        in_specs=in_specs + zero_specs, out_specs=out_specs, out_shape=out_shape,
+                        input_output_aliases={len(inputs) + j: j for j in range(len(zeros))
+                                             }, interpret=options.interpret,
                         compiler_params=compiler_params(options.num_warps, options.interpret),
-                        name="selective_scan_backward")(*inputs)
+                        name="selective_scan_backward")(*inputs, *zeros)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _fused_scan(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c):
   y, _ = _forward_call(options, u, delta, a, b_ch, c_ch, b, c)
-  return y.sum(axis=2)
+  return y
 
 
 def _fused_scan_forward(options, u, delta, a, b_ch, c_ch, b, c):
   y, entries = _forward_call(options, u, delta, a, b_ch, c_ch, b, c)
-  return y.sum(axis=2), (u, delta, a, b_ch, c_ch, b, c, entries)
+  return y, (u, delta, a, b_ch, c_ch, b, c, entries)
 
 
 def _fused_scan_backward(options, residuals, dy):
   u, delta, a, b_ch, c_ch, b, c, entries = residuals
   du, *rest = _backward_call(options, u, delta, a, b_ch, c_ch, b, c, entries, dy)
-  ddelta = rest.pop(0).sum(axis=2) if delta is not None else None
+  ddelta = rest.pop(0) if delta is not None else None
   da, db_ch, dc_ch, *partials = rest
   db = partials.pop(0).sum(axis=2) if b is not None else None
   dc = partials.pop(0).sum(axis=2) if c is not None else None
-  return du.sum(2), ddelta, da.sum(0), db_ch.sum(0), dc_ch.sum(0), db, dc
+  return du, ddelta, da.sum(0), db_ch.sum(0), dc_ch.sum(0), db, dc
 
 
 _fused_scan.defvjp(_fused_scan_forward, _fused_scan_backward)
@@ -486,9 +511,14 @@ def selective_scan(
                      f"{num_states} rounded up to a power of 2); got {block_states}")
   if interpret is None:
     interpret = target.backend() == "cpu"
+  split_states = block_states < max_states
+  if split_states and target.backend() == "tpu":
+    raise ValueError(f"block_states={block_states} splits the {max_states} states over programs, "
+                     "which add their parts with GPU atomics; on a TPU use all of them (the "
+                     "default)")
   options = KernelOptions(chunk=chunk, block_channels=block_channels, block_states=block_states,
                           num_warps=num_warps, has_delta=delta is not None, has_b=b is not None,
-                          has_c=c is not None, interpret=interpret)
+                          has_c=c is not None, split_states=split_states, interpret=interpret)
 
   f32 = lambda x: None if x is None else jnp.asarray(x, jnp.float32)
   u, delta, a, b, c = map(f32, (u, delta, a, b, c))

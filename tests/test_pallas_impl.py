@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from ms_ssm_jax import pallas_ms_ssm
+from ms_ssm_jax import target
 from ms_ssm_jax.ms_ssm import MSSSMLayer
 from ms_ssm_jax.ssm import diagonal
 from ms_ssm_jax.ssm.lru import LRU
@@ -105,6 +106,17 @@ def test_causal_per_channel_layers_run_the_fused_layer_kernel(name, monkeypatch)
   u = jax.random.normal(jax.random.PRNGKey(0), (BATCH, LENGTH, WIDTH))
   jax.eval_shape(layer.init, jax.random.PRNGKey(1), u, LENGTHS)  # traces, runs nothing
   assert bool(calls) == (name in FUSED_LAYERS)
+
+
+def test_tpu_layers_run_the_streams_kernel_not_the_fused_one(monkeypatch):
+  """The fused kernel's backward adds with Triton's atomics: on a TPU the layer runs its streams
+  through `pallas_scan` instead."""
+  calls = []
+  monkeypatch.setattr(pallas_ms_ssm, "fused_layer", lambda *args, **kwargs: calls.append(1))
+  u = jax.random.normal(jax.random.PRNGKey(0), (BATCH, LENGTH, WIDTH))
+  with target.compiling_for("tpu"):
+    jax.eval_shape(CASES["ms_ssm_s6"].clone(impl="pallas").init, jax.random.PRNGKey(1), u, LENGTHS)
+  assert not calls
 
 
 def test_auto_picks_pallas_on_gpu_and_tpu_only():

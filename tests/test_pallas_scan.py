@@ -139,17 +139,17 @@ def _pallas_output_shapes(fn, *args) -> list[tuple[int, ...]]:
   return shapes
 
 
-def test_state_blocks_leave_partial_sums():
-  """Per-state-block partial sums of y, du and ddelta `(B, G, N / N_blk, L, H)`: 4 blocks of 2
-  states, each a program of its own."""
+def test_state_blocks_add_into_one_output():
+  """4 blocks of 2 states, each a program of its own, add their parts of y, du and ddelta into
+  one `(B, G, L, H)` array each (atomic adds): no `(B, G, N / N_blk, L, H)` partial sums."""
   inputs = random_inputs(12, length=16, channels=4, states=8)
   options = dict(chunk=4, block_channels=4, block_states=2)
   grad = jax.grad(lambda u: jnp.sum(fused(dict(inputs, u=u), **options)))
-  sequence_outputs = [
-      s for s in _pallas_output_shapes(grad, inputs["u"]) if s[-2:] == (16, 4) and len(s) == 5
-  ]
-  assert len(sequence_outputs) == 3  # y; du and ddelta
-  assert all(s == (2, 3, 4, 16, 4) for s in sequence_outputs)
+  shapes = _pallas_output_shapes(grad, inputs["u"])
+  assert shapes.count((2, 3, 16, 4)) == 3  # y; du and ddelta
+  assert not [s for s in shapes if len(s) == 5 and s[-2:] == (16, 4)]
+  want = jax.grad(lambda u: jnp.sum(fused(dict(inputs, u=u), block_states=8, chunk=4)))
+  np.testing.assert_allclose(grad(inputs["u"]), want(inputs["u"]), rtol=1e-5, atol=1e-6)
 
 
 def test_matches_associative_scan_of_the_same_coefficients(x64):
@@ -233,11 +233,11 @@ def test_default_blocks():
   assert pallas_scan.default_block(5, 6, "tpu") == (8, 128, 8)
 
 
-@pytest.mark.parametrize("states,block_states,has_delta", [(16, None, True), (256, 128, True),
-                                                           (256, 128, False)])
+@pytest.mark.parametrize("states,block_states,has_delta", [(16, None, True), (256, None, True),
+                                                           (256, None, False)])
 def test_kernels_lower_for_tpu(monkeypatch, states, block_states, has_delta):
-  """Both kernels pass the Mosaic (TPU) lowering with the TPU default blocks, with a state
-  block, and with no delta; not run on a TPU."""
+  """Both kernels pass the Mosaic (TPU) lowering with the TPU default blocks (all states in one
+  block), and with no delta; not run on a TPU."""
   monkeypatch.setattr(pallas_scan.jax, "default_backend", lambda: "tpu")  # TPU defaults
   shapes = [(2, 64, 2, 128)] * 2 + [(2, 128, states)] + [(2, 64, 2, states)] * 2
   args = [jax.ShapeDtypeStruct(shape, jnp.float32) for shape in shapes]
@@ -250,6 +250,15 @@ def test_kernels_lower_for_tpu(monkeypatch, states, block_states, has_delta):
   for fn in (forward, backward):
     lowered = jax.jit(fn).trace(*args).lower(lowering_platforms=("tpu",))
     assert "tpu_custom_call" in lowered.as_text()
+
+
+def test_split_states_need_gpu_atomics(monkeypatch):
+  monkeypatch.setattr(pallas_scan.jax, "default_backend", lambda: "tpu")
+  u = jnp.zeros((1, 8, 1, 128))
+  with pytest.raises(
+      ValueError, match="block_states=8 splits the 16 states over programs, which "
+      r"add their parts with GPU atomics; on a TPU use all of them \(the default\)"):
+    pallas_scan.selective_scan(u, u, -jnp.ones((1, 128, 16)), block_states=8, interpret=False)
 
 
 @pytest.mark.parametrize("block_states,has_delta", [(16, True), (8, True), (4, False)])

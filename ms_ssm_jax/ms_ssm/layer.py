@@ -61,6 +61,7 @@ import jax
 import jax.numpy as jnp
 
 from ms_ssm_jax import pallas_ms_ssm
+from ms_ssm_jax import target
 from ms_ssm_jax.ms_ssm import decomposition
 from ms_ssm_jax.ms_ssm import folded_conv
 from ms_ssm_jax.ms_ssm import mixer as mixer_lib
@@ -239,10 +240,11 @@ class MSSSMLayer(nn.Module):
 
   def _runs_fused_kernel(self) -> bool:
     """Whether the whole layer runs in `pallas_ms_ssm`'s kernel: `impl` `pallas` (or `auto` on
-    a GPU or TPU) on a causal wavelet layer with s4d_real or raw-conditioned s6 streams and a
-    per-channel mixer (with or without SiLU on the bands). Other `pallas` layers run only their
-    streams in a kernel (`pallas_scan`)."""
-    if (self.bidirectional or self.decomposition != "wavelet" or
+    a GPU) on a causal wavelet layer with s4d_real or raw-conditioned s6 streams and a
+    per-channel mixer (with or without SiLU on the bands). Other `pallas` layers, and every
+    layer on a TPU (the kernel's backward adds with Triton's atomics), run only their streams
+    in a kernel (`pallas_scan`)."""
+    if (self.bidirectional or self.decomposition != "wavelet" or target.backend() == "tpu" or
         self.mixer not in mixer_lib.PER_CHANNEL_MIXERS or
         self.backbone not in streams_lib.PALLAS_BACKBONES or
         (self.backbone == "s6" and self.s6_condition_on != "raw")):

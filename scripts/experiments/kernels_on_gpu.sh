@@ -41,8 +41,9 @@
 #    one block shape with 300 s, and the S6 variant's paper-size ListOps step without remat with
 #    230 s, each with its wall time (most of it compiling; the step's first_step_s says how much).
 # 9: after the fused kernel's backward took atomic adds for the gradients its channel blocks
-#    share (2026-12-08; scripts/train_compile.py planned the paper-size S6 step at 54.4 GiB
-#    without remat, from 77.3): its compiled tests, then that step without remat (does it fit,
+#    share, and pallas_scan's state blocks for y, du, ddelta (2026-12-08; scripts/train_compile.py
+#    planned the paper-size S6 step at 54.4 GiB without remat, from 77.3): both kernels'
+#    compiled tests, then that step without remat (does it fit,
 #    how fast), then the fused layer benchmark at chunks of T = 8 (the default), 4 and 2 steps:
 #    compiled for an H100 on a 2-core CPU its forward kernel takes 81-91 s at T = 8, 52 s at 4,
 #    12 s at 2 (2026-12-08).
@@ -63,8 +64,8 @@ gpu_tests() {
   grep -c PASSED $out/gpu_tests.log; grep -E "FAILED|Error|exit" $out/gpu_tests.log
 }
 if [ $round = 9 ]; then
-  gpu_tests 120 --tb=short tests/test_pallas_ms_ssm.py tests/test_pallas_impl.py -k \
-    "test_pallas_ms_ssm or s6 or s4d_real"
+  gpu_tests 120 --tb=short tests/test_pallas_ms_ssm.py tests/test_pallas_scan.py \
+    tests/test_pallas_impl.py -k "test_pallas_ms_ssm or test_pallas_scan or s6 or s4d_real"
   SECONDS=0
   timeout 240 $PY scripts/bench_train.py --steps 10 --set train.remat=False \
     --configs configs/listops.py:ms_ssm_s6 > $out/bench_train.log 2>&1
