@@ -3,7 +3,8 @@
 Each command runs in a fresh directory that sees the repository's `train.py`, `eval.py`,
 `configs/` and `scripts/`, in README order (later commands use the runs of earlier ones).
 Train commands get `TOY_FLAGS` (and a task's own toy sizes) appended, which override the
-README's step counts; nothing else is changed. Not run here: `bash scripts/setup.sh` (CI's
+README's step counts, and `scripts/train_compile.py` compiles one block (it needs
+`bash scripts/setup_cuda_plugin.sh`); nothing else is changed. Not run here: `bash scripts/setup.sh` (CI's
 `.ci/run` runs the two fresh-machine commands verbatim) and the test-suite command itself.
 """
 
@@ -28,6 +29,7 @@ _LISTOPS_TOY_FLAGS = ("--config.data.num_train=64 --config.data.num_validation=1
                       "--config.data.num_test=16 --config.data.max_length=128 "
                       "--config.data.min_tree_length=10 --config.data.max_tree_length=100 "
                       "--config.model.num_layers=1 --config.model.d_model=16")
+COMPILE_TOY_FLAGS = "--set model.num_layers=1"  # train_compile.py: one block compiles in seconds
 TASK_TOY_FLAGS = {  # generated tasks: a few short examples instead of LRA's 96,000
     "configs/listops.py": _LISTOPS_TOY_FLAGS,
     "configs/ablations.py": _LISTOPS_TOY_FLAGS,  # its rows default to ListOps
@@ -55,6 +57,8 @@ def toy_command(command: str) -> str | None:
   if " train.py " in command:
     task_flags = [flags for config, flags in TASK_TOY_FLAGS.items() if config in command]
     command = " ".join([command, TOY_FLAGS, *task_flags])
+  if "scripts/train_compile.py " in command:
+    command += " " + COMPILE_TOY_FLAGS
   return command.replace(".venv/bin/python", shlex.quote(sys.executable))
 
 
@@ -71,7 +75,7 @@ def test_the_readme_has_the_commands_a_new_user_needs():
 
 @pytest.mark.slow
 def test_every_readme_command_runs_at_toy_size(tmp_path):
-  for name in ("train.py", "eval.py", "configs", "scripts"):
+  for name in ("train.py", "eval.py", "configs", "scripts", ".cuda_plugin"):
     (tmp_path / name).symlink_to(REPO / name)
   zoo = tmp_path / "zoo"  # release_checkpoint.py writes here, not into the package
   shutil.copytree(REPO / "ms_ssm_jax" / "released", zoo)
@@ -82,6 +86,9 @@ def test_every_readme_command_runs_at_toy_size(tmp_path):
   }
   outputs = {}
   for command in filter(None, map(toy_command, readme_commands())):
+    if "PYTHONPATH=.cuda_plugin" in command and not (REPO / ".cuda_plugin").exists():
+      pytest.fail(f"{command!r} needs the CUDA compiler plugin: run bash "
+                  "scripts/setup_cuda_plugin.sh (.ci/run does)")
     run = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True,
                          text=True, timeout=600)
     assert run.returncode == 0, f"{command}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
