@@ -13,15 +13,17 @@ pass no delta, which stands for steps of 1, with `a = Delta A`, `b_ch = B_bar` (
 
 The forward kernel keeps the `(H_blk, N_blk)` states of one batch element, channel block and
 state block in registers, walks the sequence in chunks of T steps (unrolled), and writes only
-its share of `y` (a partial sum over its states) plus the state entering every chunk. The
-backward kernel (a `jax.custom_vjp`) walks the chunks in reverse: it recomputes a chunk's T
-states from its saved entry state, then runs the adjoint recurrence
+its share of `y` (a partial sum over its states) plus the state entering every E-th chunk. The
+backward kernel (a `jax.custom_vjp`) walks segments of E chunks in reverse: it recomputes their
+chunk entry states from the saved one (into a scratch output, when E > 1), then walks the
+chunks in reverse, recomputes a chunk's T states from its entry state, and runs the adjoint
+recurrence
 
     g_t = exp(delta_{t+1} a) g_{t+1} + c_t c_ch dy_t
 
 back through them, emitting gradients for `u`, `delta`, `a`, `b_t`, `c_t`, `b_ch`, `c_ch`.
 Memory: the `(B, L, G, H)` inputs and outputs, the `(B, L, G, N)` projections, and `B G H N L /
-T` saved chunk entry states. Sums over a program's channels are partial sums, one per channel
+(T E)` saved entry states (E = 1 kept 8 GB per direction and layer of Pathfinder's S6 step). Sums over a program's channels are partial sums, one per channel
 block (`b_t`, `c_t` gradients: `(B, G, H / H_blk, L, N)`), which XLA adds up; where the states
 take several blocks, their programs add their parts of the sums over states (`y`, `du`,
 `ddelta`) into one `(B, G, L, H)` array with atomic adds (partial sums per state block were
@@ -65,6 +67,8 @@ class KernelOptions:
     has_b, has_c: whether time-varying `b_t`, `c_t` are given.
     split_states: whether the states take more than one block (N_blk < Np): the programs of a
       channel block then add their states' parts of `y`, `du`, `ddelta` with atomic adds.
+    checkpoint_every: E, chunks per saved state: the backward recomputes the entry states of
+      E chunks at a time from one saved state.
     interpret: run the kernels in the Pallas interpreter (CPU tests).
   """
   chunk: int
@@ -75,6 +79,7 @@ class KernelOptions:
   has_b: bool
   has_c: bool
   split_states: bool
+  checkpoint_every: int
   interpret: bool
 
 
@@ -205,7 +210,6 @@ def _forward_kernel(*refs, options: KernelOptions):
   load = _loader(u_ref, delta_ref, b_ref, c_ref)
 
   def chunk_body(index, x):
-    entry_ref[index] = x  # the backward recomputes the chunk's states from it
     steps = [load(index * chunk + s) for s in range(chunk)]
     for s, step in enumerate(steps):
       x = next_state(x, step, coef)
@@ -213,7 +217,12 @@ def _forward_kernel(*refs, options: KernelOptions):
                        jnp.sum(x * coef.c_ch * factor(step.c, shape), axis=1), options)
     return x
 
-  jax.lax.fori_loop(0, entry_ref.shape[0], chunk_body, jnp.zeros(shape, jnp.float32))
+  def segment_body(segment, x):
+    entry_ref[segment] = x  # the backward recomputes the segment's states from it
+    every = options.checkpoint_every
+    return jax.lax.fori_loop(segment * every, (segment + 1) * every, chunk_body, x)
+
+  jax.lax.fori_loop(0, entry_ref.shape[0], segment_body, jnp.zeros(shape, jnp.float32))
 
 
 def _backward_kernel(*refs, options: KernelOptions):
@@ -226,17 +235,18 @@ def _backward_kernel(*refs, options: KernelOptions):
   da_ref, db_ch_ref, dc_ch_ref, *rest = rest
   db_ref = rest.pop(0) if options.has_b else None
   dc_ref = rest.pop(0) if options.has_c else None
-  chunk = options.chunk
-  num_chunks = u_ref.shape[0] // chunk
+  scratch_ref = rest.pop(0) if options.checkpoint_every > 1 else None
+  chunk, every = options.chunk, options.checkpoint_every
+  num_segments = entry_ref.shape[0]
   coef = coefficients(a_ref, b_ch_ref, c_ch_ref, options.has_delta)
   shape = coef.a.shape
   load = _loader(u_ref, delta_ref, b_ref, c_ref, dy_ref)
 
-  def chunk_body(k, carry):
+  def chunk_body(index, entry, carry):
+    """The adjoint through chunk `index`, whose states start from `entry`."""
     g_next, da, db_ch, dc_ch = carry  # g_next = exp(delta_{t+1} a) g_{t+1}: the adjoint carry
-    index = num_chunks - 1 - k
     steps = [load(index * chunk + s) for s in range(chunk)]
-    x_states = [entry_ref[index]]
+    x_states = [entry]
     for step in steps:  # recompute the chunk's states from its entry state
       x_states.append(next_state(x_states[-1], step, coef))
     for s in reversed(range(chunk)):
@@ -271,8 +281,24 @@ def _backward_kernel(*refs, options: KernelOptions):
       g_next = decay * g
     return g_next, da, db_ch, dc_ch
 
+  def segment_body(k, carry):
+    segment = num_segments - 1 - k
+    if every == 1:
+      return chunk_body(segment, entry_ref[segment], carry)
+
+    def recompute(e, x):  # the segment's chunk entry states, forward, into the scratch
+      scratch_ref[e] = x
+      for s in range(chunk):
+        x = next_state(x, load((segment * every + e) * chunk + s), coef)
+      return x
+
+    jax.lax.fori_loop(0, every, recompute, entry_ref[segment])
+    reverse = lambda i, carry: chunk_body(segment * every + every - 1 - i, scratch_ref[every - 1 - i
+                                                                                      ], carry)
+    return jax.lax.fori_loop(0, every, reverse, carry)
+
   zeros = jnp.zeros(shape, jnp.float32)
-  _, da, db_ch, dc_ch = jax.lax.fori_loop(0, num_chunks, chunk_body, (zeros,) * 4)
+  _, da, db_ch, dc_ch = jax.lax.fori_loop(0, num_segments, segment_body, (zeros,) * 4)
   da_ref[...] = da
   db_ch_ref[...] = db_ch
   dc_ch_ref[...] = dc_ch
@@ -285,8 +311,8 @@ def _backward_kernel(*refs, options: KernelOptions):
 
 
 def _num_entries(length: int, options: KernelOptions) -> int:
-  """Saved states: one per chunk of the padded length (a multiple of T)."""
-  return length // options.chunk
+  """Saved states: one per E chunks of the padded length (a multiple of T E)."""
+  return length // (options.chunk * options.checkpoint_every)
 
 
 def _specs(batch: int, length: int, groups: int, channels: int, states: int,
@@ -322,6 +348,8 @@ def _specs(batch: int, length: int, groups: int, channels: int, states: int,
           spec((sq, sq, hb, nb), lambda i, g, h, n: (i, g, h, n)),
       "entry":
           spec((sq, sq, _num_entries(length, options), hb, nb), lambda i, g, h, n: (i, g, 0, h, n)),
+      "scratch":
+          spec((sq, sq, options.checkpoint_every, hb, nb), lambda i, g, h, n: (i, g, 0, h, n)),
   }
   return grid, specs
 
@@ -361,7 +389,7 @@ def _state_sums(u: Array, count: int, spec: pl.BlockSpec) -> tuple[list[Array], 
 
 
 def _forward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c):
-  """`(y (B, G, Lp, Hp), entry states (B, G, Lp / T, Hp, Np))`."""
+  """`(y (B, G, Lp, Hp), entry states (B, G, Lp / (T E), Hp, Np))`."""
   batch, groups, length, channels = u.shape
   states = a.shape[-1]
   grid, spec = _specs(batch, length, groups, channels, states, options)
@@ -383,7 +411,8 @@ def _forward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c):
 def _backward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c, entries, dy):
   """Gradients: du, ddelta `(B, G, Lp, Hp)` (ddelta only for a given delta); per-batch da,
   db_ch, dc_ch `(B, G, Hp, Np)`; per-channel-block db, dc `(B, G, Hp / H_blk, Lp, Np)` (only for
-  the given b, c)."""
+  the given b, c); with E > 1, the scratch of the recomputed chunk entry states `(B, G, E, Hp,
+  Np)`."""
   batch, groups, length, channels = u.shape
   states = a.shape[-1]
   grid, spec = _specs(batch, length, groups, channels, states, options)
@@ -400,6 +429,10 @@ def _backward_call(options: KernelOptions, u, delta, a, b_ch, c_ch, b, c, entrie
                (partial_shape,) * num_partial)
   out_specs = ((spec["seq"],) * num_sequences + (spec["chan_per_batch"],) * 3 +
                (spec["proj_partial"],) * num_partial)
+  if options.checkpoint_every > 1:
+    out_shape += (jax.ShapeDtypeStruct((batch, groups, options.checkpoint_every, channels, states),
+                                       jnp.float32),)
+    out_specs += (spec["scratch"],)
   return pl.pallas_call(functools.partial(_backward_kernel, options=options), grid=grid,
                         in_specs=in_specs + zero_specs, out_specs=out_specs, out_shape=out_shape,
                         input_output_aliases={len(inputs) + j: j for j in range(len(zeros))
@@ -469,6 +502,7 @@ def selective_scan(
     chunk: int | None = None,
     block_channels: int | None = None,
     block_states: int | None = None,
+    checkpoint_every: int | None = None,
     num_warps: int = 2,
     interpret: bool | None = None,
 ) -> Array:
@@ -488,6 +522,9 @@ def selective_scan(
     block_states: states held at once, a power of 2 no larger than N rounded up to a power of 2
       (default from `default_block`). TPU tiling wants all of them or a multiple of 128, and
       `block_channels` a multiple of 128.
+    checkpoint_every: E, chunks per saved state: the backward keeps `B G H N L / (T E)` floats
+      and recomputes the entry states of E chunks at a time. Default: the smallest E for which
+      they take at most two `(B, L, G, H)` arrays, `ceil(Np / 2T)` (1 for N <= 2T).
     num_warps: Triton warps per program (GPU).
     interpret: run in the Pallas interpreter; default: on the CPU backend only.
 
@@ -502,10 +539,11 @@ def selective_scan(
   block_channels = block_channels or default_channels
   block_states = block_states or default_states
   max_states = next_power_of_2(num_states)
+  checkpoint_every = checkpoint_every or -(-max_states // (2 * chunk))
   is_power_of_2 = lambda n: n >= 1 and not n & (n - 1)
-  if chunk < 1 or not is_power_of_2(block_channels):
-    raise ValueError(f"chunk must be >= 1 and block_channels a power of 2; got {chunk}, "
-                     f"{block_channels}")
+  if chunk < 1 or checkpoint_every < 1 or not is_power_of_2(block_channels):
+    raise ValueError(f"chunk and checkpoint_every must be >= 1 and block_channels a power of 2; "
+                     f"got {chunk}, {checkpoint_every}, {block_channels}")
   if not is_power_of_2(block_states) or block_states > max_states:
     raise ValueError(f"block_states must be a power of 2 no larger than {max_states} (N = "
                      f"{num_states} rounded up to a power of 2); got {block_states}")
@@ -518,7 +556,8 @@ def selective_scan(
                      "default)")
   options = KernelOptions(chunk=chunk, block_channels=block_channels, block_states=block_states,
                           num_warps=num_warps, has_delta=delta is not None, has_b=b is not None,
-                          has_c=c is not None, split_states=split_states, interpret=interpret)
+                          has_c=c is not None, split_states=split_states,
+                          checkpoint_every=checkpoint_every, interpret=interpret)
 
   f32 = lambda x: None if x is None else jnp.asarray(x, jnp.float32)
   u, delta, a, b, c = map(f32, (u, delta, a, b, c))
@@ -527,7 +566,7 @@ def selective_scan(
   # Group-major, time reversed for a reverse scan. Padded steps come after the last one and
   # have no input (and delta = 0: decay 1), so no valid output or gradient sees them; padded
   # channels and states have zero input and readout factors.
-  pad_length = -length % chunk
+  pad_length = -length % (chunk * checkpoint_every)
   pad_channels = -channels % block_channels
   pad_states = max_states - num_states
 

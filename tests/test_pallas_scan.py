@@ -58,6 +58,9 @@ CASES = [  # (shape kwargs, kernel options): padding of L, H and N, several chun
     (dict(length=37, channels=4, states=3), dict(chunk=3, block_channels=4)),
     (dict(channels=3, states=6), dict(chunk=5, block_channels=2, block_states=4)),
     (dict(length=37, states=3), dict(chunk=3, block_states=2)),  # 13 chunks, N 3 padded to 4
+    # One saved state per 4 chunks of 3 steps: L 37 padded to 48, 4 segments.
+    (dict(length=37, channels=4, states=6), dict(chunk=3, checkpoint_every=4)),
+    (dict(length=20, states=8), dict(chunk=2, block_states=4, checkpoint_every=3)),
 ]
 
 
@@ -193,12 +196,17 @@ def test_jit_and_long_sequence(x64):
   assert relative_error(y, reference.sequential_selective_scan(**inputs)) < 1e-5
 
 
-def test_saved_states_one_per_chunk():
-  """The backward's residuals hold one state per chunk: (B, G, L / T, H, N)."""
-  inputs = random_inputs(9, length=64)
-  _, vjp_fn = jax.vjp(lambda u: fused(dict(inputs, u=u), chunk=8), inputs["u"])
+@pytest.mark.parametrize("states,options,saved", [
+    (6, dict(chunk=8), 8),  # N 6 -> 8 <= 2T: one state per chunk
+    (6, dict(chunk=8, checkpoint_every=2), 4),
+    (64, dict(chunk=8), 2),  # default E = ceil(64 / 16) = 4
+])
+def test_saved_states_one_per_segment(states, options, saved):
+  """The backward's residuals hold one state per E chunks: (B, G, L / (T E), H, N)."""
+  inputs = random_inputs(9, length=64, states=states)
+  _, vjp_fn = jax.vjp(lambda u: fused(dict(inputs, u=u), **options), inputs["u"])
   [entries] = [x for x in jax.tree.leaves(vjp_fn) if getattr(x, "ndim", 0) == 5]
-  assert entries.shape[:3] == (2, 3, 8)
+  assert entries.shape[:3] == (2, 3, saved)
 
 
 @pytest.mark.parametrize("bad,message", [
@@ -220,7 +228,8 @@ def test_bad_inputs_raise_clear_errors(bad, message):
     [dict(block_channels=3),
      dict(block_states=3),
      dict(block_states=16),
-     dict(chunk=-1)])
+     dict(chunk=-1),
+     dict(checkpoint_every=-1)])
 def test_bad_kernel_options_raise_clear_errors(options):
   with pytest.raises(ValueError, match="power of 2|chunk must be"):
     fused(random_inputs(8), **options)
