@@ -13,22 +13,21 @@ pass no delta, which stands for steps of 1, with `a = Delta A`, `b_ch = B_bar` (
 
 The forward kernel keeps the `(H_blk, N_blk)` states of one batch element, channel block and
 state block in registers, walks the sequence in chunks of T steps (unrolled), and writes only
-its share of `y` (a partial sum over its states) plus the state entering every E-th chunk. The
-backward kernel (a `jax.custom_vjp`) walks segments of E chunks in reverse: it recomputes their
-chunk entry states from the saved one (into a scratch output, when E > 1), then walks the
-chunks in reverse, recomputes a chunk's T states from its entry state, and runs the adjoint
-recurrence
+its states' share of `y` plus the state entering every E-th chunk. The backward kernel (a
+`jax.custom_vjp`) walks segments of E chunks in reverse: it recomputes their chunk entry states
+from the saved one (into a scratch output, when E > 1), then walks the chunks in reverse,
+recomputes a chunk's T states from its entry state, and runs the adjoint recurrence
 
     g_t = exp(delta_{t+1} a) g_{t+1} + c_t c_ch dy_t
 
 back through them, emitting gradients for `u`, `delta`, `a`, `b_t`, `c_t`, `b_ch`, `c_ch`.
-Memory: the `(B, L, G, H)` inputs and outputs, the `(B, L, G, N)` projections, and `B G H N L /
-(T E)` saved entry states (E = 1 kept 8 GB per direction and layer of Pathfinder's S6 step). Sums over a program's channels are partial sums, one per channel
+Memory: the `(B, L, G, H)` inputs and outputs, the `(B, L, G, N)` projections, and
+`B G H N L / (T E)` saved entry states (with E = 1, 8 GB per direction and layer of Pathfinder's
+S6 step: most of its memory). Sums over a program's channels are partial sums, one per channel
 block (`b_t`, `c_t` gradients: `(B, G, H / H_blk, L, N)`), which XLA adds up; where the states
 take several blocks, their programs add their parts of the sums over states (`y`, `du`,
-`ddelta`) into one `(B, G, L, H)` array with atomic adds (partial sums per state block were
-most of the Pathfinder S6 step's 131 GiB: `scripts/train_compile.py`). No per-step state
-reaches GPU memory.
+`ddelta`) into one `(B, G, L, H)` array with atomic adds (partial sums per state block were a
+quarter of that step's bytes: `scripts/train_compile.py`). No per-step state reaches GPU memory.
 
 Layout: time-major blocks `(L, H_blk)` and `(L, N_blk)`, states `(H_blk, N_blk)` with the states
 on the lane axis. Splitting N over programs (`block_states` < N) gives each program fewer
@@ -293,8 +292,11 @@ def _backward_kernel(*refs, options: KernelOptions):
       return x
 
     jax.lax.fori_loop(0, every, recompute, entry_ref[segment])
-    reverse = lambda i, carry: chunk_body(segment * every + every - 1 - i, scratch_ref[every - 1 - i
-                                                                                      ], carry)
+
+    def reverse(i, carry):
+      e = every - 1 - i
+      return chunk_body(segment * every + e, scratch_ref[e], carry)
+
     return jax.lax.fori_loop(0, every, reverse, carry)
 
   zeros = jnp.zeros(shape, jnp.float32)

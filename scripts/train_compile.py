@@ -52,8 +52,8 @@ TARGETS_DIR = pathlib.Path(__file__).parent / "gpu_targets"
 GIB = 2**30
 
 
-def gpu_topology(target_name: str, num_gpus: int) -> tuple[list[jax.Device], dict[str, float]]:
-  """Compile-only devices of `num_gpus` GPUs of one host, and the card's memory and bandwidth."""
+def gpu_topology(target_name: str) -> tuple[list[jax.Device], dict[str, float]]:
+  """A compile-only device of one GPU, and the card's memory and bandwidth."""
   path = TARGETS_DIR / f"{target_name}.txtpb"
   if not path.exists():
     known = ", ".join(sorted(p.stem for p in TARGETS_DIR.glob("*.txtpb")))
@@ -61,7 +61,7 @@ def gpu_topology(target_name: str, num_gpus: int) -> tuple[list[jax.Device], dic
   text = path.read_text()
   try:
     topology = topologies.get_topology_desc("train_compile", "cuda", target_config=text,
-                                            topology=f"1x1x{num_gpus}")
+                                            topology="1x1x1")
   except Exception as e:  # noqa: BLE001 - the plugin's absence surfaces as one of several errors
     raise SystemExit(
         f"cannot compile for CUDA here ({type(e).__name__}: {str(e)[:200]}); run "
@@ -108,14 +108,13 @@ def main() -> None:
   parser.add_argument("--set", action="append", default=[],
                       help="override for every config, e.g. train.remat=False")
   parser.add_argument("--target", default="h100", help="scripts/gpu_targets/<target>.txtpb")
-  parser.add_argument("--gpus", type=int, default=1, help="GPUs of one host in the mesh")
   parser.add_argument("--top", type=int, default=12, help="census rows per table")
   parser.add_argument("--hlo_dir", type=pathlib.Path, help="write each compiled program here")
   parser.add_argument("--output_name", default="train_compile")
   args = parser.parse_args()
-  devices, card = gpu_topology(args.target, args.gpus)
+  devices, card = gpu_topology(args.target)
   overrides = dict(item.split("=", 1) for item in args.set)
-  print(f"target: {args.gpus} x {args.target} ({devices[0].device_kind}), compiled on "
+  print(f"target: {args.target} ({devices[0].device_kind}), compiled on "
         f"{bench_common.device_description()}, jax {jax.__version__}")
   log = bench_common.RowLog(args.output_name, vars(args) | {"hlo_dir": str(args.hlo_dir)})
   for name in bench_train.split_configs(args.configs):

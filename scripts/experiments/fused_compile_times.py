@@ -37,7 +37,7 @@ def compile_seconds(fn, inputs) -> tuple[float, float]:
 
 
 def main() -> None:
-  devices, _ = train_compile.gpu_topology("h100", 1)
+  devices, _ = train_compile.gpu_topology("h100")
   sharding = jax.sharding.SingleDeviceSharding(devices[0])
   print(f"target: {devices[0].device_kind}, jax {jax.__version__}")
   for selective in (True, False):
