@@ -196,11 +196,13 @@ def test_jit_and_long_sequence(x64):
   assert relative_error(y, reference.sequential_selective_scan(**inputs)) < 1e-5
 
 
-@pytest.mark.parametrize("states,options,saved", [
-    (6, dict(chunk=8), 8),  # N 6 -> 8 <= 2T: one state per chunk
-    (6, dict(chunk=8, checkpoint_every=2), 4),
-    (64, dict(chunk=8), 2),  # default E = ceil(64 / 16) = 4
-])
+@pytest.mark.parametrize(
+    "states,options,saved",
+    [
+        (6, dict(chunk=8), 8),  # N 6 -> 8 <= 2T: one state per chunk
+        (6, dict(chunk=8, checkpoint_every=2), 4),
+        (64, dict(chunk=8), 2),  # default E = ceil(64 / 16) = 4
+    ])
 def test_saved_states_one_per_segment(states, options, saved):
   """The backward's residuals hold one state per E chunks: (B, G, L / (T E), H, N)."""
   inputs = random_inputs(9, length=64, states=states)
@@ -223,13 +225,13 @@ def test_bad_inputs_raise_clear_errors(bad, message):
     fused(inputs)
 
 
-@pytest.mark.parametrize(
-    "options",
-    [dict(block_channels=3),
-     dict(block_states=3),
-     dict(block_states=16),
-     dict(chunk=-1),
-     dict(checkpoint_every=-1)])
+@pytest.mark.parametrize("options", [
+    dict(block_channels=3),
+    dict(block_states=3),
+    dict(block_states=16),
+    dict(chunk=-1),
+    dict(checkpoint_every=-1)
+])
 def test_bad_kernel_options_raise_clear_errors(options):
   with pytest.raises(ValueError, match="power of 2|chunk must be"):
     fused(random_inputs(8), **options)
