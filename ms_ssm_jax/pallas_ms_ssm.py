@@ -258,7 +258,6 @@ def _backward_kernel(*refs, options: FusedOptions):
   scratch_ref = rest.pop(0) if options.checkpoint_every > 1 else None
   chunk, halo, every = options.chunk, options.halo, options.checkpoint_every
   num_taps = ins["filters"].shape[0]  # R: the stream is a grid index, so its R_j is not static
-  num_segments = entry_ref.shape[0]
   coef = _coefficients(ins["a"][...], ins["b_ch"][...], ins["c_ch"][...], options.has_steps)
   shape = coef.a.shape
   taps = [ins["filters"][m] for m in range(num_taps)]
@@ -353,27 +352,16 @@ def _backward_kernel(*refs, options: FusedOptions):
     return (g_next, da, db_ch, dc_ch, dmix_w, dmix_b, tuple(dfilters), tuple(acc[:halo]), ddt_proj,
             ddt_bias)
 
-  def segment_body(k, carry):
-    segment = num_segments - 1 - k
-    if every == 1:
-      return chunk_body(segment, entry_ref[segment], carry)
-
-    def recompute(e, x):  # the segment's chunk entry states, forward, into the scratch
-      scratch_ref[e] = x
-      for step in load_chunk((segment * every + e) * chunk, with_dy=False)[-1]:
-        x = ps.next_state(x, step, coef)
-      return x
-
-    jax.lax.fori_loop(0, every, recompute, entry_ref[segment])
-    reverse = lambda i, carry: chunk_body(segment * every + every - 1 - i, scratch_ref[every - 1 - i
-                                                                                      ], carry)
-    return jax.lax.fori_loop(0, every, reverse, carry)
+  def advance(index, x):  # the state after chunk `index`
+    for step in load_chunk(index * chunk, with_dy=False)[-1]:
+      x = ps.next_state(x, step, coef)
+    return x
 
   zeros, row = jnp.zeros(shape, jnp.float32), jnp.zeros(shape[:1], jnp.float32)
   proj_zeros = jnp.zeros(dt_proj.shape, jnp.float32) if options.has_steps else None
   init = (zeros, zeros, zeros, zeros, row, row, (row,) * num_taps, (row,) * halo, proj_zeros, row)
-  _, da, db_ch, dc_ch, dmix_w, dmix_b, dfilters, _, ddt_proj, ddt_bias = jax.lax.fori_loop(
-      0, num_segments, segment_body, init)
+  _, da, db_ch, dc_ch, dmix_w, dmix_b, dfilters, _, ddt_proj, ddt_bias = ps.reverse_segments(
+      entry_ref, scratch_ref, every, advance, chunk_body, init)
   da_ref[...] = da
   db_ch_ref[...] = db_ch
   dc_ch_ref[...] = dc_ch

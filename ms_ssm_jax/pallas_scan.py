@@ -236,7 +236,6 @@ def _backward_kernel(*refs, options: KernelOptions):
   dc_ref = rest.pop(0) if options.has_c else None
   scratch_ref = rest.pop(0) if options.checkpoint_every > 1 else None
   chunk, every = options.chunk, options.checkpoint_every
-  num_segments = entry_ref.shape[0]
   coef = coefficients(a_ref, b_ch_ref, c_ch_ref, options.has_delta)
   shape = coef.a.shape
   load = _loader(u_ref, delta_ref, b_ref, c_ref, dy_ref)
@@ -280,27 +279,14 @@ def _backward_kernel(*refs, options: KernelOptions):
       g_next = decay * g
     return g_next, da, db_ch, dc_ch
 
-  def segment_body(k, carry):
-    segment = num_segments - 1 - k
-    if every == 1:
-      return chunk_body(segment, entry_ref[segment], carry)
-
-    def recompute(e, x):  # the segment's chunk entry states, forward, into the scratch
-      scratch_ref[e] = x
-      for s in range(chunk):
-        x = next_state(x, load((segment * every + e) * chunk + s), coef)
-      return x
-
-    jax.lax.fori_loop(0, every, recompute, entry_ref[segment])
-
-    def reverse(i, carry):
-      e = every - 1 - i
-      return chunk_body(segment * every + e, scratch_ref[e], carry)
-
-    return jax.lax.fori_loop(0, every, reverse, carry)
+  def advance(index, x):  # the state after chunk `index`
+    for s in range(chunk):
+      x = next_state(x, load(index * chunk + s), coef)
+    return x
 
   zeros = jnp.zeros(shape, jnp.float32)
-  _, da, db_ch, dc_ch = jax.lax.fori_loop(0, num_segments, segment_body, (zeros,) * 4)
+  _, da, db_ch, dc_ch = reverse_segments(entry_ref, scratch_ref, every, advance, chunk_body,
+                                         (zeros,) * 4)
   da_ref[...] = da
   db_ch_ref[...] = db_ch
   dc_ch_ref[...] = dc_ch
@@ -310,6 +296,35 @@ def _backward_kernel(*refs, options: KernelOptions):
 # pallas_call wrappers on the padded, group-major layout: u, delta (B, G, Lp, Hp); a, b_ch, c_ch
 # (G, Hp, Np); b, c (B, G, Lp, Np); Lp a multiple of T, Hp of H_blk, Np a power of 2. Blocks end
 # in (time, channels) or (channels, states), as TPU tiling wants.
+
+
+def reverse_segments(entry_ref, scratch_ref, every: int, advance, chunk_body, carry):
+  """A backward kernel's walk over the chunks in reverse, from one saved state per E chunks.
+
+  For each segment of E = `every` chunks, last first: recomputes its chunk entry states from
+  `entry_ref[segment]` with `advance(index, x)` (the state after chunk `index`) into
+  `scratch_ref` (when E > 1), then runs `carry = chunk_body(index, entry state, carry)` over its
+  chunks in reverse. Returns the last carry.
+  """
+
+  def segment_body(k, carry):
+    segment = entry_ref.shape[0] - 1 - k
+    if every == 1:
+      return chunk_body(segment, entry_ref[segment], carry)
+
+    def recompute(e, x):
+      scratch_ref[e] = x
+      return advance(segment * every + e, x)
+
+    jax.lax.fori_loop(0, every, recompute, entry_ref[segment])
+
+    def reverse(i, carry):
+      e = every - 1 - i
+      return chunk_body(segment * every + e, scratch_ref[e], carry)
+
+    return jax.lax.fori_loop(0, every, reverse, carry)
+
+  return jax.lax.fori_loop(0, entry_ref.shape[0], segment_body, carry)
 
 
 def _num_entries(length: int, options: KernelOptions) -> int:
