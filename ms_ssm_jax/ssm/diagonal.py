@@ -256,7 +256,7 @@ def check_impl(impl: str, chunk_size: int = DEFAULT_CHUNK_SIZE, *, time_invarian
 
 
 def resolve_impl(impl: str, *, fusable: bool, layer: str) -> str:
-  """What `impl` runs on the target backend (`target.backend()`): `auto` becomes `pallas` or `chunked`."""
+  """What `impl` runs on `target.backend()`: `auto` becomes `pallas` or `chunked`."""
   if impl != "auto":
     return impl
   return _auto_impl(target.backend(), fusable, layer)
