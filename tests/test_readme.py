@@ -4,8 +4,9 @@ Each command runs in a fresh directory that sees the repository's `train.py`, `e
 `configs/` and `scripts/`, in README order (later commands use the runs of earlier ones).
 Train commands get `TOY_FLAGS` (and a task's own toy sizes) appended, which override the
 README's step counts, and `scripts/train_compile.py` compiles one block (it needs
-`bash scripts/setup_cuda_plugin.sh`); nothing else is changed. Not run here: `bash scripts/setup.sh` (CI's
-`.ci/run` runs the two fresh-machine commands verbatim) and the test-suite command itself.
+`bash scripts/setup_cuda_plugin.sh`); nothing else is changed. Not run here:
+`bash scripts/setup.sh` (CI's `.ci/run` runs the two fresh-machine commands verbatim) and the
+test-suite command itself.
 """
 
 import os
