@@ -505,9 +505,8 @@ def _backward_call(options: FusedOptions, inputs: dict[str, Array | None], entri
     outputs.append((jax.ShapeDtypeStruct((batch, groups, every, channels, states), jnp.float32),
                     pl.BlockSpec((sq, sq, every, hb, states), lambda i, g, h: (i, g, 0, h, 0))))
   operands = _given(inputs) + [entries, dz] + [jnp.zeros(x.shape, x.dtype) for x, _ in shared]
-  shared_outputs = [1] * options.has_steps + [
-      4 + options.has_steps + j for j in range(options.has_b + options.has_c)
-  ]
+  # Each zeros operand aliases its gradient's output, found by position (d dt_low, db, dc).
+  shared_outputs = [i for i, output in enumerate(outputs) if any(output is x for x in shared)]
   aliases = {len(operands) - len(shared) + j: out for j, out in enumerate(shared_outputs)}
   return pl.pallas_call(functools.partial(_backward_kernel,
                                           options=options), grid=(batch, groups, channels // hb),
